@@ -1,0 +1,11 @@
+//! The library behind every regkit program: the docker credential-helper protocol, secrets that never
+//! print, docker config resolution, and the credential stores.
+//!
+//! Each binary in `helpers/` is a thin `main` over this crate; see `ARCHITECTURE.md` for the map.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod dockerconfig;
+pub mod protocol;
+pub mod secret;
