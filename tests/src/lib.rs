@@ -3,3 +3,4 @@
 //! be present: a missing one fails the test with the package to install, it is never skipped.
 
 pub mod bins;
+pub mod registry;
