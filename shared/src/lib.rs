@@ -8,4 +8,6 @@
 
 pub mod dockerconfig;
 pub mod protocol;
+#[cfg(feature = "registry")]
+pub mod registry;
 pub mod secret;
