@@ -8,6 +8,8 @@
 
 pub mod dockerconfig;
 pub mod protocol;
+pub mod reference;
 #[cfg(feature = "registry")]
 pub mod registry;
+pub mod report;
 pub mod secret;

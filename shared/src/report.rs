@@ -1,0 +1,405 @@
+//! What a cleanup run did, tag by tag: JSON Lines or a text table, a summary, and the process exit code.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+/// Exit code: everything requested is done (already absent counts as done).
+pub const EXIT_OK: u8 = 0;
+/// Exit code: some tags failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: usage or configuration error.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: authentication failed or permission denied.
+pub const EXIT_AUTH: u8 = 3;
+/// Exit code: the registry cannot delete.
+pub const EXIT_DELETE_UNSUPPORTED: u8 = 4;
+
+/// The exit codes as `regkit --help` documents them.
+pub const EXIT_CODES_HELP: &str = "Exit codes:
+  0  everything requested is done (a tag that was already absent counts as done)
+  1  some tags failed
+  2  usage or configuration error
+  3  authentication failed or permission denied
+  4  the registry cannot delete (distribution: set storage.delete.enabled: true)";
+
+/// What happened to one tag or digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The manifest was deleted, and the tag with it.
+    Deleted,
+    /// Only the tag was removed; the manifest stays for its other tags.
+    Untagged,
+    /// It did not exist (any more).
+    Absent,
+    /// Dry run: what would be done.
+    Planned,
+    /// It could not be removed; see `error`.
+    Failed,
+}
+
+impl Status {
+    /// The lowercase name used in both outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Deleted => "deleted",
+            Status::Untagged => "untagged",
+            Status::Absent => "absent",
+            Status::Planned => "planned",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// How a tag was (or would be) removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// `DELETE` of the manifest digest: every tag on it goes.
+    Digest,
+    /// A unique tombstone manifest was pushed under the tag and deleted, leaving sibling tags alone.
+    Tombstone,
+    /// The vendor's own tag-delete API.
+    Native,
+}
+
+impl Method {
+    /// The lowercase name used in both outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Digest => "digest",
+            Method::Tombstone => "tombstone",
+            Method::Native => "native",
+        }
+    }
+}
+
+/// Which exit code a failure maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FailureKind {
+    /// Any other failure (exit 1).
+    Other,
+    /// Authentication or permission (exit 3).
+    Auth,
+    /// The registry refuses deletes (exit 4).
+    DeleteUnsupported,
+}
+
+/// The result for one tag (or one explicitly requested digest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// `registry/repository:tag` or `registry/repository@digest`.
+    pub reference: String,
+    /// `registry/repository`.
+    pub repository: String,
+    /// The tag, or `None` for a digest request.
+    pub tag: Option<String>,
+    /// The digest the tag pointed at, when known.
+    pub digest: Option<String>,
+    /// The outcome.
+    pub status: Status,
+    /// How it was (or would be) removed.
+    pub method: Option<Method>,
+    /// Why it failed, one line.
+    pub error: Option<String>,
+    /// The exit-code class of `error`.
+    #[serde(skip)]
+    pub failure: Option<FailureKind>,
+}
+
+impl Entry {
+    /// A failed entry.
+    pub fn failed(
+        reference: String,
+        repository: String,
+        tag: Option<String>,
+        kind: FailureKind,
+        error: String,
+    ) -> Entry {
+        Entry {
+            reference,
+            repository,
+            tag,
+            digest: None,
+            status: Status::Failed,
+            method: None,
+            error: Some(error),
+            failure: Some(kind),
+        }
+    }
+}
+
+/// Counts per status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Entries in the report.
+    pub total: usize,
+    /// `deleted` entries.
+    pub deleted: usize,
+    /// `untagged` entries.
+    pub untagged: usize,
+    /// `absent` entries.
+    pub absent: usize,
+    /// `planned` entries.
+    pub planned: usize,
+    /// `failed` entries.
+    pub failed: usize,
+}
+
+impl Summary {
+    /// Counts `entries`.
+    pub fn of(entries: &[Entry]) -> Summary {
+        let mut summary = Summary {
+            total: entries.len(),
+            ..Summary::default()
+        };
+        for entry in entries {
+            let counter = match entry.status {
+                Status::Deleted => &mut summary.deleted,
+                Status::Untagged => &mut summary.untagged,
+                Status::Absent => &mut summary.absent,
+                Status::Planned => &mut summary.planned,
+                Status::Failed => &mut summary.failed,
+            };
+            *counter += 1;
+        }
+        summary
+    }
+}
+
+/// The exit code for a finished run: the most specific failure class wins (4 over 3 over 1).
+pub fn exit_code(entries: &[Entry]) -> u8 {
+    match entries.iter().filter_map(|entry| entry.failure).max() {
+        None => EXIT_OK,
+        Some(FailureKind::Other) => EXIT_FAILED,
+        Some(FailureKind::Auth) => EXIT_AUTH,
+        Some(FailureKind::DeleteUnsupported) => EXIT_DELETE_UNSUPPORTED,
+    }
+}
+
+/// The distinct error messages, in first-seen order, for the one-line-per-error stderr output.
+pub fn distinct_errors(entries: &[Entry]) -> Vec<&str> {
+    let mut seen = Vec::new();
+    for error in entries.iter().filter_map(|entry| entry.error.as_deref()) {
+        if !seen.contains(&error) {
+            seen.push(error);
+        }
+    }
+    seen
+}
+
+/// One JSON object per entry, then `{"summary":{…}}`.
+pub fn write_json_lines(out: &mut impl Write, entries: &[Entry]) -> io::Result<()> {
+    for entry in entries {
+        serde_json::to_writer(&mut *out, entry)?;
+        out.write_all(b"\n")?;
+    }
+    #[derive(Serialize)]
+    struct Line<'a> {
+        summary: &'a Summary,
+    }
+    serde_json::to_writer(
+        &mut *out,
+        &Line {
+            summary: &Summary::of(entries),
+        },
+    )?;
+    out.write_all(b"\n")
+}
+
+/// An aligned table with a header, then a one-line summary.
+pub fn write_text(out: &mut impl Write, entries: &[Entry]) -> io::Result<()> {
+    let rows: Vec<[&str; 5]> = entries
+        .iter()
+        .map(|entry| {
+            [
+                entry.status.as_str(),
+                entry.method.map(Method::as_str).unwrap_or("-"),
+                entry.reference.as_str(),
+                entry.digest.as_deref().unwrap_or("-"),
+                entry.error.as_deref().unwrap_or(""),
+            ]
+        })
+        .collect();
+    write_table(
+        out,
+        ["STATUS", "METHOD", "REFERENCE", "DIGEST", "ERROR"],
+        &rows,
+    )?;
+    let summary = Summary::of(entries);
+    writeln!(
+        out,
+        "{} total: {} deleted, {} untagged, {} absent, {} planned, {} failed",
+        summary.total,
+        summary.deleted,
+        summary.untagged,
+        summary.absent,
+        summary.planned,
+        summary.failed
+    )
+}
+
+/// One tag of a `regkit tags` listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TagRow {
+    /// `registry/repository`.
+    pub repository: String,
+    /// The tag.
+    pub tag: String,
+    /// Its manifest digest, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// Tags as JSON Lines (`{"repository","tag"[,"digest"]}`) or one per line (`tag  digest` with digests).
+pub fn write_tags(out: &mut impl Write, rows: &[TagRow], json: bool) -> io::Result<()> {
+    if json {
+        for row in rows {
+            serde_json::to_writer(&mut *out, row)?;
+            out.write_all(b"\n")?;
+        }
+        return Ok(());
+    }
+    if rows.iter().any(|row| row.digest.is_some()) {
+        let table: Vec<[&str; 2]> = rows
+            .iter()
+            .map(|row| [row.tag.as_str(), row.digest.as_deref().unwrap_or("-")])
+            .collect();
+        return write_table(out, ["TAG", "DIGEST"], &table);
+    }
+    for row in rows {
+        writeln!(out, "{}", row.tag)?;
+    }
+    Ok(())
+}
+
+fn write_table<const N: usize>(
+    out: &mut impl Write,
+    header: [&str; N],
+    rows: &[[&str; N]],
+) -> io::Result<()> {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (index, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if index + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(tag: &str, status: Status, failure: Option<FailureKind>) -> Entry {
+        Entry {
+            reference: format!("r.io/app:{tag}"),
+            repository: "r.io/app".into(),
+            tag: Some(tag.into()),
+            digest: Some("sha256:aa".into()),
+            status,
+            method: Some(Method::Tombstone),
+            error: failure.map(|_| format!("boom {tag}")),
+            failure,
+        }
+    }
+
+    #[test]
+    fn json_lines_shape() {
+        let entries = [
+            entry("a", Status::Untagged, None),
+            entry("b", Status::Failed, Some(FailureKind::Other)),
+        ];
+        let mut out = Vec::new();
+        write_json_lines(&mut out, &entries).unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(
+            lines[0],
+            serde_json::json!({"reference":"r.io/app:a","repository":"r.io/app","tag":"a","digest":"sha256:aa",
+                "status":"untagged","method":"tombstone","error":null})
+        );
+        assert_eq!(lines[1]["error"], "boom b");
+        assert_eq!(
+            lines[2],
+            serde_json::json!({"summary":{"total":2,"deleted":0,"untagged":1,"absent":0,"planned":0,"failed":1}})
+        );
+    }
+
+    #[test]
+    fn exit_code_prefers_the_most_specific_failure() {
+        let ok = entry("a", Status::Absent, None);
+        assert_eq!(exit_code(&[ok.clone()]), EXIT_OK);
+        let other = entry("b", Status::Failed, Some(FailureKind::Other));
+        let auth = entry("c", Status::Failed, Some(FailureKind::Auth));
+        let unsupported = entry("d", Status::Failed, Some(FailureKind::DeleteUnsupported));
+        assert_eq!(exit_code(&[ok.clone(), other.clone()]), EXIT_FAILED);
+        assert_eq!(exit_code(&[other.clone(), auth.clone()]), EXIT_AUTH);
+        assert_eq!(
+            exit_code(&[auth, unsupported, other.clone()]),
+            EXIT_DELETE_UNSUPPORTED
+        );
+        assert_eq!(distinct_errors(&[other.clone(), other, ok]), vec!["boom b"]);
+    }
+
+    #[test]
+    fn text_table_is_aligned_and_summarised() {
+        let entries = [
+            entry("a", Status::Untagged, None),
+            entry("long-tag", Status::Absent, None),
+        ];
+        let mut out = Vec::new();
+        write_text(&mut out, &entries).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0].find("REFERENCE"), lines[1].find("r.io/app:a"));
+        assert_eq!(lines[1].find("sha256"), lines[2].find("sha256"));
+        assert_eq!(
+            lines[3],
+            "2 total: 0 deleted, 1 untagged, 1 absent, 0 planned, 0 failed"
+        );
+    }
+
+    #[test]
+    fn tags_listing_formats() {
+        let rows = [
+            TagRow {
+                repository: "r/a".into(),
+                tag: "v1".into(),
+                digest: Some("sha256:1".into()),
+            },
+            TagRow {
+                repository: "r/a".into(),
+                tag: "v2".into(),
+                digest: Some("sha256:1".into()),
+            },
+        ];
+        let mut out = Vec::new();
+        write_tags(&mut out, &rows, true).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"repository\":\"r/a\",\"tag\":\"v1\",\"digest\":\"sha256:1\"}\n{\"repository\":\"r/a\",\"tag\":\"v2\",\"digest\":\"sha256:1\"}\n"
+        );
+        let mut out = Vec::new();
+        write_tags(&mut out, &rows[..1], false).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "TAG  DIGEST\nv1   sha256:1\n"
+        );
+    }
+}
