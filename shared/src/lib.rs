@@ -7,6 +7,8 @@
 #![warn(missing_docs)]
 
 pub mod dockerconfig;
+#[cfg(feature = "keyring")]
+pub mod keyring;
 pub mod protocol;
 pub mod reference;
 #[cfg(feature = "registry")]

@@ -1,3 +1,8 @@
+//! `docker-credential-keyring`: a docker `credsStore` in the OS keyring (Secret Service on Linux).
+
 fn main() -> std::process::ExitCode {
-    todo!()
+    regkit::protocol::run(
+        "docker-credential-keyring",
+        &regkit::keyring::KeyringStore::new(),
+    )
 }
