@@ -3,4 +3,5 @@
 //! be present: a missing one fails the test with the package to install, it is never skipped.
 
 pub mod bins;
+pub mod images;
 pub mod registry;
