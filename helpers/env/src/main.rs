@@ -1,3 +1,8 @@
+//! `docker-credential-env`: credentials from environment variables, for CI. See `regkit::envhelper`.
+
 fn main() -> std::process::ExitCode {
-    todo!()
+    regkit::protocol::run(
+        "docker-credential-env",
+        &regkit::envhelper::EnvHelper::from_process(),
+    )
 }
