@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod dockerconfig;
+pub mod envhelper;
 #[cfg(feature = "keyring")]
 pub mod keyring;
 pub mod protocol;
