@@ -3,5 +3,7 @@
 //! be present: a missing one fails the test with the package to install, it is never skipped.
 
 pub mod bins;
+pub mod dbus;
 pub mod images;
 pub mod registry;
+pub mod tokenserver;

@@ -39,3 +39,30 @@ fn harness_pushes_shared_and_distinct_images() {
         assert_eq!(&state[tag], digest);
     }
 }
+
+#[test]
+fn harness_pushes_through_token_auth() {
+    use regkit_e2e::registry::Options;
+    use regkit_e2e::tokenserver::{TokenServer, User};
+    let tokens = TokenServer::start(vec![
+        User::admin("admin", "pw"),
+        User::new("reader", "r").grant("*", &["pull"]),
+    ]);
+    let registry = Registry::start_with(Options {
+        auth: tokens.registry_auth(),
+        ..Options::default()
+    });
+    let url = registry.url();
+    let digest = images::push(&url, "x/y", &["t1", "t2"], &Auth::basic("admin", "pw"));
+    let state = images::tag_digests(&url, "x/y", &Auth::basic("reader", "r"));
+    assert_eq!(state.len(), 2);
+    assert_eq!(state["t1"], digest);
+    let requests = tokens.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.scopes == ["repository:x/y:pull,push"]
+                && r.account.as_deref() == Some("admin")),
+        "{requests:?}"
+    );
+}
