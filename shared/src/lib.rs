@@ -16,3 +16,5 @@ pub mod reference;
 pub mod registry;
 pub mod report;
 pub mod secret;
+#[cfg(feature = "registry")]
+pub mod vendor;

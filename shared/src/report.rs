@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn exit_code_prefers_the_most_specific_failure() {
         let ok = entry("a", Status::Absent, None);
-        assert_eq!(exit_code(&[ok.clone()]), EXIT_OK);
+        assert_eq!(exit_code(std::slice::from_ref(&ok)), EXIT_OK);
         let other = entry("b", Status::Failed, Some(FailureKind::Other));
         let auth = entry("c", Status::Failed, Some(FailureKind::Auth));
         let unsupported = entry("d", Status::Failed, Some(FailureKind::DeleteUnsupported));

@@ -1,0 +1,889 @@
+//! The plain Docker Registry v2 implementation, with tag-safe deletion.
+//!
+//! v2 can only delete a manifest by digest, which removes every tag on it. So a tag whose digest other,
+//! unrequested tags share is removed by pushing a unique *tombstone* manifest under it (same content plus a
+//! unique annotation, hence a digest nobody else has) and deleting the tombstone. A digest is deleted
+//! directly only when every tag on it was requested, or when the user named the digest.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::stream::{self, StreamExt};
+
+use super::{BoxFuture, Capabilities, Context, DeleteRequest, TagInfo, Vendor, failure_kind};
+use crate::reference::{Repository, Target};
+use crate::registry::{Client, Deleted, RegistryError};
+use crate::report::{Entry, FailureKind, Method, Status};
+
+/// The annotation that makes a tombstone's digest unique.
+pub const TOMBSTONE_ANNOTATION: &str = "io.regkit.tombstone";
+
+/// A digest no manifest has: deleting it probes, without side effects, whether the registry deletes at all,
+/// before any tombstone is pushed.
+const PROBE_DIGEST: &str =
+    "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+    Box::new(DefaultVendor {
+        store: context.client,
+        parallel: context.parallel.max(1),
+    })
+}
+
+/// The registry operations the algorithm needs; a seam so the planning can be tested against a fake.
+trait Store {
+    fn registry(&self) -> &str;
+    async fn list_tags(&self, repository: &str) -> Result<Vec<String>, RegistryError>;
+    async fn head(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<String>, RegistryError>;
+    async fn get(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, RegistryError>;
+    async fn put(
+        &self,
+        repository: &str,
+        tag: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Result<String, RegistryError>;
+    async fn delete(&self, repository: &str, digest: &str) -> Result<Deleted, RegistryError>;
+}
+
+impl Store for Client {
+    fn registry(&self) -> &str {
+        Client::registry(self)
+    }
+    async fn list_tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+        Client::list_tags(self, repository).await
+    }
+    async fn head(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        Ok(self
+            .head_manifest(repository, reference)
+            .await?
+            .map(|info| info.digest))
+    }
+    async fn get(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, RegistryError> {
+        Ok(self
+            .get_manifest(repository, digest)
+            .await?
+            .map(|manifest| (manifest.info.media_type, manifest.body)))
+    }
+    async fn put(
+        &self,
+        repository: &str,
+        tag: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Result<String, RegistryError> {
+        self.put_manifest(repository, tag, media_type, body).await
+    }
+    async fn delete(&self, repository: &str, digest: &str) -> Result<Deleted, RegistryError> {
+        self.delete_manifest(repository, digest).await
+    }
+}
+
+struct DefaultVendor<S> {
+    store: S,
+    parallel: usize,
+}
+
+impl<S: Store> Vendor for DefaultVendor<S> {
+    fn name(&self) -> &'static str {
+        "default"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tag_only_delete: false,
+            max_batch: usize::MAX,
+        }
+    }
+
+    fn list_tags<'a>(
+        &'a self,
+        repository: &'a Repository,
+        with_digests: bool,
+    ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
+        Box::pin(async move {
+            let mut tags = self.store.list_tags(&repository.path).await?;
+            tags.sort();
+            tags.dedup();
+            if !with_digests {
+                return Ok(tags
+                    .into_iter()
+                    .map(|tag| TagInfo {
+                        tag,
+                        digest: None,
+                        created: None,
+                    })
+                    .collect());
+            }
+            let digests = self.resolve(&repository.path, &tags).await?;
+            // A tag deleted between listing and HEAD is simply no longer there.
+            Ok(tags
+                .into_iter()
+                .filter_map(|tag| {
+                    let digest = digests.get(&tag)?.clone();
+                    Some(TagInfo {
+                        tag,
+                        digest: Some(digest),
+                        created: None,
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
+        Box::pin(async move {
+            let mut entries = self.delete_all(&request).await;
+            let order: HashMap<&Target, usize> = request
+                .targets
+                .iter()
+                .enumerate()
+                .map(|(index, target)| (target, index))
+                .collect();
+            entries.sort_by_key(|entry| {
+                let target = match &entry.tag {
+                    Some(tag) => Target::Tag(tag.clone()),
+                    None => Target::Digest(entry.digest.clone().unwrap_or_default()),
+                };
+                order.get(&target).copied().unwrap_or(usize::MAX)
+            });
+            entries
+        })
+    }
+}
+
+/// What to do, decided from one consistent listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    /// The tag does not exist.
+    Absent { tag: String },
+    /// Delete the manifest: every tag on it is requested, or the digest itself was named.
+    DeleteDigest {
+        digest: String,
+        tags: Vec<String>,
+        explicit: bool,
+    },
+    /// Remove only this tag; other tags share its digest.
+    Untag { tag: String, digest: String },
+}
+
+/// The plan for `tags` and `digests` given `listing` (every tag of the repository → its digest).
+fn plan(tags: &[String], digests: &[String], listing: &BTreeMap<String, String>) -> Vec<Action> {
+    let requested: BTreeSet<&str> = tags.iter().map(String::as_str).collect();
+    let explicit: BTreeSet<&str> = digests.iter().map(String::as_str).collect();
+    let mut by_digest: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut actions = Vec::new();
+    for tag in &requested {
+        match listing.get(*tag) {
+            Some(digest) => by_digest.entry(digest).or_default().push(tag.to_string()),
+            None => actions.push(Action::Absent {
+                tag: tag.to_string(),
+            }),
+        }
+    }
+    for digest in &explicit {
+        actions.push(Action::DeleteDigest {
+            digest: digest.to_string(),
+            tags: by_digest.remove(digest).unwrap_or_default(),
+            explicit: true,
+        });
+    }
+    for (digest, group) in by_digest {
+        let all_requested = listing
+            .iter()
+            .filter(|(_, other)| other.as_str() == digest)
+            .all(|(sibling, _)| requested.contains(sibling.as_str()));
+        if all_requested {
+            actions.push(Action::DeleteDigest {
+                digest: digest.to_string(),
+                tags: group,
+                explicit: false,
+            });
+        } else {
+            actions.extend(group.into_iter().map(|tag| Action::Untag {
+                tag,
+                digest: digest.to_string(),
+            }));
+        }
+    }
+    actions
+}
+
+/// `body` with a unique tombstone annotation: OCI manifests and indexes define `annotations`, and
+/// distribution keeps unknown fields of docker v2 schema 2 manifests and lists, so all four get a new
+/// digest the registry accepts.
+fn tombstone(body: &[u8], marker: &str) -> Result<Vec<u8>, String> {
+    let mut manifest: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|error| format!("the manifest is not JSON ({error})"))?;
+    let object = manifest
+        .as_object_mut()
+        .ok_or("the manifest is not a JSON object")?;
+    if object
+        .get("schemaVersion")
+        .and_then(serde_json::Value::as_u64)
+        != Some(2)
+    {
+        return Err(
+            "only schema version 2 manifests can be untagged safely; delete it by digest instead"
+                .into(),
+        );
+    }
+    let annotations = object
+        .entry("annotations")
+        .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    let annotations = annotations
+        .as_object_mut()
+        .ok_or("the manifest's annotations are not an object")?;
+    annotations.insert(
+        TOMBSTONE_ANNOTATION.to_string(),
+        serde_json::Value::String(marker.to_string()),
+    );
+    serde_json::to_vec(&manifest).map_err(|error| error.to_string())
+}
+
+/// Unique per process run and call: two tombstones never share a digest, even across concurrent runs.
+fn tombstone_marker() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{nanos}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl<S: Store> DefaultVendor<S> {
+    /// HEADs `tags` with bounded concurrency; tags that no longer exist are left out.
+    async fn resolve(
+        &self,
+        repository: &str,
+        tags: &[String],
+    ) -> Result<BTreeMap<String, String>, RegistryError> {
+        let results: Vec<_> = stream::iter(tags)
+            .map(|tag| async move { (tag, self.store.head(repository, tag).await) })
+            .buffer_unordered(self.parallel)
+            .collect()
+            .await;
+        let mut digests = BTreeMap::new();
+        for (tag, result) in results {
+            if let Some(digest) = result? {
+                digests.insert(tag.clone(), digest);
+            }
+        }
+        Ok(digests)
+    }
+
+    async fn delete_all(&self, request: &DeleteRequest<'_>) -> Vec<Entry> {
+        let mut tags = Vec::new();
+        let mut digests = Vec::new();
+        for target in request.targets {
+            match target {
+                Target::Tag(tag) if !tags.contains(tag) => tags.push(tag.clone()),
+                Target::Digest(digest) if !digests.contains(digest) => digests.push(digest.clone()),
+                _ => {}
+            }
+        }
+        let entries = Entries {
+            repository: request.repository,
+        };
+        let fail_all = |error: &RegistryError| {
+            let failed: Vec<Entry> = tags
+                .iter()
+                .map(|tag| entries.failed(Target::Tag(tag.clone()), error))
+                .chain(
+                    digests
+                        .iter()
+                        .map(|digest| entries.failed(Target::Digest(digest.clone()), error)),
+                )
+                .collect();
+            (request.progress)(failed.len() as u64);
+            failed
+        };
+        let path = request.repository.path.as_str();
+        if !request.dry_run {
+            match self.store.delete(path, PROBE_DIGEST).await {
+                Ok(_) | Err(RegistryError::RepositoryNotFound { .. }) => {}
+                Err(error) => return fail_all(&error),
+            }
+        }
+        let listing = if tags.is_empty() {
+            BTreeMap::new()
+        } else {
+            match self.store.list_tags(path).await {
+                Ok(mut listed) => {
+                    // A requested tag pushed after the listing must count too.
+                    listed.extend(tags.iter().cloned());
+                    listed.sort();
+                    listed.dedup();
+                    match self.resolve(path, &listed).await {
+                        Ok(listing) => listing,
+                        Err(error) => return fail_all(&error),
+                    }
+                }
+                Err(RegistryError::RepositoryNotFound { .. }) => BTreeMap::new(),
+                Err(error) => return fail_all(&error),
+            }
+        };
+        let actions = plan(&tags, &digests, &listing);
+        let results: Vec<Vec<Entry>> = stream::iter(actions)
+            .map(|action| async {
+                let done = if request.dry_run {
+                    entries.planned(action)
+                } else {
+                    self.execute(&entries, action).await
+                };
+                (request.progress)(done.len() as u64);
+                done
+            })
+            .buffer_unordered(self.parallel)
+            .collect()
+            .await;
+        results.into_iter().flatten().collect()
+    }
+
+    async fn execute(&self, entries: &Entries<'_>, action: Action) -> Vec<Entry> {
+        let path = entries.repository.path.as_str();
+        match action {
+            Action::Absent { tag } => {
+                vec![entries.done(Target::Tag(tag), None, Status::Absent, None)]
+            }
+            Action::Untag { tag, .. } => vec![self.untag(entries, tag).await],
+            Action::DeleteDigest {
+                digest,
+                tags,
+                explicit,
+            } => {
+                let mut done = Vec::new();
+                let mut still_there = Vec::new();
+                // Re-check just before acting: a tag moved by a concurrent push must not go with this digest.
+                for tag in tags {
+                    match self.store.head(path, &tag).await {
+                        Ok(Some(current)) if current == digest => still_there.push(tag),
+                        Ok(Some(_)) => done.push(self.untag(entries, tag).await),
+                        Ok(None) => {
+                            done.push(entries.done(Target::Tag(tag), None, Status::Absent, None))
+                        }
+                        Err(error) => done.push(entries.failed(Target::Tag(tag), &error)),
+                    }
+                }
+                if still_there.is_empty() && !explicit {
+                    return done;
+                }
+                let mut targets: Vec<Target> = still_there.into_iter().map(Target::Tag).collect();
+                if explicit {
+                    targets.push(Target::Digest(digest.clone()));
+                }
+                let status = match self.store.delete(path, &digest).await {
+                    Ok(Deleted::Removed) => Status::Deleted,
+                    Ok(Deleted::Absent) => Status::Absent,
+                    Err(error) => {
+                        done.extend(
+                            targets
+                                .into_iter()
+                                .map(|target| entries.failed(target, &error)),
+                        );
+                        return done;
+                    }
+                };
+                let method = (status == Status::Deleted).then_some(Method::Digest);
+                done.extend(
+                    targets
+                        .into_iter()
+                        .map(|target| entries.done(target, Some(digest.clone()), status, method)),
+                );
+                done
+            }
+        }
+    }
+
+    /// Removes `tag` alone, wherever it points now.
+    async fn untag(&self, entries: &Entries<'_>, tag: String) -> Entry {
+        match self.tombstone(entries.repository.path.as_str(), &tag).await {
+            Ok(Some(digest)) => entries.done(
+                Target::Tag(tag),
+                Some(digest),
+                Status::Untagged,
+                Some(Method::Tombstone),
+            ),
+            Ok(None) => entries.done(Target::Tag(tag), None, Status::Absent, None),
+            Err(Failure::Registry(error)) => entries.failed(Target::Tag(tag), &error),
+            Err(Failure::Manifest { digest, message }) => {
+                let error = format!(
+                    "cannot untag {}:{tag} on {} without touching other tags: manifest {digest}: {message}",
+                    entries.repository.path,
+                    self.store.registry()
+                );
+                Entry {
+                    digest: Some(digest),
+                    ..Entry::failed(
+                        entries.reference(&Target::Tag(tag.clone())),
+                        entries.repository.to_string(),
+                        Some(tag),
+                        FailureKind::Other,
+                        error,
+                    )
+                }
+            }
+        }
+    }
+
+    /// Pushes a tombstone under `tag` and deletes it; the digest `tag` had, or `None` if it was gone.
+    async fn tombstone(&self, path: &str, tag: &str) -> Result<Option<String>, Failure> {
+        let Some(digest) = self.store.head(path, tag).await? else {
+            return Ok(None);
+        };
+        let Some((media_type, body)) = self.store.get(path, &digest).await? else {
+            return Ok(None);
+        };
+        let manifest_error = |message: String| Failure::Manifest {
+            digest: digest.clone(),
+            message,
+        };
+        let grave = tombstone(&body, &tombstone_marker()).map_err(manifest_error)?;
+        let grave_digest = self.store.put(path, tag, &media_type, &grave).await?;
+        // Deleting the original digest would take the sibling tags with it; never let a registry that
+        // ignored the change lead there.
+        if grave_digest == digest {
+            return Err(manifest_error(
+                "the registry gave the tombstone the original digest".into(),
+            ));
+        }
+        self.store.delete(path, &grave_digest).await?;
+        Ok(Some(digest))
+    }
+}
+
+enum Failure {
+    Registry(RegistryError),
+    Manifest { digest: String, message: String },
+}
+
+impl From<RegistryError> for Failure {
+    fn from(error: RegistryError) -> Self {
+        Failure::Registry(error)
+    }
+}
+
+/// Builds report entries for one repository.
+struct Entries<'a> {
+    repository: &'a Repository,
+}
+
+impl Entries<'_> {
+    fn reference(&self, target: &Target) -> String {
+        format!("{}{target}", self.repository)
+    }
+
+    fn done(
+        &self,
+        target: Target,
+        digest: Option<String>,
+        status: Status,
+        method: Option<Method>,
+    ) -> Entry {
+        let (tag, digest) = match target {
+            Target::Tag(ref tag) => (Some(tag.clone()), digest),
+            Target::Digest(ref named) => (None, Some(named.clone())),
+        };
+        Entry {
+            reference: self.reference(&target),
+            repository: self.repository.to_string(),
+            tag,
+            digest,
+            status,
+            method,
+            error: None,
+            failure: None,
+        }
+    }
+
+    fn failed(&self, target: Target, error: &RegistryError) -> Entry {
+        let mut entry = self.done(target, None, Status::Failed, None);
+        entry.error = Some(error.to_string());
+        entry.failure = Some(failure_kind(error));
+        entry
+    }
+
+    fn planned(&self, action: Action) -> Vec<Entry> {
+        match action {
+            Action::Absent { tag } => vec![self.done(Target::Tag(tag), None, Status::Absent, None)],
+            Action::Untag { tag, digest } => {
+                vec![self.done(
+                    Target::Tag(tag),
+                    Some(digest),
+                    Status::Planned,
+                    Some(Method::Tombstone),
+                )]
+            }
+            Action::DeleteDigest {
+                digest,
+                tags,
+                explicit,
+            } => tags
+                .into_iter()
+                .map(Target::Tag)
+                .chain(explicit.then(|| Target::Digest(digest.clone())))
+                .map(|target| {
+                    self.done(
+                        target,
+                        Some(digest.clone()),
+                        Status::Planned,
+                        Some(Method::Digest),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::collections::hash_map::DefaultHasher;
+    use std::hash::{Hash, Hasher};
+    use std::pin::pin;
+    use std::task::{Context as TaskContext, Poll, Waker};
+
+    use super::*;
+
+    const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
+
+    /// Distribution's semantics in memory: tags point at digests, deleting a digest drops its tags.
+    #[derive(Default)]
+    struct Fake {
+        tags: RefCell<BTreeMap<String, String>>,
+        manifests: RefCell<BTreeMap<String, (String, Vec<u8>)>>,
+        delete_disabled: bool,
+        heads: Cell<usize>,
+        /// On this HEAD call, move the tag to the digest before answering.
+        move_on_head: Option<(usize, String, String)>,
+    }
+
+    fn digest_of(body: &[u8]) -> String {
+        let mut hasher = DefaultHasher::new();
+        body.hash(&mut hasher);
+        format!("sha256:{:064x}", hasher.finish())
+    }
+
+    impl Fake {
+        fn push(&self, tag: &str, image: &str) -> String {
+            let body = format!(
+                r#"{{"schemaVersion":2,"mediaType":"{OCI}","config":{{"digest":"{image}"}}}}"#
+            );
+            let digest = digest_of(body.as_bytes());
+            self.manifests
+                .borrow_mut()
+                .insert(digest.clone(), (OCI.into(), body.into_bytes()));
+            self.tags.borrow_mut().insert(tag.into(), digest.clone());
+            digest
+        }
+        fn snapshot(&self) -> BTreeMap<String, String> {
+            self.tags.borrow().clone()
+        }
+        fn unsupported(&self) -> RegistryError {
+            RegistryError::DeleteUnsupported {
+                registry: "fake".into(),
+                message: "UNSUPPORTED".into(),
+            }
+        }
+    }
+
+    impl Store for Fake {
+        fn registry(&self) -> &str {
+            "fake"
+        }
+        async fn list_tags(&self, _: &str) -> Result<Vec<String>, RegistryError> {
+            Ok(self.tags.borrow().keys().rev().cloned().collect())
+        }
+        async fn head(&self, _: &str, reference: &str) -> Result<Option<String>, RegistryError> {
+            self.heads.set(self.heads.get() + 1);
+            if let Some((call, tag, digest)) = &self.move_on_head
+                && *call == self.heads.get()
+            {
+                self.tags.borrow_mut().insert(tag.clone(), digest.clone());
+            }
+            Ok(self.tags.borrow().get(reference).cloned())
+        }
+        async fn get(
+            &self,
+            _: &str,
+            digest: &str,
+        ) -> Result<Option<(String, Vec<u8>)>, RegistryError> {
+            Ok(self.manifests.borrow().get(digest).cloned())
+        }
+        async fn put(
+            &self,
+            _: &str,
+            tag: &str,
+            media_type: &str,
+            body: &[u8],
+        ) -> Result<String, RegistryError> {
+            let digest = digest_of(body);
+            self.manifests
+                .borrow_mut()
+                .insert(digest.clone(), (media_type.into(), body.to_vec()));
+            self.tags.borrow_mut().insert(tag.into(), digest.clone());
+            Ok(digest)
+        }
+        async fn delete(&self, _: &str, digest: &str) -> Result<Deleted, RegistryError> {
+            if self.delete_disabled {
+                return Err(self.unsupported());
+            }
+            if self.manifests.borrow_mut().remove(digest).is_none() {
+                return Ok(Deleted::Absent);
+            }
+            self.tags.borrow_mut().retain(|_, target| target != digest);
+            Ok(Deleted::Removed)
+        }
+    }
+
+    fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+        let mut future = pin!(future);
+        let mut context = TaskContext::from_waker(Waker::noop());
+        loop {
+            if let Poll::Ready(value) = future.as_mut().poll(&mut context) {
+                return value;
+            }
+        }
+    }
+
+    fn run(fake: Fake, targets: &[Target], dry_run: bool) -> (Vec<Entry>, Fake, u64) {
+        let repository = Repository {
+            registry: "fake".into(),
+            path: "a/b".into(),
+        };
+        let vendor = DefaultVendor {
+            store: fake,
+            parallel: 3,
+        };
+        let progress = Cell::new(0);
+        let on_progress = |n: u64| progress.set(progress.get() + n);
+        let entries = block_on(vendor.delete(DeleteRequest {
+            repository: &repository,
+            targets,
+            dry_run,
+            progress: &on_progress,
+        }));
+        (entries, vendor.store, progress.get())
+    }
+
+    fn tag(name: &str) -> Target {
+        Target::Tag(name.into())
+    }
+
+    fn statuses(entries: &[Entry]) -> Vec<(String, Status, Option<Method>)> {
+        entries
+            .iter()
+            .map(|e| (e.reference.clone(), e.status, e.method))
+            .collect()
+    }
+
+    #[test]
+    fn plan_untags_shared_digests_and_deletes_whole_groups() {
+        let listing: BTreeMap<String, String> = [
+            ("a", "d1"),
+            ("b", "d1"),
+            ("c", "d2"),
+            ("d", "d2"),
+            ("e", "d3"),
+        ]
+        .map(|(t, d)| (t.to_string(), d.to_string()))
+        .into();
+        let tags = ["a", "c", "d", "zz"].map(String::from);
+        let actions = plan(&tags, &["d3".to_string()], &listing);
+        assert_eq!(
+            actions,
+            vec![
+                Action::Absent { tag: "zz".into() },
+                Action::DeleteDigest {
+                    digest: "d3".into(),
+                    tags: vec![],
+                    explicit: true
+                },
+                Action::Untag {
+                    tag: "a".into(),
+                    digest: "d1".into()
+                },
+                Action::DeleteDigest {
+                    digest: "d2".into(),
+                    tags: vec!["c".into(), "d".into()],
+                    explicit: false
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn siblings_survive_and_whole_groups_go() {
+        let fake = Fake::default();
+        let shared = fake.push("v1", "one");
+        fake.push("v1-alias", "one");
+        fake.push("v1-other", "one");
+        let alone = fake.push("v2", "two");
+        fake.push("v2-alias", "two");
+        let before = fake.snapshot();
+        let (entries, fake, progress) = run(
+            fake,
+            &[tag("v2-alias"), tag("v1"), tag("v2"), tag("gone")],
+            false,
+        );
+        assert_eq!(
+            statuses(&entries),
+            vec![
+                (
+                    "fake/a/b:v2-alias".into(),
+                    Status::Deleted,
+                    Some(Method::Digest)
+                ),
+                (
+                    "fake/a/b:v1".into(),
+                    Status::Untagged,
+                    Some(Method::Tombstone)
+                ),
+                ("fake/a/b:v2".into(), Status::Deleted, Some(Method::Digest)),
+                ("fake/a/b:gone".into(), Status::Absent, None),
+            ]
+        );
+        assert_eq!(progress, 4);
+        assert_eq!(entries[1].digest.as_deref(), Some(shared.as_str()));
+        let mut expected = before;
+        for removed in ["v1", "v2", "v2-alias"] {
+            expected.remove(removed);
+        }
+        assert_eq!(fake.snapshot(), expected);
+        assert!(fake.manifests.borrow().contains_key(&shared));
+        assert!(!fake.manifests.borrow().contains_key(&alone));
+        // Only the original manifests remain: every tombstone was deleted.
+        assert_eq!(fake.manifests.borrow().len(), 1);
+
+        let (again, _, _) = run(fake, &[tag("v1"), tag("v2")], false);
+        assert!(again.iter().all(|e| e.status == Status::Absent));
+    }
+
+    #[test]
+    fn a_digest_removes_its_manifest_and_tags() {
+        let fake = Fake::default();
+        let digest = fake.push("a", "one");
+        fake.push("b", "one");
+        fake.push("c", "two");
+        let (entries, fake, _) = run(fake, &[Target::Digest(digest.clone()), tag("a")], false);
+        assert_eq!(
+            statuses(&entries),
+            vec![
+                (
+                    format!("fake/a/b@{digest}"),
+                    Status::Deleted,
+                    Some(Method::Digest)
+                ),
+                ("fake/a/b:a".into(), Status::Deleted, Some(Method::Digest)),
+            ]
+        );
+        assert_eq!(fake.snapshot().keys().collect::<Vec<_>>(), ["c"]);
+    }
+
+    #[test]
+    fn dry_run_changes_nothing() {
+        let fake = Fake {
+            delete_disabled: true,
+            ..Fake::default()
+        };
+        fake.push("a", "one");
+        fake.push("b", "one");
+        fake.push("c", "two");
+        let before = fake.snapshot();
+        let (entries, fake, _) = run(fake, &[tag("a"), tag("c"), tag("x")], true);
+        assert_eq!(
+            statuses(&entries),
+            vec![
+                (
+                    "fake/a/b:a".into(),
+                    Status::Planned,
+                    Some(Method::Tombstone)
+                ),
+                ("fake/a/b:c".into(), Status::Planned, Some(Method::Digest)),
+                ("fake/a/b:x".into(), Status::Absent, None),
+            ]
+        );
+        assert_eq!(fake.snapshot(), before);
+    }
+
+    #[test]
+    fn a_registry_that_cannot_delete_is_left_untouched() {
+        let fake = Fake {
+            delete_disabled: true,
+            ..Fake::default()
+        };
+        fake.push("a", "one");
+        fake.push("b", "one");
+        let before = fake.snapshot();
+        let manifests = fake.manifests.borrow().len();
+        let (entries, fake, _) = run(fake, &[tag("a")], false);
+        assert_eq!(entries[0].failure, Some(FailureKind::DeleteUnsupported));
+        assert_eq!(fake.snapshot(), before);
+        assert_eq!(
+            fake.manifests.borrow().len(),
+            manifests,
+            "no tombstone was pushed"
+        );
+    }
+
+    #[test]
+    fn a_tag_moved_onto_a_shared_digest_after_listing_keeps_its_new_siblings() {
+        let fake = Fake::default();
+        let old = fake.push("a", "one");
+        fake.push("b", "one");
+        let new = fake.push("c", "two");
+        // Listing HEADs a, b, c (calls 1-3); the re-check of `a` is call 4.
+        let fake = Fake {
+            move_on_head: Some((4, "a".into(), new.clone())),
+            ..fake
+        };
+        let (entries, fake, _) = run(fake, &[tag("a"), tag("b")], false);
+        assert_eq!(entries[0].status, Status::Untagged);
+        assert_eq!(entries[0].digest.as_deref(), Some(new.as_str()));
+        assert_eq!(entries[1].status, Status::Deleted);
+        assert_eq!(fake.snapshot(), BTreeMap::from([("c".to_string(), new)]));
+        assert!(!fake.manifests.borrow().contains_key(&old));
+    }
+
+    #[test]
+    fn tombstones_keep_the_manifest_and_add_a_unique_annotation() {
+        let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"digest":"x"},"layers":[]}"#;
+        let first = tombstone(body, &tombstone_marker()).unwrap();
+        let second = tombstone(body, &tombstone_marker()).unwrap();
+        assert_ne!(first, second);
+        let value: serde_json::Value = serde_json::from_slice(&first).unwrap();
+        assert_eq!(value["config"]["digest"], "x");
+        assert!(value["annotations"][TOMBSTONE_ANNOTATION].is_string());
+        let annotated = br#"{"schemaVersion":2,"manifests":[],"annotations":{"keep":"me"}}"#;
+        let value: serde_json::Value =
+            serde_json::from_slice(&tombstone(annotated, "m").unwrap()).unwrap();
+        assert_eq!(
+            value["annotations"],
+            serde_json::json!({"keep":"me", TOMBSTONE_ANNOTATION: "m"})
+        );
+        assert!(tombstone(br#"{"schemaVersion":1}"#, "m").is_err());
+        assert!(tombstone(b"[]", "m").is_err());
+        assert!(tombstone(b"not json", "m").is_err());
+    }
+}

@@ -1,0 +1,404 @@
+//! The vendor seam: one [`Vendor`] per registry implementation, chosen by host or by flag.
+//!
+//! Detection only yields an implementation *name*; [`IMPLEMENTATIONS`] maps the names that have a module to
+//! their constructor. Adding a vendor is one new file here plus one line in that table, and `default.rs`
+//! never changes. A known name without a module is a clear "not supported yet" error, never a silent fallback
+//! to plain v2 deletes whose semantics differ per vendor.
+
+mod default;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::reference::{Repository, Target};
+use crate::registry::{Client, RegistryError};
+use crate::report::{Entry, FailureKind};
+
+/// A boxed future, so [`Vendor`] stays object-safe. Not `Send`: the cleanup tool drives every vendor on one
+/// thread, and vendors need not make their HTTP futures `Send`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// One tag as a vendor lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagInfo {
+    /// The tag.
+    pub tag: String,
+    /// Its manifest digest, when the vendor reports it (or it was asked for).
+    pub digest: Option<String>,
+    /// When it was pushed (RFC 3339), when the vendor reports it.
+    pub created: Option<String>,
+}
+
+/// What a vendor can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The vendor has an API that removes one tag and leaves its manifest and sibling tags alone.
+    pub tag_only_delete: bool,
+    /// Most targets one delete call should carry (vendors with batch APIs cap it, e.g. ECR at 100).
+    pub max_batch: usize,
+}
+
+/// One batch delete for a repository.
+pub struct DeleteRequest<'a> {
+    /// The repository.
+    pub repository: &'a Repository,
+    /// Tags and digests to remove. Removing a tag never removes another tag; a digest removes its manifest
+    /// and every tag on it.
+    pub targets: &'a [Target],
+    /// Plan only: report `planned` entries and change nothing.
+    pub dry_run: bool,
+    /// Called with the number of entries finished, for progress display.
+    pub progress: &'a dyn Fn(u64),
+}
+
+/// A registry implementation.
+pub trait Vendor {
+    /// The implementation name (`default`, `ecr`, …).
+    fn name(&self) -> &'static str;
+
+    /// What it can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Every tag of `repository`, sorted; with digests when `with_digests` or when the vendor gets them free.
+    fn list_tags<'a>(
+        &'a self,
+        repository: &'a Repository,
+        with_digests: bool,
+    ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>>;
+
+    /// Removes the request's targets; one entry per target, in request order. Never fails as a whole:
+    /// failures are `failed` entries.
+    fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>>;
+}
+
+/// What every vendor constructor receives.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// A v2 client for the registry, with the resolved credentials.
+    pub client: Client,
+    /// Bound on concurrent registry requests (`--parallel`).
+    pub parallel: usize,
+}
+
+type Constructor = fn(Context) -> Box<dyn Vendor>;
+
+/// The implementations that have a module: name → constructor. One line per vendor.
+const IMPLEMENTATIONS: &[(&str, Constructor)] = &[("default", default::build)];
+
+/// Every implementation name `--repo-implementation` accepts (werf's set plus artifactory and nexus).
+pub const NAMES: [&str; 11] = [
+    "default",
+    "ecr",
+    "acr",
+    "dockerhub",
+    "gcr",
+    "github",
+    "gitlab",
+    "harbor",
+    "quay",
+    "artifactory",
+    "nexus",
+];
+
+/// An anchored rule on the registry host (with port, if any: a port never matches a vendor's host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostRule {
+    /// The host equals this.
+    Exact(&'static str),
+    /// The host is a non-empty name followed by this suffix (`.azurecr.io`).
+    Suffix(&'static str),
+    /// `^\d{12}\.dkr[.-]ecr(-fips)?\.<region>\.amazonaws\.com(\.cn)?$`
+    Ecr,
+}
+
+impl HostRule {
+    fn matches(self, host: &str) -> bool {
+        match self {
+            HostRule::Exact(name) => host == name,
+            HostRule::Suffix(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
+            HostRule::Ecr => is_ecr_host(host),
+        }
+    }
+}
+
+impl fmt::Display for HostRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostRule::Exact(name) => f.write_str(name),
+            HostRule::Suffix(suffix) => write!(f, "*{suffix}"),
+            HostRule::Ecr => {
+                f.write_str(r"^\d{12}\.dkr[.-]ecr(-fips)?\.<region>\.amazonaws\.com(\.cn)?$")
+            }
+        }
+    }
+}
+
+/// Host rules in match order. Harbor and Nexus hosts are arbitrary, so those are chosen by flag only.
+const DETECTION: &[(&str, &[HostRule])] = &[
+    ("ecr", &[HostRule::Ecr]),
+    ("acr", &[HostRule::Suffix(".azurecr.io")]),
+    (
+        "dockerhub",
+        &[
+            HostRule::Exact("docker.io"),
+            HostRule::Exact("index.docker.io"),
+            HostRule::Exact("registry-1.docker.io"),
+        ],
+    ),
+    (
+        "gcr",
+        &[
+            HostRule::Exact("gcr.io"),
+            HostRule::Suffix(".gcr.io"),
+            HostRule::Suffix("-docker.pkg.dev"),
+        ],
+    ),
+    (
+        "github",
+        &[
+            HostRule::Exact("ghcr.io"),
+            HostRule::Exact("docker.pkg.github.com"),
+        ],
+    ),
+    ("gitlab", &[HostRule::Exact("registry.gitlab.com")]),
+    ("quay", &[HostRule::Exact("quay.io")]),
+    ("artifactory", &[HostRule::Suffix(".jfrog.io")]),
+];
+
+fn is_ecr_host(host: &str) -> bool {
+    let Some(rest) = host
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))
+    else {
+        return false;
+    };
+    let (account, rest) = rest.split_at_checked(12).unwrap_or(("", ""));
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let Some(rest) = rest
+        .strip_prefix(".dkr.ecr")
+        .or_else(|| rest.strip_prefix(".dkr-ecr"))
+    else {
+        return false;
+    };
+    let rest = rest.strip_prefix("-fips").unwrap_or(rest);
+    let Some(region) = rest.strip_prefix('.') else {
+        return false;
+    };
+    region
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// How an implementation was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chosen {
+    /// `--repo-implementation` (or its environment variables).
+    Flag,
+    /// The host matched this rule.
+    Host(HostRule),
+    /// No rule matched.
+    Fallback,
+}
+
+impl fmt::Display for Chosen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Chosen::Flag => f.write_str("forced by --repo-implementation"),
+            Chosen::Host(rule) => write!(f, "host matches {rule}"),
+            Chosen::Fallback => f.write_str("no vendor host pattern matched"),
+        }
+    }
+}
+
+/// The outcome of detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Detection {
+    /// One of [`NAMES`].
+    pub name: &'static str,
+    /// Why.
+    pub chosen: Chosen,
+}
+
+/// Why no vendor could be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VendorError {
+    /// `--repo-implementation` named no known implementation.
+    #[error("unknown registry implementation {name:?}; use one of: {}", NAMES.join(", "))]
+    Unknown {
+        /// The name given.
+        name: String,
+    },
+    /// A known implementation whose module is not written yet.
+    #[error(
+        "implementation {name} is not supported yet; use --repo-implementation default to delete through the plain v2 API"
+    )]
+    NotSupportedYet {
+        /// The implementation name.
+        name: &'static str,
+    },
+}
+
+/// Picks the implementation for `registry` (a normalised host, e.g. from [`Repository`]). `forced` is the
+/// `--repo-implementation` value; empty and `auto` mean detect, as in werf.
+pub fn detect(registry: &str, forced: Option<&str>) -> Result<Detection, VendorError> {
+    match forced.map(str::trim) {
+        Some(name) if !name.is_empty() && name != "auto" => {
+            let lower = name.to_ascii_lowercase();
+            let known = NAMES.iter().find(|known| **known == lower).ok_or_else(|| {
+                VendorError::Unknown {
+                    name: name.to_string(),
+                }
+            })?;
+            Ok(Detection {
+                name: known,
+                chosen: Chosen::Flag,
+            })
+        }
+        _ => {
+            let host = registry.to_ascii_lowercase();
+            for (name, rules) in DETECTION {
+                if let Some(rule) = rules.iter().find(|rule| rule.matches(&host)) {
+                    return Ok(Detection {
+                        name,
+                        chosen: Chosen::Host(*rule),
+                    });
+                }
+            }
+            Ok(Detection {
+                name: "default",
+                chosen: Chosen::Fallback,
+            })
+        }
+    }
+}
+
+/// Constructs the detected implementation.
+pub fn build(name: &'static str, context: Context) -> Result<Box<dyn Vendor>, VendorError> {
+    IMPLEMENTATIONS
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|(_, constructor)| constructor(context))
+        .ok_or(VendorError::NotSupportedYet { name })
+}
+
+/// The exit-code class of a registry error.
+pub fn failure_kind(error: &RegistryError) -> FailureKind {
+    match error {
+        RegistryError::Unauthorized { .. } | RegistryError::Denied { .. } => FailureKind::Auth,
+        RegistryError::DeleteUnsupported { .. } => FailureKind::DeleteUnsupported,
+        _ => FailureKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detected(host: &str) -> &'static str {
+        detect(host, None).unwrap().name
+    }
+
+    #[test]
+    fn hosts_pick_their_vendor() {
+        for (host, name) in [
+            ("123456789012.dkr.ecr.us-east-1.amazonaws.com", "ecr"),
+            (
+                "123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com",
+                "ecr",
+            ),
+            ("123456789012.dkr-ecr.eu-west-1.amazonaws.com", "ecr"),
+            ("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", "ecr"),
+            ("myreg.azurecr.io", "acr"),
+            ("docker.io", "dockerhub"),
+            ("index.docker.io", "dockerhub"),
+            ("registry-1.docker.io", "dockerhub"),
+            ("gcr.io", "gcr"),
+            ("eu.gcr.io", "gcr"),
+            ("europe-west1-docker.pkg.dev", "gcr"),
+            ("ghcr.io", "github"),
+            ("docker.pkg.github.com", "github"),
+            ("registry.gitlab.com", "gitlab"),
+            ("quay.io", "quay"),
+            ("acme.jfrog.io", "artifactory"),
+            ("GHCR.IO", "github"),
+        ] {
+            assert_eq!(detected(host), name, "{host}");
+        }
+    }
+
+    #[test]
+    fn anchored_patterns_do_not_match_lookalikes() {
+        for host in [
+            "12345678901.dkr.ecr.us-east-1.amazonaws.com",
+            "1234567890123.dkr.ecr.us-east-1.amazonaws.com",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com:443",
+            "123456789012.dkr.ecr..amazonaws.com",
+            "x123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            "azurecr.io",
+            "myreg.azurecr.io.evil.com",
+            "ghcr.io.evil.com",
+            "notghcr.io",
+            "gitlab.com",
+            "quay.io:8443",
+            "jfrog.io",
+            "harbor.example.com",
+            "nexus.example.com",
+            "127.0.0.1:5000",
+        ] {
+            let detection = detect(host, None).unwrap();
+            assert_eq!(
+                detection,
+                Detection {
+                    name: "default",
+                    chosen: Chosen::Fallback
+                },
+                "{host}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_flag_wins_and_is_validated() {
+        assert_eq!(
+            detect("ghcr.io", Some("harbor")).unwrap(),
+            Detection {
+                name: "harbor",
+                chosen: Chosen::Flag
+            }
+        );
+        assert_eq!(detect("ghcr.io", Some("Nexus")).unwrap().name, "nexus");
+        assert_eq!(detect("ghcr.io", Some("auto")).unwrap().name, "github");
+        assert_eq!(detect("ghcr.io", Some("")).unwrap().name, "github");
+        let error = detect("ghcr.io", Some("ecs")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("unknown registry implementation \"ecs\"; use one of: default, ecr")
+        );
+        assert_eq!(
+            detect("quay.io", None).unwrap().chosen.to_string(),
+            "host matches quay.io"
+        );
+    }
+
+    #[test]
+    fn every_table_entry_is_a_known_name() {
+        for (name, _) in IMPLEMENTATIONS {
+            assert!(NAMES.contains(name), "{name}");
+        }
+        for (name, _) in DETECTION {
+            assert!(NAMES.contains(name), "{name}");
+        }
+        assert_eq!(
+            VendorError::NotSupportedYet { name: "quay" }.to_string(),
+            "implementation quay is not supported yet; use --repo-implementation default to delete through the plain v2 API"
+        );
+    }
+}
