@@ -32,6 +32,11 @@ demo: deps
 	$(CARGO) build --workspace --bins --locked
 	$(CARGO) run --quiet --locked -p regkit-e2e --bin regkit-demo
 
+# Release builds of everything, peers measured in the same run; writes BENCHMARKS.md.
+bench: deps
+	$(CARGO) build --workspace --release --bins --locked
+	$(CARGO) run --release --locked -p regkit-e2e --bin regkit-bench -- BENCHMARKS.md
+
 install: build
 	install -d $(DESTDIR)$(BINDIR)
 	for bin in $(BINARIES); do install -m 0755 target/release/$$bin $(DESTDIR)$(BINDIR)/$$bin; done
