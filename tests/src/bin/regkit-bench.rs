@@ -216,7 +216,10 @@ fn delete_distinct(tags: usize) -> Row {
         .expect("stdin")
         .write_all(input.as_bytes())
         .expect("write refs");
-    assert!(child.wait().expect("regkit").success(), "regkit delete failed");
+    assert!(
+        child.wait().expect("regkit").success(),
+        "regkit delete failed"
+    );
     let ours = started.elapsed();
     assert!(
         images::tag_digests(&url, "bench/ours", &images::Auth::None).is_empty(),
@@ -237,7 +240,9 @@ fn delete_distinct(tags: usize) -> Row {
     let peer = started.elapsed();
     let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
     Row {
-        what: format!("delete {tags} tags with distinct digests: `regkit delete --stdin` vs a `skopeo delete` loop (distribution 2.8, no auth)"),
+        what: format!(
+            "delete {tags} tags with distinct digests: `regkit delete --stdin` vs a `skopeo delete` loop (distribution 2.8, no auth)"
+        ),
         ours: secs(ours),
         peer: secs(peer),
         ratio: format!("{:.1}× faster", peer.as_secs_f64() / ours.as_secs_f64()),
