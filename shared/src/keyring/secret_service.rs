@@ -41,23 +41,42 @@ pub(super) fn get(
 ) -> Result<Option<(String, Secret<String>)>, KeyringError> {
     let (_connection, service) = open(mode)?;
     for key in keys {
-        let items = search(&service, server_query(key), Need::Any)?;
-        let Some(item) = newest(items) else {
-            continue;
-        };
-        let secret = item
-            .get_secret()
-            .map_err(|e| classify(e, || format!("read the secret stored for {key}")))?;
-        let secret = String::from_utf8(secret)
-            .map(Secret::new)
-            .map_err(|_| KeyringError::NotUtf8(key.clone()))?;
-        let mut attributes = item
-            .get_attributes()
-            .map_err(|e| classify(e, || format!("read the attributes stored for {key}")))?;
-        let username = attributes.remove("username").unwrap_or_default();
-        return Ok(Some((username, secret)));
+        if let Some(found) = read_newest(&service, key)? {
+            return Ok(Some(found));
+        }
     }
     Ok(None)
+}
+
+/// The username and secret stored for exactly `key`, if any.
+fn read_newest(
+    service: &SecretService<'_>,
+    key: &str,
+) -> Result<Option<(String, Secret<String>)>, KeyringError> {
+    // A concurrent store may delete the item between the search and the read: search again then.
+    let mut attempts = 3;
+    loop {
+        let Some(item) = newest(search(service, server_query(key), Need::Any)?) else {
+            return Ok(None);
+        };
+        let read = item.get_secret().and_then(|secret| {
+            let mut attributes = item.get_attributes()?;
+            Ok((attributes.remove("username").unwrap_or_default(), secret))
+        });
+        match read {
+            Err(e) if attempts > 1 && vanished(&e) => attempts -= 1,
+            Err(e) => {
+                return Err(classify(e, || {
+                    format!("read the credentials stored for {key}")
+                }));
+            }
+            Ok((username, secret)) => {
+                let secret =
+                    String::from_utf8(secret).map_err(|_| KeyringError::NotUtf8(key.to_owned()))?;
+                return Ok(Some((username, Secret::new(secret))));
+            }
+        }
+    }
 }
 
 pub(super) fn store(mode: SessionMode, credentials: &Credentials) -> Result<(), KeyringError> {
@@ -92,8 +111,7 @@ pub(super) fn store(mode: SessionMode, credentials: &Credentials) -> Result<(), 
         .iter()
         .filter(|item| item.item_path != created.item_path)
     {
-        item.delete()
-            .map_err(|e| classify(e, || format!("delete older credentials for {server}")))?;
+        delete(item, server)?;
     }
     Ok(())
 }
@@ -102,8 +120,7 @@ pub(super) fn erase(server: &str) -> Result<(), KeyringError> {
     let (connection, service) = open(metadata_mode())?;
     let _lock = WriteLock::acquire(&connection)?;
     for item in search(&service, server_query(server), Need::All)? {
-        item.delete()
-            .map_err(|e| classify(e, || format!("delete the credentials for {server}")))?;
+        delete(&item, server)?;
     }
     Ok(())
 }
@@ -120,6 +137,26 @@ pub(super) fn list() -> Result<BTreeMap<String, String>, KeyringError> {
         }
     }
     Ok(entries)
+}
+
+/// Deletes one item; one that another client deleted first is already what we wanted.
+fn delete(item: &Item<'_>, server: &str) -> Result<(), KeyringError> {
+    match item.delete() {
+        Err(e) if !vanished(&e) => Err(classify(e, || {
+            format!("delete the credentials stored for {server}")
+        })),
+        _ => Ok(()),
+    }
+}
+
+/// The item's object is gone (deleted by another client since the search).
+fn vanished(error: &secret_service::Error) -> bool {
+    matches!(
+        dbus_error_name(error).as_deref(),
+        Some(
+            "org.freedesktop.DBus.Error.UnknownMethod" | "org.freedesktop.DBus.Error.UnknownObject"
+        )
+    )
 }
 
 /// `erase` and `list` never move a secret, so the cheaper plain session exposes nothing.
@@ -247,9 +284,18 @@ impl<'c> WriteLock<'c> {
         let mut granted = bus
             .receive_name_acquired_with_args(&[(0, WRITE_LOCK_NAME)])
             .map_err(failed)?;
-        let reply = bus
-            .request_name(lock_name(), Default::default())
-            .map_err(|e| failed(e.into()))?;
+        // Called by hand: zbus's default flags (replace the owner, never queue) would defeat the lock, and
+        // no flag at all is what makes the bus queue us.
+        let reply: RequestNameReply = connection
+            .call_method(
+                Some("org.freedesktop.DBus"),
+                "/org/freedesktop/DBus",
+                Some("org.freedesktop.DBus"),
+                "RequestName",
+                &(WRITE_LOCK_NAME, 0u32),
+            )
+            .and_then(|message| message.body().deserialize())
+            .map_err(failed)?;
         match reply {
             RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner => {}
             RequestNameReply::InQueue => loop {
