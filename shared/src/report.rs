@@ -170,11 +170,21 @@ impl Summary {
 
 /// The exit code for a finished run: the most specific failure class wins (4 over 3 over 1).
 pub fn exit_code(entries: &[Entry]) -> u8 {
-    match entries.iter().filter_map(|entry| entry.failure).max() {
-        None => EXIT_OK,
-        Some(FailureKind::Other) => EXIT_FAILED,
-        Some(FailureKind::Auth) => EXIT_AUTH,
-        Some(FailureKind::DeleteUnsupported) => EXIT_DELETE_UNSUPPORTED,
+    entries
+        .iter()
+        .filter_map(|entry| entry.failure)
+        .max()
+        .map_or(EXIT_OK, FailureKind::exit_code)
+}
+
+impl FailureKind {
+    /// The process exit code for this class.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            FailureKind::Other => EXIT_FAILED,
+            FailureKind::Auth => EXIT_AUTH,
+            FailureKind::DeleteUnsupported => EXIT_DELETE_UNSUPPORTED,
+        }
     }
 }
 

@@ -288,6 +288,11 @@ pub fn build(name: &'static str, context: Context) -> Result<Box<dyn Vendor>, Ve
         .ok_or(VendorError::NotSupportedYet { name })
 }
 
+/// Whether `name` has a module (otherwise [`build`] answers [`VendorError::NotSupportedYet`]).
+pub fn implemented(name: &str) -> bool {
+    IMPLEMENTATIONS.iter().any(|(known, _)| *known == name)
+}
+
 /// The exit-code class of a registry error.
 pub fn failure_kind(error: &RegistryError) -> FailureKind {
     match error {
@@ -393,6 +398,8 @@ mod tests {
         for (name, _) in IMPLEMENTATIONS {
             assert!(NAMES.contains(name), "{name}");
         }
+        assert!(implemented("default"));
+        assert!(!implemented("quay"));
         for (name, _) in DETECTION {
             assert!(NAMES.contains(name), "{name}");
         }

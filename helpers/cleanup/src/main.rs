@@ -1,0 +1,433 @@
+//! `regkit`: list and delete registry tags; deleting a tag never removes another tag.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::builder::BoolishValueParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget};
+use regkit::dockerconfig::{AuthSource, DockerConfig, RegistryAuth};
+use regkit::reference::{Reference, Repository, Target};
+use regkit::registry::{Client, ClientOptions, RegistryError};
+use regkit::report::{self, EXIT_CODES_HELP, EXIT_USAGE, TagRow};
+use regkit::vendor::{self, Context, DeleteRequest, Detection, Vendor};
+
+#[derive(Parser)]
+#[command(
+    name = "regkit",
+    version,
+    about = "List and delete registry tags; deleting a tag never removes another tag",
+    after_help = EXIT_CODES_HELP
+)]
+struct Cli {
+    #[command(flatten)]
+    options: Options,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the tags of a repository.
+    Tags {
+        /// Repository, e.g. registry.example.com/team/app.
+        repository: String,
+        /// Show each tag's manifest digest (one HEAD per tag).
+        #[arg(long)]
+        digests: bool,
+    },
+    /// Delete tags (repo:tag) or manifests (repo@sha256:…); other tags on the same image survive.
+    Delete {
+        /// References to delete; a digest removes its manifest and every tag on it.
+        #[arg(required_unless_present = "stdin")]
+        references: Vec<String>,
+        /// Also read references from standard input, one per line (blank lines and # comments ignored).
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Show which implementation and credentials would be used for a repository.
+    Detect {
+        /// Repository, e.g. registry.example.com/team/app.
+        repository: String,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct Options {
+    /// Show what would be deleted; change nothing.
+    #[arg(long, global = true, env = "REGKIT_DRY_RUN", value_parser = BoolishValueParser::new())]
+    dry_run: bool,
+    /// Output format: a text table, or JSON Lines (one object per tag, then a summary).
+    #[arg(
+        long,
+        global = true,
+        env = "REGKIT_OUTPUT",
+        value_enum,
+        default_value = "text"
+    )]
+    output: Output,
+    /// Concurrent registry requests.
+    #[arg(long, global = true, env = "REGKIT_PARALLEL", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    parallel: u16,
+    /// Docker config directory [also WERF_DOCKER_CONFIG; default: DOCKER_CONFIG, then ~/.docker].
+    #[arg(long, global = true, env = "REGKIT_DOCKER_CONFIG", value_name = "DIR")]
+    docker_config: Option<PathBuf>,
+    /// Registry implementation instead of detecting it from the host (default, ecr, acr, dockerhub, gcr,
+    /// github, gitlab, harbor, quay, artifactory, nexus) [also REGKIT_REPO_CONTAINER_REGISTRY,
+    /// WERF_REPO_IMPLEMENTATION, WERF_REPO_CONTAINER_REGISTRY].
+    #[arg(
+        long,
+        global = true,
+        visible_alias = "repo-container-registry",
+        env = "REGKIT_REPO_IMPLEMENTATION",
+        value_name = "NAME"
+    )]
+    repo_implementation: Option<String>,
+    /// Allow plain HTTP to non-loopback registries [also WERF_INSECURE_REGISTRY].
+    #[arg(long, global = true, env = "REGKIT_INSECURE_REGISTRY", value_parser = BoolishValueParser::new())]
+    insecure_registry: bool,
+    /// Accept any TLS certificate [also WERF_SKIP_TLS_VERIFY_REGISTRY].
+    #[arg(long, global = true, env = "REGKIT_SKIP_TLS_VERIFY_REGISTRY", value_parser = BoolishValueParser::new())]
+    skip_tls_verify_registry: bool,
+    /// Explain choices (implementation, credential source) on stderr.
+    #[arg(short, long, global = true, env = "REGKIT_VERBOSE", value_parser = BoolishValueParser::new())]
+    verbose: bool,
+    /// Print only errors (JSON output is still printed).
+    #[arg(short, long, global = true, env = "REGKIT_QUIET", value_parser = BoolishValueParser::new(),
+          conflicts_with = "verbose")]
+    quiet: bool,
+}
+
+impl Options {
+    /// clap reads one variable per option; werf's names (and the alias's own name) are the fallbacks.
+    fn apply_env_fallbacks(&mut self) {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        };
+        let boolish = |name: &str| var(name).is_some_and(|value| is_true(&value));
+        if self.docker_config.is_none() {
+            self.docker_config = var("WERF_DOCKER_CONFIG").map(PathBuf::from);
+        }
+        if self.repo_implementation.is_none() {
+            self.repo_implementation = [
+                "REGKIT_REPO_CONTAINER_REGISTRY",
+                "WERF_REPO_IMPLEMENTATION",
+                "WERF_REPO_CONTAINER_REGISTRY",
+            ]
+            .into_iter()
+            .find_map(var);
+        }
+        self.insecure_registry |= boolish("WERF_INSECURE_REGISTRY");
+        self.skip_tls_verify_registry |= boolish("WERF_SKIP_TLS_VERIFY_REGISTRY");
+    }
+}
+
+fn is_true(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "y" | "on" | "t"
+    )
+}
+
+/// A failure that ends the run before or instead of a per-tag report.
+enum Fatal {
+    Usage(String),
+    Registry(RegistryError),
+}
+
+impl Fatal {
+    fn exit(&self) -> u8 {
+        match self {
+            Fatal::Usage(_) => EXIT_USAGE,
+            Fatal::Registry(error) => vendor::failure_kind(error).exit_code(),
+        }
+    }
+}
+
+impl std::fmt::Display for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fatal::Usage(message) => f.write_str(message),
+            Fatal::Registry(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl From<RegistryError> for Fatal {
+    fn from(error: RegistryError) -> Self {
+        match error {
+            RegistryError::Config(message) => Fatal::Usage(message),
+            other => Fatal::Registry(other),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    cli.options.apply_env_fallbacks();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("regkit: cannot start the async runtime: {error}");
+            return ExitCode::from(report::EXIT_FAILED);
+        }
+    };
+    let result = runtime.block_on(run(&cli));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(fatal) => {
+            eprintln!("regkit: {fatal}");
+            ExitCode::from(fatal.exit())
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<u8, Fatal> {
+    let options = &cli.options;
+    let config = DockerConfig::load(options.docker_config.as_deref())
+        .map_err(|error| Fatal::Usage(format!("cannot read the docker config: {error}")))?;
+    let setup = Setup { options, config };
+    match &cli.command {
+        Command::Tags {
+            repository,
+            digests,
+        } => tags(&setup, repository, *digests).await,
+        Command::Delete { references, stdin } => delete(&setup, references, *stdin).await,
+        Command::Detect { repository } => detect(&setup, repository),
+    }
+}
+
+/// What every command needs to reach a registry.
+struct Setup<'a> {
+    options: &'a Options,
+    config: DockerConfig,
+}
+
+impl Setup<'_> {
+    fn detection(&self, registry: &str) -> Result<Detection, Fatal> {
+        vendor::detect(registry, self.options.repo_implementation.as_deref())
+            .map_err(|error| Fatal::Usage(error.to_string()))
+    }
+
+    fn credentials(&self, registry: &str) -> Result<(RegistryAuth, AuthSource), Fatal> {
+        self.config.credentials_for(registry).map_err(|error| {
+            Fatal::Usage(format!("cannot get credentials for {registry}: {error}"))
+        })
+    }
+
+    fn vendor(&self, registry: &str) -> Result<Box<dyn Vendor>, Fatal> {
+        let detection = self.detection(registry)?;
+        let (auth, source) = self.credentials(registry)?;
+        if self.options.verbose {
+            eprintln!(
+                "regkit: {registry}: implementation {} ({}); credentials: {}",
+                detection.name,
+                detection.chosen,
+                describe_credentials(&auth, &source)
+            );
+        }
+        let client_options = ClientOptions {
+            insecure: self.options.insecure_registry,
+            skip_tls_verify: self.options.skip_tls_verify_registry,
+            ..ClientOptions::default()
+        };
+        let client = Client::new(registry, auth, &client_options)?;
+        let context = Context {
+            client,
+            parallel: usize::from(self.options.parallel),
+        };
+        vendor::build(detection.name, context).map_err(|error| Fatal::Usage(error.to_string()))
+    }
+
+    fn json(&self) -> bool {
+        self.options.output == Output::Json
+    }
+}
+
+fn parse_repository(input: &str) -> Result<Repository, Fatal> {
+    Repository::parse(input).map_err(|error| Fatal::Usage(error.to_string()))
+}
+
+async fn tags(setup: &Setup<'_>, repository: &str, digests: bool) -> Result<u8, Fatal> {
+    let repository = parse_repository(repository)?;
+    let vendor = setup.vendor(&repository.registry)?;
+    let listed = vendor.list_tags(&repository, digests).await?;
+    let rows: Vec<TagRow> = listed
+        .into_iter()
+        .map(|info| TagRow {
+            repository: repository.to_string(),
+            tag: info.tag,
+            digest: info.digest,
+        })
+        .collect();
+    if setup.json() || !setup.options.quiet {
+        print_with(|out| report::write_tags(out, &rows, setup.json()))?;
+    }
+    Ok(report::EXIT_OK)
+}
+
+async fn delete(setup: &Setup<'_>, arguments: &[String], stdin: bool) -> Result<u8, Fatal> {
+    let mut inputs: Vec<String> = arguments.to_vec();
+    if stdin {
+        for line in io::stdin().lock().lines() {
+            let line = line.map_err(|error| {
+                Fatal::Usage(format!("cannot read references from stdin: {error}"))
+            })?;
+            let line = line.trim();
+            if !line.is_empty() && !line.starts_with('#') {
+                inputs.push(line.to_string());
+            }
+        }
+    }
+    // Everything is validated before the first request, so a typo on line 900 cannot leave a half-done run.
+    let mut groups: Vec<(Repository, Vec<Target>)> = Vec::new();
+    for input in &inputs {
+        let reference = Reference::parse(input).map_err(|error| Fatal::Usage(error.to_string()))?;
+        match groups
+            .iter_mut()
+            .find(|(repository, _)| *repository == reference.repository)
+        {
+            Some((_, targets)) => targets.push(reference.target),
+            None => groups.push((reference.repository, vec![reference.target])),
+        }
+    }
+    let mut vendors: BTreeMap<&str, Box<dyn Vendor>> = BTreeMap::new();
+    for (repository, _) in &groups {
+        if !vendors.contains_key(repository.registry.as_str()) {
+            vendors.insert(&repository.registry, setup.vendor(&repository.registry)?);
+        }
+    }
+    let total: usize = groups.iter().map(|(_, targets)| targets.len()).sum();
+    let bar = progress_bar(setup, total);
+    let on_progress = |finished: u64| {
+        if let Some(bar) = &bar {
+            bar.inc(finished);
+        }
+    };
+    let mut entries = Vec::with_capacity(total);
+    for (repository, targets) in &groups {
+        let Some(vendor) = vendors.get(repository.registry.as_str()) else {
+            continue;
+        };
+        let request = DeleteRequest {
+            repository,
+            targets,
+            dry_run: setup.options.dry_run,
+            progress: &on_progress,
+        };
+        entries.extend(vendor.delete(request).await);
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if setup.json() {
+        print_with(|out| report::write_json_lines(out, &entries))?;
+    } else if !setup.options.quiet {
+        print_with(|out| report::write_text(out, &entries))?;
+    }
+    for error in report::distinct_errors(&entries) {
+        eprintln!("regkit: {error}");
+    }
+    Ok(report::exit_code(&entries))
+}
+
+fn progress_bar(setup: &Setup<'_>, total: usize) -> Option<ProgressBar> {
+    if setup.json() || setup.options.quiet || !io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+    Some(bar)
+}
+
+fn detect(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
+    let repository = parse_repository(repository)?;
+    let detection = setup.detection(&repository.registry)?;
+    let (auth, source) = setup.credentials(&repository.registry)?;
+    let supported = vendor::implemented(detection.name);
+    if setup.json() {
+        let (kind, username) = auth_kind(&auth);
+        let line = serde_json::json!({
+            "repository": repository.to_string(),
+            "registry": repository.registry,
+            "implementation": detection.name,
+            "chosen": detection.chosen.to_string(),
+            "supported": supported,
+            "credentials": {"kind": kind, "username": username, "source": describe_source(&source)},
+        });
+        print_with(|out| writeln!(out, "{line}"))?;
+    } else {
+        let support = if supported {
+            ""
+        } else {
+            " — not supported yet; --repo-implementation default deletes through the plain v2 API"
+        };
+        print_with(|out| {
+            writeln!(out, "repository:      {repository}")?;
+            writeln!(
+                out,
+                "implementation:  {} ({}){support}",
+                detection.name, detection.chosen
+            )?;
+            writeln!(
+                out,
+                "credentials:     {}",
+                describe_credentials(&auth, &source)
+            )
+        })?;
+    }
+    Ok(report::EXIT_OK)
+}
+
+/// The kind of credentials and the username, never the secret.
+fn auth_kind(auth: &RegistryAuth) -> (&'static str, Option<&str>) {
+    match auth {
+        RegistryAuth::Anonymous => ("anonymous", None),
+        RegistryAuth::Basic { username, .. } => ("basic", Some(username)),
+        RegistryAuth::IdentityToken(_) => ("identity-token", None),
+        RegistryAuth::RegistryToken(_) => ("registry-token", None),
+    }
+}
+
+fn describe_source(source: &AuthSource) -> String {
+    match source {
+        AuthSource::None => "none".into(),
+        AuthSource::Helper(name) => format!("credential helper docker-credential-{name}"),
+        AuthSource::File(path) => format!("auths entry in {}", path.display()),
+        AuthSource::Environment => "DOCKER_AUTH_CONFIG".into(),
+    }
+}
+
+fn describe_credentials(auth: &RegistryAuth, source: &AuthSource) -> String {
+    match auth_kind(auth) {
+        ("anonymous", _) => "anonymous (no credentials found)".into(),
+        (kind, Some(user)) => format!(
+            "{kind} as {user:?} from {}, password redacted",
+            describe_source(source)
+        ),
+        (kind, None) => format!("{kind} from {}, token redacted", describe_source(source)),
+    }
+}
+
+fn print_with(write: impl FnOnce(&mut io::StdoutLock<'_>) -> io::Result<()>) -> Result<(), Fatal> {
+    let mut out = io::stdout().lock();
+    match write(&mut out).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        // A closed pipe (`regkit tags … | head`) is the reader's choice, not a failure.
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(error) => Err(Fatal::Usage(format!("cannot write the output: {error}"))),
+    }
+}
