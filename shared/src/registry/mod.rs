@@ -1,11 +1,26 @@
 //! The Docker Registry HTTP API v2 / OCI distribution client.
 //!
-//! INTERFACE STUB: the owner of this module replaces the bodies; the public types and signatures below are
-//! what the rest of the library (vendors, the cleanup CLI) codes against. Bodies are `todo!()` until then.
+//! One [`Client`] per registry host: a pooled HTTP/1.1+2 connection set over rustls, Basic or bearer-token
+//! auth (tokens cached per scope, the challenge's scope always preferred), bounded retries that honour
+//! `Retry-After`, size-bounded bodies and digest-verified manifests. Credentials never leave the
+//! registry's origin (redirects drop them, pagination links to other hosts are refused) and never travel
+//! over plain HTTP to a non-loopback host unless [`ClientOptions::insecure`] says so.
 
-use std::time::Duration;
+pub mod auth;
+mod http;
 
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+use sha2::{Digest, Sha256};
+
+use self::auth::{Challenge, TokenCache};
+use self::http::{Backoff, ReadError};
 use crate::dockerconfig::RegistryAuth;
+use crate::secret::Secret;
 
 /// The four manifest media types, in the `Accept` order every request sends.
 pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
@@ -99,7 +114,9 @@ pub enum RegistryError {
         repository: String,
     },
     /// 405 `UNSUPPORTED` on a delete: the registry cannot delete.
-    #[error("{registry} refuses deletes ({message}); enable them (distribution: storage.delete.enabled: true)")]
+    #[error(
+        "{registry} refuses deletes ({message}); enable them (distribution: storage.delete.enabled: true)"
+    )]
     DeleteUnsupported {
         /// Registry host.
         registry: String,
@@ -141,47 +158,310 @@ pub enum RegistryError {
     Config(String),
 }
 
+/// Largest manifest accepted (distribution's own limit is 4 MiB).
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+/// Largest tag-list or catalog page.
+const MAX_PAGE_BYTES: usize = 16 << 20;
+/// Largest error or token response read.
+const MAX_SMALL_BYTES: usize = 1 << 20;
+/// Bound on pages of one listing, against a registry whose links never end.
+const MAX_PAGES: usize = 100_000;
+/// Sent as `User-Agent` on every request.
+pub const USER_AGENT: &str = concat!("regkit/", env!("CARGO_PKG_VERSION"));
+
 /// A client for one registry host. Cheap to clone; clones share connections and the token cache.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
-    _private: (),
+    inner: Arc<Inner>,
+    page_size: Option<u32>,
+}
+
+struct Inner {
+    /// The host as the caller named it (`docker.io`, `127.0.0.1:5000`), for messages.
+    registry: String,
+    /// `scheme://host[:port]` requests go to.
+    base: Url,
+    http: reqwest::Client,
+    auth: RegistryAuth,
+    insecure: bool,
+    retry_budget: Duration,
+    tokens: TokenCache,
+    /// Set once the registry challenged with Basic: later requests send the credentials up front.
+    basic_preferred: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The credentials stay out of Debug output.
+        f.debug_struct("Client")
+            .field("registry", &self.inner.registry)
+            .field("base", &self.inner.base.as_str())
+            .field("page_size", &self.page_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What is sent as `Authorization`, and why (to decide what a 401 means).
+struct Authorization {
+    value: HeaderValue,
+    kind: AuthKind,
+}
+
+#[derive(PartialEq, Eq)]
+enum AuthKind {
+    Basic,
+    /// A token obtained (or cached) for this scope.
+    Token(String),
+    /// `RegistryAuth::RegistryToken`, sent as is.
+    Static,
+}
+
+/// One logical request.
+struct Call<'a> {
+    method: Method,
+    url: Url,
+    /// The token scope this request needs (`repository:x:pull`); `None` for the `/v2/` ping.
+    scope: Option<String>,
+    operation: &'a str,
+    accept: Option<&'a str>,
+    content_type: Option<&'a str>,
+    body: Option<&'a [u8]>,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
 }
 
 impl Client {
     /// A client for `registry` (`host[:port]`; `docker.io` means Docker Hub) with these credentials.
     /// Loopback hosts default to plain HTTP; others to HTTPS (plain HTTP only with `insecure`).
-    pub fn new(registry: &str, auth: RegistryAuth, options: &ClientOptions) -> Result<Self, RegistryError> {
-        let _ = (registry, auth, options);
-        todo!()
+    ///
+    /// `registry` may also carry an explicit `https://` or `http://` prefix; plain HTTP to a non-loopback
+    /// host is refused unless `insecure`. With `insecure`, a non-loopback host without a prefix uses
+    /// plain HTTP.
+    pub fn new(
+        registry: &str,
+        auth: RegistryAuth,
+        options: &ClientOptions,
+    ) -> Result<Self, RegistryError> {
+        let trimmed = registry.trim().trim_end_matches('/');
+        let (scheme, host) = match trimmed.split_once("://") {
+            Some((scheme, host)) => (Some(scheme.to_ascii_lowercase()), host),
+            None => (None, trimmed),
+        };
+        if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
+            return Err(RegistryError::Config(format!(
+                "invalid registry host {registry:?}: give host[:port], e.g. registry.example.com:5000"
+            )));
+        }
+        let (display, connect) = match host.to_ascii_lowercase().as_str() {
+            "docker.io" | "index.docker.io" | "registry-1.docker.io" => {
+                ("docker.io".to_string(), "registry-1.docker.io")
+            }
+            _ => (host.to_string(), host),
+        };
+        let probe = Url::parse(&format!("http://{connect}")).map_err(|error| {
+            RegistryError::Config(format!("invalid registry host {registry:?}: {error}"))
+        })?;
+        let loopback = http::is_loopback(&probe);
+        let scheme = match scheme.as_deref() {
+            Some("http") if loopback || options.insecure => "http",
+            Some("http") => {
+                return Err(RegistryError::Config(format!(
+                    "refusing plain HTTP to {display}: it is not a loopback host; use HTTPS or --insecure"
+                )));
+            }
+            Some("https") => "https",
+            Some(other) => {
+                return Err(RegistryError::Config(format!(
+                    "unsupported scheme {other:?} for registry {display}: use https:// or http://"
+                )));
+            }
+            None if loopback || options.insecure => "http",
+            None => "https",
+        };
+        let base = Url::parse(&format!("{scheme}://{connect}")).map_err(|error| {
+            RegistryError::Config(format!("invalid registry host {registry:?}: {error}"))
+        })?;
+        let http = build_http_client(options, &display)?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                registry: display,
+                base,
+                http,
+                auth,
+                insecure: options.insecure,
+                retry_budget: options.retry_budget,
+                tokens: TokenCache::default(),
+                basic_preferred: std::sync::atomic::AtomicBool::new(false),
+            }),
+            page_size: None,
+        })
+    }
+
+    /// The same client asking for `n` entries per page of tags and `_catalog` (`?n=`; with no `Link` in
+    /// the answer, a full page is followed by `?last=`). By default no `n` is sent and the registry's own
+    /// page size and `Link` headers apply.
+    pub fn with_page_size(mut self, n: u32) -> Self {
+        self.page_size = Some(n.max(1));
+        self
     }
 
     /// The registry host this client talks to.
     pub fn registry(&self) -> &str {
-        todo!()
+        &self.inner.registry
+    }
+
+    /// `GET /v2/`: checks that the registry speaks the API and that the credentials are accepted.
+    pub async fn ping(&self) -> Result<(), RegistryError> {
+        let operation = "GET /v2/";
+        let call = Call {
+            method: Method::GET,
+            url: self.url("/v2/")?,
+            scope: None,
+            operation,
+            accept: None,
+            content_type: None,
+            body: None,
+        };
+        let response = self.send(&call).await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.status_error(response, operation).await)
+        }
     }
 
     /// Every tag of `repository`, following pagination. `"tags": null` is an empty list.
     pub async fn list_tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
-        let _ = repository;
-        todo!()
+        let repository = self.repository(repository)?;
+        let url = self.url(&format!("/v2/{repository}/tags/list"))?;
+        let operation = format!("GET tags of {repository}");
+        self.paginate(
+            url,
+            "tags",
+            pull_scope(&repository),
+            &operation,
+            Some(&repository),
+        )
+        .await
     }
 
     /// Repositories from `_catalog` whose names start with `prefix`, following pagination.
     pub async fn catalog(&self, prefix: &str) -> Result<Vec<String>, RegistryError> {
-        let _ = prefix;
-        todo!()
+        let url = self.url("/v2/_catalog")?;
+        let all = self
+            .paginate(
+                url,
+                "repositories",
+                "registry:catalog:*".into(),
+                "GET _catalog",
+                None,
+            )
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter(|name| name.starts_with(prefix))
+            .collect())
     }
 
     /// HEAD a manifest by tag or digest; `None` when it does not exist.
-    pub async fn head_manifest(&self, repository: &str, reference: &str) -> Result<Option<ManifestInfo>, RegistryError> {
-        let _ = (repository, reference);
-        todo!()
+    pub async fn head_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<ManifestInfo>, RegistryError> {
+        let repository = self.repository(repository)?;
+        check_reference(reference)?;
+        let operation = format!("HEAD manifest {repository}:{reference}");
+        let call = Call {
+            method: Method::HEAD,
+            url: self.url(&format!("/v2/{repository}/manifests/{reference}"))?,
+            scope: Some(pull_scope(&repository)),
+            operation: &operation,
+            accept: Some(ACCEPT_MANIFESTS),
+            content_type: None,
+            body: None,
+        };
+        let response = self.send(&call).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(self.status_error(response, &operation).await);
+        }
+        let headers = response.headers();
+        let digest = header_str(headers, "docker-content-digest")
+            .map(str::to_string)
+            .or_else(|| is_digest(reference).then(|| reference.to_string()));
+        let size =
+            header_str(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse().ok());
+        match (digest, size) {
+            (Some(digest), Some(size)) => Ok(Some(ManifestInfo {
+                digest,
+                media_type: media_type(headers, &[]),
+                size,
+            })),
+            // Without a digest (or size) from HEAD the body is the only source of truth.
+            _ => Ok(self
+                .get_manifest(&repository, reference)
+                .await?
+                .map(|manifest| manifest.info)),
+        }
     }
 
     /// GET a manifest by tag or digest; `None` when it does not exist.
-    pub async fn get_manifest(&self, repository: &str, reference: &str) -> Result<Option<Manifest>, RegistryError> {
-        let _ = (repository, reference);
-        todo!()
+    pub async fn get_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Manifest>, RegistryError> {
+        let repository = self.repository(repository)?;
+        check_reference(reference)?;
+        let operation = format!("GET manifest {repository}:{reference}");
+        let call = Call {
+            method: Method::GET,
+            url: self.url(&format!("/v2/{repository}/manifests/{reference}"))?,
+            scope: Some(pull_scope(&repository)),
+            operation: &operation,
+            accept: Some(ACCEPT_MANIFESTS),
+            content_type: None,
+            body: None,
+        };
+        let response = self.send(&call).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(self.status_error(response, &operation).await);
+        }
+        let headers = response.headers().clone();
+        let body = self.read(response, MAX_MANIFEST_BYTES, &operation).await?;
+        let computed = sha256_digest(&body);
+        let claimed = header_str(&headers, "docker-content-digest");
+        for expected in [claimed, is_digest(reference).then_some(reference)]
+            .into_iter()
+            .flatten()
+        {
+            if expected.starts_with("sha256:") && !expected.eq_ignore_ascii_case(&computed) {
+                return Err(self.invalid(
+                    &operation,
+                    format!("the manifest body hashes to {computed}, not {expected}"),
+                ));
+            }
+        }
+        let digest = claimed.map_or(computed, str::to_string);
+        Ok(Some(Manifest {
+            info: ManifestInfo {
+                digest,
+                media_type: media_type(&headers, &body),
+                size: body.len() as u64,
+            },
+            body,
+        }))
     }
 
     /// PUT a manifest under a tag or digest; returns the digest the registry assigned.
@@ -192,19 +472,990 @@ impl Client {
         media_type: &str,
         body: &[u8],
     ) -> Result<String, RegistryError> {
-        let _ = (repository, reference, media_type, body);
-        todo!()
+        let repository = self.repository(repository)?;
+        check_reference(reference)?;
+        if body.len() > MAX_MANIFEST_BYTES {
+            return Err(RegistryError::Config(format!(
+                "manifest for {repository}:{reference} is {} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
+                body.len()
+            )));
+        }
+        let operation = format!("PUT manifest {repository}:{reference}");
+        let call = Call {
+            method: Method::PUT,
+            url: self.url(&format!("/v2/{repository}/manifests/{reference}"))?,
+            scope: Some(format!("repository:{repository}:pull,push")),
+            operation: &operation,
+            accept: None,
+            content_type: Some(media_type),
+            body: Some(body),
+        };
+        let response = self.send(&call).await?;
+        if !response.status().is_success() {
+            return Err(self.status_error(response, &operation).await);
+        }
+        let computed = sha256_digest(body);
+        match header_str(response.headers(), "docker-content-digest") {
+            Some(digest)
+                if digest.starts_with("sha256:") && !digest.eq_ignore_ascii_case(&computed) =>
+            {
+                Err(self.invalid(
+                    &operation,
+                    format!(
+                        "the registry reports digest {digest} for a body that hashes to {computed}"
+                    ),
+                ))
+            }
+            Some(digest) => Ok(digest.to_string()),
+            None => Ok(computed),
+        }
     }
 
     /// DELETE a manifest by digest (removes every tag on it).
-    pub async fn delete_manifest(&self, repository: &str, digest: &str) -> Result<Deleted, RegistryError> {
-        let _ = (repository, digest);
-        todo!()
+    pub async fn delete_manifest(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Deleted, RegistryError> {
+        let repository = self.repository(repository)?;
+        if !is_digest(digest) {
+            return Err(RegistryError::Config(format!(
+                "cannot delete {repository}:{digest}: registries delete by digest (sha256:…); resolve the tag first"
+            )));
+        }
+        let operation = format!("DELETE manifest {repository}@{digest}");
+        let call = Call {
+            method: Method::DELETE,
+            url: self.url(&format!("/v2/{repository}/manifests/{digest}"))?,
+            scope: Some(format!("repository:{repository}:delete")),
+            operation: &operation,
+            accept: None,
+            content_type: None,
+            body: None,
+        };
+        let response = self.send(&call).await?;
+        match response.status() {
+            status if status.is_success() => Ok(Deleted::Removed),
+            StatusCode::NOT_FOUND => Ok(Deleted::Absent),
+            StatusCode::METHOD_NOT_ALLOWED => Err(RegistryError::DeleteUnsupported {
+                registry: self.inner.registry.clone(),
+                message: self.error_message(response).await,
+            }),
+            _ => Err(self.status_error(response, &operation).await),
+        }
     }
 
     /// GET a blob (an image config), bounded in size; `None` when absent.
-    pub async fn get_blob(&self, repository: &str, digest: &str, max_bytes: usize) -> Result<Option<Vec<u8>>, RegistryError> {
-        let _ = (repository, digest, max_bytes);
-        todo!()
+    pub async fn get_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        max_bytes: usize,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        let repository = self.repository(repository)?;
+        if !is_digest(digest) {
+            return Err(RegistryError::Config(format!(
+                "invalid blob digest {digest:?} for {repository}: expected algorithm:hex"
+            )));
+        }
+        let operation = format!("GET blob {repository}@{digest}");
+        let call = Call {
+            method: Method::GET,
+            url: self.url(&format!("/v2/{repository}/blobs/{digest}"))?,
+            scope: Some(pull_scope(&repository)),
+            operation: &operation,
+            accept: None,
+            content_type: None,
+            body: None,
+        };
+        let response = self.send(&call).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(self.status_error(response, &operation).await);
+        }
+        let body = self.read(response, max_bytes, &operation).await?;
+        let computed = sha256_digest(&body);
+        if digest.starts_with("sha256:") && !digest.eq_ignore_ascii_case(&computed) {
+            return Err(self.invalid(&operation, format!("the blob hashes to {computed}")));
+        }
+        Ok(Some(body))
+    }
+
+    /// Follows `Link: rel="next"` (same origin only), or `n`/`last` when the registry sends no links.
+    async fn paginate(
+        &self,
+        first: Url,
+        key: &str,
+        scope: String,
+        operation: &str,
+        repository: Option<&str>,
+    ) -> Result<Vec<String>, RegistryError> {
+        let page_url = |last: Option<&str>| {
+            let mut url = first.clone();
+            if let Some(n) = self.page_size {
+                url.query_pairs_mut().append_pair("n", &n.to_string());
+                if let Some(last) = last {
+                    url.query_pairs_mut().append_pair("last", last);
+                }
+            }
+            url
+        };
+        let mut url = page_url(None);
+        let mut items = Vec::new();
+        let mut seen = HashSet::new();
+        for _ in 0..MAX_PAGES {
+            let call = Call {
+                method: Method::GET,
+                url: url.clone(),
+                scope: Some(scope.clone()),
+                operation,
+                accept: Some("application/json"),
+                content_type: None,
+                body: None,
+            };
+            let response = self.send(&call).await?;
+            if let (StatusCode::NOT_FOUND, Some(repository)) = (response.status(), repository) {
+                return Err(RegistryError::RepositoryNotFound {
+                    registry: self.inner.registry.clone(),
+                    repository: repository.to_string(),
+                });
+            }
+            if !response.status().is_success() {
+                return Err(self.status_error(response, operation).await);
+            }
+            let link = response
+                .headers()
+                .get_all(header::LINK)
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .find_map(http::parse_link_next);
+            let body = self.read(response, MAX_PAGE_BYTES, operation).await?;
+            let page =
+                parse_page(&body, key).map_err(|message| self.invalid(operation, message))?;
+            let page_len = page.len();
+            let last = page.last().cloned();
+            let before = items.len();
+            for item in page {
+                if seen.insert(item.clone()) {
+                    items.push(item);
+                }
+            }
+            // A page with nothing new means the registry ignores `last` or loops: what we have is all.
+            if items.len() == before {
+                return Ok(items);
+            }
+            url = match (link, self.page_size) {
+                (Some(link), _) => {
+                    let next = url.join(&link).map_err(|error| {
+                        self.invalid(operation, format!("bad Link {link:?}: {error}"))
+                    })?;
+                    if !http::same_origin(&next, &self.inner.base) {
+                        return Err(self.invalid(
+                            operation,
+                            format!(
+                                "pagination link leads to another host ({}); refused",
+                                next.origin().ascii_serialization()
+                            ),
+                        ));
+                    }
+                    next
+                }
+                (None, Some(n)) if page_len >= n as usize => page_url(last.as_deref()),
+                (None, _) => return Ok(items),
+            };
+        }
+        Err(self.invalid(operation, format!("more than {MAX_PAGES} pages")))
+    }
+
+    /// Sends `call`, answering 401 challenges (at most two token fetches) and mapping 403 to `Denied`.
+    async fn send(&self, call: &Call<'_>) -> Result<reqwest::Response, RegistryError> {
+        let mut authorization = self.initial_authorization(call)?;
+        let mut token_fetches = 0;
+        loop {
+            let response = self
+                .execute(call.operation, || self.build(call, authorization.as_ref()))
+                .await?;
+            match response.status() {
+                StatusCode::UNAUTHORIZED => {}
+                StatusCode::FORBIDDEN => {
+                    return Err(RegistryError::Denied {
+                        registry: self.inner.registry.clone(),
+                        message: format!(
+                            "{} ({}); check the account's permissions",
+                            call.operation,
+                            self.error_message(response).await
+                        ),
+                    });
+                }
+                _ => return Ok(response),
+            }
+            let challenges: Vec<Challenge> = response
+                .headers()
+                .get_all(header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(auth::parse_www_authenticate)
+                .collect();
+            let message = self.error_message(response).await;
+            let sent = authorization.take();
+            authorization = Some(
+                self.answer(call, &challenges, sent, &mut token_fetches, &message)
+                    .await?,
+            );
+        }
+    }
+
+    /// What to send before any challenge: a static or cached token, or Basic once the registry asked.
+    fn initial_authorization(
+        &self,
+        call: &Call<'_>,
+    ) -> Result<Option<Authorization>, RegistryError> {
+        match &self.inner.auth {
+            RegistryAuth::RegistryToken(token) => Ok(Some(Authorization {
+                value: self.bearer(token)?,
+                kind: AuthKind::Static,
+            })),
+            RegistryAuth::Basic { username, password }
+                if self
+                    .inner
+                    .basic_preferred
+                    .load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                self.basic_authorization(&call.url, username, password)
+                    .map(Some)
+            }
+            _ => {
+                let scope = call.scope.clone().unwrap_or_default();
+                match self.inner.tokens.get(&scope) {
+                    Some(token) => Ok(Some(Authorization {
+                        value: self.bearer(&token)?,
+                        kind: AuthKind::Token(scope),
+                    })),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// The `Authorization` answering a 401, or why there is none.
+    async fn answer(
+        &self,
+        call: &Call<'_>,
+        challenges: &[Challenge],
+        sent: Option<Authorization>,
+        token_fetches: &mut u32,
+        message: &str,
+    ) -> Result<Authorization, RegistryError> {
+        let registry = &self.inner.registry;
+        let unauthorized = |message: String| RegistryError::Unauthorized {
+            registry: registry.clone(),
+            message,
+        };
+        if sent
+            .as_ref()
+            .is_some_and(|sent| sent.kind == AuthKind::Static)
+        {
+            return Err(unauthorized(format!(
+                "the registry token was refused ({message}); log in again"
+            )));
+        }
+        let bearer = challenges.iter().find(|c| c.scheme == "bearer");
+        let basic = challenges.iter().find(|c| c.scheme == "basic");
+        if let Some(challenge) = bearer {
+            let scope = challenge
+                .param("scope")
+                .map(str::to_string)
+                .or_else(|| call.scope.clone())
+                .unwrap_or_default();
+            let insufficient = challenge.param("error") == Some("insufficient_scope");
+            let same_scope = sent.is_some_and(|sent| sent.kind == AuthKind::Token(scope.clone()));
+            if (same_scope && *token_fetches >= 1) || *token_fetches >= 2 {
+                return Err(if insufficient {
+                    RegistryError::Denied {
+                        registry: registry.clone(),
+                        message: format!(
+                            "{} needs {scope}, which the token service did not grant; check the account's permissions",
+                            call.operation
+                        ),
+                    }
+                } else {
+                    unauthorized(format!(
+                        "{} was refused with a fresh token ({message}); check the credentials",
+                        call.operation
+                    ))
+                });
+            }
+            *token_fetches += 1;
+            let token = self.fetch_token(challenge, &scope).await?;
+            let mut scopes = vec![scope.as_str()];
+            if let Some(own) = &call.scope {
+                scopes.push(own);
+            }
+            self.inner.tokens.insert(&scopes, &token.0, token.1);
+            return Ok(Authorization {
+                value: self.bearer(&token.0)?,
+                kind: AuthKind::Token(scope),
+            });
+        }
+        if basic.is_some() {
+            return match &self.inner.auth {
+                RegistryAuth::Basic { username, password } if sent.is_none() => {
+                    self.inner
+                        .basic_preferred
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    self.basic_authorization(&call.url, username, password)
+                }
+                RegistryAuth::Basic { username, .. } => Err(unauthorized(format!(
+                    "the registry refused the password for {username} ({message}); check it or run docker login {registry}"
+                ))),
+                _ => Err(unauthorized(format!(
+                    "the registry wants a username and password ({message}); run docker login {registry}"
+                ))),
+            };
+        }
+        Err(unauthorized(format!(
+            "401 without a Basic or Bearer challenge ({message})"
+        )))
+    }
+
+    /// A bearer token for `scope` from the challenge's realm, and its lifetime.
+    async fn fetch_token(
+        &self,
+        challenge: &Challenge,
+        scope: &str,
+    ) -> Result<(Secret<String>, Duration), RegistryError> {
+        let registry = &self.inner.registry;
+        let realm = challenge.param("realm").ok_or_else(|| {
+            self.invalid(
+                "authentication",
+                "a Bearer challenge without a realm".into(),
+            )
+        })?;
+        let realm = self.inner.base.join(realm).map_err(|error| {
+            self.invalid(
+                "authentication",
+                format!("bad token realm {realm:?}: {error}"),
+            )
+        })?;
+        if !matches!(realm.scheme(), "https" | "http") {
+            return Err(self.invalid(
+                "authentication",
+                format!("token realm {realm} is not HTTP(S)"),
+            ));
+        }
+        self.guard_plain_http(&realm, "a token request")?;
+        let realm_host = realm.origin().ascii_serialization();
+        let operation = format!("token request to {realm_host}");
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(service) = challenge.param("service") {
+            query.push(("service", service));
+        }
+        for scope in scope.split_whitespace() {
+            query.push(("scope", scope));
+        }
+        let get = |user: Option<(&str, &str)>| {
+            let mut request = self.inner.http.get(realm.clone()).query(&query);
+            if let Some((user, password)) = user {
+                if !user.is_empty() {
+                    request = request.query(&[("account", user)]);
+                }
+                request = request.basic_auth(user, Some(password));
+            }
+            request
+        };
+        let response = match &self.inner.auth {
+            RegistryAuth::Basic { username, password } => {
+                self.execute(&operation, || get(Some((username, password.expose()))))
+                    .await?
+            }
+            RegistryAuth::IdentityToken(refresh) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.expose().as_str()),
+                    ("client_id", "regkit"),
+                ];
+                form.extend(
+                    challenge
+                        .param("service")
+                        .map(|service| ("service", service)),
+                );
+                let joined = scope.split_whitespace().collect::<Vec<_>>().join(" ");
+                if !joined.is_empty() {
+                    form.push(("scope", &joined));
+                }
+                let response = self
+                    .execute(&operation, || {
+                        self.inner.http.post(realm.clone()).form(&form)
+                    })
+                    .await?;
+                // Token services without OAuth2 answer POST with 404/405; BuildKit then retries with GET,
+                // the refresh token as the Basic password.
+                if matches!(response.status().as_u16(), 404 | 405) {
+                    self.execute(&operation, || get(Some(("", refresh.expose()))))
+                        .await?
+                } else {
+                    response
+                }
+            }
+            RegistryAuth::Anonymous | RegistryAuth::RegistryToken(_) => {
+                self.execute(&operation, || get(None)).await?
+            }
+        };
+        let status = response.status();
+        if matches!(status.as_u16(), 401 | 403) {
+            return Err(RegistryError::Unauthorized {
+                registry: registry.clone(),
+                message: format!(
+                    "the token service {realm_host} refused the credentials ({}); check them or run docker login {registry}",
+                    self.error_message(response).await
+                ),
+            });
+        }
+        if !status.is_success() {
+            return Err(self.status_error(response, &operation).await);
+        }
+        let body = self.read(response, MAX_SMALL_BYTES, &operation).await?;
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|error| {
+            self.invalid(&operation, format!("token response is not JSON: {error}"))
+        })?;
+        let token = parsed
+            .token
+            .filter(|token| !token.is_empty())
+            .or(parsed.access_token)
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| self.invalid(&operation, "token response without a token".into()))?;
+        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60));
+        Ok((Secret::new(token), lifetime))
+    }
+
+    /// One request with retries: 429/503 wait for `Retry-After`, other 5xx and connection failures back
+    /// off exponentially, all within the retry budget. The last answer is returned when it runs out.
+    async fn execute(
+        &self,
+        operation: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let deadline = Instant::now() + self.inner.retry_budget;
+        let mut backoff = Backoff::default();
+        loop {
+            let (wait, outcome) = match build().send().await {
+                Ok(response) => {
+                    let wait = match response.status().as_u16() {
+                        429 | 503 => header_str(response.headers(), header::RETRY_AFTER.as_str())
+                            .and_then(|value| http::parse_retry_after(value, SystemTime::now()))
+                            .unwrap_or_else(|| backoff.next_delay()),
+                        500 | 502 | 504 => backoff.next_delay(),
+                        _ => return Ok(response),
+                    };
+                    (wait, Ok(response))
+                }
+                Err(error) if error.is_connect() || error.is_timeout() || error.is_request() => {
+                    (backoff.next_delay(), Err(self.transport(operation, &error)))
+                }
+                Err(error) => return Err(self.transport(operation, &error)),
+            };
+            if Instant::now() + wait > deadline {
+                return outcome;
+            }
+            drop(outcome);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn build(
+        &self,
+        call: &Call<'_>,
+        authorization: Option<&Authorization>,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self
+            .inner
+            .http
+            .request(call.method.clone(), call.url.clone());
+        if let Some(accept) = call.accept {
+            request = request.header(header::ACCEPT, accept);
+        }
+        if let Some(content_type) = call.content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        if let Some(body) = call.body {
+            request = request.body(body.to_vec());
+        }
+        if let Some(authorization) = authorization {
+            request = request.header(header::AUTHORIZATION, authorization.value.clone());
+        }
+        request
+    }
+
+    fn basic_authorization(
+        &self,
+        url: &Url,
+        username: &str,
+        password: &Secret<String>,
+    ) -> Result<Authorization, RegistryError> {
+        self.guard_plain_http(url, "Basic credentials")?;
+        let encoded = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{username}:{}", password.expose()),
+        );
+        Ok(Authorization {
+            value: sensitive(&format!("Basic {encoded}"), &self.inner.registry)?,
+            kind: AuthKind::Basic,
+        })
+    }
+
+    fn bearer(&self, token: &Secret<String>) -> Result<HeaderValue, RegistryError> {
+        sensitive(&format!("Bearer {}", token.expose()), &self.inner.registry)
+    }
+
+    /// Refuses to send secrets over plain HTTP to a host that is not this machine, unless `insecure`.
+    fn guard_plain_http(&self, url: &Url, what: &str) -> Result<(), RegistryError> {
+        if url.scheme() == "http" && !http::is_loopback(url) && !self.inner.insecure {
+            return Err(RegistryError::Config(format!(
+                "refusing to send {what} to {} over plain HTTP (registry {}); use HTTPS or --insecure",
+                url.host_str().unwrap_or("?"),
+                self.inner.registry
+            )));
+        }
+        Ok(())
+    }
+
+    fn url(&self, path: &str) -> Result<Url, RegistryError> {
+        self.inner.base.join(path).map_err(|error| {
+            RegistryError::Config(format!("cannot build a URL for {path}: {error}"))
+        })
+    }
+
+    /// Validates a repository path; a one-component name on Docker Hub means `library/<name>`.
+    fn repository(&self, repository: &str) -> Result<String, RegistryError> {
+        let valid = !repository.is_empty()
+            && repository.split('/').all(|part| {
+                !part.is_empty()
+                    && part != "."
+                    && part != ".."
+                    && part
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+            });
+        if !valid {
+            return Err(RegistryError::Config(format!(
+                "invalid repository name {repository:?} for {}: use path components of letters, digits, '.', '_', '-'",
+                self.inner.registry
+            )));
+        }
+        if self.inner.registry == "docker.io" && !repository.contains('/') {
+            return Ok(format!("library/{repository}"));
+        }
+        Ok(repository.to_string())
+    }
+
+    async fn read(
+        &self,
+        response: reqwest::Response,
+        max: usize,
+        operation: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
+        http::read_bounded(response, max)
+            .await
+            .map_err(|error| match error {
+                ReadError::TooLarge(max) => {
+                    self.invalid(operation, format!("body larger than {max} bytes"))
+                }
+                ReadError::Transport(error) => self.transport(operation, &error),
+            })
+    }
+
+    /// The registry's error codes and messages from an error body, as one line.
+    async fn error_message(&self, response: reqwest::Response) -> String {
+        let status = response.status();
+        let body = http::read_bounded(response, MAX_SMALL_BYTES)
+            .await
+            .unwrap_or_default();
+        error_summary(status, &body)
+    }
+
+    async fn status_error(&self, response: reqwest::Response, operation: &str) -> RegistryError {
+        let status = response.status();
+        let message = self.error_message(response).await;
+        let registry = self.inner.registry.clone();
+        match status {
+            StatusCode::UNAUTHORIZED => RegistryError::Unauthorized { registry, message },
+            StatusCode::FORBIDDEN => RegistryError::Denied { registry, message },
+            _ => RegistryError::Status {
+                registry,
+                operation: operation.to_string(),
+                status: status.as_u16(),
+                message,
+            },
+        }
+    }
+
+    fn invalid(&self, operation: &str, message: String) -> RegistryError {
+        RegistryError::InvalidResponse {
+            registry: self.inner.registry.clone(),
+            operation: operation.to_string(),
+            message,
+        }
+    }
+
+    fn transport(&self, operation: &str, error: &reqwest::Error) -> RegistryError {
+        let mut message = format!("{operation}: {error}");
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        RegistryError::Transport {
+            registry: self.inner.registry.clone(),
+            message: one_line(&message),
+        }
+    }
+}
+
+/// The `Accept` value for manifests: all four types.
+const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+fn build_http_client(
+    options: &ClientOptions,
+    registry: &str,
+) -> Result<reqwest::Client, RegistryError> {
+    // reqwest is built without a default crypto provider; ring is ours. An error only means some
+    // provider is already installed for the process, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let redirects = reqwest::redirect::Policy::custom(|attempt| {
+        // reqwest itself drops Authorization when a redirect changes host, port or scheme.
+        let downgrade = attempt
+            .previous()
+            .last()
+            .is_some_and(|previous| previous.scheme() == "https")
+            && attempt.url().scheme() != "https";
+        if downgrade {
+            attempt.error("redirect from HTTPS to plain HTTP refused")
+        } else if attempt.previous().len() >= 10 {
+            attempt.error("more than 10 redirects")
+        } else {
+            attempt.follow()
+        }
+    });
+    let mut builder = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(redirects)
+        .connect_timeout(options.request_timeout.min(Duration::from_secs(10)))
+        .timeout(options.request_timeout)
+        .pool_idle_timeout(Duration::from_secs(60));
+    if let Some(path) = &options.ca_file {
+        let pem = std::fs::read(path).map_err(|error| {
+            RegistryError::Config(format!(
+                "cannot read CA file {} for {registry}: {error}",
+                path.display()
+            ))
+        })?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
+            RegistryError::Config(format!(
+                "CA file {} for {registry} is not PEM: {error}",
+                path.display()
+            ))
+        })?;
+        builder = builder.tls_certs_merge(certificates);
+    }
+    if options.skip_tls_verify {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    builder.build().map_err(|error| {
+        RegistryError::Config(format!("cannot set up HTTPS for {registry}: {error}"))
+    })
+}
+
+fn sensitive(value: &str, registry: &str) -> Result<HeaderValue, RegistryError> {
+    let mut value = HeaderValue::from_str(value).map_err(|_| {
+        RegistryError::Config(format!(
+            "the credentials for {registry} contain characters that cannot go in an HTTP header"
+        ))
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+fn pull_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull")
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+}
+
+/// `Content-Type` without parameters, else the body's `mediaType`.
+fn media_type(headers: &HeaderMap, body: &[u8]) -> String {
+    let from_header = header_str(headers, header::CONTENT_TYPE.as_str())
+        .and_then(|value| value.split(';').next())
+        .map(str::trim)
+        .filter(|value| !value.is_empty());
+    match from_header {
+        Some(value) => value.to_string(),
+        None => serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|value| value.get("mediaType")?.as_str().map(str::to_string))
+            .unwrap_or_default(),
+    }
+}
+
+/// `algorithm:encoded` as the distribution spec defines a digest.
+fn is_digest(reference: &str) -> bool {
+    let Some((algorithm, encoded)) = reference.split_once(':') else {
+        return false;
+    };
+    !algorithm.is_empty()
+        && algorithm.bytes().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'+' | b'.' | b'_' | b'-')
+        })
+        && encoded.len() >= 32
+        && encoded
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'=' | b'_' | b'-'))
+}
+
+/// A tag (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`) or a digest; anything else would alter the URL path.
+fn check_reference(reference: &str) -> Result<(), RegistryError> {
+    let tag = !reference.is_empty()
+        && reference.len() <= 128
+        && !reference.starts_with(['.', '-'])
+        && reference
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+    if tag || is_digest(reference) {
+        Ok(())
+    } else {
+        Err(RegistryError::Config(format!(
+            "invalid tag or digest {reference:?}"
+        )))
+    }
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let mut digest = String::with_capacity(7 + 64);
+    digest.push_str("sha256:");
+    for byte in hash.iter() {
+        digest.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        digest.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+    }
+    digest
+}
+
+/// The names under `key` in a tags or catalog page; `null` is an empty page.
+fn parse_page(body: &[u8], key: &str) -> Result<Vec<String>, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|error| format!("page is not JSON: {error}"))?;
+    match value.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::Array(names)) => names
+            .iter()
+            .map(|name| {
+                name.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("a non-string in {key:?}"))
+            })
+            .collect(),
+        Some(_) => Err(format!("{key:?} is not a list")),
+    }
+}
+
+/// `CODE: message` for each error in a registry error body, else the status line.
+fn error_summary(status: StatusCode, body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorEntry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorEntry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    let summary = match serde_json::from_slice::<Errors>(body) {
+        Ok(parsed) if !parsed.errors.is_empty() => parsed
+            .errors
+            .iter()
+            .map(
+                |entry| match (entry.code.is_empty(), entry.message.is_empty()) {
+                    (false, false) => format!("{}: {}", entry.code, entry.message),
+                    (false, true) => entry.code.clone(),
+                    _ => entry.message.clone(),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            if text.is_empty() || text.starts_with('<') {
+                status.to_string()
+            } else {
+                format!("{status}: {text}")
+            }
+        }
+    };
+    one_line(&summary)
+}
+
+/// Control characters become spaces and long text is cut, so a message stays one readable line.
+fn one_line(text: &str) -> String {
+    const MAX_CHARS: usize = 400;
+    let mut line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_CHARS)
+        .collect();
+    if text.chars().count() > MAX_CHARS {
+        line.push('…');
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_and_references() {
+        assert!(is_digest(&sha256_digest(b"x")));
+        assert!(!is_digest("latest"));
+        assert!(!is_digest("sha256:short"));
+        assert!(check_reference("v1.2.3-rc_1").is_ok());
+        assert!(check_reference(&sha256_digest(b"x")).is_ok());
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            ".hidden",
+            "-x",
+            "a?b",
+            "a b",
+            &"x".repeat(129),
+        ] {
+            assert!(check_reference(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            sha256_digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn pages_with_null_and_bad_shapes() {
+        assert_eq!(
+            parse_page(br#"{"name":"a","tags":null}"#, "tags").unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            parse_page(br#"{"tags":["a","b"]}"#, "tags").unwrap(),
+            ["a", "b"]
+        );
+        assert!(parse_page(br#"{"tags":"a"}"#, "tags").is_err());
+        assert!(parse_page(br#"{"tags":[1]}"#, "tags").is_err());
+        assert!(parse_page(b"<html>", "tags").is_err());
+    }
+
+    #[test]
+    fn error_bodies_become_one_line() {
+        let body = br#"{"errors":[{"code":"DENIED","message":"requested access\nto the resource is denied"}]}"#;
+        assert_eq!(
+            error_summary(StatusCode::FORBIDDEN, body),
+            "DENIED: requested access to the resource is denied"
+        );
+        assert_eq!(
+            error_summary(StatusCode::BAD_GATEWAY, b"<html>oops</html>"),
+            "502 Bad Gateway"
+        );
+        assert_eq!(
+            error_summary(StatusCode::BAD_REQUEST, b"plain"),
+            "400 Bad Request: plain"
+        );
+        assert!(one_line(&"x".repeat(1000)).chars().count() <= 401);
+    }
+
+    fn client(registry: &str, insecure: bool) -> Result<Client, RegistryError> {
+        Client::new(
+            registry,
+            RegistryAuth::Anonymous,
+            &ClientOptions {
+                insecure,
+                ..ClientOptions::default()
+            },
+        )
+    }
+
+    #[test]
+    fn schemes_by_host_and_insecure() {
+        assert_eq!(
+            client("127.0.0.1:5000", false).unwrap().inner.base.as_str(),
+            "http://127.0.0.1:5000/"
+        );
+        assert_eq!(
+            client("localhost", false).unwrap().inner.base.scheme(),
+            "http"
+        );
+        assert_eq!(
+            client("registry.example", false)
+                .unwrap()
+                .inner
+                .base
+                .scheme(),
+            "https"
+        );
+        assert_eq!(
+            client("registry.example", true)
+                .unwrap()
+                .inner
+                .base
+                .scheme(),
+            "http"
+        );
+        assert_eq!(
+            client("https://127.0.0.1:5000", false)
+                .unwrap()
+                .inner
+                .base
+                .scheme(),
+            "https"
+        );
+        assert!(matches!(
+            client("http://registry.example", false),
+            Err(RegistryError::Config(_))
+        ));
+        assert!(matches!(
+            client("ftp://registry.example", true),
+            Err(RegistryError::Config(_))
+        ));
+        assert!(matches!(
+            client("a/b", false),
+            Err(RegistryError::Config(_))
+        ));
+        let hub = client("docker.io", false).unwrap();
+        assert_eq!(hub.registry(), "docker.io");
+        assert_eq!(hub.inner.base.as_str(), "https://registry-1.docker.io/");
+        assert_eq!(hub.repository("alpine").unwrap(), "library/alpine");
+        assert!(hub.repository("a/../b").is_err());
+    }
+
+    #[test]
+    fn debug_output_has_no_secret() {
+        let client = Client::new(
+            "127.0.0.1:1",
+            RegistryAuth::Basic {
+                username: "u".into(),
+                password: Secret::new("hunter2-secret".into()),
+            },
+            &ClientOptions::default(),
+        )
+        .unwrap();
+        assert!(!format!("{client:?}").contains("hunter2"));
     }
 }

@@ -1,0 +1,228 @@
+//! HTTP details the client needs beyond reqwest: `Retry-After`, `Link` pagination, backoff with jitter,
+//! loopback detection and size-bounded bodies.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::Url;
+
+/// How long `Retry-After` asks to wait: delay-seconds or an HTTP date (RFC 9110 §10.2.3), relative to
+/// `now`. A date in the past means no wait; anything unparseable is `None`.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The target of the `rel="next"` link in a `Link` header value (RFC 8288), as written (maybe relative).
+pub fn parse_link_next(value: &str) -> Option<String> {
+    let mut rest = value;
+    loop {
+        let start = rest.find('<')?;
+        let end = start + rest[start..].find('>')?;
+        let target = &rest[start + 1..end];
+        // Parameters run to the next link, which starts with `<` outside quotes.
+        let after = &rest[end + 1..];
+        let mut in_quotes = false;
+        let params_end = after
+            .char_indices()
+            .find(|(_, c)| {
+                if *c == '"' {
+                    in_quotes = !in_quotes;
+                }
+                *c == '<' && !in_quotes
+            })
+            .map_or(after.len(), |(i, _)| i);
+        let is_next = after[..params_end].split(';').any(|param| {
+            let Some((name, value)) = param.split_once('=') else {
+                return false;
+            };
+            name.trim().eq_ignore_ascii_case("rel")
+                && value
+                    .trim()
+                    .trim_end_matches(',')
+                    .trim()
+                    .trim_matches('"')
+                    .split_whitespace()
+                    .any(|rel| rel.eq_ignore_ascii_case("next"))
+        });
+        if is_next {
+            return Some(target.trim().to_string());
+        }
+        rest = &after[params_end..];
+    }
+}
+
+/// Whether `url` points at this machine (`localhost`, 127.0.0.0/8, `::1`).
+pub fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        // Only the exact name: `*.localhost` is resolved by DNS, which may say anything.
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// Whether two URLs share scheme, host and port (credentials and pagination may not leave an origin).
+pub fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// Exponential backoff (200 ms doubling to 10 s) with full jitter.
+#[derive(Debug)]
+pub struct Backoff {
+    attempt: u32,
+    seed: u64,
+}
+
+impl Default for Backoff {
+    /// A fresh backoff, seeded from the clock (jitter only needs to spread clients apart).
+    fn default() -> Self {
+        let seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+            | 1;
+        Backoff { attempt: 0, seed }
+    }
+}
+
+impl Backoff {
+    /// The next wait: uniformly in [cap/2, cap] where cap doubles each call.
+    pub fn next_delay(&mut self) -> Duration {
+        let cap_ms = (200u64 << self.attempt.min(6)).min(10_000);
+        self.attempt += 1;
+        // xorshift64
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        Duration::from_millis(cap_ms / 2 + self.seed % (cap_ms / 2 + 1))
+    }
+}
+
+/// Why a bounded read stopped.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The body is larger than allowed.
+    TooLarge(usize),
+    /// The connection failed mid-body.
+    Transport(reqwest::Error),
+}
+
+/// The whole body, refusing more than `max` bytes (checked against `Content-Length` first, then as it
+/// streams, so a lying or missing length cannot exhaust memory).
+pub async fn read_bounded(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, ReadError> {
+    if let Some(length) = response.content_length()
+        && length > max as u64
+    {
+        return Err(ReadError::TooLarge(max));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
+        if body.len() + chunk.len() > max {
+            return Err(ReadError::TooLarge(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // Wed, 21 Oct 2015 07:28:00 GMT
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        // RFC 850 and asctime forms are valid HTTP dates too.
+        assert_eq!(
+            parse_retry_after("Wednesday, 21-Oct-15 07:28:10 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Wed Oct 21 07:28:05 2015", now),
+            Some(Duration::from_secs(5))
+        );
+        for bad in ["", "-1", "1.5", "soon", "Wed, 99 Oct 2015 07:28:00 GMT"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn link_next_shapes() {
+        assert_eq!(
+            parse_link_next(r#"</v2/_catalog?last=bulk%2Fapp&n=1>; rel="next""#).as_deref(),
+            Some("/v2/_catalog?last=bulk%2Fapp&n=1")
+        );
+        assert_eq!(
+            parse_link_next("<https://r.example/v2/x/tags/list?n=2&last=b>;rel=next").as_deref(),
+            Some("https://r.example/v2/x/tags/list?n=2&last=b")
+        );
+        assert_eq!(
+            parse_link_next(r#"</a>; rel="prev", </b>; title="x, <y>"; rel="next""#).as_deref(),
+            Some("/b")
+        );
+        assert_eq!(
+            parse_link_next(r#"</a>; rel="prev next""#).as_deref(),
+            Some("/a")
+        );
+        assert_eq!(
+            parse_link_next(r#"</a>; REL="NEXT""#).as_deref(),
+            Some("/a")
+        );
+        assert_eq!(parse_link_next(r#"</a>; rel="last""#), None);
+        assert_eq!(parse_link_next(""), None);
+        assert_eq!(parse_link_next("<unterminated; rel=next"), None);
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for url in [
+            "http://127.0.0.1:5000",
+            "http://localhost",
+            "http://[::1]:80",
+            "http://127.9.9.9",
+        ] {
+            assert!(is_loopback(&Url::parse(url).unwrap()), "{url}");
+        }
+        for url in [
+            "http://10.0.0.1",
+            "https://registry.example",
+            "http://localhost.evil.example",
+            "http://a.localhost",
+        ] {
+            assert!(!is_loopback(&Url::parse(url).unwrap()), "{url}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        let mut backoff = Backoff::default();
+        let delays: Vec<Duration> = (0..12).map(|_| backoff.next_delay()).collect();
+        assert!(delays[0] >= Duration::from_millis(100) && delays[0] <= Duration::from_millis(200));
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(10)));
+        assert!(delays[11] >= Duration::from_secs(5));
+    }
+}
