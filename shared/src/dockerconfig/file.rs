@@ -59,7 +59,9 @@ pub struct AuthMap {
 
 impl AuthMap {
     /// Parses `DOCKER_AUTH_CONFIG`: the docker CLI's JSON form, `{"auths":{"<key>":{"auth":"<base64>"}}}`.
-    /// Errors name the variable, never its contents.
+    /// A second JSON value is rejected, as docker does; unknown keys are ignored, where docker rejects them,
+    /// so one variable can serve CLI versions that know different fields. Errors name the variable, never
+    /// its contents.
     pub fn parse_env(text: &str) -> Result<Self, ConfigError> {
         Ok(ConfigFile::parse(text, "the DOCKER_AUTH_CONFIG environment variable")?.auths)
     }
