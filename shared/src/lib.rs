@@ -7,6 +7,8 @@
 #![warn(missing_docs)]
 
 pub mod dockerconfig;
+#[cfg(feature = "ecr")]
+pub mod ecr;
 pub mod envhelper;
 #[cfg(feature = "keyring")]
 pub mod keyring;

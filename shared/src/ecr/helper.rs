@@ -1,0 +1,214 @@
+//! `docker-credential-ecr-login`: a drop-in for amazon-ecr-credential-helper's binary of the same name.
+//!
+//! `get` parses the key; a host that is not ECR is answered "not found" at once, with no file read and
+//! no network. For an ECR host it reads the identity map, derives the cache key and answers from the cache
+//! when the entry is fresh: no runtime, no SDK object. Otherwise it asks AWS (bounded by
+//! [`TIMEOUT_VAR`](super::TIMEOUT_VAR)); when that fails it falls back to a cached token that has not
+//! expired yet. Failures are explained on stderr and answered "not found", as the AWS helper does, so
+//! callers fall back to anonymous access (ECR Public allows it) instead of aborting.
+//!
+//! `store` and `erase` succeed with a note on stderr (ECR credentials come from AWS, nothing is stored),
+//! silently with `AWS_ECR_IGNORE_CREDS_STORAGE=true`, so `docker login` through a config that routes ECR
+//! here does not fail. `list` shows the cached, unexpired registries and never touches the network.
+
+use std::collections::BTreeMap;
+
+use super::cache::{CachedToken, TokenCache};
+use super::host::EcrRegistry;
+use super::identity::{Identity, IdentityMap};
+use super::{Env, aws};
+use crate::protocol::{Credentials, Error, Helper};
+
+/// The binary name, the same as amazon-ecr-credential-helper's, so `"credHelpers": {…: "ecr-login"}`
+/// configurations keep working.
+pub const BINARY: &str = "docker-credential-ecr-login";
+
+/// The ECR credential helper.
+#[derive(Debug)]
+pub struct EcrHelper {
+    env: Env,
+}
+
+impl EcrHelper {
+    /// A helper reading the given environment.
+    pub fn new(env: Env) -> Self {
+        EcrHelper { env }
+    }
+
+    fn note(&self, message: &str) {
+        eprintln!("{BINARY}: {message}");
+    }
+
+    fn ignore_storage(&self) -> bool {
+        self.env.flag("AWS_ECR_IGNORE_CREDS_STORAGE")
+    }
+}
+
+impl Helper for EcrHelper {
+    fn get(&self, server_url: &str) -> Result<Credentials, Error> {
+        let Some(registry) = EcrRegistry::parse(server_url) else {
+            return Err(Error::NotFound);
+        };
+        let map = IdentityMap::load(&self.env).map_err(Error::other)?;
+        let identity = Identity::for_host(&map, registry.host(), &self.env);
+        let cache = TokenCache::locate(&self.env);
+        let key = TokenCache::key(
+            registry.service(),
+            registry.host(),
+            &identity.cache_id(&self.env),
+        );
+        let now = self.env.now();
+        let cached = cache.as_ref().and_then(|cache| cache.get(&key));
+        let answer = |token: &CachedToken| Credentials {
+            server_url: server_url.to_owned(),
+            username: token.username.clone(),
+            secret: token.password.clone(),
+        };
+        if let Some(token) = cached.as_ref().filter(|token| token.is_fresh(now)) {
+            return Ok(answer(token));
+        }
+        let fetched = aws::block_on(
+            registry.host(),
+            self.env.timeout(),
+            aws::fetch_token(&registry, &identity, &self.env),
+        );
+        match fetched {
+            Ok(token) => {
+                let token = CachedToken {
+                    endpoint: token.endpoint,
+                    username: token.username,
+                    password: token.password,
+                    requested_at: now,
+                    expires_at: token.expires_at,
+                };
+                if let Some(cache) = cache.as_ref().filter(|_| token.is_usable(now))
+                    && let Err(error) = cache.put(&key, &token, now)
+                {
+                    self.note(&error.to_string());
+                }
+                Ok(answer(&token))
+            }
+            Err(error) => match cached.filter(|token| token.is_usable(now)) {
+                Some(token) => {
+                    self.note(&format!(
+                        "{error}; using the cached token, which is still valid"
+                    ));
+                    Ok(answer(&token))
+                }
+                None => {
+                    self.note(&error.to_string());
+                    Err(Error::NotFound)
+                }
+            },
+        }
+    }
+
+    fn store(&self, credentials: Credentials) -> Result<(), Error> {
+        if !self.ignore_storage() {
+            self.note(&format!(
+                "not storing credentials for {}: ECR tokens come from your AWS credentials (set AWS_ECR_IGNORE_CREDS_STORAGE=true to silence this)",
+                credentials.server_url
+            ));
+        }
+        Ok(())
+    }
+
+    fn erase(&self, server_url: &str) -> Result<(), Error> {
+        if !self.ignore_storage() {
+            self.note(&format!(
+                "nothing to erase for {server_url}: ECR tokens come from your AWS credentials (set AWS_ECR_IGNORE_CREDS_STORAGE=true to silence this)"
+            ));
+        }
+        Ok(())
+    }
+
+    fn list(&self) -> Result<BTreeMap<String, String>, Error> {
+        let Some(cache) = TokenCache::locate(&self.env) else {
+            return Ok(BTreeMap::new());
+        };
+        Ok(cache
+            .usable(self.env.now())
+            .into_values()
+            .map(|token| (token.endpoint, token.username))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    #[test]
+    fn other_hosts_are_not_found_without_reading_anything() {
+        // A config file that cannot be parsed proves it was never read.
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, "not toml [").unwrap();
+        let helper = EcrHelper::new(Env::from_vars([
+            ("REGKIT_CONFIG", config.to_str().unwrap()),
+            ("AWS_ECR_CACHE_DIR", dir.path().to_str().unwrap()),
+        ]));
+        for key in ["127.0.0.1:5000", "ghcr.io", "https://index.docker.io/v1/"] {
+            assert_eq!(helper.get(key), Err(Error::NotFound));
+        }
+        assert!(matches!(
+            helper.get("123456789012.dkr.ecr.us-east-1.amazonaws.com"),
+            Err(Error::Other(message)) if message.contains("invalid regkit config file")
+        ));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn fresh_cache_entries_answer_get_and_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Env::from_vars([
+            ("AWS_ECR_CACHE_DIR", dir.path().to_str().unwrap()),
+            ("AWS_PROFILE", "p"),
+            ("REGKIT_ECR_NOW", "1000"),
+        ]);
+        let host = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+        let identity = Identity {
+            profile: Some("p".into()),
+            ..Identity::default()
+        };
+        let cache = TokenCache::locate(&env).unwrap();
+        let token = CachedToken {
+            endpoint: format!("https://{host}"),
+            username: "AWS".into(),
+            password: Secret::new("pw".into()),
+            requested_at: 900,
+            expires_at: 2000,
+        };
+        cache
+            .put(
+                &TokenCache::key("ecr", host, &identity.cache_id(&env)),
+                &token,
+                900,
+            )
+            .unwrap();
+        let helper = EcrHelper::new(env);
+        let answer = helper.get(&format!("https://{host}/v2/")).unwrap();
+        assert_eq!(answer.server_url, format!("https://{host}/v2/"));
+        assert_eq!(answer.username, "AWS");
+        assert_eq!(answer.secret.expose(), "pw");
+        assert_eq!(
+            helper.list().unwrap(),
+            BTreeMap::from([(format!("https://{host}"), "AWS".to_owned())])
+        );
+    }
+
+    #[test]
+    fn store_and_erase_succeed() {
+        let helper = EcrHelper::new(Env::from_vars([("AWS_ECR_IGNORE_CREDS_STORAGE", "true")]));
+        let credentials = Credentials {
+            server_url: "h".into(),
+            username: "u".into(),
+            secret: Secret::new("s".into()),
+        };
+        assert_eq!(helper.store(credentials.clone()), Ok(()));
+        assert_eq!(helper.erase("h"), Ok(()));
+        let noisy = EcrHelper::new(Env::from_vars::<&str, &str>([]));
+        assert_eq!(noisy.store(credentials), Ok(()));
+    }
+}

@@ -1,0 +1,151 @@
+//! AWS ECR: the provider behind `docker-credential-ecr-login` and the ECR cleanup implementation.
+//!
+//! - [`host`]: which keys are ECR (anchored patterns of every partition, ECR Public);
+//! - [`identity`]: which AWS identity asks for a registry (regkit's config file maps registry patterns to a
+//!   profile, a role to assume and a region), and the cache key derived from it;
+//! - [`cache`]: the per-user token cache file (atomic replace under a lock, refresh at half-life);
+//! - [`aws`]: the AWS SDK side (credential chain with short IMDS timeouts, endpoint overrides, tokens);
+//! - [`helper`]: the credential helper; its cache-hit path reads one file and never starts the SDK;
+//! - [`cleanup`]: `DescribeImages` listing and tag deletion with `BatchDeleteImage`.
+//!
+//! Every AWS variable is read through [`Env`], which treats an empty value as unset: the SDK panics on
+//! `AWS_ENDPOINT_URL_ECR=""` and builds `Region("")` from `AWS_REGION=""`.
+
+pub mod aws;
+// Cross-process locking uses `File::lock` (std, Rust 1.89): the `ecr` feature needs 1.89 while the rest of
+// the crate keeps the workspace MSRV.
+#[clippy::msrv = "1.89"]
+pub mod cache;
+pub mod cleanup;
+pub mod helper;
+pub mod host;
+pub mod identity;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use host::EcrRegistry;
+
+/// Test hook: the current time as Unix seconds, for the token cache only (moto's tokens all expire in
+/// 2015, so tests move the clock instead). Not for production use.
+pub const CLOCK_VAR: &str = "REGKIT_ECR_NOW";
+/// Bound, in seconds, on one whole token request of `get` (credentials, role assumption, API call).
+pub const TIMEOUT_VAR: &str = "REGKIT_ECR_TIMEOUT";
+/// The default of [`TIMEOUT_VAR`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The process environment as the ECR code sees it: empty values are unset.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// `None` reads the process environment on demand.
+    vars: Option<BTreeMap<String, String>>,
+}
+
+impl Env {
+    /// Reads the process environment.
+    pub fn from_process() -> Self {
+        Env { vars: None }
+    }
+
+    /// Reads only the given variables (tests).
+    pub fn from_vars<K: Into<String>, V: Into<String>>(
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Env {
+            vars: Some(
+                vars.into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The value of `name`, `None` when unset, empty, blank or not UTF-8.
+    pub fn var(&self, name: &str) -> Option<String> {
+        let value = match &self.vars {
+            Some(vars) => vars.get(name).cloned(),
+            None => std::env::var_os(name)?.into_string().ok(),
+        }?;
+        (!value.trim().is_empty()).then_some(value)
+    }
+
+    /// True when `name` is set to exactly `true` (case-insensitive), as the AWS tools read booleans.
+    pub fn flag(&self, name: &str) -> bool {
+        self.var(name)
+            .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
+    }
+
+    /// Now, in Unix seconds: [`CLOCK_VAR`] when set (tests), else the system clock.
+    pub fn now(&self) -> i64 {
+        if let Some(now) = self.var(CLOCK_VAR).and_then(|v| v.trim().parse().ok()) {
+            return now;
+        }
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+            })
+    }
+
+    /// The bound on one token request: [`TIMEOUT_VAR`] seconds, else [`DEFAULT_TIMEOUT`].
+    pub fn timeout(&self) -> Duration {
+        self.var(TIMEOUT_VAR)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|secs| secs.is_finite() && *secs > 0.0)
+            .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64)
+    }
+}
+
+/// Why an ECR operation failed. `Display` is one line naming the registry and what to do; never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EcrError {
+    /// regkit's config file could not be read or parsed.
+    #[error("{0}")]
+    Config(String),
+    /// No AWS credentials could be resolved, or AWS refused them.
+    #[error("no usable AWS credentials for {registry}: {message}")]
+    Credentials {
+        /// Registry host.
+        registry: String,
+        /// The cause and what to do.
+        message: String,
+    },
+    /// The identity may not perform the operation.
+    #[error("AWS denied {operation} on {registry}: {message}")]
+    Denied {
+        /// Registry host.
+        registry: String,
+        /// The API operation.
+        operation: String,
+        /// What AWS said.
+        message: String,
+    },
+    /// The repository does not exist.
+    #[error("repository {repository} not found on {registry}")]
+    RepositoryNotFound {
+        /// Registry host.
+        registry: String,
+        /// Repository name.
+        repository: String,
+    },
+    /// Network, TLS or timeout failure.
+    #[error("cannot reach the ECR API for {registry}: {message}")]
+    Transport {
+        /// Registry host.
+        registry: String,
+        /// The cause.
+        message: String,
+    },
+    /// Any other API error or malformed answer.
+    #[error("ECR {operation} failed for {registry}: {message}")]
+    Api {
+        /// Registry host.
+        registry: String,
+        /// The API operation.
+        operation: String,
+        /// The HTTP status, when AWS answered.
+        status: Option<u16>,
+        /// The error code and message.
+        message: String,
+    },
+}
