@@ -152,6 +152,8 @@ pub struct TokenServer {
 
 struct State {
     options: Options,
+    /// The user table, replaceable while running ([`TokenServer::set_users`]).
+    users: Mutex<Vec<User>>,
     key: &'static SigningKey,
     requests: Mutex<Vec<TokenRequest>>,
     /// refresh token → account.
@@ -182,6 +184,7 @@ impl TokenServer {
             .expect("token server address")
             .to_string();
         let state = Arc::new(State {
+            users: Mutex::new(options.users.clone()),
             options,
             key: signing_key(),
             requests: Mutex::new(Vec::new()),
@@ -225,6 +228,11 @@ impl TokenServer {
     /// Every request answered so far, oldest first.
     pub fn requests(&self) -> Vec<TokenRequest> {
         self.state.requests.lock().expect("requests lock").clone()
+    }
+
+    /// Replaces the user table (to change a user's rights mid-test).
+    pub fn set_users(&self, users: Vec<User>) {
+        *self.state.users.lock().expect("users lock") = users;
     }
 
     /// Forgets the recorded requests.
@@ -479,7 +487,8 @@ fn answer(
     if request.path != "/token" {
         return error(404, "not found");
     }
-    let users = &state.options.users;
+    let users = state.users.lock().expect("users lock").clone();
+    let users = &users;
     let find = |name: &str, password: &str| {
         users
             .iter()

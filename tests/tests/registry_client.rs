@@ -1,7 +1,36 @@
-//! The registry client against a real distribution registry: no auth, htpasswd and token auth.
+//! The registry client (`regkit::registry`) against a real distribution registry: no auth, htpasswd and
+//! token auth (our token server), plus canned loopback servers for the protocol edges a real registry
+//! cannot be made to show (Retry-After, foreign pagination links, plain-HTTP token realms).
 
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use regkit::dockerconfig::RegistryAuth;
+use regkit::registry::{Client, ClientOptions, Deleted, RegistryError};
+use regkit::secret::Secret;
 use regkit_e2e::images::{self, Auth, Format};
-use regkit_e2e::registry::Registry;
+use regkit_e2e::registry::{Options, Registry};
+use regkit_e2e::tokenserver::{self, TokenServer, User};
+
+fn client(registry: &Registry, auth: RegistryAuth) -> Client {
+    Client::new(registry.host(), auth, &ClientOptions::default()).unwrap()
+}
+
+fn basic(user: &str, password: &str) -> RegistryAuth {
+    RegistryAuth::Basic {
+        username: user.into(),
+        password: Secret::new(password.into()),
+    }
+}
+
+fn sorted(tags: Vec<String>) -> Vec<String> {
+    let mut tags = tags;
+    tags.sort();
+    tags
+}
 
 #[test]
 fn harness_pushes_shared_and_distinct_images() {
@@ -24,45 +53,499 @@ fn harness_pushes_shared_and_distinct_images() {
     assert_eq!(state["plain"], plain);
     assert_eq!(state["multi"], index.digest);
     assert_eq!(state.len(), 5);
+    assert_ne!(
+        images::push(&url, "a/b/c", &["one"], &Auth::None),
+        shared,
+        "every push is a new image"
+    );
+}
 
-    let tags: Vec<String> = (0..1500).map(|i| format!("t{i:04}")).collect();
-    let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
-    let started = std::time::Instant::now();
-    let pushed = images::push_distinct(&url, "many", &tag_refs, &Auth::None);
-    eprintln!("pushed 1500 in {:?}", started.elapsed());
-    let state = images::tag_digests(&url, "many", &Auth::None);
-    eprintln!("listed 1500 in {:?}", started.elapsed());
-    assert_eq!(state.len(), 1500);
-    let distinct: std::collections::BTreeSet<_> = pushed.iter().map(|(_, d)| d.clone()).collect();
-    assert_eq!(distinct.len(), 1500);
-    for (tag, digest) in &pushed {
-        assert_eq!(&state[tag], digest);
+#[tokio::test(flavor = "current_thread")]
+async fn manifests_round_trip_in_a_nested_repository() {
+    let registry = Registry::start();
+    let url = registry.url();
+    let shared = images::push(&url, "a/b/c", &["one", "two"], &Auth::None);
+    let docker = images::push_as(&url, "a/b/c", &["docker"], &Auth::None, Format::Docker);
+    let index = images::push_index(&url, "a/b/c", "multi", &Auth::None, Format::Docker);
+    let client = client(&registry, RegistryAuth::Anonymous);
+    client.ping().await.unwrap();
+
+    assert_eq!(
+        sorted(client.list_tags("a/b/c").await.unwrap()),
+        ["docker", "multi", "one", "two"]
+    );
+    let head = client.head_manifest("a/b/c", "one").await.unwrap().unwrap();
+    assert_eq!(head.digest, shared);
+    assert_eq!(
+        head.media_type,
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    let docker_head = client
+        .head_manifest("a/b/c", "docker")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(docker_head.digest, docker);
+    assert_eq!(
+        docker_head.media_type,
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let list = client
+        .get_manifest("a/b/c", "multi")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(list.info.digest, index.digest);
+    assert_eq!(
+        list.info.media_type,
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+
+    let manifest = client
+        .get_manifest("a/b/c", &shared)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(manifest.info, head);
+    assert_eq!(manifest.info.size, manifest.body.len() as u64);
+    let parsed: serde_json::Value = serde_json::from_slice(&manifest.body).unwrap();
+    let config_digest = parsed["config"]["digest"].as_str().unwrap();
+    let config = client
+        .get_blob("a/b/c", config_digest, 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    assert_eq!(config["created"], images::DEFAULT_CREATED);
+    assert!(matches!(
+        client.get_blob("a/b/c", config_digest, 10).await,
+        Err(RegistryError::InvalidResponse { .. })
+    ));
+    assert_eq!(
+        client
+            .get_blob("a/b/c", &images::sha256_digest(b"absent"), 100)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // PUT the same bytes under a new tag: same digest, a third tag on it.
+    let put = client
+        .put_manifest("a/b/c", "three", &manifest.info.media_type, &manifest.body)
+        .await
+        .unwrap();
+    assert_eq!(put, shared);
+    assert_eq!(
+        images::tag_digests(&url, "a/b/c", &Auth::None)["three"],
+        shared
+    );
+
+    assert!(matches!(
+        client.delete_manifest("a/b/c", "one").await,
+        Err(RegistryError::Config(_))
+    ));
+    assert_eq!(
+        client.delete_manifest("a/b/c", &shared).await.unwrap(),
+        Deleted::Removed
+    );
+    assert_eq!(
+        client.delete_manifest("a/b/c", &shared).await.unwrap(),
+        Deleted::Absent
+    );
+    assert_eq!(client.head_manifest("a/b/c", "one").await.unwrap(), None);
+    assert_eq!(client.get_manifest("a/b/c", "two").await.unwrap(), None);
+    assert_eq!(
+        sorted(client.list_tags("a/b/c").await.unwrap()),
+        ["docker", "multi"]
+    );
+
+    // With every manifest gone distribution answers `"tags": null`.
+    client.delete_manifest("a/b/c", &docker).await.unwrap();
+    client
+        .delete_manifest("a/b/c", &index.digest)
+        .await
+        .unwrap();
+    assert_eq!(
+        client.list_tags("a/b/c").await.unwrap(),
+        Vec::<String>::new()
+    );
+    match client.list_tags("no/such/repo").await {
+        Err(RegistryError::RepositoryNotFound { repository, .. }) => {
+            assert_eq!(repository, "no/such/repo")
+        }
+        other => panic!("expected RepositoryNotFound, got {other:?}"),
     }
 }
 
-#[test]
-fn harness_pushes_through_token_auth() {
-    use regkit_e2e::registry::Options;
-    use regkit_e2e::tokenserver::{TokenServer, User};
-    let tokens = TokenServer::start(vec![
-        User::admin("admin", "pw"),
-        User::new("reader", "r").grant("*", &["pull"]),
-    ]);
+#[tokio::test(flavor = "current_thread")]
+async fn lists_1500_tags_and_pages_through_the_catalog() {
+    let registry = Registry::start();
+    let url = registry.url();
+    let tags: Vec<String> = (0..1500).map(|i| format!("t{i:04}")).collect();
+    let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let pushed = images::push_distinct(&url, "many", &tag_refs, &Auth::None);
+    assert_eq!(
+        pushed.iter().map(|(_, d)| d).collect::<BTreeSet<_>>().len(),
+        1500
+    );
+    for repo in ["team/one", "team/two", "other"] {
+        images::push(&url, repo, &["v1"], &Auth::None);
+    }
+
+    let client = client(&registry, RegistryAuth::Anonymous);
+    let listed = client.list_tags("many").await.unwrap();
+    assert_eq!(listed.len(), 1500);
+    assert_eq!(sorted(listed), tags);
+
+    let paged = client.clone().with_page_size(1);
+    assert_eq!(
+        sorted(paged.catalog("").await.unwrap()),
+        ["many", "other", "team/one", "team/two"]
+    );
+    assert_eq!(
+        sorted(paged.catalog("team/").await.unwrap()),
+        ["team/one", "team/two"]
+    );
+    // Tags with n=1: distribution 2.8 ignores n on tags and sends everything in one page.
+    assert_eq!(paged.list_tags("many").await.unwrap().len(), 1500);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn htpasswd_right_wrong_and_missing_password() {
+    let registry = Registry::start_htpasswd("alice", "s3cret");
+    let digest = images::push(
+        &registry.url(),
+        "app",
+        &["v1"],
+        &Auth::basic("alice", "s3cret"),
+    );
+
+    let right = client(&registry, basic("alice", "s3cret"));
+    right.ping().await.unwrap();
+    assert_eq!(right.list_tags("app").await.unwrap(), ["v1"]);
+    assert_eq!(
+        right
+            .head_manifest("app", "v1")
+            .await
+            .unwrap()
+            .unwrap()
+            .digest,
+        digest
+    );
+    assert_eq!(
+        right.delete_manifest("app", &digest).await.unwrap(),
+        Deleted::Removed
+    );
+
+    let wrong = client(&registry, basic("alice", "wrong"));
+    match wrong.list_tags("app").await {
+        Err(error @ RegistryError::Unauthorized { .. }) => {
+            assert!(!error.to_string().contains("wrong"), "{error}");
+            assert!(error.to_string().contains(registry.host()), "{error}");
+        }
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+    assert!(matches!(
+        client(&registry, RegistryAuth::Anonymous)
+            .list_tags("app")
+            .await,
+        Err(RegistryError::Unauthorized { .. })
+    ));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn disabled_deletes_are_unsupported() {
+    let registry = Registry::start_with(Options {
+        delete_enabled: false,
+        ..Options::default()
+    });
+    let digest = images::push(&registry.url(), "app", &["v1"], &Auth::None);
+    let error = client(&registry, RegistryAuth::Anonymous)
+        .delete_manifest("app", &digest)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, RegistryError::DeleteUnsupported { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("UNSUPPORTED"), "{error}");
+    assert_eq!(
+        images::tag_digests(&registry.url(), "app", &Auth::None)["v1"],
+        digest
+    );
+}
+
+fn token_setup(users: Vec<User>) -> (TokenServer, Registry) {
+    let tokens = TokenServer::start(users);
     let registry = Registry::start_with(Options {
         auth: tokens.registry_auth(),
         ..Options::default()
     });
+    (tokens, registry)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn token_auth_uses_the_challenged_scope_and_caches_tokens() {
+    let (tokens, registry) = token_setup(vec![
+        User::admin("admin", "pw"),
+        User::new("reader", "r").grant("app", &["pull"]),
+    ]);
     let url = registry.url();
-    let digest = images::push(&url, "x/y", &["t1", "t2"], &Auth::basic("admin", "pw"));
-    let state = images::tag_digests(&url, "x/y", &Auth::basic("reader", "r"));
-    assert_eq!(state.len(), 2);
-    assert_eq!(state["t1"], digest);
+    let keep = images::push(&url, "app", &["keep"], &Auth::basic("admin", "pw"));
+    let doomed = images::push(&url, "app", &["doomed"], &Auth::basic("admin", "pw"));
+    tokens.clear_requests();
+
+    let admin = client(&registry, basic("admin", "pw"));
+    assert_eq!(
+        sorted(admin.list_tags("app").await.unwrap()),
+        ["doomed", "keep"]
+    );
+    assert_eq!(
+        admin
+            .head_manifest("app", "keep")
+            .await
+            .unwrap()
+            .unwrap()
+            .digest,
+        keep
+    );
+    admin.get_manifest("app", "keep").await.unwrap().unwrap();
+    assert_eq!(
+        admin.delete_manifest("app", &doomed).await.unwrap(),
+        Deleted::Removed
+    );
     let requests = tokens.requests();
+    let scopes: Vec<Vec<String>> = requests.iter().map(|r| r.scopes.clone()).collect();
+    // One token per scope: the pull token is reused for HEAD and GET.
+    assert_eq!(
+        scopes,
+        [
+            vec!["repository:app:pull".to_string()],
+            vec!["repository:app:delete".to_string()]
+        ]
+    );
+    assert!(requests.iter().all(|r| r.grant_type == "basic"
+        && r.account.as_deref() == Some("admin")
+        && r.service.as_deref() == Some(tokenserver::SERVICE)));
+    assert_eq!(sorted(admin.catalog("").await.unwrap()), ["app"]);
+
+    let reader = client(&registry, basic("reader", "r"));
+    assert_eq!(reader.list_tags("app").await.unwrap(), ["keep"]);
+    match reader.delete_manifest("app", &keep).await {
+        Err(error @ RegistryError::Denied { .. }) => {
+            assert!(error.to_string().contains("delete"), "{error}")
+        }
+        other => panic!("expected Denied, got {other:?}"),
+    }
+    assert!(matches!(
+        reader.list_tags("other").await,
+        Err(RegistryError::Denied { .. })
+    ));
+    assert!(matches!(
+        client(&registry, basic("reader", "bad"))
+            .list_tags("app")
+            .await,
+        Err(RegistryError::Unauthorized { .. })
+    ));
+    assert_eq!(
+        images::tag_digests(&url, "app", &Auth::basic("admin", "pw"))["keep"],
+        keep
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn insufficient_scope_fetches_a_new_token_once() {
+    let (tokens, registry) = token_setup(vec![
+        User::admin("admin", "pw"),
+        User::new("ops", "o").grant("app", &["pull"]),
+    ]);
+    let digest = images::push(&registry.url(), "app", &["v1"], &Auth::basic("admin", "pw"));
+    let ops = client(&registry, basic("ops", "o"));
+    assert!(matches!(
+        ops.delete_manifest("app", &digest).await,
+        Err(RegistryError::Denied { .. })
+    ));
+
+    // The cached delete token lacks the right; once granted, the insufficient_scope answer makes the
+    // client fetch a fresh token for the challenged scope and retry.
+    tokens.set_users(vec![
+        User::admin("admin", "pw"),
+        User::new("ops", "o").grant("app", &["pull", "delete"]),
+    ]);
+    tokens.clear_requests();
+    assert_eq!(
+        ops.delete_manifest("app", &digest).await.unwrap(),
+        Deleted::Removed
+    );
+    let scopes: Vec<Vec<String>> = tokens.requests().iter().map(|r| r.scopes.clone()).collect();
+    assert_eq!(scopes, [vec!["repository:app:delete".to_string()]]);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn identity_tokens_use_the_refresh_token_grant() {
+    let (tokens, registry) = token_setup(vec![User::admin("admin", "pw")]);
+    let digest = images::push(&registry.url(), "app", &["v1"], &Auth::basic("admin", "pw"));
+    // What `docker login` does to obtain an identity token.
+    let mut response = ureq::get(&tokens.realm())
+        .query("service", tokenserver::SERVICE)
+        .query("offline_token", "true")
+        .query("client_id", "docker")
+        .header(
+            "authorization",
+            format!(
+                "Basic {}",
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "admin:pw")
+            ),
+        )
+        .call()
+        .unwrap();
+    let body: serde_json::Value =
+        serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap();
+    let refresh = body["refresh_token"].as_str().unwrap().to_string();
+    tokens.clear_requests();
+
+    let client = client(&registry, RegistryAuth::IdentityToken(Secret::new(refresh)));
+    assert_eq!(client.list_tags("app").await.unwrap(), ["v1"]);
+    assert_eq!(
+        client.delete_manifest("app", &digest).await.unwrap(),
+        Deleted::Removed
+    );
+    let requests = tokens.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(requests.iter().all(|r| r.method == "POST"
+        && r.grant_type == "refresh_token"
+        && r.client_id.as_deref() == Some("regkit")
+        && r.status == 200));
+
+    let stale = Client::new(
+        registry.host(),
+        RegistryAuth::IdentityToken(Secret::new("not-a-refresh-token".into())),
+        &ClientOptions::default(),
+    )
+    .unwrap();
+    assert!(matches!(
+        stale.list_tags("app").await,
+        Err(RegistryError::Unauthorized { .. })
+    ));
+}
+
+/// A loopback server answering each connection's requests from `responses` in turn (the last repeats),
+/// recording request heads.
+fn canned(responses: Vec<String>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for (index, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0usize);
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            record.lock().unwrap().push(head);
+            let response = &responses[index.min(responses.len() - 1)];
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    (addr, seen)
+}
+
+fn response(status: &str, headers: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn retry_after_is_honoured_within_the_budget() {
+    let (addr, seen) = canned(vec![
+        response("503 Service Unavailable", "Retry-After: 1\r\n", ""),
+        response("429 Too Many Requests", "Retry-After: 0\r\n", ""),
+        response(
+            "200 OK",
+            "Content-Type: application/json\r\n",
+            r#"{"name":"x","tags":["a"]}"#,
+        ),
+    ]);
+    let client = Client::new(&addr, RegistryAuth::Anonymous, &ClientOptions::default()).unwrap();
+    let started = Instant::now();
+    assert_eq!(client.list_tags("x").await.unwrap(), ["a"]);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(seen.lock().unwrap().len(), 3);
     assert!(
-        requests
-            .iter()
-            .any(|r| r.scopes == ["repository:x/y:pull,push"]
-                && r.account.as_deref() == Some("admin")),
-        "{requests:?}"
+        seen.lock().unwrap()[0]
+            .to_ascii_lowercase()
+            .contains("user-agent: regkit/")
+    );
+
+    // A Retry-After beyond the budget ends the retries with the registry's answer.
+    let (addr, seen) = canned(vec![response(
+        "503 Service Unavailable",
+        "Retry-After: 3600\r\n",
+        "",
+    )]);
+    let options = ClientOptions {
+        retry_budget: Duration::from_secs(2),
+        ..ClientOptions::default()
+    };
+    let client = Client::new(&addr, RegistryAuth::Anonymous, &options).unwrap();
+    assert!(matches!(
+        client.list_tags("x").await,
+        Err(RegistryError::Status { status: 503, .. })
+    ));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn pagination_links_to_another_host_are_refused() {
+    let (addr, _) = canned(vec![response(
+        "200 OK",
+        "Link: <http://127.0.0.2:9/v2/x/tags/list?last=a>; rel=\"next\"\r\n",
+        r#"{"name":"x","tags":["a"]}"#,
+    )]);
+    let client = Client::new(&addr, RegistryAuth::Anonymous, &ClientOptions::default()).unwrap();
+    match client.list_tags("x").await {
+        Err(error @ RegistryError::InvalidResponse { .. }) => {
+            assert!(error.to_string().contains("127.0.0.2"), "{error}")
+        }
+        other => panic!("expected InvalidResponse, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn credentials_never_go_to_a_plain_http_realm_elsewhere() {
+    // The realm is never contacted: the client refuses before sending.
+    let (addr, seen) = canned(vec![response(
+        "401 Unauthorized",
+        "WWW-Authenticate: Bearer realm=\"http://192.0.2.1/token\",service=\"s\",scope=\"repository:x:pull\"\r\n",
+        "",
+    )]);
+    let client = Client::new(&addr, basic("u", "p"), &ClientOptions::default()).unwrap();
+    match client.list_tags("x").await {
+        Err(RegistryError::Config(message)) => assert!(message.contains("plain HTTP"), "{message}"),
+        other => panic!("expected Config, got {other:?}"),
+    }
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert!(
+        !seen.lock().unwrap()[0]
+            .to_ascii_lowercase()
+            .contains("authorization")
     );
 }
