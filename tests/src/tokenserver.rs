@@ -128,7 +128,8 @@ impl Default for Options {
 pub struct TokenRequest {
     /// `GET` or `POST`.
     pub method: String,
-    /// `basic` or `anonymous` for GET; the form's `grant_type` for POST.
+    /// `basic`, `basic_refresh_token` (empty user, a refresh token as password) or `anonymous` for GET;
+    /// the form's `grant_type` for POST.
     pub grant_type: String,
     /// The authenticated account, if any.
     pub account: Option<String>,
@@ -496,6 +497,23 @@ fn answer(
     };
     let (user, issue_refresh) = match request.method.as_str() {
         "GET" => match request.authorization.as_deref().and_then(decode_basic) {
+            // BuildKit falls back to GET with an identity token as the Basic password (empty user).
+            Some((name, password)) if name.is_empty() => {
+                record.grant_type = "basic_refresh_token".into();
+                let account = state
+                    .refresh_tokens
+                    .lock()
+                    .expect("refresh lock")
+                    .get(&password)
+                    .cloned();
+                match account.and_then(|name| users.iter().find(|u| u.name == name)) {
+                    Some(user) => {
+                        record.account = Some(user.name.clone());
+                        (Some(user), false)
+                    }
+                    None => return error(401, "invalid refresh token"),
+                }
+            }
             Some((name, password)) => {
                 record.grant_type = "basic".into();
                 record.account = Some(name.clone());

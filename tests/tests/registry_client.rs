@@ -381,27 +381,29 @@ async fn insufficient_scope_fetches_a_new_token_once() {
     assert_eq!(scopes, [vec!["repository:app:delete".to_string()]]);
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn identity_tokens_use_the_refresh_token_grant() {
-    let (tokens, registry) = token_setup(vec![User::admin("admin", "pw")]);
-    let digest = images::push(&registry.url(), "app", &["v1"], &Auth::basic("admin", "pw"));
-    // What `docker login` does to obtain an identity token.
+/// What `docker login` does to obtain an identity token: GET with Basic and `offline_token=true`.
+fn identity_token(tokens: &TokenServer, user: &str, password: &str) -> String {
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{user}:{password}"),
+    );
     let mut response = ureq::get(&tokens.realm())
         .query("service", tokenserver::SERVICE)
         .query("offline_token", "true")
         .query("client_id", "docker")
-        .header(
-            "authorization",
-            format!(
-                "Basic {}",
-                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "admin:pw")
-            ),
-        )
+        .header("authorization", format!("Basic {basic}"))
         .call()
         .unwrap();
     let body: serde_json::Value =
         serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap();
-    let refresh = body["refresh_token"].as_str().unwrap().to_string();
+    body["refresh_token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn identity_tokens_use_the_refresh_token_grant() {
+    let (tokens, registry) = token_setup(vec![User::admin("admin", "pw")]);
+    let digest = images::push(&registry.url(), "app", &["v1"], &Auth::basic("admin", "pw"));
+    let refresh = identity_token(&tokens, "admin", "pw");
     tokens.clear_requests();
 
     let client = client(&registry, RegistryAuth::IdentityToken(Secret::new(refresh)));
@@ -427,6 +429,37 @@ async fn identity_tokens_use_the_refresh_token_grant() {
         stale.list_tags("app").await,
         Err(RegistryError::Unauthorized { .. })
     ));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn identity_tokens_fall_back_to_get_without_oauth2() {
+    let tokens = TokenServer::start_with(tokenserver::Options {
+        users: vec![User::admin("admin", "pw")],
+        post_enabled: false,
+        ..tokenserver::Options::default()
+    });
+    let registry = Registry::start_with(Options {
+        auth: tokens.registry_auth(),
+        ..Options::default()
+    });
+    images::push(&registry.url(), "app", &["v1"], &Auth::basic("admin", "pw"));
+    let refresh = identity_token(&tokens, "admin", "pw");
+    tokens.clear_requests();
+
+    let client = client(&registry, RegistryAuth::IdentityToken(Secret::new(refresh)));
+    assert_eq!(client.list_tags("app").await.unwrap(), ["v1"]);
+    let requests: Vec<(String, String, u16)> = tokens
+        .requests()
+        .into_iter()
+        .map(|r| (r.method, r.grant_type, r.status))
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            ("POST".to_string(), String::new(), 405),
+            ("GET".to_string(), "basic_refresh_token".to_string(), 200)
+        ]
+    );
 }
 
 /// A loopback server answering each connection's requests from `responses` in turn (the last repeats),
@@ -548,4 +581,34 @@ async fn credentials_never_go_to_a_plain_http_realm_elsewhere() {
             .to_ascii_lowercase()
             .contains("authorization")
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn redirects_to_another_host_carry_no_credentials() {
+    let blob = "config bytes";
+    let (storage, storage_seen) = canned(vec![response("200 OK", "", blob)]);
+    let (registry, registry_seen) = canned(vec![response(
+        "307 Temporary Redirect",
+        &format!("Location: http://{storage}/signed/blob\r\n"),
+        "",
+    )]);
+    let client = Client::new(
+        &registry,
+        RegistryAuth::RegistryToken(Secret::new("registry-token".into())),
+        &ClientOptions::default(),
+    )
+    .unwrap();
+    let digest = images::sha256_digest(blob.as_bytes());
+    assert_eq!(
+        client.get_blob("x", &digest, 1024).await.unwrap().unwrap(),
+        blob.as_bytes()
+    );
+    let to_registry = registry_seen.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(
+        to_registry.contains("authorization: bearer registry-token"),
+        "{to_registry}"
+    );
+    let to_storage = storage_seen.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(to_storage.starts_with("get /signed/blob"), "{to_storage}");
+    assert!(!to_storage.contains("authorization"), "{to_storage}");
 }
