@@ -5,7 +5,7 @@ PREFIX    ?= /usr/local
 BINDIR    ?= $(PREFIX)/bin
 DESTDIR   ?=
 CARGO     ?= cargo
-BINARIES  := regkit docker-credential-keyring docker-credential-env
+BINARIES  := regkit docker-credential-keyring docker-credential-env docker-credential-ecr-login
 
 .PHONY: all build deps test lint demo install uninstall bench clean
 

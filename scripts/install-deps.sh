@@ -18,6 +18,8 @@ declare -A tools=(
   [hyperfine]=hyperfine
   [cc]=gcc
   [docker]=docker.io
+  [docker-credential-ecr-login]=amazon-ecr-credential-helper
+  [python3]=python3
 )
 
 missing=()
@@ -26,6 +28,8 @@ for tool in "${!tools[@]}"; do
 done
 # dbus-x11 provides dbus-launch, which gnome-keyring falls back to in some set-ups.
 dpkg -s dbus-x11 >/dev/null 2>&1 || missing+=(dbus-x11)
+# The ECR tests run moto from a virtualenv, which needs Python's venv and ensurepip modules.
+command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1 && missing+=(python3-venv)
 
 if ((${#missing[@]})); then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -39,4 +43,13 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo is required (https://rustup.rs), install a stable Rust toolchain first" >&2
   exit 1
+fi
+
+# moto's server (an AWS double on loopback) for the ECR tests, in build/venv; tests find it there or at
+# $REGKIT_MOTO.
+venv="$(cd "$(dirname "$0")/.." && pwd)/build/venv"
+if [ ! -x "$venv/bin/moto_server" ]; then
+  echo "install-deps: creating $venv with moto[server]" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]'
 fi

@@ -5,5 +5,6 @@
 pub mod bins;
 pub mod dbus;
 pub mod images;
+pub mod moto;
 pub mod registry;
 pub mod tokenserver;
