@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use futures_util::lock::Mutex;
 use futures_util::stream::{self, StreamExt};
 
 use super::{BoxFuture, Capabilities, Context, DeleteRequest, TagInfo, Vendor, failure_kind};
@@ -24,10 +25,14 @@ pub const TOMBSTONE_ANNOTATION: &str = "io.regkit.tombstone";
 const PROBE_DIGEST: &str =
     "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
+/// How often a manifest whose tags outlived its deletion is re-linked and deleted again.
+const REPAIR_ATTEMPTS: usize = 3;
+
 pub(super) fn build(context: Context) -> Box<dyn Vendor> {
     Box::new(DefaultVendor {
         store: context.client,
         parallel: context.parallel.max(1),
+        writes: Mutex::new(()),
     })
 }
 
@@ -99,6 +104,11 @@ impl Store for Client {
 struct DefaultVendor<S> {
     store: S,
     parallel: usize,
+    /// Held around every manifest write. Distribution answers a manifest DELETE by reading every tag link
+    /// of the repository; a link being rewritten at that moment fails the DELETE after the manifest is
+    /// gone, and the retry then finds nothing to delete and leaves the tag listed without a manifest.
+    /// Reads stay parallel.
+    writes: Mutex<()>,
 }
 
 impl<S: Store> Vendor for DefaultVendor<S> {
@@ -376,8 +386,16 @@ impl<S: Store> DefaultVendor<S> {
                 let mut done = Vec::new();
                 let mut still_there = Vec::new();
                 // Re-check just before acting: a tag moved by a concurrent push must not go with this digest.
-                for tag in tags {
-                    match self.store.head(path, &tag).await {
+                let rechecked: Vec<_> = stream::iter(tags)
+                    .map(|tag| async move {
+                        let current = self.store.head(path, &tag).await;
+                        (tag, current)
+                    })
+                    .buffer_unordered(self.parallel)
+                    .collect()
+                    .await;
+                for (tag, current) in rechecked {
+                    match current {
                         Ok(Some(current)) if current == digest => still_there.push(tag),
                         Ok(Some(_)) => done.push(self.untag(entries, tag).await),
                         Ok(None) => {
@@ -393,7 +411,22 @@ impl<S: Store> DefaultVendor<S> {
                 if explicit {
                     targets.push(Target::Digest(digest.clone()));
                 }
-                let status = match self.store.delete(path, &digest).await {
+                let tags: Vec<String> = targets
+                    .iter()
+                    .filter_map(|target| match target {
+                        Target::Tag(tag) => Some(tag.clone()),
+                        Target::Digest(_) => None,
+                    })
+                    .collect();
+                let deleted = match self.store.get(path, &digest).await {
+                    Ok(Some(manifest)) => {
+                        let _writing = self.writes.lock().await;
+                        self.delete_with_tags(path, &digest, &manifest, &tags).await
+                    }
+                    Ok(None) => Ok(Deleted::Absent),
+                    Err(error) => Err(error),
+                };
+                let status = match deleted {
                     Ok(Deleted::Removed) => Status::Deleted,
                     Ok(Deleted::Absent) => Status::Absent,
                     Err(error) => {
@@ -460,6 +493,7 @@ impl<S: Store> DefaultVendor<S> {
             message,
         };
         let grave = tombstone(&body, &tombstone_marker()).map_err(manifest_error)?;
+        let _writing = self.writes.lock().await;
         let grave_digest = self.store.put(path, tag, &media_type, &grave).await?;
         // Deleting the original digest would take the sibling tags with it; never let a registry that
         // ignored the change lead there.
@@ -468,8 +502,52 @@ impl<S: Store> DefaultVendor<S> {
                 "the registry gave the tombstone the original digest".into(),
             ));
         }
-        self.store.delete(path, &grave_digest).await?;
+        let grave = (media_type, grave);
+        self.delete_with_tags(path, &grave_digest, &grave, &[tag.to_string()])
+            .await?;
         Ok(Some(digest))
+    }
+
+    /// Deletes `digest`, which `tags` pointed at a moment ago, and makes sure they went with it.
+    ///
+    /// A 404 here means an earlier attempt (a retried request) removed the manifest, possibly leaving the
+    /// tags listed without one. Such a tag HEADs as absent; it is linked to the same manifest again and the
+    /// delete repeated, until the registry confirms a delete that removed the tags.
+    async fn delete_with_tags(
+        &self,
+        path: &str,
+        digest: &str,
+        manifest: &(String, Vec<u8>),
+        tags: &[String],
+    ) -> Result<Deleted, RegistryError> {
+        let mut result = self.store.delete(path, digest).await?;
+        for _ in 0..REPAIR_ATTEMPTS {
+            if result == Deleted::Removed {
+                return Ok(result);
+            }
+            let mut relinked = false;
+            for tag in tags {
+                if self.store.head(path, tag).await?.is_none() {
+                    self.store.put(path, tag, &manifest.0, &manifest.1).await?;
+                    relinked = true;
+                }
+            }
+            if !relinked {
+                return Ok(result);
+            }
+            result = self.store.delete(path, digest).await?;
+        }
+        if result == Deleted::Removed {
+            return Ok(result);
+        }
+        Err(RegistryError::InvalidResponse {
+            registry: self.store.registry().to_string(),
+            operation: format!("DELETE manifest {digest}"),
+            message: format!(
+                "tags {} stay listed after their manifest was deleted {REPAIR_ATTEMPTS} times; run the delete again",
+                tags.join(", ")
+            ),
+        })
     }
 }
 
@@ -577,6 +655,9 @@ mod tests {
         heads: Cell<usize>,
         /// On this HEAD call, move the tag to the digest before answering.
         move_on_head: Option<(usize, String, String)>,
+        /// Deletes that behave like a retried DELETE whose first attempt failed half-way: the manifest goes,
+        /// its tags stay listed, and the answer is 404.
+        half_deletes: Cell<usize>,
     }
 
     fn digest_of(body: &[u8]) -> String {
@@ -622,7 +703,8 @@ mod tests {
             {
                 self.tags.borrow_mut().insert(tag.clone(), digest.clone());
             }
-            Ok(self.tags.borrow().get(reference).cloned())
+            let digest = self.tags.borrow().get(reference).cloned();
+            Ok(digest.filter(|digest| self.manifests.borrow().contains_key(digest)))
         }
         async fn get(
             &self,
@@ -652,6 +734,10 @@ mod tests {
             if self.manifests.borrow_mut().remove(digest).is_none() {
                 return Ok(Deleted::Absent);
             }
+            if self.half_deletes.get() > 0 {
+                self.half_deletes.set(self.half_deletes.get() - 1);
+                return Ok(Deleted::Absent);
+            }
             self.tags.borrow_mut().retain(|_, target| target != digest);
             Ok(Deleted::Removed)
         }
@@ -675,6 +761,7 @@ mod tests {
         let vendor = DefaultVendor {
             store: fake,
             parallel: 3,
+            writes: Mutex::new(()),
         };
         let progress = Cell::new(0);
         let on_progress = |n: u64| progress.set(progress.get() + n);
@@ -864,6 +951,46 @@ mod tests {
         assert_eq!(entries[1].status, Status::Deleted);
         assert_eq!(fake.snapshot(), BTreeMap::from([("c".to_string(), new)]));
         assert!(!fake.manifests.borrow().contains_key(&old));
+    }
+
+    #[test]
+    fn tags_left_behind_by_a_half_done_delete_are_relinked_and_deleted() {
+        let fake = Fake {
+            half_deletes: Cell::new(3),
+            ..Fake::default()
+        };
+        fake.push("a", "one");
+        fake.push("b", "one");
+        let shared = fake.push("c", "two");
+        fake.push("d", "two");
+        let (entries, fake, _) = run(fake, &[tag("a"), tag("b"), tag("c")], false);
+        assert_eq!(
+            statuses(&entries),
+            vec![
+                ("fake/a/b:a".into(), Status::Deleted, Some(Method::Digest)),
+                ("fake/a/b:b".into(), Status::Deleted, Some(Method::Digest)),
+                (
+                    "fake/a/b:c".into(),
+                    Status::Untagged,
+                    Some(Method::Tombstone)
+                ),
+            ]
+        );
+        assert_eq!(fake.snapshot(), BTreeMap::from([("d".to_string(), shared)]));
+        assert_eq!(fake.manifests.borrow().len(), 1);
+
+        let stubborn = Fake {
+            half_deletes: Cell::new(usize::MAX),
+            ..Fake::default()
+        };
+        stubborn.push("a", "one");
+        stubborn.push("b", "one");
+        let (entries, _, _) = run(stubborn, &[tag("a")], false);
+        assert_eq!(entries[0].status, Status::Failed);
+        assert!(
+            entries[0].error.as_deref().unwrap().contains("stay listed"),
+            "{entries:?}"
+        );
     }
 
     #[test]
