@@ -453,21 +453,16 @@ impl Pusher {
         }))
         .expect("serialise config");
         let config_digest = sha256_digest(&config_bytes);
-        // Keyed by repository too: a blob must be linked into every repository that references it. Marked
-        // only once uploaded, so a concurrent push never references a config still in flight.
+        // Keyed by repository too: a blob must be linked into every repository that references it. The
+        // lock is held over the upload: distribution races when two uploads of one blob commit at once
+        // (the loser's manifest then sees the blob as unknown).
         let key = format!("{repo}@{config_digest}");
-        let known = self
-            .pushed_configs
-            .lock()
-            .expect("config cache lock")
-            .contains(&key);
-        if !known {
+        let mut pushed = self.pushed_configs.lock().expect("config cache lock");
+        if !pushed.contains(&key) {
             self.push_blob(repo, &config_bytes);
-            self.pushed_configs
-                .lock()
-                .expect("config cache lock")
-                .insert(key);
+            pushed.insert(key);
         }
+        drop(pushed);
         let mut manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": format.manifest_type(),

@@ -329,6 +329,19 @@ async fn token_auth_uses_the_challenged_scope_and_caches_tokens() {
         && r.service.as_deref() == Some(tokenserver::SERVICE)));
     assert_eq!(sorted(admin.catalog("").await.unwrap()), ["app"]);
 
+    // Concurrent requests on a fresh client share one token fetch.
+    let fresh = client(&registry, basic("admin", "pw"));
+    tokens.clear_requests();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let fresh = fresh.clone();
+        tasks.spawn(async move { fresh.head_manifest("app", "keep").await });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        assert_eq!(joined.unwrap().unwrap().unwrap().digest, keep);
+    }
+    assert_eq!(tokens.requests().len(), 1, "{:?}", tokens.requests());
+
     let reader = client(&registry, basic("reader", "r"));
     assert_eq!(reader.list_tags("app").await.unwrap(), ["keep"]);
     match reader.delete_manifest("app", &keep).await {

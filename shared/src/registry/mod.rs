@@ -188,6 +188,8 @@ struct Inner {
     tokens: TokenCache,
     /// Set once the registry challenged with Basic: later requests send the credentials up front.
     basic_preferred: std::sync::atomic::AtomicBool,
+    /// Held while a token is fetched.
+    token_fetch: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Client {
@@ -297,6 +299,7 @@ impl Client {
                 retry_budget: options.retry_budget,
                 tokens: TokenCache::default(),
                 basic_preferred: std::sync::atomic::AtomicBool::new(false),
+                token_fetch: tokio::sync::Mutex::new(()),
             }),
             page_size: None,
         })
@@ -770,6 +773,7 @@ impl Client {
                 .or_else(|| call.scope.clone())
                 .unwrap_or_default();
             let insufficient = challenge.param("error") == Some("insufficient_scope");
+            let sent_value = sent.as_ref().map(|sent| sent.value.clone());
             let same_scope = sent.is_some_and(|sent| sent.kind == AuthKind::Token(scope.clone()));
             if (same_scope && *token_fetches >= 1) || *token_fetches >= 2 {
                 return Err(if insufficient {
@@ -786,6 +790,18 @@ impl Client {
                         call.operation
                     ))
                 });
+            }
+            // One fetch at a time: concurrent requests that hit the same challenge wait for the first
+            // fetch and reuse its token instead of each asking the token service.
+            let _fetching = self.inner.token_fetch.lock().await;
+            if let Some(cached) = self.inner.tokens.get(&scope) {
+                let value = self.bearer(&cached)?;
+                if sent_value.as_ref() != Some(&value) {
+                    return Ok(Authorization {
+                        value,
+                        kind: AuthKind::Token(scope),
+                    });
+                }
             }
             *token_fetches += 1;
             let token = self.fetch_token(challenge, &scope).await?;
@@ -1443,6 +1459,22 @@ mod tests {
         assert_eq!(hub.inner.base.as_str(), "https://registry-1.docker.io/");
         assert_eq!(hub.repository("alpine").unwrap(), "library/alpine");
         assert!(hub.repository("a/../b").is_err());
+    }
+
+    #[test]
+    fn clients_and_their_futures_cross_threads() {
+        fn send<T: Send + Sync>(_: &T) {}
+        fn future<T: Send>(_: T) {}
+        let client = client("127.0.0.1:1", false).unwrap();
+        send(&client);
+        future(client.ping());
+        future(client.list_tags("x"));
+        future(client.catalog(""));
+        future(client.head_manifest("x", "latest"));
+        future(client.get_manifest("x", "latest"));
+        future(client.put_manifest("x", "latest", "application/json", b"{}"));
+        future(client.delete_manifest("x", "sha256:00"));
+        future(client.get_blob("x", "sha256:00", 1));
     }
 
     #[test]
