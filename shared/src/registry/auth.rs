@@ -163,13 +163,13 @@ impl Parser<'_> {
 
 /// Bearer tokens by scope, each until its expiry.
 #[derive(Debug, Default)]
-pub struct TokenCache {
+pub(crate) struct TokenCache {
     tokens: Mutex<HashMap<String, (Secret<String>, Instant)>>,
 }
 
 /// The shortest lifetime assumed for a token: docker's and the spec's default when `expires_in` is missing
 /// or smaller.
-pub const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+pub(crate) const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
 impl TokenCache {
     /// The unexpired token for `scope`.

@@ -10,7 +10,7 @@ pub mod auth;
 mod http;
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
@@ -385,7 +385,7 @@ impl Client {
             url: self.url(&format!("/v2/{repository}/manifests/{reference}"))?,
             scope: Some(pull_scope(&repository)),
             operation: &operation,
-            accept: Some(ACCEPT_MANIFESTS),
+            accept: Some(&ACCEPT_MANIFESTS),
             content_type: None,
             body: None,
         };
@@ -430,7 +430,7 @@ impl Client {
             url: self.url(&format!("/v2/{repository}/manifests/{reference}"))?,
             scope: Some(pull_scope(&repository)),
             operation: &operation,
-            accept: Some(ACCEPT_MANIFESTS),
+            accept: Some(&ACCEPT_MANIFESTS),
             content_type: None,
             body: None,
         };
@@ -1131,7 +1131,7 @@ impl Client {
 }
 
 /// The `Accept` value for manifests: all four types.
-const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json";
+static ACCEPT_MANIFESTS: LazyLock<String> = LazyLock::new(|| MANIFEST_MEDIA_TYPES.join(", "));
 
 fn build_http_client(
     options: &ClientOptions,
