@@ -6,6 +6,8 @@
 //! to plain v2 deletes whose semantics differ per vendor.
 
 mod default;
+#[cfg(feature = "ecr")]
+mod ecr;
 
 use std::fmt;
 use std::future::Future;
@@ -84,7 +86,11 @@ pub struct Context {
 type Constructor = fn(Context) -> Box<dyn Vendor>;
 
 /// The implementations that have a module: name → constructor. One line per vendor.
-const IMPLEMENTATIONS: &[(&str, Constructor)] = &[("default", default::build)];
+const IMPLEMENTATIONS: &[(&str, Constructor)] = &[
+    ("default", default::build),
+    #[cfg(feature = "ecr")]
+    ("ecr", ecr::build),
+];
 
 /// Every implementation name `--repo-implementation` accepts (werf's set plus artifactory and nexus).
 pub const NAMES: [&str; 11] = [

@@ -1,0 +1,464 @@
+//! AWS ECR: tags listed with `DescribeImages`, removed with `BatchDeleteImage` by `imageTag`, which untags
+//! and keeps sibling tags (the image goes with its last tag). Digests are deleted only when named.
+//!
+//! The region and registry id come from the host; credentials from the AWS chain and regkit's identity map
+//! (see [`crate::ecr`]), not from the docker config: the v2 client in the [`Context`] only names the host.
+//! Batches run one after another: ECR throttles `BatchDeleteImage`, and 100 tags per call is already few
+//! calls.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tokio::sync::OnceCell;
+
+use super::{BoxFuture, Capabilities, Context, DeleteRequest, TagInfo, Vendor, failure_kind};
+use crate::ecr::cleanup::{EcrRepositories, Image, ImageId, MAX_BATCH, Outcome};
+use crate::ecr::{EcrError, EcrRegistry, Env};
+use crate::reference::{Repository, Target};
+use crate::registry::RegistryError;
+use crate::report::{Entry, FailureKind, Method, Status};
+
+pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+    Box::new(EcrVendor {
+        host: context.client.registry().to_owned(),
+        api: OnceCell::new(),
+    })
+}
+
+struct EcrVendor {
+    host: String,
+    api: OnceCell<EcrRepositories>,
+}
+
+impl EcrVendor {
+    /// The SDK client, made on first use (building it is async and needs the runtime).
+    async fn api(&self) -> Result<&EcrRepositories, RegistryError> {
+        self.api
+            .get_or_try_init(|| async {
+                let registry = EcrRegistry::parse(&self.host).ok_or_else(|| {
+                    RegistryError::Config(format!(
+                        "{} is not an ECR registry host (<account>.dkr.ecr.<region>.amazonaws.com); \
+                         use --repo-implementation default for other registries",
+                        self.host
+                    ))
+                })?;
+                EcrRepositories::connect(&registry, &Env::from_process())
+                    .await
+                    .map_err(|error| registry_error(error, &self.host))
+            })
+            .await
+    }
+
+    async fn images(&self, repository: &Repository) -> Result<Vec<Image>, RegistryError> {
+        self.api()
+            .await?
+            .images(&repository.path)
+            .await
+            .map_err(|error| registry_error(error, &self.host))
+    }
+}
+
+/// Maps an ECR error onto the registry error classes the exit codes are built from.
+fn registry_error(error: EcrError, host: &str) -> RegistryError {
+    let registry = host.to_owned();
+    match error {
+        EcrError::Config(message) => RegistryError::Config(message),
+        EcrError::Credentials { message, .. } => RegistryError::Unauthorized { registry, message },
+        EcrError::Denied {
+            operation, message, ..
+        } => RegistryError::Denied {
+            registry,
+            message: format!("{operation}: {message}"),
+        },
+        EcrError::RepositoryNotFound { repository, .. } => RegistryError::RepositoryNotFound {
+            registry,
+            repository,
+        },
+        EcrError::Transport { message, .. } => RegistryError::Transport { registry, message },
+        EcrError::Api {
+            operation,
+            status: Some(status),
+            message,
+            ..
+        } => RegistryError::Status {
+            registry,
+            operation,
+            status,
+            message,
+        },
+        EcrError::Api {
+            operation, message, ..
+        } => RegistryError::InvalidResponse {
+            registry,
+            operation,
+            message,
+        },
+    }
+}
+
+impl Vendor for EcrVendor {
+    fn name(&self) -> &'static str {
+        "ecr"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tag_only_delete: true,
+            max_batch: MAX_BATCH,
+        }
+    }
+
+    fn list_tags<'a>(
+        &'a self,
+        repository: &'a Repository,
+        _with_digests: bool,
+    ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
+        // DescribeImages gives digests and push times with the tags, so they always come along.
+        Box::pin(async move { Ok(tag_infos(self.images(repository).await?)) })
+    }
+
+    fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
+        Box::pin(async move {
+            let entries = Entries {
+                repository: request.repository,
+            };
+            let targets = distinct(request.targets);
+            let listing = match self.images(request.repository).await {
+                Ok(images) => images,
+                Err(RegistryError::RepositoryNotFound { .. }) => Vec::new(),
+                Err(error) => {
+                    let failed: Vec<Entry> = targets
+                        .into_iter()
+                        .map(|target| entries.failed(target, &error))
+                        .collect();
+                    (request.progress)(failed.len() as u64);
+                    return failed;
+                }
+            };
+            let digest_of_tag: BTreeMap<&str, &str> = listing
+                .iter()
+                .flat_map(|image| {
+                    image
+                        .tags
+                        .iter()
+                        .map(|tag| (tag.as_str(), image.digest.as_str()))
+                })
+                .collect();
+            let known_digests: BTreeSet<&str> =
+                listing.iter().map(|image| image.digest.as_str()).collect();
+            if request.dry_run {
+                let planned: Vec<Entry> = targets
+                    .into_iter()
+                    .map(|target| match &target {
+                        Target::Tag(tag) => match digest_of_tag.get(tag.as_str()) {
+                            Some(digest) => entries.done(
+                                target.clone(),
+                                Some(digest.to_string()),
+                                Status::Planned,
+                                Some(Method::Native),
+                            ),
+                            None => entries.done(target.clone(), None, Status::Absent, None),
+                        },
+                        Target::Digest(digest) if known_digests.contains(digest.as_str()) => {
+                            entries.done(
+                                target.clone(),
+                                None,
+                                Status::Planned,
+                                Some(Method::Digest),
+                            )
+                        }
+                        Target::Digest(_) => {
+                            entries.done(target.clone(), None, Status::Absent, None)
+                        }
+                    })
+                    .collect();
+                (request.progress)(planned.len() as u64);
+                return planned;
+            }
+            let ids: Vec<ImageId> = targets
+                .iter()
+                .map(|target| match target {
+                    Target::Tag(tag) => ImageId::Tag(tag.clone()),
+                    Target::Digest(digest) => ImageId::Digest(digest.clone()),
+                })
+                .collect();
+            let api = match self.api().await {
+                Ok(api) => api,
+                Err(error) => {
+                    (request.progress)(targets.len() as u64);
+                    return targets
+                        .into_iter()
+                        .map(|target| entries.failed(target, &error))
+                        .collect();
+                }
+            };
+            let outcomes = api
+                .delete_with_progress(&request.repository.path, &ids, request.progress)
+                .await;
+            report(&entries, &listing, outcomes)
+        })
+    }
+}
+
+/// Tags sorted by name, each with its digest and push time.
+fn tag_infos(images: Vec<Image>) -> Vec<TagInfo> {
+    let mut tags: Vec<TagInfo> = images
+        .into_iter()
+        .flat_map(|image| {
+            let Image {
+                digest,
+                tags,
+                pushed_at,
+            } = image;
+            tags.into_iter().map(move |tag| TagInfo {
+                tag,
+                digest: Some(digest.clone()),
+                created: pushed_at.clone(),
+            })
+        })
+        .collect();
+    tags.sort_by(|a, b| a.tag.cmp(&b.tag));
+    tags.dedup_by(|a, b| a.tag == b.tag);
+    tags
+}
+
+fn distinct(targets: &[Target]) -> Vec<Target> {
+    let mut seen = BTreeSet::new();
+    targets
+        .iter()
+        .filter(|target| seen.insert((*target).clone()))
+        .cloned()
+        .collect()
+}
+
+/// Entries in request order. A removed tag is `deleted` when no tag of its image is left (ECR deleted the
+/// image with its last tag), else `untagged`.
+fn report(
+    entries: &Entries<'_>,
+    listing: &[Image],
+    outcomes: Vec<(ImageId, Outcome)>,
+) -> Vec<Entry> {
+    let removed_tags: BTreeSet<&str> = outcomes
+        .iter()
+        .filter_map(|(id, outcome)| match (id, outcome) {
+            (ImageId::Tag(tag), Outcome::Removed { .. }) => Some(tag.as_str()),
+            _ => None,
+        })
+        .collect();
+    let removed_digests: BTreeSet<&str> = outcomes
+        .iter()
+        .filter_map(|(id, outcome)| match (id, outcome) {
+            (ImageId::Digest(digest), Outcome::Removed { .. }) => Some(digest.as_str()),
+            _ => None,
+        })
+        .collect();
+    let image_gone = |digest: &str| {
+        removed_digests.contains(digest)
+            || listing
+                .iter()
+                .find(|image| image.digest == digest)
+                .is_none_or(|image| {
+                    image
+                        .tags
+                        .iter()
+                        .all(|tag| removed_tags.contains(tag.as_str()))
+                })
+    };
+    outcomes
+        .iter()
+        .map(|(id, outcome)| {
+            let target = match id {
+                ImageId::Tag(tag) => Target::Tag(tag.clone()),
+                ImageId::Digest(digest) => Target::Digest(digest.clone()),
+            };
+            match outcome {
+                Outcome::Removed { digest } => {
+                    let digest = digest.clone().or_else(|| match id {
+                        ImageId::Tag(tag) => listing
+                            .iter()
+                            .find(|image| image.tags.contains(tag))
+                            .map(|image| image.digest.clone()),
+                        ImageId::Digest(digest) => Some(digest.clone()),
+                    });
+                    let (status, method) = match id {
+                        ImageId::Digest(_) => (Status::Deleted, Method::Digest),
+                        ImageId::Tag(_) if digest.as_deref().is_some_and(image_gone) => {
+                            (Status::Deleted, Method::Native)
+                        }
+                        ImageId::Tag(_) => (Status::Untagged, Method::Native),
+                    };
+                    entries.done(target, digest, status, Some(method))
+                }
+                Outcome::Absent => entries.done(target, None, Status::Absent, None),
+                Outcome::Failed { code, reason } => {
+                    let mut entry = entries.done(target, None, Status::Failed, None);
+                    // Call-level failures (see `delete_ids`) carry the whole error as their reason.
+                    let (error, failure) = match code.as_str() {
+                        "Credentials" | "AccessDenied" => (reason.clone(), FailureKind::Auth),
+                        "Transport" | "Error" => (reason.clone(), FailureKind::Other),
+                        _ => (
+                            format!("ECR BatchDeleteImage: {code}: {reason}"),
+                            FailureKind::Other,
+                        ),
+                    };
+                    entry.error = Some(error);
+                    entry.failure = Some(failure);
+                    entry
+                }
+            }
+        })
+        .collect()
+}
+
+struct Entries<'a> {
+    repository: &'a Repository,
+}
+
+impl Entries<'_> {
+    fn done(
+        &self,
+        target: Target,
+        digest: Option<String>,
+        status: Status,
+        method: Option<Method>,
+    ) -> Entry {
+        let reference = format!("{}{target}", self.repository);
+        let (tag, digest) = match target {
+            Target::Tag(tag) => (Some(tag), digest),
+            Target::Digest(named) => (None, Some(named)),
+        };
+        Entry {
+            reference,
+            repository: self.repository.to_string(),
+            tag,
+            digest,
+            status,
+            method,
+            error: None,
+            failure: None,
+        }
+    }
+
+    fn failed(&self, target: Target, error: &RegistryError) -> Entry {
+        let mut entry = self.done(target, None, Status::Failed, None);
+        entry.error = Some(error.to_string());
+        entry.failure = Some(failure_kind(error));
+        entry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repository() -> Repository {
+        Repository {
+            registry: "123456789012.dkr.ecr.us-east-1.amazonaws.com".into(),
+            path: "team/app".into(),
+        }
+    }
+
+    fn image(digest: &str, tags: &[&str]) -> Image {
+        Image {
+            digest: digest.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            pushed_at: Some("2024-01-01T00:00:00Z".into()),
+        }
+    }
+
+    #[test]
+    fn tags_are_sorted_with_digest_and_push_time() {
+        let infos = tag_infos(vec![image("sha256:b", &["z", "a"]), image("sha256:c", &[])]);
+        assert_eq!(
+            infos.iter().map(|i| i.tag.as_str()).collect::<Vec<_>>(),
+            ["a", "z"]
+        );
+        assert_eq!(infos[0].digest.as_deref(), Some("sha256:b"));
+        assert_eq!(infos[0].created.as_deref(), Some("2024-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn outcomes_become_entries() {
+        let repository = repository();
+        let entries = Entries {
+            repository: &repository,
+        };
+        let listing = vec![
+            image("sha256:a", &["a1", "a2"]),
+            image("sha256:b", &["b1", "b2"]),
+            image("sha256:c", &["c1"]),
+        ];
+        let removed = |d: &str| Outcome::Removed {
+            digest: Some(d.into()),
+        };
+        let outcomes = vec![
+            (ImageId::Tag("a1".into()), removed("sha256:a")),
+            (ImageId::Tag("b1".into()), removed("sha256:b")),
+            (ImageId::Tag("b2".into()), removed("sha256:b")),
+            (ImageId::Tag("gone".into()), Outcome::Absent),
+            (
+                ImageId::Tag("c1".into()),
+                Outcome::Failed {
+                    code: "ImageReferencedByManifestList".into(),
+                    reason: "Requested image referenced by manifest list".into(),
+                },
+            ),
+            (ImageId::Digest("sha256:x".into()), removed("sha256:x")),
+        ];
+        let report = report(&entries, &listing, outcomes);
+        let summary: Vec<(String, Status, Option<Method>)> = report
+            .iter()
+            .map(|e| (e.reference.clone(), e.status, e.method))
+            .collect();
+        let r = "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app";
+        let expected = [
+            (":a1", Status::Untagged, Some(Method::Native)),
+            (":b1", Status::Deleted, Some(Method::Native)),
+            (":b2", Status::Deleted, Some(Method::Native)),
+            (":gone", Status::Absent, None),
+            (":c1", Status::Failed, None),
+            ("@sha256:x", Status::Deleted, Some(Method::Digest)),
+        ]
+        .map(|(suffix, status, method)| (format!("{r}{suffix}"), status, method));
+        assert_eq!(summary, expected);
+        assert_eq!(
+            report[4].error.as_deref(),
+            Some(
+                "ECR BatchDeleteImage: ImageReferencedByManifestList: Requested image referenced by manifest list"
+            )
+        );
+        assert_eq!(report[4].failure, Some(FailureKind::Other));
+        assert_eq!(report[0].digest.as_deref(), Some("sha256:a"));
+    }
+
+    #[test]
+    fn errors_keep_their_exit_classes() {
+        let host = "h";
+        let auth = registry_error(
+            EcrError::Credentials {
+                registry: host.into(),
+                message: "m".into(),
+            },
+            host,
+        );
+        assert_eq!(failure_kind(&auth), FailureKind::Auth);
+        let denied = registry_error(
+            EcrError::Denied {
+                registry: host.into(),
+                operation: "DescribeImages".into(),
+                message: "AccessDeniedException: no".into(),
+            },
+            host,
+        );
+        assert_eq!(failure_kind(&denied), FailureKind::Auth);
+        assert!(matches!(
+            registry_error(
+                EcrError::RepositoryNotFound {
+                    registry: host.into(),
+                    repository: "r".into()
+                },
+                host
+            ),
+            RegistryError::RepositoryNotFound { .. }
+        ));
+    }
+}
