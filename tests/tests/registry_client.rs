@@ -625,3 +625,146 @@ async fn redirects_to_another_host_carry_no_credentials() {
     assert!(to_storage.starts_with("get /signed/blob"), "{to_storage}");
     assert!(!to_storage.contains("authorization"), "{to_storage}");
 }
+
+/// `openssl s_server -www` (answers any GET with 200) on a loopback port with a fresh self-signed
+/// certificate for 127.0.0.1; killed on drop.
+struct TlsServer {
+    child: std::process::Child,
+    addr: String,
+    /// The CA that signed the server's certificate.
+    cert: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsServer {
+    fn start() -> TlsServer {
+        let openssl = regkit_e2e::bins::tool("openssl", "openssl");
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        let run = |args: &[&str]| {
+            let status = std::process::Command::new(&openssl)
+                .args(args)
+                .current_dir(dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "openssl {args:?}");
+        };
+        // A CA and a leaf for 127.0.0.1 it signs: webpki refuses a CA certificate as the server's own.
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=regkit-test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-copy_extensions",
+            "copyall",
+            "-out",
+            "leaf.pem",
+        ]);
+        let (key, cert, leaf) = (path("key.pem"), path("ca.pem"), path("leaf.pem"));
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = std::process::Command::new(&openssl)
+            .args(["s_server", "-quiet", "-www", "-accept", &addr, "-cert"])
+            .arg(&leaf)
+            .arg("-key")
+            .arg(&key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "openssl s_server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TlsServer {
+            child,
+            addr,
+            cert,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tls_trusts_a_ca_file_or_skips_verification_only_when_told() {
+    let server = TlsServer::start();
+    let registry = format!("https://{}", server.addr);
+    let options = ClientOptions {
+        retry_budget: Duration::ZERO,
+        ..ClientOptions::default()
+    };
+    let untrusted = Client::new(&registry, RegistryAuth::Anonymous, &options).unwrap();
+    assert!(matches!(
+        untrusted.ping().await,
+        Err(RegistryError::Transport { .. })
+    ));
+
+    let with_ca = ClientOptions {
+        ca_file: Some(server.cert.clone()),
+        ..options.clone()
+    };
+    Client::new(&registry, RegistryAuth::Anonymous, &with_ca)
+        .unwrap()
+        .ping()
+        .await
+        .unwrap();
+
+    let skip = ClientOptions {
+        skip_tls_verify: true,
+        ..options
+    };
+    Client::new(&registry, RegistryAuth::Anonymous, &skip)
+        .unwrap()
+        .ping()
+        .await
+        .unwrap();
+}
