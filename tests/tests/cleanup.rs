@@ -457,8 +457,14 @@ fn htpasswd_credentials_come_from_the_docker_config_and_a_wrong_password_exits_3
         stdout(&detect)
     );
     assert!(!stdout(&detect).contains("s3cret"));
-    let output = regkit(right.path(), &["delete", &reference], "", &[]);
+    let output = regkit(right.path(), &["-v", "delete", &reference], "", &[]);
     assert_exit(&output, 0);
+    let explained = stderr(&output);
+    assert!(
+        explained.contains("implementation default (no vendor host pattern matched); credentials: basic as \"alice\" from auths entry in"),
+        "{explained}"
+    );
+    assert!(!explained.contains("s3cret"));
     assert_eq!(
         images::tag_digests(&url, "private/app", &auth),
         without(&before, &["a"])
