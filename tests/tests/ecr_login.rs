@@ -490,3 +490,26 @@ fn empty_variables_are_unset_and_the_cache_can_be_disabled() {
         "AWS_ECR_DISABLE_CACHE still wrote a cache"
     );
 }
+
+#[test]
+fn a_silent_endpoint_is_cut_off_by_the_outer_timeout() {
+    // Accepts connections (in the kernel backlog) and never answers.
+    let hole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut user = User::new(None);
+    user.set(
+        "AWS_ENDPOINT_URL_ECR",
+        format!("http://{}", hole.local_addr().unwrap()),
+    );
+    user.set("REGKIT_ECR_TIMEOUT", "1");
+    let started = Instant::now();
+    let run = user.get(REGISTRY);
+    let elapsed = started.elapsed();
+    assert_eq!((run.code, run.stdout.as_str()), (1, NOT_FOUND));
+    assert!(
+        run.stderr.contains("no answer within 1 s"),
+        "{}",
+        run.stderr
+    );
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+}

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use regkit_e2e::moto::{self, Moto};
 use regkit_e2e::registry::Registry;
 use regkit_e2e::{bins, dbus, images};
 
@@ -36,6 +37,7 @@ fn main() {
     let mut rows = Vec::new();
     rows.extend(env_get(work.path(), runs));
     rows.extend(keyring_get(work.path(), runs));
+    rows.push(ecr_get(work.path(), runs));
     for tags in [200, 1000] {
         rows.push(delete_distinct(tags));
     }
@@ -186,6 +188,120 @@ fn keyring_get(work: &Path, runs: u32) -> Vec<Row> {
             target: "≤ 1.2× warm get".into(),
         },
     ]
+}
+
+/// Warm-cache `get` of `docker-credential-ecr-login`: ours against Debian's amazon-ecr-credential-helper, each
+/// from its own cache file in one directory. The peer's cache is written in its format (key
+/// `<region>-<base64(AKID ++ md5(""))>-<registry id>`); ours is filled by one real get against moto, which
+/// is then stopped, so neither side can reach a network during the measurement.
+fn ecr_get(work: &Path, runs: u32) -> Row {
+    let ours = bins::ours("docker-credential-ecr-login");
+    let peer = PathBuf::from("/usr/bin/docker-credential-ecr-login");
+    assert!(
+        peer.is_file(),
+        "Debian's docker-credential-ecr-login is required: apt-get install amazon-ecr-credential-helper (make bench does)"
+    );
+    let cat = bins::tool("cat", "coreutils");
+    let cache_dir = work.join("ecr-cache");
+    std::fs::create_dir_all(&cache_dir).expect("ecr cache dir");
+    let akid = "AKIDBENCH";
+    let mut peer_key_bytes = akid.as_bytes().to_vec();
+    // md5 of the empty input: upstream's `md5.New().Sum(akid)` appends it to the key id.
+    peer_key_bytes.extend([
+        0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04, 0xe9, 0x80, 0x09, 0x98, 0xec, 0xf8, 0x42,
+        0x7e,
+    ]);
+    let peer_key = format!(
+        "{}-{}-{}",
+        moto::REGION,
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, peer_key_bytes),
+        moto::ACCOUNT
+    );
+    let token = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("AWS:{}", moto::PASSWORD),
+    );
+    let peer_cache = serde_json::json!({
+        "Registries": {peer_key: {
+            "AuthorizationToken": token,
+            "RequestedAt": "2026-01-01T00:00:00Z",
+            "ExpiresAt": "2100-01-01T00:00:00Z",
+            "ProxyEndpoint": format!("https://{}", moto::REGISTRY),
+            "Service": "ecr",
+        }},
+        "Version": "1.0",
+    });
+    std::fs::write(cache_dir.join("cache.json"), peer_cache.to_string()).expect("peer cache");
+
+    let mut moto = Moto::start();
+    let mut env: Vec<(String, String)> = moto.env();
+    env.retain(|(name, _)| name != "AWS_ACCESS_KEY_ID");
+    env.extend([
+        ("AWS_ACCESS_KEY_ID".to_string(), akid.to_string()),
+        ("HOME".to_string(), work.display().to_string()),
+        (
+            "AWS_ECR_CACHE_DIR".to_string(),
+            cache_dir.display().to_string(),
+        ),
+        // moto's tokens expired in 2015; the cache's test clock makes ours cacheable.
+        (
+            "REGKIT_ECR_NOW".to_string(),
+            (moto::EXPIRES_AT - 86_400).to_string(),
+        ),
+        (
+            "PATH".to_string(),
+            std::env::var("PATH").unwrap_or_default(),
+        ),
+    ]);
+    let key = work.join("ecr-key");
+    std::fs::write(&key, moto::REGISTRY).expect("write key");
+    let get = |program: &Path| {
+        let output = Command::new(program)
+            .arg("get")
+            .env_clear()
+            .envs(env.iter().cloned())
+            .stdin(std::fs::File::open(&key).expect("key"))
+            .output()
+            .expect("run docker-credential-ecr-login");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert!(
+        get(&ours).contains(moto::PASSWORD),
+        "ours did not fill its cache"
+    );
+    moto.stop();
+    for program in [&ours, &peer] {
+        assert!(
+            get(program).contains(moto::PASSWORD),
+            "{} missed its warm cache",
+            program.display()
+        );
+    }
+    let commands = [
+        with_stdin(&cat, "", &key),
+        with_stdin(&ours, "get", &key),
+        with_stdin(&peer, "get", &key),
+    ];
+    let medians = hyperfine(&commands, runs, |c| {
+        c.env_clear().envs(env.iter().cloned());
+    });
+    let (floor, hit, peer_hit) = (medians[0], medians[1], medians[2]);
+    let above = |t: f64| (t - floor).max(0.0);
+    Row {
+        what: format!(
+            "`docker-credential-ecr-login get` (warm cache) vs Debian's amazon-ecr-credential-helper 0.6.0 (warm cache), floor {}",
+            ms(floor)
+        ),
+        ours: ms(hit),
+        peer: ms(peer_hit),
+        ratio: format!(
+            "{:.2} (time above floor: {} vs {})",
+            above(hit) / above(peer_hit).max(1e-9),
+            ms(above(hit)),
+            ms(above(peer_hit))
+        ),
+        target: "≤ 0.25 of the peer above the floor".into(),
+    }
 }
 
 /// Deletes `tags` tags with distinct digests: `regkit delete` against a `skopeo delete` loop, each on its
