@@ -115,7 +115,12 @@ impl TokenCache {
             return None;
         }
         let path = match env.var("AWS_ECR_CACHE_DIR") {
-            Some(dir) => PathBuf::from(dir).join("regkit-ecr-cache.json"),
+            // amazon-ecr-credential-helper expands a leading `~`; configurations written for it do that.
+            Some(dir) => match dir.strip_prefix("~/") {
+                Some(rest) => PathBuf::from(env.var("HOME")?).join(rest),
+                None => PathBuf::from(dir),
+            }
+            .join("regkit-ecr-cache.json"),
             None => {
                 let base = match env.var("XDG_CACHE_HOME") {
                     Some(dir) => PathBuf::from(dir),
@@ -348,6 +353,11 @@ mod tests {
         assert_eq!(
             TokenCache::locate(&env).unwrap().path(),
             Path::new("/e/regkit-ecr-cache.json")
+        );
+        let env = Env::from_vars([("HOME", "/h"), ("AWS_ECR_CACHE_DIR", "~/.ecr")]);
+        assert_eq!(
+            TokenCache::locate(&env).unwrap().path(),
+            Path::new("/h/.ecr/regkit-ecr-cache.json")
         );
         let env = Env::from_vars([("HOME", "/h"), ("AWS_ECR_DISABLE_CACHE", "1")]);
         assert_eq!(TokenCache::locate(&env), None);
