@@ -20,6 +20,7 @@ deps:
 # The whole suite: unit tests, then end-to-end tests against real components on loopback. Every component
 # is installed first when missing; a missing one fails the run, it is never skipped.
 test: deps
+	./scripts/fetch-specs.sh
 	$(CARGO) build --workspace --bins --locked
 	$(CARGO) test --workspace --locked --no-fail-fast
 

@@ -2,9 +2,11 @@
 //! registry, a token server, a private D-Bus session with gnome-keyring). Every component a test needs must
 //! be present: a missing one fails the test with the package to install, it is never skipped.
 
+pub mod apiserver;
 pub mod bins;
 pub mod dbus;
 pub mod images;
 pub mod moto;
 pub mod registry;
+pub mod specs;
 pub mod tokenserver;
