@@ -250,7 +250,14 @@ impl Setup<'_> {
             client,
             parallel: usize::from(self.options.parallel),
         };
-        vendor::build(detection.name, context).map_err(|error| Fatal::Usage(error.to_string()))
+        let vendor = vendor::build(detection.name, context)
+            .map_err(|error| Fatal::Usage(error.to_string()))?;
+        if self.options.verbose && !vendor.capabilities().tag_only_delete {
+            eprintln!(
+                "regkit: {registry}: no tag-only delete API; a tag sharing its image with other tags is removed through a tombstone manifest"
+            );
+        }
+        Ok(vendor)
     }
 
     fn json(&self) -> bool {

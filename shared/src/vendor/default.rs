@@ -119,7 +119,6 @@ impl<S: Store> Vendor for DefaultVendor<S> {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             tag_only_delete: false,
-            max_batch: usize::MAX,
         }
     }
 

@@ -37,16 +37,15 @@ pub struct TagInfo {
 pub struct Capabilities {
     /// The vendor has an API that removes one tag and leaves its manifest and sibling tags alone.
     pub tag_only_delete: bool,
-    /// Most targets one delete call should carry (vendors with batch APIs cap it, e.g. ECR at 100).
-    pub max_batch: usize,
 }
 
 /// One batch delete for a repository.
 pub struct DeleteRequest<'a> {
     /// The repository.
     pub repository: &'a Repository,
-    /// Tags and digests to remove. Removing a tag never removes another tag; a digest removes its manifest
-    /// and every tag on it.
+    /// Tags and digests to remove, all of them at once so the vendor can plan across them and use batch
+    /// APIs (splitting to its own size limits). Removing a tag never removes another tag; a digest removes
+    /// its manifest and every tag on it.
     pub targets: &'a [Target],
     /// Plan only: report `planned` entries and change nothing.
     pub dry_run: bool,
