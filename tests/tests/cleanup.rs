@@ -509,7 +509,7 @@ fn a_tag_moved_during_the_run_does_not_take_its_new_sibling_with_it() {
     // 400 tags on one digest, all requested: one digest delete, after a re-check of every tag.
     let tags: Vec<String> = (0..400).map(|n| format!("old{n}")).collect();
     let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
-    images::push(&url, "race", &tag_refs, &Auth::None);
+    let old_digest = images::push(&url, "race", &tag_refs, &Auth::None);
     let new_digest = images::push(&url, "race", &["keep"], &Auth::None);
     let input: String = tags
         .iter()
@@ -544,11 +544,17 @@ fn a_tag_moved_during_the_run_does_not_take_its_new_sibling_with_it() {
     pusher.put_manifest("race", "old399", Format::Oci.manifest_type(), &body);
     let output = child.wait_with_output().unwrap();
     assert_exit(&output, 0);
-    let after = images::tag_digests(&url, "race", &Auth::None);
+    let mut after = images::tag_digests(&url, "race", &Auth::None);
+    // If the push landed after regkit had removed old399, the pushed tag rightly stays.
+    if let Some(moved) = after.remove("old399") {
+        assert_eq!(moved, new_digest);
+    }
     assert_eq!(
         after,
         BTreeMap::from([("keep".to_string(), new_digest.clone())])
     );
+    assert_eq!(pusher.head_manifest("race", &old_digest), None);
+    assert!(pusher.head_manifest("race", &new_digest).is_some());
 }
 
 #[test]
@@ -563,16 +569,27 @@ fn usage_errors_exit_2_before_any_request() {
             "delete",
             "127.0.0.1:1/app:x",
         ],
-        vec!["delete", "ghcr.io/o/p:x"],
+        vec![
+            "--repo-implementation",
+            "nexus",
+            "delete",
+            "127.0.0.1:1/app:x",
+        ],
         vec!["--parallel", "0", "tags", "127.0.0.1:1/app"],
     ] {
         let output = regkit(config.path(), &args, "", &[]);
         assert_exit(&output, 2);
     }
-    let output = regkit(config.path(), &["delete", "ghcr.io/o/p:x"], "", &[]);
+    // A known implementation without a module (nexus has none yet) names the way out.
+    let output = regkit(
+        config.path(),
+        &["delete", "127.0.0.1:1/app:x"],
+        "",
+        &[("REGKIT_REPO_IMPLEMENTATION", "nexus")],
+    );
     assert_eq!(
         stderr(&output),
-        "regkit: implementation github is not supported yet; use --repo-implementation default to delete through the plain v2 API\n"
+        "regkit: implementation nexus is not supported yet; use --repo-implementation default to delete through the plain v2 API\n"
     );
     let output = regkit(
         config.path(),
@@ -585,6 +602,33 @@ fn usage_errors_exit_2_before_any_request() {
         stdout(&output).contains("implementation:  gitlab (forced by --repo-implementation)"),
         "{}",
         stdout(&output)
+    );
+    let output = regkit(
+        config.path(),
+        &["--output", "json", "detect", "ghcr.io/owner/pkg"],
+        "",
+        &[],
+    );
+    assert_exit(&output, 0);
+    let mut detected: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    // Whether the module exists yet changes as vendors land.
+    assert!(
+        detected
+            .as_object_mut()
+            .unwrap()
+            .remove("supported")
+            .unwrap()
+            .is_boolean()
+    );
+    assert_eq!(
+        detected,
+        serde_json::json!({
+            "repository": "ghcr.io/owner/pkg",
+            "registry": "ghcr.io",
+            "implementation": "github",
+            "chosen": "host matches ghcr.io",
+            "credentials": {"kind": "anonymous", "username": null, "source": "none"},
+        })
     );
     let help = regkit(config.path(), &["--help"], "", &[]);
     assert!(stdout(&help).contains("4  the registry cannot delete"));
