@@ -5,7 +5,7 @@
 //! unique annotation, hence a digest nobody else has) and deleting the tombstone. A digest is deleted
 //! directly only when every tag on it was requested, or when the user named the digest.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -303,13 +303,13 @@ impl<S: Store> DefaultVendor<S> {
     }
 
     async fn delete_all(&self, request: &DeleteRequest<'_>) -> Vec<Entry> {
+        let mut seen = HashSet::new();
         let mut tags = Vec::new();
         let mut digests = Vec::new();
-        for target in request.targets {
+        for target in request.targets.iter().filter(|target| seen.insert(*target)) {
             match target {
-                Target::Tag(tag) if !tags.contains(tag) => tags.push(tag.clone()),
-                Target::Digest(digest) if !digests.contains(digest) => digests.push(digest.clone()),
-                _ => {}
+                Target::Tag(tag) => tags.push(tag.clone()),
+                Target::Digest(digest) => digests.push(digest.clone()),
             }
         }
         let entries = Entries {
