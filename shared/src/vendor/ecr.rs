@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio::sync::OnceCell;
 
 use super::{BoxFuture, Capabilities, Context, DeleteRequest, TagInfo, Vendor, failure_kind};
-use crate::ecr::cleanup::{EcrRepositories, Image, ImageId, MAX_BATCH, Outcome};
+use crate::ecr::cleanup::{EcrRepositories, Image, ImageId, Outcome};
 use crate::ecr::{EcrError, EcrRegistry, Env};
 use crate::reference::{Repository, Target};
 use crate::registry::RegistryError;
@@ -103,7 +103,6 @@ impl Vendor for EcrVendor {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             tag_only_delete: true,
-            max_batch: MAX_BATCH,
         }
     }
 
