@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::builder::BoolishValueParser;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget};
 use regkit::dockerconfig::{AuthSource, DockerConfig, RegistryAuth};
 use regkit::reference::{Reference, Repository, Target};
 use regkit::registry::{Client, ClientOptions, RegistryError};
 use regkit::report::{self, EXIT_CODES_HELP, EXIT_USAGE, TagRow};
-use regkit::vendor::{self, Context, DeleteRequest, Detection, Vendor};
+use regkit::vendor::{self, Context, DeleteRequest, Detection, Settings, Vendor};
 
 #[derive(Parser)]
 #[command(
@@ -173,9 +173,37 @@ impl From<RegistryError> for Fatal {
     }
 }
 
+/// The derived command plus every vendor module's flags (they live with the vendor, not here).
+fn command() -> clap::Command {
+    Cli::command().args(vendor::flags().map(|flag| {
+        let variable = flag.name.replace('-', "_").to_ascii_uppercase();
+        Arg::new(flag.name)
+            .long(flag.name)
+            .value_name(flag.value_name)
+            .global(true)
+            .help(format!(
+                "{} [also REGKIT_{variable}, WERF_{variable}]",
+                flag.help
+            ))
+    }))
+}
+
+fn vendor_settings(matches: &ArgMatches) -> Settings {
+    Settings::new(vendor::flags().filter_map(|flag| {
+        matches
+            .get_one::<String>(flag.name)
+            .map(|value| (flag.name.to_string(), value.clone()))
+    }))
+}
+
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    let matches = command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     cli.options.apply_env_fallbacks();
+    let settings = vendor_settings(&matches);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -186,7 +214,7 @@ fn main() -> ExitCode {
             return ExitCode::from(report::EXIT_FAILED);
         }
     };
-    let result = runtime.block_on(run(&cli));
+    let result = runtime.block_on(run(&cli, settings));
     match result {
         Ok(code) => ExitCode::from(code),
         Err(fatal) => {
@@ -196,11 +224,15 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: &Cli) -> Result<u8, Fatal> {
+async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
     let options = &cli.options;
     let config = DockerConfig::load(options.docker_config.as_deref())
         .map_err(|error| Fatal::Usage(format!("cannot read the docker config: {error}")))?;
-    let setup = Setup { options, config };
+    let setup = Setup {
+        options,
+        config,
+        settings,
+    };
     match &cli.command {
         Command::Tags {
             repository,
@@ -215,6 +247,7 @@ async fn run(cli: &Cli) -> Result<u8, Fatal> {
 struct Setup<'a> {
     options: &'a Options,
     config: DockerConfig,
+    settings: Settings,
 }
 
 impl Setup<'_> {
@@ -245,10 +278,12 @@ impl Setup<'_> {
             skip_tls_verify: self.options.skip_tls_verify_registry,
             ..ClientOptions::default()
         };
-        let client = Client::new(registry, auth, &client_options)?;
+        let client = Client::new(registry, auth.clone(), &client_options)?;
         let context = Context {
             client,
+            auth,
             parallel: usize::from(self.options.parallel),
+            settings: self.settings.clone(),
         };
         let vendor = vendor::build(detection.name, context)
             .map_err(|error| Fatal::Usage(error.to_string()))?;

@@ -8,14 +8,18 @@
 mod default;
 #[cfg(feature = "ecr")]
 mod ecr;
+mod settings;
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::dockerconfig::RegistryAuth;
 use crate::reference::{Repository, Target};
 use crate::registry::{Client, RegistryError};
 use crate::report::{Entry, FailureKind};
+
+pub use settings::Settings;
 
 /// A boxed future, so [`Vendor`] stays object-safe. Not `Send`: the cleanup tool drives every vendor on one
 /// thread, and vendors need not make their HTTP futures `Send`.
@@ -78,18 +82,40 @@ pub trait Vendor {
 pub struct Context {
     /// A v2 client for the registry, with the resolved credentials.
     pub client: Client,
+    /// The credentials the client uses (docker config or flags), for vendor APIs that accept the same ones.
+    pub auth: RegistryAuth,
     /// Bound on concurrent registry requests (`--parallel`).
     pub parallel: usize,
+    /// Vendor-specific settings: API URLs and tokens from flags or the environment.
+    pub settings: Settings,
 }
 
 type Constructor = fn(Context) -> Box<dyn Vendor>;
 
-/// The implementations that have a module: name → constructor. One line per vendor.
-const IMPLEMENTATIONS: &[(&str, Constructor)] = &[
-    ("default", default::build),
+/// A command-line flag a vendor module reads through [`Settings`] (also `REGKIT_<NAME>`, `WERF_<NAME>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flag {
+    /// The long flag name without dashes, also the [`Settings`] name (`repo-docker-hub-token`).
+    pub name: &'static str,
+    /// The placeholder in `--help` (`TOKEN`, `URL`).
+    pub value_name: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+}
+
+/// The implementations that have a module: name, constructor, and the flags it reads. One line per vendor.
+const IMPLEMENTATIONS: &[(&str, Constructor, &[Flag])] = &[
+    ("default", default::build, &[]),
     #[cfg(feature = "ecr")]
-    ("ecr", ecr::build),
+    ("ecr", ecr::build, &[]),
 ];
+
+/// Every vendor flag, for the command line.
+pub fn flags() -> impl Iterator<Item = &'static Flag> {
+    IMPLEMENTATIONS
+        .iter()
+        .flat_map(|(_, _, flags)| flags.iter())
+}
 
 /// Every implementation name `--repo-implementation` accepts (werf's set plus artifactory and nexus).
 pub const NAMES: [&str; 11] = [
@@ -288,14 +314,14 @@ pub fn detect(registry: &str, forced: Option<&str>) -> Result<Detection, VendorE
 pub fn build(name: &'static str, context: Context) -> Result<Box<dyn Vendor>, VendorError> {
     IMPLEMENTATIONS
         .iter()
-        .find(|(known, _)| *known == name)
-        .map(|(_, constructor)| constructor(context))
+        .find(|(known, _, _)| *known == name)
+        .map(|(_, constructor, _)| constructor(context))
         .ok_or(VendorError::NotSupportedYet { name })
 }
 
 /// Whether `name` has a module (otherwise [`build`] answers [`VendorError::NotSupportedYet`]).
 pub fn implemented(name: &str) -> bool {
-    IMPLEMENTATIONS.iter().any(|(known, _)| *known == name)
+    IMPLEMENTATIONS.iter().any(|(known, _, _)| *known == name)
 }
 
 /// The exit-code class of a registry error.
@@ -400,7 +426,7 @@ mod tests {
 
     #[test]
     fn every_table_entry_is_a_known_name() {
-        for (name, _) in IMPLEMENTATIONS {
+        for (name, _, _) in IMPLEMENTATIONS {
             assert!(NAMES.contains(name), "{name}");
         }
         assert!(implemented("default"));
