@@ -1,9 +1,11 @@
 //! HTTP details the client needs beyond reqwest: `Retry-After`, `Link` pagination, backoff with jitter,
 //! loopback detection and size-bounded bodies.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::Url;
+
+use super::{ClientOptions, RegistryError, USER_AGENT};
 
 /// How long `Retry-After` asks to wait: delay-seconds or an HTTP date (RFC 9110 §10.2.3), relative to
 /// `now`. A date in the past means no wait; anything unparseable is `None`.
@@ -134,6 +136,98 @@ pub async fn read_bounded(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// One request with retries: 429/503 wait for `Retry-After`, other 5xx and connection failures back off
+/// exponentially with jitter, all within `budget`. When the budget runs out, the last answer (or error) is
+/// returned as it is.
+pub async fn send_with_retries(
+    build: impl Fn() -> reqwest::RequestBuilder,
+    budget: Duration,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let deadline = Instant::now() + budget;
+    let mut backoff = Backoff::default();
+    loop {
+        let (wait, outcome) = match build().send().await {
+            Ok(response) => {
+                let wait = match response.status().as_u16() {
+                    429 | 503 => response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(|value| parse_retry_after(value, SystemTime::now()))
+                        .unwrap_or_else(|| backoff.next_delay()),
+                    500 | 502 | 504 => backoff.next_delay(),
+                    _ => return Ok(response),
+                };
+                (wait, Ok(response))
+            }
+            Err(error) if error.is_connect() || error.is_timeout() || error.is_request() => {
+                (backoff.next_delay(), Err(error))
+            }
+            Err(error) => return Err(error),
+        };
+        if Instant::now() + wait > deadline {
+            return outcome;
+        }
+        drop(outcome);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// The HTTP client every regkit connection uses: rustls on ring, `User-Agent: regkit/…`, connect and
+/// request timeouts, pooled connections, redirects that never downgrade to plain HTTP (reqwest drops
+/// `Authorization` when a redirect changes origin), and the TLS options of [`ClientOptions`]. `registry`
+/// names the target in errors.
+pub fn build_client(
+    options: &ClientOptions,
+    registry: &str,
+) -> Result<reqwest::Client, RegistryError> {
+    // reqwest is built without a default crypto provider; ring is ours. An error only means some
+    // provider is already installed for the process, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let redirects = reqwest::redirect::Policy::custom(|attempt| {
+        // reqwest itself drops Authorization when a redirect changes host, port or scheme.
+        let downgrade = attempt
+            .previous()
+            .last()
+            .is_some_and(|previous| previous.scheme() == "https")
+            && attempt.url().scheme() != "https";
+        if downgrade {
+            attempt.error("redirect from HTTPS to plain HTTP refused")
+        } else if attempt.previous().len() >= 10 {
+            attempt.error("more than 10 redirects")
+        } else {
+            attempt.follow()
+        }
+    });
+    let mut builder = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(redirects)
+        .connect_timeout(options.request_timeout.min(Duration::from_secs(10)))
+        .timeout(options.request_timeout)
+        .pool_idle_timeout(Duration::from_secs(60));
+    if let Some(path) = &options.ca_file {
+        let pem = std::fs::read(path).map_err(|error| {
+            RegistryError::Config(format!(
+                "cannot read CA file {} for {registry}: {error}",
+                path.display()
+            ))
+        })?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
+            RegistryError::Config(format!(
+                "CA file {} for {registry} is not PEM: {error}",
+                path.display()
+            ))
+        })?;
+        builder = builder.tls_certs_merge(certificates);
+    }
+    if options.skip_tls_verify {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    builder.build().map_err(|error| {
+        RegistryError::Config(format!("cannot set up HTTPS for {registry}: {error}"))
+    })
 }
 
 #[cfg(test)]

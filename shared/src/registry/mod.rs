@@ -6,19 +6,20 @@
 //! registry's origin (redirects drop them, pagination links to other hosts are refused) and never travel
 //! over plain HTTP to a non-loopback host unless [`ClientOptions::insecure`] says so.
 
+pub mod api;
 pub mod auth;
-mod http;
+pub(crate) mod http;
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use sha2::{Digest, Sha256};
 
 use self::auth::{Challenge, TokenCache};
-use self::http::{Backoff, ReadError};
+use self::http::ReadError;
 use crate::dockerconfig::RegistryAuth;
 use crate::secret::Secret;
 
@@ -288,7 +289,7 @@ impl Client {
         let base = Url::parse(&format!("{scheme}://{connect}")).map_err(|error| {
             RegistryError::Config(format!("invalid registry host {registry:?}: {error}"))
         })?;
-        let http = build_http_client(options, &display)?;
+        let http = http::build_client(options, &display)?;
         Ok(Client {
             inner: Arc::new(Inner {
                 registry: display,
@@ -946,38 +947,15 @@ impl Client {
         Ok((Secret::new(token), lifetime))
     }
 
-    /// One request with retries: 429/503 wait for `Retry-After`, other 5xx and connection failures back
-    /// off exponentially, all within the retry budget. The last answer is returned when it runs out.
+    /// One request with the shared retry policy ([`http::send_with_retries`]) within the retry budget.
     async fn execute(
         &self,
         operation: &str,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
-        let deadline = Instant::now() + self.inner.retry_budget;
-        let mut backoff = Backoff::default();
-        loop {
-            let (wait, outcome) = match build().send().await {
-                Ok(response) => {
-                    let wait = match response.status().as_u16() {
-                        429 | 503 => header_str(response.headers(), header::RETRY_AFTER.as_str())
-                            .and_then(|value| http::parse_retry_after(value, SystemTime::now()))
-                            .unwrap_or_else(|| backoff.next_delay()),
-                        500 | 502 | 504 => backoff.next_delay(),
-                        _ => return Ok(response),
-                    };
-                    (wait, Ok(response))
-                }
-                Err(error) if error.is_connect() || error.is_timeout() || error.is_request() => {
-                    (backoff.next_delay(), Err(self.transport(operation, &error)))
-                }
-                Err(error) => return Err(self.transport(operation, &error)),
-            };
-            if Instant::now() + wait > deadline {
-                return outcome;
-            }
-            drop(outcome);
-            tokio::time::sleep(wait).await;
-        }
+        http::send_with_retries(build, self.inner.retry_budget)
+            .await
+            .map_err(|error| self.transport(operation, &error))
     }
 
     fn build(
@@ -1132,57 +1110,6 @@ impl Client {
 
 /// The `Accept` value for manifests: all four types.
 static ACCEPT_MANIFESTS: LazyLock<String> = LazyLock::new(|| MANIFEST_MEDIA_TYPES.join(", "));
-
-fn build_http_client(
-    options: &ClientOptions,
-    registry: &str,
-) -> Result<reqwest::Client, RegistryError> {
-    // reqwest is built without a default crypto provider; ring is ours. An error only means some
-    // provider is already installed for the process, which is as good.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let redirects = reqwest::redirect::Policy::custom(|attempt| {
-        // reqwest itself drops Authorization when a redirect changes host, port or scheme.
-        let downgrade = attempt
-            .previous()
-            .last()
-            .is_some_and(|previous| previous.scheme() == "https")
-            && attempt.url().scheme() != "https";
-        if downgrade {
-            attempt.error("redirect from HTTPS to plain HTTP refused")
-        } else if attempt.previous().len() >= 10 {
-            attempt.error("more than 10 redirects")
-        } else {
-            attempt.follow()
-        }
-    });
-    let mut builder = reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .redirect(redirects)
-        .connect_timeout(options.request_timeout.min(Duration::from_secs(10)))
-        .timeout(options.request_timeout)
-        .pool_idle_timeout(Duration::from_secs(60));
-    if let Some(path) = &options.ca_file {
-        let pem = std::fs::read(path).map_err(|error| {
-            RegistryError::Config(format!(
-                "cannot read CA file {} for {registry}: {error}",
-                path.display()
-            ))
-        })?;
-        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
-            RegistryError::Config(format!(
-                "CA file {} for {registry} is not PEM: {error}",
-                path.display()
-            ))
-        })?;
-        builder = builder.tls_certs_merge(certificates);
-    }
-    if options.skip_tls_verify {
-        builder = builder.tls_danger_accept_invalid_certs(true);
-    }
-    builder.build().map_err(|error| {
-        RegistryError::Config(format!("cannot set up HTTPS for {registry}: {error}"))
-    })
-}
 
 fn sensitive(value: &str, registry: &str) -> Result<HeaderValue, RegistryError> {
     let mut value = HeaderValue::from_str(value).map_err(|_| {
