@@ -18,5 +18,10 @@ pub mod reference;
 pub mod registry;
 pub mod report;
 pub mod secret;
+// Cross-process locking uses `File::lock` (std, Rust 1.89): the features that cache tokens need 1.89 while
+// the rest of the crate keeps the workspace MSRV.
+#[cfg(feature = "ecr")]
+#[clippy::msrv = "1.89"]
+pub mod tokencache;
 #[cfg(feature = "registry")]
 pub mod vendor;
