@@ -6,12 +6,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "registry")]
+pub mod dates;
 pub mod dockerconfig;
 #[cfg(feature = "ecr")]
 pub mod ecr;
 pub mod envhelper;
 #[cfg(feature = "keyring")]
 pub mod keyring;
+#[cfg(feature = "registry")]
+pub mod policy;
 pub mod protocol;
 pub mod reference;
 #[cfg(feature = "registry")]

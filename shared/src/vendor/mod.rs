@@ -6,6 +6,7 @@
 //! to plain v2 deletes whose semantics differ per vendor.
 
 mod default;
+mod dockerhub;
 #[cfg(feature = "ecr")]
 mod ecr;
 mod settings;
@@ -75,6 +76,34 @@ pub trait Vendor {
     /// Removes the request's targets; one entry per target, in request order. Never fails as a whole:
     /// failures are `failed` entries.
     fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>>;
+
+    /// The manifests of `repository` that no tag points at, for `regkit cleanup --untagged`; `None` when the
+    /// vendor cannot list them (plain v2 cannot). An implementation must leave out every manifest a tagged
+    /// index references: those are deleted with their index, never on their own.
+    fn list_untagged<'a>(
+        &'a self,
+        _repository: &'a Repository,
+    ) -> BoxFuture<'a, Result<Option<Vec<UntaggedManifest>>, RegistryError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The repositories whose path starts with `prefix`, for `regkit cleanup REPO/*`; `None` (the default)
+    /// means the registry's v2 `_catalog` lists them.
+    fn list_repositories<'a>(
+        &'a self,
+        _prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, RegistryError>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// A manifest no tag points at, as [`Vendor::list_untagged`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UntaggedManifest {
+    /// Its digest.
+    pub digest: String,
+    /// When it was pushed (RFC 3339), when the vendor reports it.
+    pub created: Option<String>,
 }
 
 /// What every vendor constructor receives.
@@ -106,6 +135,7 @@ pub struct Flag {
 /// The implementations that have a module: name, constructor, and the flags it reads. One line per vendor.
 const IMPLEMENTATIONS: &[(&str, Constructor, &[Flag])] = &[
     ("default", default::build, &[]),
+    ("dockerhub", dockerhub::build, dockerhub::FLAGS),
     #[cfg(feature = "ecr")]
     ("ecr", ecr::build, &[]),
 ];

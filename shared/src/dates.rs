@@ -1,0 +1,239 @@
+//! Tag dates for cleanup policies: RFC 3339 timestamps, and the creation date of an image read from its
+//! config over plain v2 for registries whose tag listing carries no date.
+//!
+//! An image's date is its config's `created`; an index's is its newest child's (attestation manifests and
+//! other artifacts have no `created` and are skipped). Each distinct digest is read once, with bounded
+//! concurrency, and bodies are size-bounded by the client.
+
+use std::collections::{BTreeSet, HashMap};
+
+use futures_util::stream::{self, StreamExt};
+use serde::Deserialize;
+
+use crate::registry::Client;
+
+/// Largest image config read. Configs carry the build history, which stays far below this.
+pub const MAX_CONFIG_BYTES: usize = 4 << 20;
+
+/// The date of one manifest, in seconds since the epoch, or why it has none (one line).
+pub type DateResult = Result<i64, String>;
+
+/// Parses an RFC 3339 timestamp (`2024-01-31T12:00:00Z`, fractions, `+02:00` offsets, lowercase `t`/`z` or
+/// a space separator) into seconds since the Unix epoch; fractions are dropped.
+pub fn parse_rfc3339(input: &str) -> Option<i64> {
+    let text = input.trim();
+    let bytes = text.as_bytes();
+    let number = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    if bytes.len() < 20
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || !matches!(bytes[10], b'T' | b't' | b' ')
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    let mut rest = &text[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = &fraction[digits..];
+    }
+    let offset = match rest.as_bytes() {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let digits = [*h1, *h2, *m1, *m2];
+            if !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let [h1, h2, m1, m2] = digits.map(|d| i64::from(d - b'0'));
+            let minutes = (h1 * 10 + h2) * 60 + m1 * 10 + m2;
+            if *sign == b'-' { -minutes } else { minutes }
+        }
+        _ => return None,
+    };
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        _ => return None,
+    };
+    // 60 admits a leap second, which then counts as the next minute's first.
+    if day < 1 || day > days_in_month || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + hour * 3_600 + minute * 60 + second - offset * 60)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The fields of a manifest or index that lead to a date.
+#[derive(Deserialize)]
+struct ManifestDoc {
+    config: Option<Descriptor>,
+    manifests: Option<Vec<Descriptor>>,
+}
+
+#[derive(Deserialize)]
+struct Descriptor {
+    digest: String,
+}
+
+#[derive(Deserialize)]
+struct ConfigDoc {
+    created: Option<String>,
+}
+
+/// The dates of `digests` in `repository`, each distinct digest read once, at most `parallel` at a time.
+/// `progress` is called with 1 per digest finished.
+pub async fn image_dates(
+    client: &Client,
+    repository: &str,
+    digests: impl IntoIterator<Item = &str>,
+    parallel: usize,
+    progress: &dyn Fn(u64),
+) -> HashMap<String, DateResult> {
+    let distinct: BTreeSet<&str> = digests.into_iter().collect();
+    stream::iter(distinct)
+        .map(|digest| async move {
+            let date = manifest_date(client, repository, digest, true).await;
+            progress(1);
+            (digest.to_string(), date)
+        })
+        .buffer_unordered(parallel.max(1))
+        .collect()
+        .await
+}
+
+/// One manifest's date; `index_allowed` is false for an index's children, so a malicious index cannot make
+/// the walk recurse.
+async fn manifest_date(
+    client: &Client,
+    repository: &str,
+    digest: &str,
+    index_allowed: bool,
+) -> DateResult {
+    let manifest = client
+        .get_manifest(repository, digest)
+        .await
+        .map_err(|error| error.to_string())?
+        .ok_or_else(|| format!("manifest {digest} is gone"))?;
+    let doc: ManifestDoc = serde_json::from_slice(&manifest.body)
+        .map_err(|error| format!("manifest {digest} is not valid JSON: {error}"))?;
+    match (doc.config, doc.manifests) {
+        (_, Some(children)) if index_allowed => {
+            let mut newest: Option<i64> = None;
+            let mut first_error = None;
+            for child in children {
+                match Box::pin(manifest_date(client, repository, &child.digest, false)).await {
+                    Ok(date) => newest = Some(newest.map_or(date, |known| known.max(date))),
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+            newest.ok_or_else(|| {
+                first_error.unwrap_or_else(|| format!("index {digest} has no manifests"))
+            })
+        }
+        (_, Some(_)) => Err(format!("index {digest} is nested in another index")),
+        (Some(config), None) => config_date(client, repository, &config.digest).await,
+        (None, None) => Err(format!(
+            "manifest {digest} has neither a config nor manifests"
+        )),
+    }
+}
+
+async fn config_date(client: &Client, repository: &str, digest: &str) -> DateResult {
+    let body = client
+        .get_blob(repository, digest, MAX_CONFIG_BYTES)
+        .await
+        .map_err(|error| error.to_string())?
+        .ok_or_else(|| format!("config blob {digest} is missing"))?;
+    let config: ConfigDoc = serde_json::from_slice(&body)
+        .map_err(|_| format!("config {digest} is not an image config"))?;
+    let created = config
+        .created
+        .ok_or_else(|| format!("config {digest} has no created date"))?;
+    parse_rfc3339(&created)
+        .ok_or_else(|| format!("config {digest} has an unreadable created date {created:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_forms() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2024-01-01T00:00:00Z"), Some(1_704_067_200));
+        assert_eq!(
+            parse_rfc3339("2024-01-01T00:00:00.123456789Z"),
+            Some(1_704_067_200)
+        );
+        assert_eq!(
+            parse_rfc3339("2024-01-01t02:00:00+02:00"),
+            Some(1_704_067_200)
+        );
+        assert_eq!(
+            parse_rfc3339("2023-12-31 19:30:00-04:30"),
+            Some(1_704_067_200)
+        );
+        assert_eq!(parse_rfc3339("2024-02-29T12:00:00z"), Some(1_709_208_000));
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Some(-1));
+        assert_eq!(parse_rfc3339("2000-03-01T00:00:00Z"), Some(951_868_800));
+    }
+
+    #[test]
+    fn rfc3339_rejects() {
+        for bad in [
+            "",
+            "2024-01-01",
+            "2024-01-01T00:00:00",
+            "2023-02-29T00:00:00Z",
+            "2024-13-01T00:00:00Z",
+            "2024-00-10T00:00:00Z",
+            "2024-01-32T00:00:00Z",
+            "2024-01-01T24:00:00Z",
+            "2024-01-01T00:60:00Z",
+            "2024-01-01T00:00:00.Z",
+            "2024-01-01T00:00:00+0200",
+            "2024-01-01T00:00:00+aa:00",
+            "2024-1-01T00:00:00Z",
+            "+024-01-01T00:00:00Z",
+            "2024-01-01T00:00:00Zjunk",
+            "2024-01-01X00:00:00Z",
+            "2024-01-01T00:00:00€",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn civil_days_match_known_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 1, 1), 10_957);
+        assert_eq!(days_from_civil(1600, 3, 1), -135_080);
+    }
+}
