@@ -6,6 +6,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "acr")]
+pub mod acr;
+#[cfg(feature = "acr")]
+pub mod cloudauth;
 #[cfg(feature = "registry")]
 pub mod dates;
 pub mod dockerconfig;
@@ -24,7 +28,7 @@ pub mod report;
 pub mod secret;
 // Cross-process locking uses `File::lock` (std, Rust 1.89): the features that cache tokens need 1.89 while
 // the rest of the crate keeps the workspace MSRV.
-#[cfg(feature = "ecr")]
+#[cfg(any(feature = "ecr", feature = "acr"))]
 #[clippy::msrv = "1.89"]
 pub mod tokencache;
 #[cfg(feature = "registry")]

@@ -1,0 +1,428 @@
+//! Entra ID access tokens for the ACR audience, from the sources `DefaultAzureCredential` users know, in
+//! this order unless `REGKIT_ACR_CREDENTIALS` lists others (comma-separated names):
+//!
+//! 1. `environment`: a service principal secret (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`);
+//! 2. `workload-identity`: a federated token file (`AZURE_FEDERATED_TOKEN_FILE`, `AZURE_CLIENT_ID`,
+//!    `AZURE_TENANT_ID`), as AKS workload identity projects it;
+//! 3. `managed-identity`: App Service / Functions (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`), else the VM
+//!    instance metadata service (`AZURE_POD_IDENTITY_AUTHORITY_HOST` moves it), `AZURE_CLIENT_ID` picking a
+//!    user-assigned identity;
+//! 4. `azure-cli`: `az account get-access-token`.
+//!
+//! `AZURE_AUTHORITY_HOST` moves the token endpoint (sovereign clouds, proxies). The requests are the
+//! documented Microsoft identity platform ones, sent directly rather than through `azure_identity`: its
+//! certificate support pulls OpenSSL, its pipeline retries a dead endpoint for 80–120 s (the VM managed
+//! identity path ignores the caller's retry options), and its in-process cache is useless to a helper that
+//! lives for one `get`; the token cache of [`crate::cloudauth`] replaces it.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde::Deserialize;
+
+use crate::cloudauth::{Env, jwt_claims};
+use crate::registry::ClientOptions;
+use crate::registry::api::ApiClient;
+use crate::secret::Secret;
+
+/// The ACR audience (what `az acr login` asks for since registries may disable ARM-audience tokens).
+pub const RESOURCE: &str = "https://containerregistry.azure.net";
+/// The default authority host.
+pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+/// The VM instance metadata service.
+const IMDS: &str = "http://169.254.169.254";
+/// How long the VM metadata service gets: off Azure it is unreachable and must not stall `get`.
+const IMDS_WAIT: Duration = Duration::from_secs(2);
+/// How long `az` gets.
+const CLI_WAIT: Duration = Duration::from_secs(20);
+
+/// One Entra token source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Service principal with a client secret.
+    Environment,
+    /// Federated token file.
+    WorkloadIdentity,
+    /// App Service or VM managed identity.
+    ManagedIdentity,
+    /// The Azure CLI.
+    AzureCli,
+}
+
+impl Source {
+    /// The name in `REGKIT_ACR_CREDENTIALS`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Environment => "environment",
+            Source::WorkloadIdentity => "workload-identity",
+            Source::ManagedIdentity => "managed-identity",
+            Source::AzureCli => "azure-cli",
+        }
+    }
+
+    /// The configured order: `REGKIT_ACR_CREDENTIALS`, else all four in the documented order.
+    pub fn order(env: &Env) -> Result<Vec<Source>, String> {
+        const ALL: [Source; 4] = [
+            Source::Environment,
+            Source::WorkloadIdentity,
+            Source::ManagedIdentity,
+            Source::AzureCli,
+        ];
+        let Some(list) = env.var("REGKIT_ACR_CREDENTIALS") else {
+            return Ok(ALL.to_vec());
+        };
+        list.split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(|name| {
+                ALL.into_iter()
+                    .find(|source| source.name() == name)
+                    .ok_or_else(|| {
+                        format!(
+                            "unknown credential source {name:?} in REGKIT_ACR_CREDENTIALS; use environment, workload-identity, managed-identity, azure-cli"
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+/// An Entra access token with the tenant it was issued in.
+#[derive(Debug, Clone)]
+pub struct EntraToken {
+    /// The access token.
+    pub token: Secret<String>,
+    /// The tenant id (`tid` claim), which the ACR exchange needs.
+    pub tenant: Option<String>,
+}
+
+/// The parts of the environment that identify whose token is asked for (never a secret), for cache keys.
+pub fn identity_parts(env: &Env) -> Vec<String> {
+    [
+        "REGKIT_ACR_CREDENTIALS",
+        "AZURE_AUTHORITY_HOST",
+        "AZURE_TENANT_ID",
+        "AZURE_CLIENT_ID",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "IDENTITY_ENDPOINT",
+        "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+        "AZURE_CONFIG_DIR",
+    ]
+    .iter()
+    .map(|name| format!("{name}={}", env.var(name).unwrap_or_default()))
+    .collect()
+}
+
+/// A token from the first source that yields one; the error lists why each failed.
+pub async fn token(env: &Env) -> Result<EntraToken, String> {
+    let mut failures = Vec::new();
+    for source in Source::order(env)? {
+        match from_source(source, env).await {
+            Ok(token) => return Ok(token),
+            Err(error) => failures.push(format!("{}: {error}", source.name())),
+        }
+    }
+    Err(format!(
+        "no Entra ID credential worked ({})",
+        failures.join("; ")
+    ))
+}
+
+async fn from_source(source: Source, env: &Env) -> Result<EntraToken, String> {
+    let token = match source {
+        Source::Environment => {
+            if env.var("AZURE_CLIENT_CERTIFICATE_PATH").is_some()
+                && env.var("AZURE_CLIENT_SECRET").is_none()
+            {
+                return Err(
+                    "certificate credentials are not supported; use AZURE_CLIENT_SECRET or workload identity"
+                        .into(),
+                );
+            }
+            let (tenant, client, secret) = required(
+                env,
+                ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"],
+            )?;
+            client_credentials(
+                env,
+                &tenant,
+                &[
+                    ("client_id", client.as_str()),
+                    ("client_secret", secret.as_str()),
+                ],
+            )
+            .await?
+        }
+        Source::WorkloadIdentity => {
+            let (tenant, client, file) = required(
+                env,
+                [
+                    "AZURE_TENANT_ID",
+                    "AZURE_CLIENT_ID",
+                    "AZURE_FEDERATED_TOKEN_FILE",
+                ],
+            )?;
+            // Sent verbatim, as the SDKs do: projected tokens carry no trailing newline.
+            let assertion = std::fs::read_to_string(Path::new(&file)).map_err(|error| {
+                format!("cannot read AZURE_FEDERATED_TOKEN_FILE {file}: {error}")
+            })?;
+            client_credentials(
+                env,
+                &tenant,
+                &[
+                    ("client_id", client.as_str()),
+                    ("client_assertion", assertion.as_str()),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                ],
+            )
+            .await?
+        }
+        Source::ManagedIdentity => managed_identity(env).await?,
+        Source::AzureCli => azure_cli(env).await?,
+    };
+    let tenant = jwt_claims(token.expose())
+        .and_then(|claims| claims["tid"].as_str().map(str::to_owned))
+        .or_else(|| env.var("AZURE_TENANT_ID"));
+    Ok(EntraToken { token, tenant })
+}
+
+fn required(env: &Env, names: [&str; 3]) -> Result<(String, String, String), String> {
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|name| env.var(name).is_none())
+        .collect();
+    match names.map(|name| env.var(name)) {
+        [Some(a), Some(b), Some(c)] => Ok((a, b, c)),
+        _ => Err(format!("not configured (set {})", missing.join(", "))),
+    }
+}
+
+fn client(base: &str, label: &str, insecure: bool) -> Result<ApiClient, String> {
+    let options = ClientOptions {
+        insecure,
+        request_timeout: Duration::from_secs(15),
+        retry_budget: Duration::from_secs(5),
+        ..ClientOptions::default()
+    };
+    ApiClient::new(base, label, &options).map_err(|error| error.to_string())
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: Option<String>,
+    #[serde(rename = "accessToken")]
+    cli_token: Option<String>,
+}
+
+fn access_token(answer: TokenAnswer, from: &str) -> Result<Secret<String>, String> {
+    answer
+        .access_token
+        .or(answer.cli_token)
+        .filter(|token| !token.is_empty())
+        .map(Secret::new)
+        .ok_or_else(|| format!("{from} answered without an access token"))
+}
+
+/// `POST {authority}/{tenant}/oauth2/v2.0/token`, `grant_type=client_credentials`, ACR scope.
+async fn client_credentials(
+    env: &Env,
+    tenant: &str,
+    fields: &[(&str, &str)],
+) -> Result<Secret<String>, String> {
+    let authority = env
+        .var("AZURE_AUTHORITY_HOST")
+        .unwrap_or_else(|| DEFAULT_AUTHORITY.to_owned());
+    let api = client(&authority, "Entra ID token endpoint", false)?;
+    let scope = format!("{RESOURCE}/.default");
+    let mut form: Vec<(&str, &str)> = fields.to_vec();
+    form.extend([
+        ("grant_type", "client_credentials"),
+        ("scope", scope.as_str()),
+    ]);
+    let path = format!("/{}/oauth2/v2.0/token", urlencode(tenant));
+    let operation = "request an Entra ID token";
+    let response = api
+        .send_with(Method::POST, &path, operation, |request| {
+            request.form(&form)
+        })
+        .await
+        .map_err(|error| error.to_string())?;
+    if !response.is_success() {
+        return Err(format!(
+            "{authority} refused the token request for tenant {tenant}: {}; check the client id, secret or federated credential",
+            response.error_text()
+        ));
+    }
+    access_token(
+        api.json(&response, operation).map_err(|e| e.to_string())?,
+        "the Entra ID token endpoint",
+    )
+}
+
+async fn managed_identity(env: &Env) -> Result<Secret<String>, String> {
+    let client_id = env.var("AZURE_CLIENT_ID");
+    if let (Some(endpoint), Some(header)) =
+        (env.var("IDENTITY_ENDPOINT"), env.var("IDENTITY_HEADER"))
+    {
+        let api = client(&endpoint, "managed identity endpoint", false)?;
+        let mut query = vec![("api-version", "2019-08-01"), ("resource", RESOURCE)];
+        if let Some(id) = &client_id {
+            query.push(("client_id", id));
+        }
+        let operation = "request a managed identity token";
+        let response = api
+            .send_with(Method::GET, "", operation, |request| {
+                request
+                    .query(&query)
+                    .header("X-IDENTITY-HEADER", header.as_str())
+            })
+            .await
+            .map_err(|error| error.to_string())?;
+        if !response.is_success() {
+            return Err(format!(
+                "IDENTITY_ENDPOINT answered {}",
+                response.error_text()
+            ));
+        }
+        return access_token(
+            api.json(&response, operation).map_err(|e| e.to_string())?,
+            "IDENTITY_ENDPOINT",
+        );
+    }
+    let host = env
+        .var("AZURE_POD_IDENTITY_AUTHORITY_HOST")
+        .unwrap_or_else(|| IMDS.to_owned());
+    // The metadata service is plain HTTP on a link-local address by design.
+    let api = client(&host, "instance metadata service", true)?;
+    let mut query = vec![("api-version", "2018-02-01"), ("resource", RESOURCE)];
+    if let Some(id) = &client_id {
+        query.push(("client_id", id));
+    }
+    let operation = "request a managed identity token";
+    let request = api.send_with(
+        Method::GET,
+        "/metadata/identity/oauth2/token",
+        operation,
+        |request| request.query(&query).header("Metadata", "true"),
+    );
+    let response = tokio::time::timeout(IMDS_WAIT, request)
+        .await
+        .map_err(|_| format!("no instance metadata service answered at {host} (not on Azure?)"))?
+        .map_err(|error| error.to_string())?;
+    if !response.is_success() {
+        return Err(format!(
+            "the instance metadata service answered {}",
+            response.error_text()
+        ));
+    }
+    access_token(
+        api.json(&response, operation).map_err(|e| e.to_string())?,
+        "the instance metadata service",
+    )
+}
+
+/// `az account get-access-token --resource …`, bounded by [`CLI_WAIT`] (killed after it).
+async fn azure_cli(env: &Env) -> Result<Secret<String>, String> {
+    let mut command = Command::new("az");
+    command
+        .args([
+            "account",
+            "get-access-token",
+            "--output",
+            "json",
+            "--resource",
+            RESOURCE,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(tenant) = env.var("AZURE_TENANT_ID") {
+        command.args(["--tenant", &tenant]);
+    }
+    let mut child = command.spawn().map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => "az not found on PATH".to_owned(),
+        _ => format!("cannot run az: {error}"),
+    })?;
+    let deadline = Instant::now() + CLI_WAIT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("az did not answer within {} s", CLI_WAIT.as_secs()));
+            }
+            Err(error) => return Err(format!("cannot wait for az: {error}")),
+        }
+    };
+    let mut output = Vec::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        std::io::Read::read_to_end(&mut stdout, &mut output)
+            .map_err(|error| format!("cannot read az output: {error}"))?;
+    }
+    if !status.success() {
+        return Err("az account get-access-token failed; run `az login`".into());
+    }
+    let answer: TokenAnswer = serde_json::from_slice(&output)
+        .map_err(|_| "az account get-access-token printed no JSON token".to_owned())?;
+    access_token(answer, "az")
+}
+
+/// Percent-encodes a path segment (tenant ids are GUIDs or domain names; anything else is escaped).
+fn urlencode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (byte as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_is_configurable_and_validated() {
+        let env = Env::from_vars([("REGKIT_ACR_CREDENTIALS", "azure-cli, environment")]);
+        assert_eq!(
+            Source::order(&env).unwrap(),
+            [Source::AzureCli, Source::Environment]
+        );
+        let env = Env::from_vars([("REGKIT_ACR_CREDENTIALS", "msi")]);
+        assert!(Source::order(&env).unwrap_err().contains("\"msi\""));
+        assert_eq!(
+            Source::order(&Env::from_vars::<&str, &str>([]))
+                .unwrap()
+                .len(),
+            4
+        );
+    }
+
+    #[test]
+    fn missing_variables_are_named_and_tenants_escaped() {
+        let env = Env::from_vars([("AZURE_CLIENT_ID", "c")]);
+        let error = required(
+            &env,
+            ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"],
+        )
+        .unwrap_err();
+        assert_eq!(
+            error,
+            "not configured (set AZURE_TENANT_ID, AZURE_CLIENT_SECRET)"
+        );
+        assert_eq!(urlencode("a/b c"), "a%2Fb%20c");
+    }
+}

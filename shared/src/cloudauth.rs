@@ -1,0 +1,320 @@
+//! What the Azure (ACR) and Google credential helpers share: an environment that treats empty values as
+//! unset, and the `get` flow around a token provider and the per-user [`TokenCache`].
+//!
+//! `get` asks the provider whether the key is one of its hosts (anchored patterns, no I/O): any other key is
+//! answered "not found" at once, with no file read and no network call, so a token is never sent to a
+//! look-alike host. For a served host it answers from the cache while the entry is fresh (no runtime, no
+//! HTTP client is built), otherwise asks the provider, bounded by [`TIMEOUT_VAR`], and falls back to a cached
+//! token that has not expired when that fails. Failures are explained on stderr and answered "not found",
+//! so callers fall back to anonymous access instead of aborting. `store`/`erase` succeed with a note (the
+//! tokens come from the cloud identity); `list` shows cached registries and never touches the network.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::protocol::{Credentials, Error, Helper};
+use crate::secret::Secret;
+use crate::tokencache::{CachedToken, TokenCache};
+
+/// Test hook: the current time as Unix seconds, for the token cache only. Not for production use.
+pub const CLOCK_VAR: &str = "REGKIT_AUTH_NOW";
+/// Bound, in seconds, on one whole token request of `get`.
+pub const TIMEOUT_VAR: &str = "REGKIT_AUTH_TIMEOUT";
+/// The default of [`TIMEOUT_VAR`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Set (any value) to turn the token cache off.
+pub const DISABLE_CACHE_VAR: &str = "REGKIT_DISABLE_TOKEN_CACHE";
+/// A token is cached until this long before it expires, so a caller never receives one about to lapse.
+pub const EXPIRY_MARGIN_SECS: i64 = 300;
+
+/// The process environment as the cloud helpers see it: empty values are unset.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// `None` reads the process environment on demand.
+    vars: Option<BTreeMap<String, String>>,
+}
+
+impl Env {
+    /// Reads the process environment.
+    pub fn from_process() -> Self {
+        Env { vars: None }
+    }
+
+    /// Reads only the given variables (tests).
+    pub fn from_vars<K: Into<String>, V: Into<String>>(
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Env {
+            vars: Some(
+                vars.into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The value of `name`, `None` when unset, empty, blank or not UTF-8.
+    pub fn var(&self, name: &str) -> Option<String> {
+        let value = match &self.vars {
+            Some(vars) => vars.get(name).cloned(),
+            None => std::env::var_os(name)?.into_string().ok(),
+        }?;
+        (!value.trim().is_empty()).then_some(value)
+    }
+
+    /// Now, in Unix seconds: [`CLOCK_VAR`] when set (tests), else the system clock.
+    pub fn now(&self) -> i64 {
+        if let Some(now) = self.var(CLOCK_VAR).and_then(|v| v.trim().parse().ok()) {
+            return now;
+        }
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+            })
+    }
+
+    /// The bound on one token request: [`TIMEOUT_VAR`] seconds, else [`DEFAULT_TIMEOUT`].
+    pub fn timeout(&self) -> Duration {
+        self.var(TIMEOUT_VAR)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|secs| secs.is_finite() && *secs > 0.0)
+            .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64)
+    }
+
+    /// The token cache file `name` in the user's cache directory, unless [`DISABLE_CACHE_VAR`] is set.
+    pub fn token_cache(&self, name: &str) -> Option<TokenCache> {
+        if self.var(DISABLE_CACHE_VAR).is_some() {
+            return None;
+        }
+        TokenCache::in_user_cache(|var| self.var(var), name)
+    }
+}
+
+/// A registry token as a provider obtained it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// The registry username that goes with it.
+    pub username: String,
+    /// The registry password.
+    pub secret: Secret<String>,
+    /// When it expires (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// A boxed, non-`Send` future (the helper drives it on a current-thread runtime).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// One cloud's token source behind a credential helper.
+pub trait Provider {
+    /// The binary name, for notes on stderr.
+    fn binary(&self) -> &'static str;
+    /// The cache file name (`acr-cache.json`).
+    fn cache_file(&self) -> &'static str;
+    /// The registry host a key names, when it is one of this cloud's hosts. Must do no I/O.
+    fn host(&self, server_url: &str) -> Option<String>;
+    /// A stable id of the identity tokens are asked for (never a secret), to key the cache.
+    fn identity_id(&self, host: &str) -> String;
+    /// Obtains a token for `host`. The error is one line saying what failed and what to do.
+    fn fetch<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<Token, String>>;
+    /// Why nothing is stored (`ACR tokens come from your Entra ID identity`).
+    fn storage_note(&self) -> &'static str;
+    /// The environment.
+    fn env(&self) -> &Env;
+}
+
+/// The credential helper around a [`Provider`].
+#[derive(Debug)]
+pub struct CachedHelper<P> {
+    provider: P,
+}
+
+impl<P: Provider> CachedHelper<P> {
+    /// A helper over `provider`.
+    pub fn new(provider: P) -> Self {
+        CachedHelper { provider }
+    }
+
+    fn note(&self, message: &str) {
+        eprintln!("{}: {message}", self.provider.binary());
+    }
+
+    fn cache(&self) -> Option<TokenCache> {
+        self.provider.env().token_cache(self.provider.cache_file())
+    }
+}
+
+impl<P: Provider> Helper for CachedHelper<P> {
+    fn get(&self, server_url: &str) -> Result<Credentials, Error> {
+        let Some(host) = self.provider.host(server_url) else {
+            return Err(Error::NotFound);
+        };
+        let env = self.provider.env();
+        let cache = self.cache();
+        let key = TokenCache::key(
+            self.provider.cache_file(),
+            &host,
+            &self.provider.identity_id(&host),
+        );
+        let now = env.now();
+        let cached = cache.as_ref().and_then(|cache| cache.get(&key));
+        let answer = |token: &CachedToken| Credentials {
+            server_url: server_url.to_owned(),
+            username: token.username.clone(),
+            secret: token.password.clone(),
+        };
+        if let Some(token) = cached.as_ref().filter(|token| token.is_fresh(now)) {
+            return Ok(answer(token));
+        }
+        match block_on(env.timeout(), self.provider.fetch(&host)) {
+            Ok(token) => {
+                let token = CachedToken {
+                    endpoint: format!("https://{host}"),
+                    username: token.username,
+                    password: token.secret,
+                    requested_at: now,
+                    expires_at: token.expires_at.saturating_sub(EXPIRY_MARGIN_SECS),
+                };
+                if let Some(cache) = cache.as_ref().filter(|_| token.is_usable(now))
+                    && let Err(error) = cache.put(&key, &token, now)
+                {
+                    self.note(&error.to_string());
+                }
+                Ok(answer(&token))
+            }
+            Err(error) => match cached.filter(|token| token.is_usable(now)) {
+                Some(token) => {
+                    self.note(&format!(
+                        "{error}; using the cached token, which is still valid"
+                    ));
+                    Ok(answer(&token))
+                }
+                None => {
+                    self.note(&error);
+                    Err(Error::NotFound)
+                }
+            },
+        }
+    }
+
+    fn store(&self, credentials: Credentials) -> Result<(), Error> {
+        self.note(&format!(
+            "not storing credentials for {}: {}",
+            credentials.server_url,
+            self.provider.storage_note()
+        ));
+        Ok(())
+    }
+
+    fn erase(&self, server_url: &str) -> Result<(), Error> {
+        self.note(&format!(
+            "nothing to erase for {server_url}: {}",
+            self.provider.storage_note()
+        ));
+        Ok(())
+    }
+
+    fn list(&self) -> Result<BTreeMap<String, String>, Error> {
+        let Some(cache) = self.cache() else {
+            return Ok(BTreeMap::new());
+        };
+        Ok(cache
+            .usable(self.provider.env().now())
+            .into_values()
+            .map(|token| (token.endpoint, token.username))
+            .collect())
+    }
+}
+
+/// Runs `future` on a fresh current-thread runtime, bounded by `timeout`: cloud token endpoints that accept
+/// a connection and never answer must not hang `docker pull`.
+pub fn block_on<T>(
+    timeout: Duration,
+    future: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
+    runtime
+        .block_on(async { tokio::time::timeout(timeout, future).await })
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer from the token service within {:.0} s; set {TIMEOUT_VAR} to wait longer",
+                timeout.as_secs_f64()
+            ))
+        })
+}
+
+/// The claims of a JWT, read without verifying it: only to learn its own `exp` or `tid`, never to trust it.
+pub fn jwt_claims(token: &str) -> Option<serde_json::Value> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// A short, stable, non-reversible id of identity parts (client ids, file paths), for cache keys.
+pub fn identity_digest(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(12)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Strips `https://`/`http://`, a path and a trailing dot from a credential-helper key and lower-cases it;
+/// `None` when a port or user info is left (a port never matches a cloud registry host).
+pub fn key_host(server_url: &str) -> Option<String> {
+    let key = server_url.trim();
+    let rest = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    let host = rest.split('/').next().unwrap_or("");
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    (!host.is_empty() && !host.contains([':', '@', '?', '#', '\\'])).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_reduce_to_hosts() {
+        assert_eq!(
+            key_host("https://a.azurecr.io/v2/").as_deref(),
+            Some("a.azurecr.io")
+        );
+        assert_eq!(key_host("A.AZURECR.IO.").as_deref(), Some("a.azurecr.io"));
+        assert_eq!(key_host("a.azurecr.io:443"), None);
+        assert_eq!(key_host("u@a.azurecr.io"), None);
+        assert_eq!(key_host(""), None);
+    }
+
+    #[test]
+    fn jwt_claims_are_read_and_garbage_is_none() {
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"exp":5}"#);
+        assert_eq!(jwt_claims(&format!("h.{payload}.s")).unwrap()["exp"], 5);
+        assert_eq!(jwt_claims("nodots"), None);
+        assert_eq!(jwt_claims("a.!!.b"), None);
+    }
+
+    #[test]
+    fn identity_digest_separates_parts() {
+        assert_ne!(identity_digest(&["ab", "c"]), identity_digest(&["a", "bc"]));
+        assert_eq!(identity_digest(&["x"]).len(), 24);
+    }
+}
