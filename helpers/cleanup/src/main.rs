@@ -1,5 +1,7 @@
 //! `regkit`: list and delete registry tags; deleting a tag never removes another tag.
 
+mod cleanup;
+
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -47,6 +49,9 @@ enum Command {
         #[arg(long)]
         stdin: bool,
     },
+    /// Delete the tags a policy selects (--keep-last, --older-than, --match, --exclude, --keep-list) in
+    /// one or more repositories; kept tags never lose their image.
+    Cleanup(cleanup::CleanupArgs),
     /// Show which implementation and credentials would be used for a repository.
     Detect {
         /// Repository, e.g. registry.example.com/team/app.
@@ -239,6 +244,7 @@ async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
             digests,
         } => tags(&setup, repository, *digests).await,
         Command::Delete { references, stdin } => delete(&setup, references, *stdin).await,
+        Command::Cleanup(args) => cleanup::cleanup(&setup, args).await,
         Command::Detect { repository } => detect(&setup, repository),
     }
 }
@@ -263,6 +269,12 @@ impl Setup<'_> {
     }
 
     fn vendor(&self, registry: &str) -> Result<Box<dyn Vendor>, Fatal> {
+        self.vendor_and_client(registry).map(|(vendor, _)| vendor)
+    }
+
+    /// The vendor, and a v2 client to the same registry with the same credentials (cleanup reads image
+    /// configs through it for tags the vendor lists without a date).
+    fn vendor_and_client(&self, registry: &str) -> Result<(Box<dyn Vendor>, Client), Fatal> {
         let detection = self.detection(registry)?;
         let (auth, source) = self.credentials(registry)?;
         if self.options.verbose {
@@ -280,7 +292,7 @@ impl Setup<'_> {
         };
         let client = Client::new(registry, auth.clone(), &client_options)?;
         let context = Context {
-            client,
+            client: client.clone(),
             auth,
             parallel: usize::from(self.options.parallel),
             settings: self.settings.clone(),
@@ -292,7 +304,7 @@ impl Setup<'_> {
                 "regkit: {registry}: no tag-only delete API; a tag sharing its image with other tags is removed through a tombstone manifest"
             );
         }
-        Ok(vendor)
+        Ok((vendor, client))
     }
 
     fn json(&self) -> bool {
