@@ -1,0 +1,280 @@
+//! Harbor v2: tags listed with their artifacts (`push_time`, immutability, index references) and removed
+//! with the tag API, which leaves the artifact and its other tags alone. A digest is removed with the
+//! artifact API.
+//!
+//! Endpoints follow Harbor's published swagger (`api/v2.0/swagger.yaml`, basePath `/api/v2.0`):
+//! `listArtifacts`, `deleteTag`, `deleteArtifact`. Credentials are HTTP Basic: a user, a CLI secret or a
+//! robot account (`robot$…`), which, unlike the v2 digest delete werf uses, can remove tags.
+
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
+use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, Vendor};
+use crate::reference::Repository;
+use crate::registry::RegistryError;
+use crate::registry::api::{ApiClient, ApiResponse};
+use crate::report::{Entry, Status};
+
+/// The flags the Harbor module reads.
+pub(super) const FLAGS: &[Flag] = &[
+    Flag {
+        name: "repo-harbor-username",
+        value_name: "USER",
+        help: "Harbor user or robot account (robot$…) for the Harbor API; default: the docker config's",
+    },
+    Flag {
+        name: "repo-harbor-password",
+        value_name: "PASSWORD",
+        help: "Password, CLI secret or robot secret for --repo-harbor-username",
+    },
+    Flag {
+        name: "harbor-api-url",
+        value_name: "URL",
+        help: "Harbor API base URL (default: https://<registry host>)",
+    },
+];
+
+/// Artifacts per page; Harbor's maximum.
+const PAGE_SIZE: usize = 100;
+
+const AUTH_HINT: &str = "give a Harbor user or robot account (robot$…) with list and read rights on the repository and delete rights on tags, with --repo-harbor-username/--repo-harbor-password or docker login";
+
+pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+    let credentials = rest::credentials(
+        &context,
+        None,
+        "repo-harbor-username",
+        "repo-harbor-password",
+    );
+    Box::new(Harbor {
+        api: rest::api_client(&context, "harbor-api-url", "Harbor API", credentials),
+        parallel: context.parallel,
+    })
+}
+
+struct Harbor {
+    /// A bad URL or credentials unfit for a header is reported by the first call, per tag.
+    api: Result<ApiClient, RegistryError>,
+    parallel: usize,
+}
+
+#[derive(Deserialize)]
+struct Artifact {
+    digest: String,
+    push_time: Option<String>,
+    #[serde(default)]
+    tags: Option<Vec<Tag>>,
+    #[serde(default)]
+    references: Option<Vec<Reference>>,
+}
+
+#[derive(Deserialize)]
+struct Tag {
+    name: String,
+    push_time: Option<String>,
+    #[serde(default)]
+    immutable: bool,
+}
+
+#[derive(Deserialize)]
+struct Reference {
+    child_digest: Option<String>,
+}
+
+/// `project`, and the repository inside it encoded twice as Harbor's path parameters want it.
+fn split(repository: &Repository) -> Result<(String, String), RegistryError> {
+    match repository.path.split_once('/') {
+        Some((project, name)) if !project.is_empty() && !name.is_empty() => {
+            Ok((rest::encode(project), rest::encode(&rest::encode(name))))
+        }
+        _ => Err(RegistryError::Config(format!(
+            "{repository}: a Harbor repository is <project>/<name>"
+        ))),
+    }
+}
+
+impl Harbor {
+    fn api(&self) -> Result<&ApiClient, RegistryError> {
+        rest::ready(&self.api)
+    }
+
+    fn fail(&self, api: &ApiClient, response: &ApiResponse, operation: &str) -> RegistryError {
+        api.status_error(response, operation, AUTH_HINT)
+    }
+
+    async fn artifacts(&self, repository: &Repository) -> Result<Vec<Artifact>, RegistryError> {
+        let api = self.api()?;
+        let (project, name) = split(repository)?;
+        let operation = format!("list artifacts of {repository}");
+        let mut artifacts = Vec::new();
+        for page in 1.. {
+            let path = format!(
+                "/api/v2.0/projects/{project}/repositories/{name}/artifacts?with_tag=true&with_immutable_status=true&page={page}&page_size={PAGE_SIZE}"
+            );
+            let response = api.send(Method::GET, &path, &operation).await?;
+            match response.status {
+                200 => {}
+                404 => {
+                    return Err(RegistryError::RepositoryNotFound {
+                        registry: repository.registry.clone(),
+                        repository: repository.path.clone(),
+                    });
+                }
+                _ => return Err(self.fail(api, &response, &operation)),
+            }
+            let batch: Vec<Artifact> = api.json(&response, &operation)?;
+            let count = batch.len();
+            artifacts.extend(batch);
+            let total = response
+                .header("x-total-count")
+                .and_then(|total| total.parse::<usize>().ok());
+            let more = match total {
+                Some(total) => artifacts.len() < total && count > 0,
+                None => count == PAGE_SIZE,
+            };
+            if !more {
+                break;
+            }
+        }
+        Ok(artifacts)
+    }
+
+    async fn delete_call(&self, path: String, operation: String) -> Result<Removed, CallError> {
+        let api = self.api()?;
+        let response = api.send(Method::DELETE, &path, &operation).await?;
+        match response.status {
+            200 => Ok(Removed::Done),
+            404 => Ok(Removed::Absent),
+            // Harbor answers 412 for an immutable tag and for an artifact an index references (its
+            // PRECONDITION and VIOLATE_FOREIGN_KEY_CONSTRAINT codes), though the swagger does not list it.
+            412 => Err(CallError::Refused(format!(
+                "Harbor refused: {}",
+                response.error_text()
+            ))),
+            _ => Err(self.fail(api, &response, &operation).into()),
+        }
+    }
+}
+
+impl TagApi for Harbor {
+    const REMOVED: Status = Status::Untagged;
+
+    async fn listing(&self, repository: &Repository, _: Want) -> Result<Listing, RegistryError> {
+        let artifacts = self.artifacts(repository).await?;
+        let mut listing = Listing::default();
+        for artifact in &artifacts {
+            for child in artifact.references.iter().flatten() {
+                if let Some(child) = &child.child_digest {
+                    listing.digest_refusals.insert(
+                        child.clone(),
+                        format!(
+                            "the artifact is referenced by the index {}; delete the index first",
+                            artifact.digest
+                        ),
+                    );
+                }
+            }
+            let tags = artifact.tags.as_deref().unwrap_or_default();
+            if tags.is_empty() {
+                listing.untagged.insert(artifact.digest.clone());
+            }
+            for tag in tags {
+                listing.tags.push(Listed {
+                    tag: tag.name.clone(),
+                    digest: Some(artifact.digest.clone()),
+                    created: tag.push_time.clone().or_else(|| artifact.push_time.clone()),
+                    handle: artifact.digest.clone(),
+                    refusal: tag.immutable.then(|| {
+                        "the tag is immutable (a Harbor immutability rule of the project matches it); change the rule to delete it".to_string()
+                    }),
+                });
+            }
+        }
+        Ok(listing)
+    }
+
+    async fn delete_tag(
+        &self,
+        repository: &Repository,
+        tag: &Listed,
+    ) -> Result<Removed, CallError> {
+        let (project, name) = split(repository)?;
+        self.delete_call(
+            format!(
+                "/api/v2.0/projects/{project}/repositories/{name}/artifacts/{}/tags/{}",
+                tag.handle,
+                rest::encode(&tag.tag)
+            ),
+            format!("delete tag {repository}:{}", tag.tag),
+        )
+        .await
+    }
+
+    async fn delete_digest(
+        &self,
+        repository: &Repository,
+        digest: &str,
+        _: &[&Listed],
+    ) -> Result<Removed, CallError> {
+        let (project, name) = split(repository)?;
+        self.delete_call(
+            format!("/api/v2.0/projects/{project}/repositories/{name}/artifacts/{digest}"),
+            format!("delete artifact {repository}@{digest}"),
+        )
+        .await
+    }
+}
+
+impl Vendor for Harbor {
+    fn name(&self) -> &'static str {
+        "harbor"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tag_only_delete: true,
+        }
+    }
+
+    fn list_tags<'a>(
+        &'a self,
+        repository: &'a Repository,
+        _with_digests: bool,
+    ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
+        // Artifacts come with their digests and push times.
+        Box::pin(async move {
+            let want = Want {
+                dates: true,
+                digests: true,
+            };
+            Ok(rest::tag_infos(self.listing(repository, want).await?))
+        })
+    }
+
+    fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
+        Box::pin(async move { rest::delete(self, &request, self.parallel).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_names_are_encoded_twice() {
+        let repository = Repository {
+            registry: "harbor.example.com".into(),
+            path: "proj/team/app".into(),
+        };
+        assert_eq!(
+            split(&repository).unwrap(),
+            ("proj".to_string(), "team%252Fapp".to_string())
+        );
+        let flat = Repository {
+            registry: "harbor.example.com".into(),
+            path: "app".into(),
+        };
+        assert!(matches!(split(&flat), Err(RegistryError::Config(_))));
+    }
+}

@@ -1,0 +1,98 @@
+//! Stateful test servers for vendor REST APIs that have no local emulator (Harbor, Quay, Nexus,
+//! Artifactory), each written from the vendor's published description, and what their tests share.
+
+pub mod acr;
+pub mod dockerhub;
+pub mod entra;
+pub mod harbor;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::apiserver::Declared;
+use crate::bins;
+
+/// A finished `regkit` run.
+#[derive(Debug)]
+pub struct Run {
+    /// The exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// The JSON Lines of standard output that are per-tag entries (they have a `status`).
+    pub fn entries(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line.get("status").is_some())
+            .collect()
+    }
+}
+
+/// Runs `regkit ARGS` with a clean environment, an empty docker config in `config` (or the one there)
+/// and JSON output.
+pub fn regkit(config: &Path, args: &[&str]) -> Run {
+    if !config.join("config.json").exists() {
+        std::fs::write(config.join("config.json"), "{}").expect("write docker config");
+    }
+    let output = Command::new(bins::ours("regkit"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", config)
+        .arg("--docker-config")
+        .arg(config)
+        .args(["--output", "json"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run regkit");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A digest-shaped name for fake manifest `n` (the vendor APIs under test never hash content).
+pub fn digest(n: usize) -> String {
+    format!("sha256:{n:064x}")
+}
+
+/// For vendors without a machine-readable description: every declared route must be one of the
+/// `documented` `(method, path template, doc reference)` operations, with `{}` for any path parameter.
+pub fn assert_documented(declared: &[Declared], documented: &[(&str, &str, &str)]) {
+    let normalise = |template: &str| -> String {
+        template
+            .trim_end_matches('/')
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    "{}"
+                } else {
+                    segment
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let missing: Vec<String> = declared
+        .iter()
+        .filter(|route| {
+            !documented.iter().any(|(method, path, _)| {
+                *method == route.method && normalise(path) == normalise(route.template)
+            })
+        })
+        .map(|route| format!("{} {}", route.method, route.template))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "routes not in the documented table: {missing:?}"
+    );
+}
