@@ -9,6 +9,8 @@ mod default;
 mod dockerhub;
 #[cfg(feature = "ecr")]
 mod ecr;
+mod harbor;
+mod rest;
 mod settings;
 
 use std::fmt;
@@ -138,6 +140,7 @@ const IMPLEMENTATIONS: &[(&str, Constructor, &[Flag])] = &[
     ("dockerhub", dockerhub::build, dockerhub::FLAGS),
     #[cfg(feature = "ecr")]
     ("ecr", ecr::build, &[]),
+    ("harbor", harbor::build, harbor::FLAGS),
 ];
 
 /// Every vendor flag, for the command line.
