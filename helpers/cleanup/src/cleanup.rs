@@ -35,11 +35,11 @@ pub(crate) struct CleanupArgs {
     /// Delete only tags older than this (30d, 12h, 1d12h, 2w); a tag without a date is kept.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     older_than: Option<u64>,
-    /// Only tags matching this regex (unanchored; repeatable: every one must match).
-    #[arg(long = "match", value_name = "REGEX")]
+    /// Only tags matching this regex (unanchored; repeatable: every one must match; may start with -).
+    #[arg(long = "match", value_name = "REGEX", allow_hyphen_values = true)]
     matches: Vec<String>,
     /// Never tags matching this regex (repeatable).
-    #[arg(long = "exclude", value_name = "REGEX")]
+    #[arg(long = "exclude", value_name = "REGEX", allow_hyphen_values = true)]
     excludes: Vec<String>,
     /// Never tags listed in FILE: one tag or glob (*, ?) per line, # comments.
     #[arg(long, value_name = "FILE")]

@@ -1,0 +1,514 @@
+//! `regkit cleanup` against a real distribution registry on loopback. Dates come from the image configs
+//! pushed here (plain v2 lists no push time), so every policy rule is exercised with controlled ages; each
+//! test compares the tag set before and after, so a tag outside the plan that disappears fails it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use regkit::dates::format_rfc3339;
+use regkit_e2e::bins;
+use regkit_e2e::images::{self, Auth, Format};
+use regkit_e2e::registry::Registry;
+use serde_json::Value;
+use tempfile::TempDir;
+
+const DAY: i64 = 86_400;
+
+/// An RFC 3339 date `days` days ago.
+fn days_ago(days: i64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    format_rfc3339(now - days * DAY)
+}
+
+fn docker_config() -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+    dir
+}
+
+/// `regkit ARGS` with a clean environment, an empty docker config and piped (non-terminal) stdin.
+fn regkit(config: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(bins::ours("regkit"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", config)
+        .arg("--docker-config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A "y" that must never be read: without --yes a non-terminal run refuses before asking.
+    let _ = child.stdin.take().unwrap().write_all(b"y\n");
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The JSON Lines output: tag rows (by tag, untagged rows by digest), repository notes, and the summary.
+struct Run {
+    rows: BTreeMap<String, Value>,
+    notes: Vec<Value>,
+    summary: Value,
+}
+
+fn json(output: &Output) -> Run {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status.code(),
+        stderr(output)
+    );
+    let mut run = Run {
+        rows: BTreeMap::new(),
+        notes: Vec::new(),
+        summary: Value::Null,
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if let Some(summary) = value.get("summary") {
+            run.summary = summary.clone();
+        } else if let Some(note) = value.get("repository_note") {
+            run.notes.push(note.clone());
+        } else {
+            let key = value["tag"]
+                .as_str()
+                .or(value["digest"].as_str())
+                .unwrap()
+                .to_string();
+            run.rows.insert(
+                format!("{}:{key}", value["repository"].as_str().unwrap()),
+                value,
+            );
+        }
+    }
+    run
+}
+
+fn tags(registry: &Registry, repo: &str) -> BTreeMap<String, String> {
+    images::tag_digests(&registry.url(), repo, &Auth::None)
+}
+
+/// Pushes one image per `(tag, created)`; returns tag → digest.
+fn push(registry: &Registry, repo: &str, dated: &[(&str, String)]) -> BTreeMap<String, String> {
+    let pairs: Vec<(&str, &str)> = dated.iter().map(|(t, c)| (*t, c.as_str())).collect();
+    images::push_distinct_created(&registry.url(), repo, &pairs, &Auth::None, Format::Oci)
+        .into_iter()
+        .collect()
+}
+
+/// `before` without `removed`.
+fn without(before: &BTreeMap<String, String>, removed: &[&str]) -> BTreeMap<String, String> {
+    let mut expected = before.clone();
+    for tag in removed {
+        assert!(expected.remove(*tag).is_some(), "{tag} was never pushed");
+    }
+    expected
+}
+
+#[test]
+fn keep_last_keeps_the_newest_by_image_config_date() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/keep-last";
+    push(
+        &registry,
+        repo,
+        &[
+            ("a", days_ago(50)),
+            ("b", days_ago(40)),
+            ("c", days_ago(30)),
+            ("d", days_ago(20)),
+            ("e", days_ago(10)),
+        ],
+    );
+    let index = images::push_index(&registry.url(), repo, "multi", &Auth::None, Format::Oci);
+    let before = tags(&registry, repo);
+    let target = format!("{}/{repo}", registry.host());
+    let run = json(&regkit(
+        config.path(),
+        &[
+            "--output",
+            "json",
+            "cleanup",
+            &target,
+            "--keep-last",
+            "2",
+            "--yes",
+        ],
+    ));
+    // The index is dated by its newest child (2024-01-01), so it is the oldest of all.
+    assert_eq!(
+        tags(&registry, repo),
+        without(&before, &["a", "b", "c", "multi"])
+    );
+    let row = |tag: &str| &run.rows[&format!("{target}:{tag}")];
+    assert_eq!(row("e")["rule"], "keep-last");
+    assert_eq!(row("e")["reason"], "among the 2 newest (#1)");
+    assert_eq!(row("d")["result"], "kept");
+    assert_eq!(row("c")["action"], "delete");
+    assert_eq!(row("c")["result"], "deleted");
+    assert_eq!(row("c")["reason"], "beyond the 2 newest");
+    assert_eq!(row("c")["date_source"], "image-config");
+    assert_eq!(row("multi")["created"], images::DEFAULT_CREATED);
+    assert_eq!(row("multi")["digest"], index.digest.as_str());
+    assert_eq!(run.summary["seen"], 6);
+    assert_eq!(run.summary["kept"], 2);
+    assert_eq!(run.summary["deleted"], 4);
+}
+
+#[test]
+fn older_than_never_selects_a_tag_without_a_date() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/age";
+    push(
+        &registry,
+        repo,
+        &[
+            ("ancient", days_ago(100)),
+            ("old", days_ago(31)),
+            ("recent", days_ago(29)),
+            ("fresh", days_ago(0)),
+            ("undated", String::new()),
+        ],
+    );
+    let before = tags(&registry, repo);
+    let target = format!("{}/{repo}", registry.host());
+    let output = regkit(
+        config.path(),
+        &[
+            "--output",
+            "json",
+            "cleanup",
+            &target,
+            "--older-than",
+            "30d",
+            "--yes",
+        ],
+    );
+    let run = json(&output);
+    assert_eq!(tags(&registry, repo), without(&before, &["ancient", "old"]));
+    let row = |tag: &str| &run.rows[&format!("{target}:{tag}")];
+    assert_eq!(row("undated")["rule"], "no-date");
+    assert_eq!(row("undated")["result"], "kept");
+    assert!(row("undated")["created"].is_null());
+    let reason = row("undated")["reason"].as_str().unwrap();
+    assert!(reason.starts_with("no date"), "{reason}");
+    assert!(reason.contains("created date"), "{reason}");
+    assert_eq!(row("recent")["rule"], "too-new");
+    assert!(
+        row("old")["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("older than 30d"),
+        "{}",
+        row("old")["reason"]
+    );
+}
+
+#[test]
+fn match_exclude_and_keep_list() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/names";
+    let old = days_ago(60);
+    push(
+        &registry,
+        repo,
+        &[
+            ("v1.0", old.clone()),
+            ("v1.1", old.clone()),
+            ("v1.2-rc", old.clone()),
+            ("v2.0", old.clone()),
+            ("main-1", old.clone()),
+            ("main-2", old.clone()),
+            ("feature", old.clone()),
+        ],
+    );
+    let before = tags(&registry, repo);
+    let target = format!("{}/{repo}", registry.host());
+    let keep_list = config.path().join("keep.txt");
+    std::fs::write(&keep_list, "# pinned releases\nv2.*\nmain-?  # CI\n").unwrap();
+    let run = json(&regkit(
+        config.path(),
+        &[
+            "--output",
+            "json",
+            "cleanup",
+            &target,
+            "--match",
+            "^(v|main)",
+            "--exclude",
+            "-rc$",
+            "--keep-list",
+            keep_list.to_str().unwrap(),
+            "--yes",
+        ],
+    ));
+    assert_eq!(tags(&registry, repo), without(&before, &["v1.0", "v1.1"]));
+    let rule = |tag: &str| run.rows[&format!("{target}:{tag}")]["rule"].clone();
+    assert_eq!(rule("feature"), "not-matched");
+    assert_eq!(rule("v1.2-rc"), "excluded");
+    assert_eq!(rule("v2.0"), "keep-list");
+    assert_eq!(rule("main-2"), "keep-list");
+    assert_eq!(rule("v1.0"), "selected");
+}
+
+#[test]
+fn a_kept_tag_keeps_the_image_it_shares_with_a_deleted_tag() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/shared";
+    let shared = images::push(&registry.url(), repo, &["build-1", "release"], &Auth::None);
+    push(&registry, repo, &[("build-2", days_ago(90))]);
+    let before = tags(&registry, repo);
+    let target = format!("{}/{repo}", registry.host());
+    let run = json(&regkit(
+        config.path(),
+        &[
+            "--output", "json", "cleanup", &target, "--match", "^build-", "--yes",
+        ],
+    ));
+    let after = tags(&registry, repo);
+    assert_eq!(after, without(&before, &["build-1", "build-2"]));
+    assert_eq!(
+        after["release"], shared,
+        "the kept tag still names its image"
+    );
+    let build1 = &run.rows[&format!("{target}:build-1")];
+    assert_eq!(build1["result"], "untagged");
+    assert_eq!(build1["method"], "tombstone");
+    assert_eq!(run.rows[&format!("{target}:build-2")]["result"], "deleted");
+}
+
+#[test]
+fn dry_run_plans_and_changes_nothing() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/dry";
+    push(
+        &registry,
+        repo,
+        &[("a", days_ago(90)), ("b", days_ago(80)), ("c", days_ago(1))],
+    );
+    let before = tags(&registry, repo);
+    let target = format!("{}/{repo}", registry.host());
+    let run = json(&regkit(
+        config.path(),
+        &[
+            "--output",
+            "json",
+            "--dry-run",
+            "cleanup",
+            &target,
+            "--older-than",
+            "7d",
+        ],
+    ));
+    assert_eq!(tags(&registry, repo), before);
+    assert_eq!(run.rows[&format!("{target}:a")]["result"], "planned");
+    assert_eq!(run.rows[&format!("{target}:b")]["result"], "planned");
+    assert_eq!(run.rows[&format!("{target}:c")]["result"], "kept");
+    assert_eq!(run.summary["planned"], 2);
+    assert_eq!(run.summary["deleted"], 0);
+    // The text plan names tag, age, digest and reason.
+    let text = regkit(
+        config.path(),
+        &["--dry-run", "cleanup", &target, "--older-than", "7d"],
+    );
+    assert!(text.status.success(), "{}", stderr(&text));
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|line| line.contains(&format!("{target}:a ")))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.starts_with("planned"), "{line}");
+    assert!(line.contains("90d"), "{line}");
+    assert!(line.contains(&before["a"]), "{line}");
+    assert!(line.contains("older than 7d"), "{line}");
+    assert!(!text.contains(&format!("{target}:c ")), "{text}");
+    assert_eq!(tags(&registry, repo), before);
+}
+
+#[test]
+fn without_yes_a_non_interactive_run_refuses_and_changes_nothing() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/refuse";
+    push(&registry, repo, &[("a", days_ago(90))]);
+    let before = tags(&registry, repo);
+    let target = format!("{}/{repo}", registry.host());
+    let output = regkit(config.path(), &["cleanup", &target, "--older-than", "1d"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--yes"), "{}", stderr(&output));
+    assert!(output.stdout.is_empty());
+    assert_eq!(tags(&registry, repo), before);
+    // Usage errors are exit 2 too, before anything is read.
+    for bad in [
+        &["--older-than", "30"][..],
+        &["--match", "("][..],
+        &["--keep-list", "/nonexistent/keep.txt"][..],
+    ] {
+        let mut args = vec!["cleanup", target.as_str(), "--yes"];
+        args.extend_from_slice(bad);
+        let output = regkit(config.path(), &args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{bad:?}: {}",
+            stderr(&output)
+        );
+    }
+    assert_eq!(tags(&registry, repo), before);
+}
+
+#[test]
+fn the_report_lists_every_tag_with_reason_and_result() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/report";
+    let pushed = push(
+        &registry,
+        repo,
+        &[
+            ("old", days_ago(90)),
+            ("new", days_ago(1)),
+            ("nodate", String::new()),
+        ],
+    );
+    let target = format!("{}/{repo}", registry.host());
+    let report = config.path().join("report.json");
+    let output = regkit(
+        config.path(),
+        &[
+            "cleanup",
+            &target,
+            "--older-than",
+            "30d",
+            "--untagged",
+            "--yes",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    // plain v2 cannot list untagged manifests: said on stderr and in the report, not an error.
+    assert!(
+        stderr(&output).contains("cannot list untagged manifests"),
+        "{}",
+        stderr(&output)
+    );
+    let document: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let rows = document["tags"].as_array().unwrap();
+    let by_tag: BTreeMap<&str, &Value> = rows
+        .iter()
+        .map(|row| (row["tag"].as_str().unwrap(), row))
+        .collect();
+    assert_eq!(
+        by_tag.keys().copied().collect::<Vec<_>>(),
+        ["new", "nodate", "old"]
+    );
+    for (tag, row) in &by_tag {
+        assert_eq!(row["repository"], target.as_str());
+        assert_eq!(row["digest"], pushed[*tag].as_str(), "{tag}");
+        assert!(!row["reason"].as_str().unwrap().is_empty(), "{tag}");
+    }
+    assert_eq!(by_tag["old"]["action"], "delete");
+    assert_eq!(by_tag["old"]["result"], "deleted");
+    assert_eq!(by_tag["old"]["method"], "digest");
+    assert_eq!(by_tag["new"]["action"], "keep");
+    assert_eq!(by_tag["new"]["result"], "kept");
+    assert_eq!(by_tag["new"]["rule"], "too-new");
+    assert_eq!(by_tag["nodate"]["rule"], "no-date");
+    assert_eq!(document["summary"]["seen"], 3);
+    assert_eq!(document["summary"]["deleted"], 1);
+    assert_eq!(document["summary"]["kept"], 2);
+    let notes = document["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0]["implementation"], "default");
+    assert!(
+        notes[0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("cannot list untagged manifests"),
+        "{notes:?}"
+    );
+    assert_eq!(
+        tags(&registry, repo).keys().collect::<Vec<_>>(),
+        ["new", "nodate"]
+    );
+}
+
+#[test]
+fn a_prefix_pattern_cleans_every_repository_under_it() {
+    let registry = Registry::start();
+    let config = docker_config();
+    for repo in ["team/a", "team/b", "team/sub/c", "other/d", "teams/e"] {
+        push(
+            &registry,
+            repo,
+            &[("old", days_ago(90)), ("new", days_ago(1))],
+        );
+    }
+    let pattern = format!("{}/team/*", registry.host());
+    let run = json(&regkit(
+        config.path(),
+        &[
+            "--output",
+            "json",
+            "cleanup",
+            &pattern,
+            "--keep-last",
+            "1",
+            "--yes",
+        ],
+    ));
+    assert_eq!(run.summary["repositories"], 3);
+    for repo in ["team/a", "team/b", "team/sub/c"] {
+        assert_eq!(
+            tags(&registry, repo).keys().collect::<Vec<_>>(),
+            ["new"],
+            "{repo}"
+        );
+    }
+    for repo in ["other/d", "teams/e"] {
+        assert_eq!(
+            tags(&registry, repo).keys().collect::<Vec<_>>(),
+            ["new", "old"],
+            "{repo}"
+        );
+    }
+    // Several repositories named at once, and a prefix that matches nothing is a note, not an error.
+    let output = regkit(
+        config.path(),
+        &[
+            "--output",
+            "json",
+            "cleanup",
+            &format!("{}/other/d", registry.host()),
+            &format!("{}/teams/e", registry.host()),
+            &format!("{}/nothing/*", registry.host()),
+            "--keep-last",
+            "1",
+            "--yes",
+        ],
+    );
+    let run = json(&output);
+    assert_eq!(run.summary["repositories"], 2);
+    assert_eq!(run.summary["deleted"], 2);
+    assert_eq!(run.notes.len(), 1, "{:?}", run.notes);
+    assert_eq!(run.notes[0]["note"], "no repository matches");
+    assert!(tags(&registry, "other/d").keys().eq(["new"]));
+    assert!(tags(&registry, "teams/e").keys().eq(["new"]));
+}
