@@ -6,8 +6,16 @@ BINDIR    ?= $(PREFIX)/bin
 DESTDIR   ?=
 CARGO     ?= cargo
 BINARIES  := regkit docker-credential-keyring docker-credential-env docker-credential-ecr-login
+MANDIR    ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+# Where cargo puts release binaries (CI moves the target dir with CARGO_TARGET_DIR).
+RELEASE   = $(or $(CARGO_TARGET_DIR),target)/release
+# Man pages and completions generated from regkit's own clap definition (`regkit generate`, hidden).
+GENERATED := build/generated
 
-.PHONY: all build deps test lint demo install uninstall bench clean
+.PHONY: all build deps test lint demo install uninstall bench clean generated deb deb-check
 
 all: build
 
@@ -38,12 +46,33 @@ bench: deps
 	$(CARGO) build --workspace --release --bins --locked
 	$(CARGO) run --release --locked -p regkit-e2e --bin regkit-bench -- BENCHMARKS.md
 
-install: build
-	install -d $(DESTDIR)$(BINDIR)
-	for bin in $(BINARIES); do install -m 0755 target/release/$$bin $(DESTDIR)$(BINDIR)/$$bin; done
+generated: build
+	rm -rf $(GENERATED)
+	$(RELEASE)/regkit generate man $(GENERATED)/man
+	for shell in bash zsh fish; do $(RELEASE)/regkit generate completions $$shell $(GENERATED)/completions; done
+
+# Binaries, man pages (regkit's generated, the helpers' from packaging/man) and bash/zsh/fish completions.
+install: generated
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	for bin in $(BINARIES); do install -m 0755 $(RELEASE)/$$bin $(DESTDIR)$(BINDIR)/$$bin; done
+	install -m 0644 $(GENERATED)/man/*.1 packaging/man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(GENERATED)/completions/regkit $(DESTDIR)$(BASHCOMPDIR)/regkit
+	install -m 0644 $(GENERATED)/completions/_regkit $(DESTDIR)$(ZSHCOMPDIR)/_regkit
+	install -m 0644 $(GENERATED)/completions/regkit.fish $(DESTDIR)$(FISHCOMPDIR)/regkit.fish
 
 uninstall:
 	for bin in $(BINARIES); do rm -f $(DESTDIR)$(BINDIR)/$$bin; done
+	rm -f $(DESTDIR)$(MANDIR)/man1/regkit.1 $(DESTDIR)$(MANDIR)/man1/regkit-*.1 $(DESTDIR)$(MANDIR)/man1/docker-credential-*.1
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/regkit $(DESTDIR)$(ZSHCOMPDIR)/_regkit $(DESTDIR)$(FISHCOMPDIR)/regkit.fish
+
+# build/regkit_<version>_<arch>.deb with dpkg-deb (packaging/deb/build.sh); needs dpkg-dev, nothing from cargo.
+deb: generated
+	./packaging/deb/build.sh
+
+# Builds the .deb, installs it with dpkg -i (as root), smoke-tests the installed files, and restores the
+# machine's packages. Run by CI, never by `cargo test`.
+deb-check: deb
+	./packaging/deb/check.sh
 
 clean:
 	$(CARGO) clean
