@@ -1,6 +1,10 @@
 //! `regkit`: list and delete registry tags; deleting a tag never removes another tag.
 
+mod cienv;
 mod cleanup;
+mod configure;
+mod doctor;
+mod generate;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, IsTerminal, Write};
@@ -57,6 +61,19 @@ enum Command {
         /// Repository, e.g. registry.example.com/team/app.
         repository: String,
     },
+    /// Route registries to a credential helper in docker's config.json (and podman's, with --podman).
+    Configure(configure::ConfigureArgs),
+    /// Check what regkit would use for a repository and whether listing and deleting would work; changes
+    /// nothing.
+    Doctor {
+        /// Repository, e.g. registry.example.com/team/app.
+        repository: String,
+    },
+    /// Make a private docker config directory for one CI job and print the variables that select it.
+    CiEnv(cienv::CiEnvArgs),
+    /// Write man pages or shell completions (for packaging).
+    #[command(subcommand, hide = true)]
+    Generate(generate::Generate),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -207,6 +224,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
+    if let Command::Generate(what) = &cli.command {
+        return finish(generate::run(what, command()));
+    }
     cli.options.apply_env_fallbacks();
     let settings = vendor_settings(&matches);
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -219,7 +239,10 @@ fn main() -> ExitCode {
             return ExitCode::from(report::EXIT_FAILED);
         }
     };
-    let result = runtime.block_on(run(&cli, settings));
+    finish(runtime.block_on(run(&cli, settings)))
+}
+
+fn finish(result: Result<u8, Fatal>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(fatal) => {
@@ -246,6 +269,12 @@ async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
         Command::Delete { references, stdin } => delete(&setup, references, *stdin).await,
         Command::Cleanup(args) => cleanup::cleanup(&setup, args).await,
         Command::Detect { repository } => detect(&setup, repository),
+        Command::Configure(args) => {
+            configure::run(args, setup.config.dir(), setup.options.dry_run)
+        }
+        Command::Doctor { repository } => doctor::run(&setup, repository).await,
+        Command::CiEnv(args) => cienv::run(args, setup.config.dir()),
+        Command::Generate(what) => generate::run(what, command()),
     }
 }
 
