@@ -10,3 +10,4 @@ pub mod moto;
 pub mod registry;
 pub mod specs;
 pub mod tokenserver;
+pub mod vendors;

@@ -10,6 +10,7 @@ mod dockerhub;
 #[cfg(feature = "ecr")]
 mod ecr;
 mod harbor;
+mod quay;
 mod rest;
 mod settings;
 
@@ -141,6 +142,7 @@ const IMPLEMENTATIONS: &[(&str, Constructor, &[Flag])] = &[
     #[cfg(feature = "ecr")]
     ("ecr", ecr::build, &[]),
     ("harbor", harbor::build, harbor::FLAGS),
+    ("quay", quay::build, quay::FLAGS),
 ];
 
 /// Every vendor flag, for the command line.
@@ -463,7 +465,8 @@ mod tests {
             assert!(NAMES.contains(name), "{name}");
         }
         assert!(implemented("default"));
-        assert!(!implemented("quay"));
+        assert!(implemented("quay"));
+        assert!(!implemented("nope"));
         for (name, _) in DETECTION {
             assert!(NAMES.contains(name), "{name}");
         }

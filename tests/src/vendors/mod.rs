@@ -5,6 +5,7 @@ pub mod acr;
 pub mod dockerhub;
 pub mod entra;
 pub mod harbor;
+pub mod quay;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,0 +1,235 @@
+//! Quay (quay.io and Red Hat Quay), API v1: active tags listed with their manifest digests and start times,
+//! and removed with the tag API, which ends that tag alone (the manifest stays for its other tags).
+//!
+//! Quay publishes no static API description (its Swagger is generated at `/api/v1/discovery`); the calls
+//! follow quay/quay `endpoints/api/tag.py`: `ListRepositoryTags` (`GET /api/v1/repository/{repo}/tag/`,
+//! `onlyActiveTags`, `limit` ≤ 100, `page`, answer `has_additional`) and `RepositoryTag.delete`
+//! (`DELETE /api/v1/repository/{repo}/tag/{tag}`, 204; 409 `TagImmutable`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
+use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, Vendor};
+use crate::reference::Repository;
+use crate::registry::RegistryError;
+use crate::registry::api::ApiClient;
+use crate::report::{Entry, Status};
+
+/// The flags the Quay module reads.
+pub(super) const FLAGS: &[Flag] = &[
+    Flag {
+        name: "repo-quay-token",
+        value_name: "TOKEN",
+        help: "Quay OAuth application token (repo:read and repo:write) for the Quay API; default: the docker config's credentials",
+    },
+    Flag {
+        name: "quay-api-url",
+        value_name: "URL",
+        help: "Quay API base URL (default: https://<registry host>)",
+    },
+];
+
+/// Tags per page; Quay's maximum.
+const PAGE_SIZE: usize = 100;
+
+const AUTH_HINT: &str = "give an OAuth application token with the repo:read and repo:write scopes (--repo-quay-token) for a user with write access to the repository";
+
+pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+    let credentials = rest::credentials(&context, Some("repo-quay-token"), "", "");
+    Box::new(Quay {
+        api: rest::api_client(&context, "quay-api-url", "Quay API", credentials),
+        parallel: context.parallel,
+    })
+}
+
+struct Quay {
+    api: Result<ApiClient, RegistryError>,
+    parallel: usize,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    tags: Vec<QuayTag>,
+    #[serde(default)]
+    has_additional: bool,
+}
+
+#[derive(Deserialize)]
+struct QuayTag {
+    name: String,
+    manifest_digest: Option<String>,
+    start_ts: Option<i64>,
+    end_ts: Option<i64>,
+}
+
+/// `namespace/name` as Quay's `{repository}` path: the path as is (Quay routes take its slash).
+fn repository_path(repository: &Repository) -> Result<String, RegistryError> {
+    match repository.path.split_once('/') {
+        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() => Ok(repository
+            .path
+            .split('/')
+            .map(rest::encode)
+            .collect::<Vec<_>>()
+            .join("/")),
+        _ => Err(RegistryError::Config(format!(
+            "{repository}: a Quay repository is <namespace>/<name>"
+        ))),
+    }
+}
+
+/// Seconds since the epoch as RFC 3339 UTC.
+fn rfc3339(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+impl TagApi for Quay {
+    const REMOVED: Status = Status::Untagged;
+
+    async fn listing(&self, repository: &Repository, _: Want) -> Result<Listing, RegistryError> {
+        let api = rest::ready(&self.api)?;
+        let path = repository_path(repository)?;
+        let operation = format!("list tags of {repository}");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs() as i64)
+            .unwrap_or_default();
+        let mut listing = Listing::default();
+        for page in 1.. {
+            let response = api
+                .send(
+                    Method::GET,
+                    &format!(
+                        "/api/v1/repository/{path}/tag/?onlyActiveTags=true&limit={PAGE_SIZE}&page={page}"
+                    ),
+                    &operation,
+                )
+                .await?;
+            match response.status {
+                200 => {}
+                404 => {
+                    return Err(RegistryError::RepositoryNotFound {
+                        registry: repository.registry.clone(),
+                        repository: repository.path.clone(),
+                    });
+                }
+                _ => return Err(api.status_error(&response, &operation, AUTH_HINT)),
+            }
+            let batch: Page = api.json(&response, &operation)?;
+            // A tag whose expiration has passed is history, not a tag: it cannot be deleted again.
+            listing.tags.extend(
+                batch
+                    .tags
+                    .into_iter()
+                    .filter(|tag| tag.end_ts.is_none_or(|end| end > now))
+                    .map(|tag| Listed {
+                        handle: tag.name.clone(),
+                        tag: tag.name,
+                        digest: tag.manifest_digest,
+                        created: tag.start_ts.map(rfc3339),
+                        refusal: None,
+                    }),
+            );
+            if !batch.has_additional {
+                break;
+            }
+        }
+        Ok(listing)
+    }
+
+    async fn delete_tag(
+        &self,
+        repository: &Repository,
+        tag: &Listed,
+    ) -> Result<Removed, CallError> {
+        let api = rest::ready(&self.api)?;
+        let operation = format!("delete tag {repository}:{}", tag.tag);
+        let path = format!(
+            "/api/v1/repository/{}/tag/{}",
+            repository_path(repository)?,
+            rest::encode(&tag.handle)
+        );
+        let response = api.send(Method::DELETE, &path, &operation).await?;
+        match response.status {
+            200 | 204 => Ok(Removed::Done),
+            404 => Ok(Removed::Absent),
+            409 => Err(CallError::Refused(format!(
+                "the tag is immutable in Quay ({}); make it mutable in the repository settings to delete it",
+                response.error_text()
+            ))),
+            _ => Err(api.status_error(&response, &operation, AUTH_HINT).into()),
+        }
+    }
+}
+
+impl Vendor for Quay {
+    fn name(&self) -> &'static str {
+        "quay"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tag_only_delete: true,
+        }
+    }
+
+    fn list_tags<'a>(
+        &'a self,
+        repository: &'a Repository,
+        _with_digests: bool,
+    ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
+        // The tag list carries digests and start times.
+        Box::pin(async move {
+            let want = Want {
+                dates: true,
+                digests: true,
+            };
+            Ok(rest::tag_infos(self.listing(repository, want).await?))
+        })
+    }
+
+    fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
+        Box::pin(async move { rest::delete(self, &request, self.parallel).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_seconds_become_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
+        assert_eq!(rfc3339(1_767_225_600), "2026-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn repositories_are_namespace_and_name() {
+        let repository = |path: &str| Repository {
+            registry: "quay.io".into(),
+            path: path.into(),
+        };
+        assert_eq!(repository_path(&repository("org/app")).unwrap(), "org/app");
+        assert!(repository_path(&repository("app")).is_err());
+    }
+}
