@@ -1,0 +1,365 @@
+//! A stateful Azure Container Registry data plane, written from the registry's Swagger description
+//! (`specs/azure-acr/containerregistry.2021-07-01.extract.json`) and ACR's OAuth docs (`acr-docs-AAD-OAuth.md`,
+//! `acr-docs-Token-BasicAuth.md`): the Entra token exchange, access tokens (refresh-token grant and Basic),
+//! tag listing and tag deletion, and manifest deletion by digest.
+//!
+//! Form fields are the documented snake_case names (the TypeSpec-generated description spells them
+//! camelCase, which the service does not accept). Every data-plane call without a bearer token is answered
+//! 401 with the challenge naming the scope it needs; a token whose identity lacks the role is answered 403.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use serde_json::json;
+
+use super::entra::{ACR_RESOURCE, claims, form, jwt, now};
+use crate::apiserver::{ApiServer, Reply, Request, Route};
+
+/// The description the routes follow.
+pub const SPEC: &str = "azure-acr/containerregistry.2021-07-01.extract.json";
+
+/// One tag.
+#[derive(Debug, Clone)]
+pub struct Tag {
+    /// The manifest digest.
+    pub digest: String,
+    /// `createdTime` (RFC 3339).
+    pub created: String,
+    /// `lastUpdateTime` (RFC 3339).
+    pub updated: String,
+    /// `changeableAttributes.deleteEnabled == false`.
+    pub locked: bool,
+}
+
+/// What the registry double knows.
+#[derive(Debug, Default)]
+pub struct State {
+    /// The `service` name tokens are issued for (the registry host).
+    pub service: String,
+    /// The tenant whose Entra tokens the exchange accepts.
+    pub tenant: String,
+    /// Repository → tag → tag.
+    pub repositories: BTreeMap<String, BTreeMap<String, Tag>>,
+    /// Entra application id → ACR roles (`AcrPull`, `AcrPush`, `AcrDelete`); unknown apps get `AcrPull`.
+    pub roles: BTreeMap<String, BTreeSet<String>>,
+    /// Basic users (admin user / repository-scoped tokens): name → (password, roles).
+    pub users: BTreeMap<String, (String, BTreeSet<String>)>,
+    /// Lifetime of issued refresh tokens, seconds.
+    pub refresh_lifetime: i64,
+    /// Issued access tokens → roles of their identity.
+    access: BTreeMap<String, BTreeSet<String>>,
+    issued: u64,
+}
+
+/// A running ACR double.
+pub struct Acr {
+    /// The server.
+    pub server: ApiServer,
+    /// Its state.
+    pub state: Arc<Mutex<State>>,
+}
+
+fn acr_error(status: u16, code: &str, message: &str) -> Reply {
+    Reply::json(
+        status,
+        &json!({"errors":[{"code": code, "message": message}]}),
+    )
+}
+
+fn allows(roles: &BTreeSet<String>, action: &str) -> bool {
+    let granted: &[&str] = match action {
+        "delete" => &["AcrDelete"],
+        _ => &["AcrPull", "AcrPush"],
+    };
+    granted.iter().any(|role| roles.contains(*role))
+}
+
+impl State {
+    fn issue_access(&mut self, roles: BTreeSet<String>) -> serde_json::Value {
+        self.issued += 1;
+        let token = format!("acr-access-{}", self.issued);
+        self.access.insert(token.clone(), roles);
+        json!({ "access_token": token })
+    }
+
+    /// `None` when the request may go on, else the 401/403 answer.
+    fn authorize(&self, request: &Request, host: &str, name: &str, action: &str) -> Option<Reply> {
+        let Some(roles) = request.bearer().and_then(|token| self.access.get(token)) else {
+            return Some(
+                acr_error(401, "UNAUTHORIZED", "authentication required").with_header(
+                    "WWW-Authenticate",
+                    format!(
+                        "Bearer realm=\"http://{host}/oauth2/token\",service=\"{}\",scope=\"repository:{name}:{action}\"",
+                        self.service
+                    ),
+                ),
+            );
+        };
+        (!allows(roles, action)).then(|| {
+            acr_error(
+                403,
+                "DENIED",
+                &format!("requested access to the resource is denied ({action} on {name})"),
+            )
+        })
+    }
+}
+
+impl Acr {
+    /// The route table over `state`; `host` is the server's own `127.0.0.1:PORT` (for realms and links).
+    pub fn routes(state: Arc<Mutex<State>>, host: Arc<Mutex<String>>) -> Vec<Route> {
+        let exchange = {
+            let state = Arc::clone(&state);
+            move |request: &Request| {
+                let mut state = state.lock().expect("state");
+                let form = form(request);
+                let entra = form
+                    .get("access_token")
+                    .and_then(|token| claims(token))
+                    .unwrap_or_default();
+                let valid = form.get("grant_type").map(String::as_str) == Some("access_token")
+                    && form.get("service") == Some(&state.service)
+                    && form.get("tenant") == Some(&state.tenant)
+                    && entra["aud"] == ACR_RESOURCE
+                    && entra["tid"] == state.tenant.as_str()
+                    && entra["exp"].as_i64().is_some_and(|exp| exp > now());
+                if !valid {
+                    // Not described (the description lists 200 only): recorded as a violation.
+                    return acr_error(401, "UNAUTHORIZED", "invalid Entra ID token");
+                }
+                state.issued += 1;
+                let refresh = jwt(&json!({
+                    "sub": entra["appid"], "tenant": state.tenant, "grant_type": "refresh_token",
+                    "exp": now() + state.refresh_lifetime, "jti": state.issued,
+                }));
+                Reply::json(200, &json!({ "refresh_token": refresh }))
+            }
+        };
+        let token_post = {
+            let state = Arc::clone(&state);
+            move |request: &Request| {
+                let mut state = state.lock().expect("state");
+                let form = form(request);
+                let refresh = form
+                    .get("refresh_token")
+                    .and_then(|token| claims(token))
+                    .unwrap_or_default();
+                let valid = form.get("grant_type").map(String::as_str) == Some("refresh_token")
+                    && form.get("service") == Some(&state.service)
+                    && form.get("scope").is_some()
+                    && refresh["exp"].as_i64().is_some_and(|exp| exp > now());
+                if !valid {
+                    return acr_error(401, "UNAUTHORIZED", "invalid refresh token");
+                }
+                let app = refresh["sub"].as_str().unwrap_or_default();
+                let roles = state
+                    .roles
+                    .get(app)
+                    .cloned()
+                    .unwrap_or_else(|| BTreeSet::from(["AcrPull".to_owned()]));
+                Reply::json(200, &state.issue_access(roles))
+            }
+        };
+        let token_get = {
+            let state = Arc::clone(&state);
+            move |request: &Request| {
+                let mut state = state.lock().expect("state");
+                let basic = request
+                    .header("authorization")
+                    .and_then(|h| h.strip_prefix("Basic "))
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                let (user, password) = basic.split_once(':').unwrap_or(("", ""));
+                let roles = match state.users.get(user) {
+                    Some((expected, roles)) if expected == password => roles.clone(),
+                    _ => return acr_error(401, "UNAUTHORIZED", "authentication required"),
+                };
+                if request.query("service") != Some(state.service.as_str()) {
+                    return acr_error(401, "UNAUTHORIZED", "unknown service");
+                }
+                Reply::json(200, &state.issue_access(roles))
+            }
+        };
+        let list = {
+            let (state, host) = (Arc::clone(&state), Arc::clone(&host));
+            move |request: &Request| {
+                let state = state.lock().expect("state");
+                let host = host.lock().expect("host").clone();
+                let name = request.param("name");
+                if let Some(denied) = state.authorize(request, &host, name, "metadata_read") {
+                    return denied;
+                }
+                let Some(tags) = state.repositories.get(name) else {
+                    return acr_error(404, "NAME_UNKNOWN", "repository name not known to registry");
+                };
+                let orderby = request.query("orderby").unwrap_or("");
+                let mut rows: Vec<(&String, &Tag)> = tags.iter().collect();
+                if orderby == "timedesc" {
+                    rows.sort_by(|a, b| b.1.updated.cmp(&a.1.updated).then(a.0.cmp(b.0)));
+                }
+                let start = match request.query("last") {
+                    Some(last) => rows
+                        .iter()
+                        .position(|(tag, _)| *tag == last)
+                        .map_or(0, |i| i + 1),
+                    None => 0,
+                };
+                let n: usize = request
+                    .query("n")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(100);
+                let page: Vec<_> = rows.iter().skip(start).take(n).collect();
+                let body = json!({
+                    "registry": state.service,
+                    "imageName": name,
+                    "tags": page.iter().map(|(tag, row)| json!({
+                        "name": tag, "digest": row.digest, "createdTime": row.created,
+                        "lastUpdateTime": row.updated, "signed": false,
+                        "changeableAttributes": {"deleteEnabled": !row.locked, "writeEnabled": true,
+                                                 "readEnabled": true, "listEnabled": true},
+                    })).collect::<Vec<_>>(),
+                });
+                let mut reply = Reply::json(200, &body);
+                if start + n < rows.len()
+                    && let Some((last, _)) = page.last()
+                {
+                    reply = reply.with_header(
+                        "Link",
+                        format!(
+                            "<{}?last={last}&n={n}&orderby={orderby}>; rel=\"next\"",
+                            request.path
+                        ),
+                    );
+                }
+                reply
+            }
+        };
+        let delete_tag = {
+            let (state, host) = (Arc::clone(&state), Arc::clone(&host));
+            move |request: &Request| {
+                let mut state = state.lock().expect("state");
+                let host = host.lock().expect("host").clone();
+                let name = request.param("name").to_owned();
+                if let Some(denied) = state.authorize(request, &host, &name, "delete") {
+                    return denied;
+                }
+                let reference = request.param("reference").to_owned();
+                let Some(tags) = state.repositories.get_mut(&name) else {
+                    return acr_error(404, "NAME_UNKNOWN", "repository name not known to registry");
+                };
+                match tags.get(&reference) {
+                    None => acr_error(404, "TAG_UNKNOWN", "the specified tag does not exist"),
+                    Some(tag) if tag.locked => acr_error(
+                        405,
+                        "UNSUPPORTED",
+                        "The operation is disallowed on this registry, repository or image.",
+                    ),
+                    Some(_) => {
+                        tags.remove(&reference);
+                        Reply::empty(202)
+                    }
+                }
+            }
+        };
+        let delete_manifest = {
+            let (state, host) = (Arc::clone(&state), Arc::clone(&host));
+            move |request: &Request| {
+                let mut state = state.lock().expect("state");
+                let host = host.lock().expect("host").clone();
+                let name = request.param("name").to_owned();
+                if let Some(denied) = state.authorize(request, &host, &name, "delete") {
+                    return denied;
+                }
+                let digest = request.param("reference").to_owned();
+                let Some(tags) = state.repositories.get_mut(&name) else {
+                    return acr_error(404, "NAME_UNKNOWN", "repository name not known to registry");
+                };
+                let before = tags.len();
+                tags.retain(|_, tag| tag.digest != digest);
+                if tags.len() == before {
+                    acr_error(404, "MANIFEST_UNKNOWN", "manifest unknown")
+                } else {
+                    Reply::empty(202)
+                }
+            }
+        };
+        vec![
+            Route::new("POST", "/oauth2/exchange", &[], &[200], exchange),
+            Route::new("POST", "/oauth2/token", &[], &[200], token_post),
+            Route::new(
+                "GET",
+                "/oauth2/token",
+                &["service", "scope", "api-version"],
+                &[200, 401],
+                token_get,
+            ),
+            Route::new(
+                "GET",
+                "/acr/v1/{name}/_tags",
+                &["api-version", "n", "last", "orderby"],
+                &[200, 401, 403, 404],
+                list,
+            ),
+            Route::new(
+                "DELETE",
+                "/acr/v1/{name}/_tags/{reference}",
+                &["api-version"],
+                &[202, 401, 403, 404, 405],
+                delete_tag,
+            ),
+            Route::new(
+                "DELETE",
+                "/v2/{name}/manifests/{reference}",
+                &["api-version"],
+                &[202, 401, 403, 404],
+                delete_manifest,
+            ),
+        ]
+    }
+
+    /// Starts a registry double accepting Entra tokens of `tenant`; `service` defaults to its own host.
+    pub fn start(tenant: &str) -> Acr {
+        let state = Arc::new(Mutex::new(State {
+            tenant: tenant.to_owned(),
+            refresh_lifetime: 3 * 3600,
+            ..State::default()
+        }));
+        let host = Arc::new(Mutex::new(String::new()));
+        let server = ApiServer::start(Acr::routes(Arc::clone(&state), Arc::clone(&host)));
+        *host.lock().expect("host") = server.host().to_owned();
+        state.lock().expect("state").service = server.host().to_owned();
+        Acr { server, state }
+    }
+
+    /// Adds `count` tags `{prefix}{i}` to `repository`, tag `i` on digest `digest(i / per_digest)`, with
+    /// increasing dates.
+    pub fn seed(&self, repository: &str, prefix: &str, count: usize, per_digest: usize) {
+        let mut state = self.state.lock().expect("state");
+        let tags = state.repositories.entry(repository.to_owned()).or_default();
+        for i in 0..count {
+            let date = format!("2026-01-01T00:{:02}:{:02}.0000000Z", i / 60 % 60, i % 60);
+            tags.insert(
+                format!("{prefix}{i}"),
+                Tag {
+                    digest: super::digest(i / per_digest.max(1)),
+                    created: date.clone(),
+                    updated: date,
+                    locked: false,
+                },
+            );
+        }
+    }
+
+    /// The tags of `repository` now.
+    pub fn tags(&self, repository: &str) -> BTreeSet<String> {
+        self.state
+            .lock()
+            .expect("state")
+            .repositories
+            .get(repository)
+            .map(|tags| tags.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
