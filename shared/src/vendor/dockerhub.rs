@@ -1,0 +1,489 @@
+//! Docker Hub: tags and their push dates come from Hub's REST API, and a tag is removed with Hub's own tag
+//! DELETE, which leaves the image and its other tags alone.
+//!
+//! Hub's registry refuses the v2 manifest DELETE (`UNSUPPORTED`), and Hub's published API description
+//! documents no delete at all. `DELETE /v2/repositories/{namespace}/{repository}/tags/{tag}/` is the endpoint
+//! Hub's own UI, hub-tool and werf use (research: registry-apis.md §2, werf-registries.md §3.2); it is the one
+//! call here that is not in the description. Hub has no API that deletes a manifest by digest: a digest
+//! target fails with "cannot delete" (exit 4) and names the tags to delete instead.
+
+use std::collections::BTreeMap;
+
+use futures_util::stream::{self, StreamExt};
+use reqwest::Method as Http;
+use tokio::sync::OnceCell;
+
+use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, Vendor, failure_kind};
+use crate::dockerconfig::RegistryAuth;
+use crate::reference::{Repository, Target};
+use crate::registry::RegistryError;
+use crate::registry::api::{ApiClient, ApiResponse};
+use crate::report::{Entry, Method, Status};
+use crate::secret::Secret;
+
+/// The public Docker Hub API.
+const DEFAULT_API_URL: &str = "https://hub.docker.com";
+
+/// Hub's largest page.
+const PAGE_SIZE: u32 = 100;
+
+/// Bound on pages of one listing, against an API whose `next` never ends.
+const MAX_PAGES: usize = 10_000;
+
+/// What works for deleting tags, for every authentication hint.
+const CREDENTIAL_HINT: &str = "give --repo-docker-hub-username with the account password (or a personal access token with Read, Write, Delete scope), or --repo-docker-hub-token with a Hub JWT";
+
+/// Hub's answer to a JWT obtained from a personal access token, on deployments that refuse those.
+const PAT_REFUSED_HINT: &str = "Docker Hub refuses tokens made from a personal access token here: give --repo-docker-hub-username with the account password (or --repo-docker-hub-token with a JWT from a password login)";
+
+/// The flags this module reads.
+pub(super) const FLAGS: &[Flag] = &[
+    Flag {
+        name: "docker-hub-api-url",
+        value_name: "URL",
+        help: "Docker Hub API base URL (default https://hub.docker.com)",
+    },
+    Flag {
+        name: "repo-docker-hub-token",
+        value_name: "TOKEN",
+        help: "Docker Hub JWT for deleting tags, used as is",
+    },
+    Flag {
+        name: "repo-docker-hub-username",
+        value_name: "USER",
+        help: "Docker Hub username, exchanged with --repo-docker-hub-password for a Hub token",
+    },
+    Flag {
+        name: "repo-docker-hub-password",
+        value_name: "PASSWORD",
+        help: "Docker Hub password or personal access token for --repo-docker-hub-username",
+    },
+];
+
+pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+    Box::new(DockerHub {
+        context,
+        api: OnceCell::new(),
+    })
+}
+
+struct DockerHub {
+    context: Context,
+    /// The API client with the Hub token, made on first use (signing in costs a request).
+    api: OnceCell<ApiClient>,
+}
+
+/// One page of `GET /v2/namespaces/{namespace}/repositories/{repository}/tags`.
+#[derive(serde::Deserialize)]
+struct Page {
+    next: Option<String>,
+    #[serde(default)]
+    results: Vec<HubTag>,
+}
+
+#[derive(serde::Deserialize)]
+struct HubTag {
+    name: String,
+    /// Not in the published schema, but sent by the live API: the manifest (or index) digest.
+    digest: Option<String>,
+    /// One image object in the published schema, an array in the live API; its digest is the tag's only
+    /// when there is exactly one.
+    images: Option<serde_json::Value>,
+    tag_last_pushed: Option<String>,
+    last_updated: Option<String>,
+}
+
+impl HubTag {
+    fn digest(&self) -> Option<String> {
+        let single = match &self.images {
+            Some(serde_json::Value::Array(images)) if images.len() == 1 => images.first(),
+            Some(image @ serde_json::Value::Object(_)) => Some(image),
+            _ => None,
+        };
+        self.digest
+            .clone()
+            .or_else(|| single?.get("digest")?.as_str().map(str::to_string))
+            .filter(|digest| digest.starts_with("sha256:"))
+    }
+}
+
+/// Hub names repositories `namespace/name`; a one-segment path is an official image in `library`.
+fn hub_name(repository: &Repository) -> Result<(&str, &str), RegistryError> {
+    let path = repository.path.as_str();
+    match path.split_once('/') {
+        None => Ok(("library", path)),
+        Some((namespace, name)) if !name.contains('/') && !namespace.is_empty() => {
+            Ok((namespace, name))
+        }
+        Some(_) => Err(RegistryError::Config(format!(
+            "{repository}: Docker Hub repositories are namespace/name; this path has more segments"
+        ))),
+    }
+}
+
+impl DockerHub {
+    fn base(&self) -> Result<ApiClient, RegistryError> {
+        let url = self
+            .context
+            .settings
+            .text("docker-hub-api-url")
+            .unwrap_or(DEFAULT_API_URL);
+        // A trailing slash keeps a base path (a proxy's prefix) when relative paths are joined.
+        ApiClient::new(
+            &format!("{}/", url.trim_end_matches('/')),
+            "Docker Hub API",
+            &Default::default(),
+        )
+    }
+
+    /// The API client with the best credentials: a given JWT, else a sign-in with a username and password
+    /// from flags or the docker config, else anonymous (public reads only).
+    async fn api(&self) -> Result<&ApiClient, RegistryError> {
+        self.api
+            .get_or_try_init(|| async {
+                let settings = &self.context.settings;
+                let base = self.base()?;
+                if let Some(token) = settings.get("repo-docker-hub-token") {
+                    return base.with_bearer(token);
+                }
+                let login = match (
+                    settings.text("repo-docker-hub-username"),
+                    settings.get("repo-docker-hub-password"),
+                ) {
+                    (Some(username), Some(password)) => Some((username, password)),
+                    (Some(_), None) | (None, Some(_)) => {
+                        return Err(RegistryError::Config(
+                            "give both --repo-docker-hub-username and --repo-docker-hub-password"
+                                .into(),
+                        ));
+                    }
+                    (None, None) => match &self.context.auth {
+                        RegistryAuth::Basic { username, password } => {
+                            Some((username.as_str(), password))
+                        }
+                        _ => None,
+                    },
+                };
+                match login {
+                    Some((username, password)) => {
+                        let token = sign_in(&base, username, password).await?;
+                        base.with_bearer(&token)
+                    }
+                    None => Ok(base),
+                }
+            })
+            .await
+    }
+
+    async fn list(&self, repository: &Repository) -> Result<Vec<HubTag>, RegistryError> {
+        let (namespace, name) = hub_name(repository)?;
+        let api = self.api().await?;
+        let operation = format!("list tags of {namespace}/{name}");
+        let mut path =
+            format!("v2/namespaces/{namespace}/repositories/{name}/tags?page_size={PAGE_SIZE}");
+        let mut tags = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let response = api.send(Http::GET, &path, &operation).await?;
+            match response.status {
+                200 => {}
+                404 => {
+                    return Err(RegistryError::RepositoryNotFound {
+                        registry: api.label().to_string(),
+                        repository: format!("{namespace}/{name}"),
+                    });
+                }
+                _ => return Err(api.status_error(&response, &operation, CREDENTIAL_HINT)),
+            }
+            let page: Page = api.json(&response, &operation)?;
+            tags.extend(page.results);
+            match page.next.filter(|next| !next.is_empty()) {
+                Some(next) => path = next,
+                None => return Ok(tags),
+            }
+        }
+        Err(RegistryError::InvalidResponse {
+            registry: api.label().to_string(),
+            operation,
+            message: format!("more than {MAX_PAGES} pages of tags"),
+        })
+    }
+
+    async fn delete_tag(
+        &self,
+        namespace: &str,
+        name: &str,
+        tag: &str,
+    ) -> Result<Status, RegistryError> {
+        let api = self.api().await?;
+        let operation = format!("delete tag {namespace}/{name}:{tag}");
+        let path = format!("v2/repositories/{namespace}/{name}/tags/{tag}/");
+        let response = api.send(Http::DELETE, &path, &operation).await?;
+        match response.status {
+            200 | 202 | 204 => Ok(Status::Untagged),
+            404 => Ok(Status::Absent),
+            _ => Err(refusal(api, &response, &operation)),
+        }
+    }
+}
+
+/// A token for `username`: `POST /v2/auth/token`, else the deprecated `POST /v2/users/login` that older
+/// accounts and Hub-compatible deployments still answer.
+async fn sign_in(
+    base: &ApiClient,
+    username: &str,
+    password: &Secret<String>,
+) -> Result<Secret<String>, RegistryError> {
+    #[derive(serde::Deserialize)]
+    struct Token {
+        access_token: Option<String>,
+        token: Option<String>,
+    }
+    let operation = "sign in to Docker Hub";
+    let current = serde_json::json!({"identifier": username, "secret": password.expose()});
+    let legacy = serde_json::json!({"username": username, "password": password.expose()});
+    let first = base
+        .send_json(Http::POST, "v2/auth/token", operation, &current)
+        .await?;
+    let response = if first.is_success() {
+        first
+    } else {
+        let second = base
+            .send_json(Http::POST, "v2/users/login", operation, &legacy)
+            .await?;
+        if !second.is_success() {
+            return Err(base.status_error(&first, operation, CREDENTIAL_HINT));
+        }
+        second
+    };
+    let token: Token = base.json(&response, operation)?;
+    token
+        .access_token
+        .or(token.token)
+        .filter(|token| !token.is_empty())
+        .map(Secret::new)
+        .ok_or_else(|| RegistryError::InvalidResponse {
+            registry: base.label().to_string(),
+            operation: operation.into(),
+            message: "no token in the answer".into(),
+        })
+}
+
+/// The error for a refused delete; a 403 about personal access tokens names the credential that works.
+fn refusal(api: &ApiClient, response: &ApiResponse, operation: &str) -> RegistryError {
+    let text = response.error_text().to_ascii_lowercase();
+    let hint = if response.status == 403 && text.contains("personal access token") {
+        PAT_REFUSED_HINT
+    } else if response.status == 403 {
+        "the account needs Read, Write, Delete access to the repository (a personal access token needs that scope)"
+    } else {
+        CREDENTIAL_HINT
+    };
+    api.status_error(response, operation, hint)
+}
+
+impl Vendor for DockerHub {
+    fn name(&self) -> &'static str {
+        "dockerhub"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tag_only_delete: true,
+        }
+    }
+
+    fn list_tags<'a>(
+        &'a self,
+        repository: &'a Repository,
+        with_digests: bool,
+    ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
+        Box::pin(async move {
+            let listed = self.list(repository).await?;
+            let mut tags: Vec<TagInfo> = listed
+                .into_iter()
+                .map(|tag| TagInfo {
+                    digest: tag.digest(),
+                    created: tag.tag_last_pushed.clone().or(tag.last_updated.clone()),
+                    tag: tag.name,
+                })
+                .collect();
+            tags.sort_by(|a, b| a.tag.cmp(&b.tag));
+            tags.dedup_by(|a, b| a.tag == b.tag);
+            if with_digests {
+                // A multi-image tag's listing names only platform digests; the registry knows the index's.
+                let client = &self.context.client;
+                let resolved: Vec<Result<Option<String>, RegistryError>> = stream::iter(&tags)
+                    .map(|info| async move {
+                        match &info.digest {
+                            Some(digest) => Ok(Some(digest.clone())),
+                            None => Ok(client
+                                .head_manifest(&repository.path, &info.tag)
+                                .await?
+                                .map(|manifest| manifest.digest)),
+                        }
+                    })
+                    .buffered(self.context.parallel.max(1))
+                    .collect()
+                    .await;
+                for (info, digest) in tags.iter_mut().zip(resolved) {
+                    info.digest = digest?;
+                }
+            }
+            Ok(tags)
+        })
+    }
+
+    fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
+        Box::pin(async move {
+            let repository = request.repository;
+            let targets = distinct(request.targets);
+            let fail_all = |error: &RegistryError| {
+                (request.progress)(targets.len() as u64);
+                targets
+                    .iter()
+                    .map(|target| failed(repository, target, error))
+                    .collect::<Vec<_>>()
+            };
+            let (namespace, name) = match hub_name(repository) {
+                Ok(names) => names,
+                Err(error) => return fail_all(&error),
+            };
+            let listing: BTreeMap<String, Option<String>> = match self.list(repository).await {
+                Ok(tags) => tags
+                    .into_iter()
+                    .map(|tag| (tag.digest(), tag.name))
+                    .map(|(digest, tag)| (tag, digest))
+                    .collect(),
+                Err(RegistryError::RepositoryNotFound { .. }) => BTreeMap::new(),
+                Err(error) => return fail_all(&error),
+            };
+            stream::iter(targets.iter())
+                .map(|target| async {
+                    let entry = match target {
+                        Target::Digest(digest) => {
+                            let tags: Vec<&str> = listing
+                                .iter()
+                                .filter(|(_, known)| known.as_deref() == Some(digest.as_str()))
+                                .map(|(tag, _)| tag.as_str())
+                                .collect();
+                            let error = RegistryError::DeleteUnsupported {
+                                registry: repository.registry.clone(),
+                                message: format!(
+                                    "Docker Hub has no API to delete a manifest by digest; delete its tags instead ({})",
+                                    if tags.is_empty() { "none listed".to_string() } else { tags.join(", ") }
+                                ),
+                            };
+                            failed(repository, target, &error)
+                        }
+                        Target::Tag(tag) => {
+                            let digest = listing.get(tag).cloned().flatten();
+                            if request.dry_run {
+                                match listing.contains_key(tag) {
+                                    true => done(repository, target, digest, Status::Planned),
+                                    false => done(repository, target, None, Status::Absent),
+                                }
+                            } else {
+                                match self.delete_tag(namespace, name, tag).await {
+                                    Ok(Status::Absent) => done(repository, target, None, Status::Absent),
+                                    Ok(status) => done(repository, target, digest, status),
+                                    Err(error) => failed(repository, target, &error),
+                                }
+                            }
+                        }
+                    };
+                    (request.progress)(1);
+                    entry
+                })
+                .buffered(self.context.parallel.max(1))
+                .collect()
+                .await
+        })
+    }
+}
+
+fn distinct(targets: &[Target]) -> Vec<Target> {
+    let mut seen = std::collections::HashSet::new();
+    targets
+        .iter()
+        .filter(|target| seen.insert(*target))
+        .cloned()
+        .collect()
+}
+
+fn done(repository: &Repository, target: &Target, digest: Option<String>, status: Status) -> Entry {
+    let (tag, digest) = match target {
+        Target::Tag(tag) => (Some(tag.clone()), digest),
+        Target::Digest(named) => (None, Some(named.clone())),
+    };
+    let method = matches!(status, Status::Untagged | Status::Planned).then_some(Method::Native);
+    Entry {
+        reference: format!("{repository}{target}"),
+        repository: repository.to_string(),
+        tag,
+        digest,
+        status,
+        method,
+        error: None,
+        failure: None,
+    }
+}
+
+fn failed(repository: &Repository, target: &Target, error: &RegistryError) -> Entry {
+    Entry {
+        error: Some(error.to_string()),
+        failure: Some(failure_kind(error)),
+        ..done(repository, target, None, Status::Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repository(path: &str) -> Repository {
+        Repository {
+            registry: "docker.io".into(),
+            path: path.into(),
+        }
+    }
+
+    #[test]
+    fn official_images_live_in_library() {
+        assert_eq!(
+            hub_name(&repository("alpine")).unwrap(),
+            ("library", "alpine")
+        );
+        assert_eq!(
+            hub_name(&repository("library/alpine")).unwrap(),
+            ("library", "alpine")
+        );
+        assert_eq!(hub_name(&repository("me/app")).unwrap(), ("me", "app"));
+        assert!(matches!(
+            hub_name(&repository("me/a/b")),
+            Err(RegistryError::Config(_))
+        ));
+    }
+
+    #[test]
+    fn digests_from_either_image_shape() {
+        let tag = |value: serde_json::Value| -> HubTag { serde_json::from_value(value).unwrap() };
+        let d = "sha256:".to_string() + &"a".repeat(64);
+        assert_eq!(
+            tag(serde_json::json!({"name":"x","images":{"digest":d}})).digest(),
+            Some(d.clone())
+        );
+        assert_eq!(
+            tag(serde_json::json!({"name":"x","images":[{"digest":d}]})).digest(),
+            Some(d.clone())
+        );
+        assert_eq!(
+            tag(serde_json::json!({"name":"x","images":[{"digest":d},{"digest":"sha256:b"}]}))
+                .digest(),
+            None
+        );
+        assert_eq!(
+            tag(serde_json::json!({"name":"x","digest":d,"images":[]})).digest(),
+            Some(d)
+        );
+    }
+}
