@@ -147,7 +147,7 @@ impl Acr {
                     .unwrap_or_default();
                 let valid = form.get("grant_type").map(String::as_str) == Some("refresh_token")
                     && form.get("service") == Some(&state.service)
-                    && form.get("scope").is_some()
+                    && form.contains_key("scope")
                     && refresh["exp"].as_i64().is_some_and(|exp| exp > now());
                 if !valid {
                     return acr_error(401, "UNAUTHORIZED", "invalid refresh token");

@@ -130,11 +130,11 @@ impl Entra {
                     return oauth_error(400, "invalid_request", "unexpected grant or scope");
                 }
                 let client = form.get("client_id").cloned().unwrap_or_default();
-                let by_secret = form.get("client_secret").is_some()
+                let by_secret = form.contains_key("client_secret")
                     && state.secrets.get(&client) == form.get("client_secret");
                 let by_assertion = form.get("client_assertion_type").map(String::as_str)
                     == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
-                    && form.get("client_assertion").is_some()
+                    && form.contains_key("client_assertion")
                     && state.assertions.get(&client) == form.get("client_assertion");
                 if !(by_secret || by_assertion) {
                     return oauth_error(
