@@ -20,6 +20,7 @@ declare -A tools=(
   [docker]=docker.io
   [docker-credential-ecr-login]=amazon-ecr-credential-helper
   [python3]=python3
+  [faketime]=faketime
 )
 
 missing=()

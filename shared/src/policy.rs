@@ -390,24 +390,22 @@ pub fn parse_duration(input: &str) -> Result<u64, PolicyError> {
     Ok(total)
 }
 
-/// A duration the way [`parse_duration`] reads it, to two units (`3d4h`, `5m`, `0s`).
+/// A duration the way [`parse_duration`] reads it, rounded down to its largest unit and the one below
+/// (`3d4h`, `40d`, `5m`, `0s`): enough to judge an age at a glance.
 pub fn format_age(seconds: u64) -> String {
-    let mut parts = Vec::new();
-    let mut rest = seconds;
-    for (name, unit) in UNITS.iter().skip(1) {
-        if rest >= *unit {
-            parts.push(format!("{}{name}", rest / unit));
-            rest %= unit;
-        }
-        if parts.len() == 2 {
-            break;
+    let units = &UNITS[1..];
+    let Some(first) = units.iter().position(|(_, unit)| seconds >= *unit) else {
+        return "0s".into();
+    };
+    let (name, unit) = units[first];
+    let mut text = format!("{}{name}", seconds / unit);
+    if let Some((next_name, next_unit)) = units.get(first + 1) {
+        let rest = seconds % unit / next_unit;
+        if rest > 0 {
+            text.push_str(&format!("{rest}{next_name}"));
         }
     }
-    if parts.is_empty() {
-        "0s".into()
-    } else {
-        parts.concat()
-    }
+    text
 }
 
 impl fmt::Display for Rule {
@@ -730,7 +728,9 @@ mod tests {
         assert_eq!(format_age(0), "0s");
         assert_eq!(format_age(59), "59s");
         assert_eq!(format_age(3 * 86_400 + 4 * 3_600 + 5), "3d4h");
-        assert_eq!(format_age(86_400 + 30), "1d30s");
+        assert_eq!(format_age(86_400 + 30), "1d");
+        assert_eq!(format_age(40 * 86_400 + 1), "40d");
+        assert_eq!(format_age(3_600 + 60 + 1), "1h1m");
         assert_eq!(format_age(100 * 86_400), "100d");
         assert_eq!(
             parse_duration(&format_age(3 * 86_400 + 4 * 3_600)).unwrap(),

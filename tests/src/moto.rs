@@ -52,6 +52,12 @@ pub struct Moto {
 impl Moto {
     /// Starts moto on a free loopback port and waits until it answers.
     pub fn start() -> Moto {
+        Moto::start_with_env(&[])
+    }
+
+    /// [`Moto::start`] with extra variables in the server's environment (libfaketime's, to control
+    /// `imagePushedAt`).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
         let binary = binary();
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
@@ -59,6 +65,7 @@ impl Moto {
             .port();
         let child = Command::new(&binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
