@@ -20,6 +20,11 @@ declare -A tools=(
   [docker]=docker.io
   [docker-credential-ecr-login]=amazon-ecr-credential-helper
   [python3]=python3
+  # Packaging: `ruby -c` of the Homebrew formula, man page checks, and make deb / deb-check.
+  [ruby]=ruby
+  [man]=man-db
+  [dpkg-shlibdeps]=dpkg-dev
+  [lintian]=lintian
   [faketime]=faketime
 )
 
