@@ -95,7 +95,18 @@ dbus-run-session -- bash -euo pipefail -c '
   printf s3cret-smoke | docker login "$host" -u smoke --password-stdin
   docker-credential-keyring list | grep -q "\"$host\":\"smoke\""
   grep -q s3cret-smoke "$DOCKER_CONFIG/config.json" && { echo "the password reached config.json" >&2; exit 1; }
-  regkit doctor "$host/smoke/app" >"$HOME/doctor.txt"
+  # An empty image from an OCI layout, pushed by skopeo with the credentials the helper returns on get.
+  layout="$HOME/oci"
+  mkdir -p "$layout/blobs/sha256"
+  blob() { local digest; digest="$(printf %s "$1" | sha256sum | cut -d" " -f1)"; printf %s "$1" >"$layout/blobs/sha256/$digest"; echo "$digest"; }
+  config="{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}"
+  config_digest="$(blob "$config")"
+  manifest="{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:$config_digest\",\"size\":${#config}},\"layers\":[]}"
+  manifest_digest="$(blob "$manifest")"
+  printf %s "{\"imageLayoutVersion\":\"1.0.0\"}" >"$layout/oci-layout"
+  printf %s "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"sha256:$manifest_digest\",\"size\":${#manifest},\"annotations\":{\"org.opencontainers.image.ref.name\":\"v1\"}}]}" >"$layout/index.json"
+  skopeo copy --quiet --dest-tls-verify=false "oci:$layout:v1" "docker://$host/smoke/app:v1"
+  regkit doctor "$host/smoke/app" >"$HOME/doctor.txt" || { cat "$HOME/doctor.txt" >&2; exit 1; }
   grep -q "credential helper docker-credential-keyring" "$HOME/doctor.txt"
   grep -q "^delete rights: *ok" "$HOME/doctor.txt"
   docker logout "$host"
