@@ -7,6 +7,7 @@
 
 mod default;
 mod dockerhub;
+mod gitlab;
 #[cfg(feature = "ecr")]
 mod ecr;
 mod harbor;
@@ -139,6 +140,7 @@ pub struct Flag {
 const IMPLEMENTATIONS: &[(&str, Constructor, &[Flag])] = &[
     ("default", default::build, &[]),
     ("dockerhub", dockerhub::build, dockerhub::FLAGS),
+    ("gitlab", gitlab::build, gitlab::FLAGS),
     #[cfg(feature = "ecr")]
     ("ecr", ecr::build, &[]),
     ("harbor", harbor::build, harbor::FLAGS),

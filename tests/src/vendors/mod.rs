@@ -4,6 +4,7 @@
 pub mod acr;
 pub mod dockerhub;
 pub mod entra;
+pub mod gitlab;
 pub mod harbor;
 pub mod quay;
 

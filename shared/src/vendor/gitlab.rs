@@ -1,0 +1,445 @@
+//! GitLab's container registry: tags listed and deleted one by one through GitLab's REST API
+//! (`/projects/{id}/registry/repositories/{repository_id}/tags`), which removes a tag and nothing else.
+//!
+//! The project is found from the repository path: the longest leading part that is a project (looked up by
+//! its URL-encoded path), whose registry repositories include this path. Tag names come without dates or
+//! digests; [`Vendor::list_tags`] with `with_digests` means "details wanted" and fetches each tag's digest
+//! and `created_at` (one request per tag, bounded by `--parallel`), so runs that need neither pay nothing.
+//! A tag protected by a protection rule (403) fails alone; the rest of the run goes on.
+
+use futures_util::stream::{self, StreamExt};
+use reqwest::Method as Http;
+use tokio::sync::OnceCell;
+
+use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, Vendor, failure_kind};
+use crate::reference::{Repository, Target};
+use crate::registry::api::{ApiClient, ApiResponse};
+use crate::registry::{Deleted, RegistryError};
+use crate::report::{Entry, FailureKind, Method, Status};
+use crate::secret::Secret;
+
+/// GitLab.com's API.
+const DEFAULT_API_URL: &str = "https://gitlab.com/api/v4";
+
+/// GitLab's largest page.
+const PER_PAGE: u32 = 100;
+
+/// Bound on pages of one listing.
+const MAX_PAGES: usize = 10_000;
+
+/// What works, for authentication hints.
+const TOKEN_HINT: &str = "give --repo-gitlab-token with a personal, project or group access token with the api scope and at least the Developer role (Maintainer for protected tags), or run inside GitLab CI with CI_JOB_TOKEN";
+
+/// The flags this module reads.
+pub(super) const FLAGS: &[Flag] = &[
+    Flag {
+        name: "gitlab-api-url",
+        value_name: "URL",
+        help: "GitLab API base URL (default https://gitlab.com/api/v4)",
+    },
+    Flag {
+        name: "repo-gitlab-token",
+        value_name: "TOKEN",
+        help: "GitLab personal, project or group access token (api scope); CI_JOB_TOKEN is used when absent",
+    },
+];
+
+pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+    Box::new(GitLab {
+        context,
+        project: OnceCell::new(),
+    })
+}
+
+struct GitLab {
+    context: Context,
+    /// The API client and the registry repository, found once per run (a run covers one repository per
+    /// vendor call, but the lookup costs several requests).
+    project: OnceCell<(ApiClient, Location)>,
+}
+
+/// Where a registry repository lives in GitLab's API.
+#[derive(Debug, Clone)]
+struct Location {
+    path: String,
+    /// `projects/{id}/registry/repositories/{repository_id}`.
+    api_path: String,
+}
+
+#[derive(serde::Deserialize)]
+struct RegistryRepository {
+    id: u64,
+    path: String,
+}
+
+#[derive(serde::Deserialize)]
+struct TagName {
+    name: String,
+}
+
+#[derive(serde::Deserialize)]
+struct TagDetails {
+    digest: Option<String>,
+    created_at: Option<String>,
+}
+
+/// Which header carries the token: access tokens go in `PRIVATE-TOKEN`, CI job tokens in `JOB-TOKEN`.
+enum Token<'a> {
+    Private(&'a Secret<String>),
+    Job(&'a Secret<String>),
+    None,
+}
+
+impl GitLab {
+    fn token(&self) -> Token<'_> {
+        let settings = &self.context.settings;
+        match settings.get("repo-gitlab-token") {
+            Some(token) => Token::Private(token),
+            None => settings
+                .environment("CI_JOB_TOKEN")
+                .map_or(Token::None, Token::Job),
+        }
+    }
+
+    async fn send(
+        &self,
+        api: &ApiClient,
+        method: Http,
+        path: &str,
+        operation: &str,
+    ) -> Result<ApiResponse, RegistryError> {
+        let header = match self.token() {
+            Token::Private(token) => Some(("PRIVATE-TOKEN", token)),
+            Token::Job(token) => Some(("JOB-TOKEN", token)),
+            Token::None => None,
+        };
+        api.send_with(method, path, operation, |request| match header {
+            Some((name, token)) => request.header(name, token.expose().as_str()),
+            None => request,
+        })
+        .await
+    }
+
+    /// Every item of a paginated listing (`Link: rel="next"`, else `X-Next-Page`); `None` on 404.
+    async fn pages<T: serde::de::DeserializeOwned>(
+        &self,
+        api: &ApiClient,
+        first: &str,
+        operation: &str,
+    ) -> Result<Option<Vec<T>>, RegistryError> {
+        let mut items = Vec::new();
+        let mut path = first.to_string();
+        for _ in 0..MAX_PAGES {
+            let response = self.send(api, Http::GET, &path, operation).await?;
+            match response.status {
+                200 => {}
+                404 => return Ok(None),
+                _ => return Err(api.status_error(&response, operation, TOKEN_HINT)),
+            }
+            items.extend(api.json::<Vec<T>>(&response, operation)?);
+            let next = response.next_link().or_else(|| {
+                let page = response.header("x-next-page").filter(|p| !p.is_empty())?;
+                let base = path.split('?').next().unwrap_or(&path);
+                Some(format!("{base}?per_page={PER_PAGE}&page={page}"))
+            });
+            match next {
+                Some(next) => path = next,
+                None => return Ok(Some(items)),
+            }
+        }
+        Err(RegistryError::InvalidResponse {
+            registry: api.label().to_string(),
+            operation: operation.to_string(),
+            message: format!("more than {MAX_PAGES} pages"),
+        })
+    }
+
+    /// The API client and the registry repository for `repository`.
+    async fn locate(
+        &self,
+        repository: &Repository,
+    ) -> Result<&(ApiClient, Location), RegistryError> {
+        self.project
+            .get_or_try_init(|| async {
+                let url = self
+                    .context
+                    .settings
+                    .text("gitlab-api-url")
+                    .unwrap_or(DEFAULT_API_URL);
+                // A trailing slash keeps `/api/v4` when relative paths are joined.
+                let api = ApiClient::new(
+                    &format!("{}/", url.trim_end_matches('/')),
+                    "GitLab API",
+                    &Default::default(),
+                )?;
+                let path = repository.path.as_str();
+                let segments: Vec<&str> = path.split('/').collect();
+                for length in (1..=segments.len()).rev() {
+                    let project = segments[..length].join("/");
+                    let operation = format!("list registry repositories of project {project}");
+                    let first = format!(
+                        "projects/{}/registry/repositories?per_page={PER_PAGE}",
+                        encode(&project)
+                    );
+                    let Some(found) = self
+                        .pages::<RegistryRepository>(&api, &first, &operation)
+                        .await?
+                    else {
+                        continue;
+                    };
+                    if let Some(registry) = found.iter().find(|r| r.path.eq_ignore_ascii_case(path)) {
+                        let location = Location {
+                            path: path.to_string(),
+                            api_path: format!(
+                                "projects/{}/registry/repositories/{}",
+                                encode(&project),
+                                registry.id
+                            ),
+                        };
+                        return Ok((api, location));
+                    }
+                }
+                Err(RegistryError::RepositoryNotFound {
+                    registry: api.label().to_string(),
+                    repository: format!(
+                        "{path} (no GitLab project at {} has it; check --gitlab-api-url and the token's access)",
+                        api.base()
+                    ),
+                })
+            })
+            .await
+    }
+
+    async fn tag_names(&self, repository: &Repository) -> Result<Vec<String>, RegistryError> {
+        let (api, location) = self.locate(repository).await?;
+        let operation = format!("list tags of {}", location.path);
+        let first = format!("{}/tags?per_page={PER_PAGE}", location.api_path);
+        let names = self
+            .pages::<TagName>(api, &first, &operation)
+            .await?
+            .ok_or_else(|| RegistryError::RepositoryNotFound {
+                registry: api.label().to_string(),
+                repository: location.path.clone(),
+            })?;
+        let mut names: Vec<String> = names.into_iter().map(|tag| tag.name).collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// A tag's digest and creation time; `None` when it is gone.
+    async fn details(
+        &self,
+        repository: &Repository,
+        tag: &str,
+    ) -> Result<Option<TagDetails>, RegistryError> {
+        let (api, location) = self.locate(repository).await?;
+        let operation = format!("get tag {}:{tag}", location.path);
+        let path = format!("{}/tags/{}", location.api_path, encode(tag));
+        let response = self.send(api, Http::GET, &path, &operation).await?;
+        match response.status {
+            200 => Ok(Some(api.json(&response, &operation)?)),
+            404 => Ok(None),
+            _ => Err(api.status_error(&response, &operation, TOKEN_HINT)),
+        }
+    }
+
+    async fn delete_tag(&self, repository: &Repository, tag: &str) -> Result<Status, TagError> {
+        let (api, location) = self.locate(repository).await?;
+        let operation = format!("delete tag {}:{tag}", location.path);
+        let path = format!("{}/tags/{}", location.api_path, encode(tag));
+        let response = self.send(api, Http::DELETE, &path, &operation).await?;
+        match response.status {
+            200 | 202 | 204 => Ok(Status::Untagged),
+            404 => Ok(Status::Absent),
+            // GitLab documents this 403 as "the tag matches a protection rule": it concerns this tag only.
+            403 => Err(TagError::Protected(format!(
+                "{operation}: {}; the tag matches a tag protection rule of the project: delete it with a role the rule allows, or change the rule",
+                response.error_text()
+            ))),
+            _ => Err(api.status_error(&response, &operation, TOKEN_HINT).into()),
+        }
+    }
+}
+
+enum TagError {
+    Registry(RegistryError),
+    Protected(String),
+}
+
+impl From<RegistryError> for TagError {
+    fn from(error: RegistryError) -> Self {
+        TagError::Registry(error)
+    }
+}
+
+/// Percent-encodes a project path or tag as one path segment (`group/app` → `group%2Fapp`).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(byte).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+impl Vendor for GitLab {
+    fn name(&self) -> &'static str {
+        "gitlab"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tag_only_delete: true,
+        }
+    }
+
+    fn list_tags<'a>(
+        &'a self,
+        repository: &'a Repository,
+        with_digests: bool,
+    ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
+        Box::pin(async move {
+            let names = self.tag_names(repository).await?;
+            if !with_digests {
+                return Ok(names
+                    .into_iter()
+                    .map(|tag| TagInfo {
+                        tag,
+                        digest: None,
+                        created: None,
+                    })
+                    .collect());
+            }
+            let detailed: Vec<(String, Result<Option<TagDetails>, RegistryError>)> =
+                stream::iter(names)
+                    .map(|tag| async move {
+                        let details = self.details(repository, &tag).await;
+                        (tag, details)
+                    })
+                    .buffered(self.context.parallel.max(1))
+                    .collect()
+                    .await;
+            let mut tags = Vec::with_capacity(detailed.len());
+            for (tag, details) in detailed {
+                // A tag deleted between listing and details is simply no longer there.
+                if let Some(details) = details? {
+                    tags.push(TagInfo {
+                        tag,
+                        digest: details.digest,
+                        created: details.created_at,
+                    });
+                }
+            }
+            Ok(tags)
+        })
+    }
+
+    fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
+        Box::pin(async move {
+            let repository = request.repository;
+            let mut seen = std::collections::HashSet::new();
+            let targets: Vec<&Target> =
+                request.targets.iter().filter(|t| seen.insert(*t)).collect();
+            let existing = if request.dry_run {
+                match self.tag_names(repository).await {
+                    Ok(names) => Some(names),
+                    Err(error) => {
+                        (request.progress)(targets.len() as u64);
+                        return targets
+                            .iter()
+                            .map(|t| failed(repository, t, &error))
+                            .collect();
+                    }
+                }
+            } else {
+                None
+            };
+            let (existing, progress) = (&existing, request.progress);
+            stream::iter(targets)
+                .map(|target| async move {
+                    let entry = match (target, existing) {
+                        (Target::Tag(tag), Some(names)) => match names.binary_search(tag) {
+                            Ok(_) => {
+                                done(repository, target, Status::Planned, Some(Method::Native))
+                            }
+                            Err(_) => done(repository, target, Status::Absent, None),
+                        },
+                        (Target::Digest(_), Some(_)) => {
+                            done(repository, target, Status::Planned, Some(Method::Digest))
+                        }
+                        (Target::Tag(tag), None) => match self.delete_tag(repository, tag).await {
+                            Ok(Status::Absent) => done(repository, target, Status::Absent, None),
+                            Ok(status) => done(repository, target, status, Some(Method::Native)),
+                            Err(TagError::Registry(error)) => failed(repository, target, &error),
+                            Err(TagError::Protected(message)) => Entry {
+                                error: Some(message),
+                                failure: Some(FailureKind::Other),
+                                ..done(repository, target, Status::Failed, None)
+                            },
+                        },
+                        // GitLab's API deletes tags only; its registry deletes manifests through v2.
+                        (Target::Digest(digest), None) => {
+                            match self
+                                .context
+                                .client
+                                .delete_manifest(&repository.path, digest)
+                                .await
+                            {
+                                Ok(Deleted::Removed) => {
+                                    done(repository, target, Status::Deleted, Some(Method::Digest))
+                                }
+                                Ok(Deleted::Absent) => {
+                                    done(repository, target, Status::Absent, None)
+                                }
+                                Err(error) => failed(repository, target, &error),
+                            }
+                        }
+                    };
+                    progress(1);
+                    entry
+                })
+                .buffered(self.context.parallel.max(1))
+                .collect()
+                .await
+        })
+    }
+}
+
+fn done(repository: &Repository, target: &Target, status: Status, method: Option<Method>) -> Entry {
+    let (tag, digest) = match target {
+        Target::Tag(tag) => (Some(tag.clone()), None),
+        Target::Digest(digest) => (None, Some(digest.clone())),
+    };
+    Entry {
+        reference: format!("{repository}{target}"),
+        repository: repository.to_string(),
+        tag,
+        digest,
+        status,
+        method,
+        error: None,
+        failure: None,
+    }
+}
+
+fn failed(repository: &Repository, target: &Target, error: &RegistryError) -> Entry {
+    Entry {
+        error: Some(error.to_string()),
+        failure: Some(failure_kind(error)),
+        ..done(repository, target, Status::Failed, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_paths_and_tags_are_one_segment() {
+        assert_eq!(encode("group/sub/app"), "group%2Fsub%2Fapp");
+        assert_eq!(encode("v1.2_x-y"), "v1.2_x-y");
+    }
+}
