@@ -5,12 +5,14 @@
 //! never changes. A known name without a module is a clear "not supported yet" error, never a silent fallback
 //! to plain v2 deletes whose semantics differ per vendor.
 
+mod artifactory;
 mod default;
 mod dockerhub;
 mod gitlab;
 #[cfg(feature = "ecr")]
 mod ecr;
 mod harbor;
+mod nexus;
 mod quay;
 mod rest;
 mod settings;
@@ -145,6 +147,8 @@ const IMPLEMENTATIONS: &[(&str, Constructor, &[Flag])] = &[
     ("ecr", ecr::build, &[]),
     ("harbor", harbor::build, harbor::FLAGS),
     ("quay", quay::build, quay::FLAGS),
+    ("artifactory", artifactory::build, artifactory::FLAGS),
+    ("nexus", nexus::build, nexus::FLAGS),
 ];
 
 /// Every vendor flag, for the command line.

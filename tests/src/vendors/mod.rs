@@ -6,6 +6,7 @@ pub mod dockerhub;
 pub mod entra;
 pub mod gitlab;
 pub mod harbor;
+pub mod nexus;
 pub mod quay;
 
 use std::path::Path;

@@ -1,0 +1,255 @@
+//! Sonatype Nexus Repository 3: docker components (one per `image:tag`) found with the search API, dated by
+//! their manifest asset, and removed with the components API.
+//!
+//! Nexus generates its Swagger at run time; the calls follow sonatype/nexus-public's resource docs:
+//! `SearchResourceDoc` (`GET /service/rest/v1/search?repository=&format=docker&docker.imageName=`,
+//! `continuationToken`) and `ComponentsResourceDoc` (`DELETE /service/rest/v1/components/{id}`: 204, 403,
+//! 404, 422).
+//!
+//! Nexus documents no guarantee about what deleting one component does to other tags whose manifest has
+//! the same digest (its docker storage keys manifests by digest too). So a tag that shares its manifest
+//! with a tag not being deleted is refused with the reason, never risked: delete those tags together, or
+//! by digest.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
+use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, Vendor};
+use crate::reference::Repository;
+use crate::registry::RegistryError;
+use crate::registry::api::ApiClient;
+use crate::report::{Entry, Status};
+
+/// The flags the Nexus module reads.
+pub(super) const FLAGS: &[Flag] = &[
+    Flag {
+        name: "nexus-url",
+        value_name: "URL",
+        help: "Nexus base URL for the REST API when the docker connector is on another port (default: https://<registry host>)",
+    },
+    Flag {
+        name: "nexus-repository",
+        value_name: "NAME",
+        help: "Name of the Nexus hosted docker repository (default: the one repository the image is found in)",
+    },
+    Flag {
+        name: "repo-nexus-username",
+        value_name: "USER",
+        help: "Nexus user for the REST API; default: the docker config's",
+    },
+    Flag {
+        name: "repo-nexus-password",
+        value_name: "PASSWORD",
+        help: "Password or user-token secret for --repo-nexus-username",
+    },
+];
+
+const AUTH_HINT: &str = "give a Nexus user with the nx-repository-view-docker-<repository>-browse, -read and -delete privileges (--repo-nexus-username/--repo-nexus-password or docker login)";
+
+pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+    let credentials =
+        rest::credentials(&context, None, "repo-nexus-username", "repo-nexus-password");
+    Box::new(Nexus {
+        api: rest::api_client(&context, "nexus-url", "Nexus API", credentials),
+        repository: context
+            .settings
+            .text("nexus-repository")
+            .map(str::to_string),
+        parallel: context.parallel,
+    })
+}
+
+struct Nexus {
+    api: Result<ApiClient, RegistryError>,
+    repository: Option<String>,
+    parallel: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Page {
+    items: Vec<Component>,
+    continuation_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Component {
+    id: String,
+    repository: String,
+    name: String,
+    version: Option<String>,
+    #[serde(default)]
+    assets: Vec<Asset>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Asset {
+    path: String,
+    checksum: Option<Checksum>,
+    blob_created: Option<String>,
+    last_modified: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Checksum {
+    sha256: Option<String>,
+}
+
+/// `name=value&…` with values encoded.
+fn query(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{name}={}", rest::encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl TagApi for Nexus {
+    const REMOVED: Status = Status::Deleted;
+
+    async fn listing(&self, repository: &Repository, _: Want) -> Result<Listing, RegistryError> {
+        let api = rest::ready(&self.api)?;
+        let operation = format!("search components of {repository}");
+        let mut components = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut pairs = vec![
+                ("format", "docker"),
+                ("docker.imageName", repository.path.as_str()),
+            ];
+            if let Some(name) = &self.repository {
+                pairs.push(("repository", name));
+            }
+            if let Some(token) = &token {
+                pairs.push(("continuationToken", token));
+            }
+            let path = format!("/service/rest/v1/search?{}", query(&pairs));
+            let response = api.send(Method::GET, &path, &operation).await?;
+            if response.status != 200 {
+                return Err(api.status_error(&response, &operation, AUTH_HINT));
+            }
+            let page: Page = api.json(&response, &operation)?;
+            components.extend(page.items);
+            match page.continuation_token.filter(|token| !token.is_empty()) {
+                Some(next) => token = Some(next),
+                None => break,
+            }
+        }
+        // Search may match loosely; only this image's tagged components count.
+        components
+            .retain(|component| component.name == repository.path && component.version.is_some());
+        let repositories: BTreeSet<&str> = components
+            .iter()
+            .map(|component| component.repository.as_str())
+            .collect();
+        if repositories.len() > 1 {
+            return Err(RegistryError::Config(format!(
+                "{repository} is in several Nexus repositories ({}); name one with --nexus-repository",
+                repositories.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let tags = components
+            .into_iter()
+            .filter_map(|component| {
+                let manifest = component
+                    .assets
+                    .iter()
+                    .find(|asset| asset.path.contains("/manifests/"))
+                    .or_else(|| component.assets.first());
+                Some(Listed {
+                    tag: component.version?,
+                    digest: manifest
+                        .and_then(|asset| asset.checksum.as_ref())
+                        .and_then(|checksum| checksum.sha256.as_ref())
+                        .map(|hex| format!("sha256:{hex}")),
+                    created: manifest.and_then(|asset| {
+                        asset
+                            .blob_created
+                            .clone()
+                            .or_else(|| asset.last_modified.clone())
+                    }),
+                    handle: component.id,
+                    refusal: None,
+                })
+            })
+            .collect();
+        Ok(Listing {
+            tags,
+            ..Listing::default()
+        })
+    }
+
+    fn refuse(
+        &self,
+        tag: &Listed,
+        requested: &BTreeSet<&str>,
+        listing: &Listing,
+    ) -> Option<String> {
+        let digest = tag.digest.as_deref()?;
+        let kept: Vec<&str> = listing
+            .tags
+            .iter()
+            .filter(|other| {
+                other.digest.as_deref() == Some(digest) && !requested.contains(other.tag.as_str())
+            })
+            .map(|other| other.tag.as_str())
+            .collect();
+        (!kept.is_empty()).then(|| {
+            format!(
+                "the tag shares its manifest {digest} with {}, and Nexus does not guarantee that deleting one docker component leaves the others intact; delete them together, or by digest",
+                kept.join(", ")
+            )
+        })
+    }
+
+    async fn delete_tag(
+        &self,
+        repository: &Repository,
+        tag: &Listed,
+    ) -> Result<Removed, CallError> {
+        let api = rest::ready(&self.api)?;
+        let operation = format!("delete the component of {repository}:{}", tag.tag);
+        let path = format!("/service/rest/v1/components/{}", rest::encode(&tag.handle));
+        let response = api.send(Method::DELETE, &path, &operation).await?;
+        match response.status {
+            200 | 204 => Ok(Removed::Done),
+            404 => Ok(Removed::Absent),
+            _ => Err(api.status_error(&response, &operation, AUTH_HINT).into()),
+        }
+    }
+}
+
+impl Vendor for Nexus {
+    fn name(&self) -> &'static str {
+        "nexus"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tag_only_delete: true,
+        }
+    }
+
+    fn list_tags<'a>(
+        &'a self,
+        repository: &'a Repository,
+        _with_digests: bool,
+    ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
+        // Search results carry the manifest asset's checksum and dates.
+        Box::pin(async move {
+            let want = Want {
+                dates: true,
+                digests: true,
+            };
+            Ok(rest::tag_infos(self.listing(repository, want).await?))
+        })
+    }
+
+    fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
+        Box::pin(async move { rest::delete(self, &request, self.parallel).await })
+    }
+}

@@ -1,0 +1,106 @@
+//! `regkit` with the `nexus` implementation against a Nexus 3 double: search pages (continuation tokens),
+//! component deletes, tags sharing a manifest with a kept tag refused, absent tags, bad credentials (exit 3).
+
+use regkit_e2e::vendors::nexus::{DOCUMENTED, Nexus};
+use regkit_e2e::vendors::{Run, assert_documented, regkit};
+
+fn run(nexus: &Nexus, password: &str, args: &[&str]) -> Run {
+    let config = tempfile::tempdir().unwrap();
+    let url = nexus.server.url();
+    let mut all = vec![
+        "--repo-implementation",
+        "nexus",
+        "--nexus-url",
+        &url,
+        "--nexus-repository",
+        "docker-hosted",
+        "--repo-nexus-username",
+        "ci",
+        "--repo-nexus-password",
+        password,
+    ];
+    all.extend(args);
+    regkit(config.path(), &all)
+}
+
+fn hex(n: usize) -> String {
+    format!("{n:064x}")
+}
+
+#[test]
+fn the_route_table_is_the_documented_one() {
+    let nexus = Nexus::start("docker-hosted", "ci", "pw");
+    assert_documented(&nexus.server.declared(), DOCUMENTED);
+}
+
+#[test]
+fn components_page_and_shared_manifests_are_refused() {
+    let nexus = Nexus::start("docker-hosted", "ci", "pw");
+    for i in 0..120 {
+        nexus.push("team/app", &format!("t{i:03}"), &hex(i));
+    }
+    nexus.push("team/app", "alias", &hex(5));
+    nexus.push("team/app", "pair-a", &hex(500));
+    nexus.push("team/app", "pair-b", &hex(500));
+    let repository = format!("{}/team/app", nexus.server.host());
+    let listed = run(&nexus, "pw", &["tags", "--digests", &repository]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert_eq!(listed.stdout.lines().count(), 123);
+    assert!(listed.stdout.contains(&format!("sha256:{}", hex(7))));
+
+    let before = nexus.tags("team/app");
+    let reference = |tag: &str| format!("{repository}:{tag}");
+    let deleted = run(
+        &nexus,
+        "pw",
+        &[
+            "delete",
+            &reference("t001"),
+            &reference("t005"),
+            &reference("pair-a"),
+            &reference("pair-b"),
+            &reference("nope"),
+        ],
+    );
+    assert_eq!(deleted.code, 1, "{}", deleted.stderr);
+    let statuses: Vec<String> = deleted
+        .entries()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["deleted", "failed", "deleted", "deleted", "absent"]
+    );
+    assert!(
+        deleted.entries()[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("alias")
+    );
+    let mut expected = before;
+    for gone in ["t001", "pair-a", "pair-b"] {
+        expected.remove(gone);
+    }
+    assert_eq!(nexus.tags("team/app"), expected);
+    assert!(
+        nexus.server.violations().is_empty(),
+        "{:?}",
+        nexus.server.violations()
+    );
+}
+
+#[test]
+fn bad_credentials_exit_3() {
+    let nexus = Nexus::start("docker-hosted", "ci", "pw");
+    nexus.push("team/app", "v1", &hex(1));
+    let repository = format!("{}/team/app", nexus.server.host());
+    let denied = run(&nexus, "wrong", &["delete", &format!("{repository}:v1")]);
+    assert_eq!(denied.code, 3, "{}", denied.stderr);
+    assert!(
+        denied.stderr.contains("--repo-nexus-username"),
+        "{}",
+        denied.stderr
+    );
+    assert_eq!(nexus.tags("team/app").len(), 1);
+}
