@@ -110,14 +110,16 @@ pub fn run_with(
         return answer(out, Err(Error::Other(usage)));
     };
     let result = match action.as_str() {
-        "get" => read_key(input).and_then(|key| helper.get(&key)).and_then(|c| {
-            to_go_json(&GetAnswer {
-                server_url: &c.server_url,
-                username: &c.username,
-                secret: c.secret.expose(),
-            })
-            .map(Some)
-        }),
+        "get" => read_key(input)
+            .and_then(|key| helper.get(&key))
+            .and_then(|c| {
+                to_go_json(&GetAnswer {
+                    server_url: &c.server_url,
+                    username: &c.username,
+                    secret: c.secret.expose(),
+                })
+                .map(Some)
+            }),
         "store" => read_credentials(input)
             .and_then(|c| helper.store(c))
             .map(|()| None),
@@ -211,9 +213,12 @@ fn read_credentials(input: &mut dyn Read) -> Result<Credentials, Error> {
         ));
     };
     let field = |name: &str| -> Result<String, Error> {
-        let found = fields
-            .get(name)
-            .or_else(|| fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v));
+        let found = fields.get(name).or_else(|| {
+            fields
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        });
         match found {
             None | Some(Value::Null) => Ok(String::new()),
             Some(Value::String(s)) => Ok(s.clone()),
@@ -316,13 +321,23 @@ mod tests {
     fn call(helper: &Recorder, args: &[&str], stdin: &[u8]) -> (u8, String) {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let mut out = Vec::new();
-        let code = run_with("docker-credential-t", helper, &args, &mut &stdin[..], &mut out);
+        let code = run_with(
+            "docker-credential-t",
+            helper,
+            &args,
+            &mut &stdin[..],
+            &mut out,
+        );
         (code, String::from_utf8(out).unwrap())
     }
 
     #[test]
     fn get_prints_go_json_in_key_order() {
-        let (code, out) = call(&Recorder::default(), &["get"], b"https://index.docker.io/v1/");
+        let (code, out) = call(
+            &Recorder::default(),
+            &["get"],
+            b"https://index.docker.io/v1/",
+        );
         assert_eq!(code, 0);
         assert_eq!(
             out,

@@ -32,6 +32,8 @@ pub fn tool(name: &str, package: &str) -> PathBuf {
             .find(|candidate| candidate.is_file())
     });
     found.unwrap_or_else(|| {
-        panic!("{name} is required by the end-to-end suite: apt-get install {package} (make test does)")
+        panic!(
+            "{name} is required by the end-to-end suite: apt-get install {package} (make test does)"
+        )
     })
 }
