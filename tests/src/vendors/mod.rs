@@ -5,6 +5,7 @@ pub mod acr;
 pub mod dockerhub;
 pub mod entra;
 pub mod gitlab;
+pub mod artifactory;
 pub mod harbor;
 pub mod nexus;
 pub mod quay;
