@@ -5,6 +5,8 @@
 //! never changes. A known name without a module is a clear "not supported yet" error, never a silent fallback
 //! to plain v2 deletes whose semantics differ per vendor.
 
+#[cfg(feature = "acr")]
+mod acr;
 mod artifactory;
 mod default;
 mod dockerhub;
@@ -145,6 +147,8 @@ const IMPLEMENTATIONS: &[(&str, Constructor, &[Flag])] = &[
     ("gitlab", gitlab::build, gitlab::FLAGS),
     #[cfg(feature = "ecr")]
     ("ecr", ecr::build, &[]),
+    #[cfg(feature = "acr")]
+    ("acr", acr::build, acr::FLAGS),
     ("harbor", harbor::build, harbor::FLAGS),
     ("quay", quay::build, quay::FLAGS),
     ("artifactory", artifactory::build, artifactory::FLAGS),

@@ -47,6 +47,8 @@ pub struct State {
     pub users: BTreeMap<String, (String, BTreeSet<String>)>,
     /// Lifetime of issued refresh tokens, seconds.
     pub refresh_lifetime: i64,
+    /// Tag listings still to answer 429 (`Retry-After: 1`) before serving.
+    pub throttle: usize,
     /// Issued access tokens → roles of their identity.
     access: BTreeMap<String, BTreeSet<String>>,
     issued: u64,
@@ -185,7 +187,12 @@ impl Acr {
         let list = {
             let (state, host) = (Arc::clone(&state), Arc::clone(&host));
             move |request: &Request| {
-                let state = state.lock().expect("state");
+                let mut state = state.lock().expect("state");
+                if state.throttle > 0 {
+                    state.throttle -= 1;
+                    return acr_error(429, "TOOMANYREQUESTS", "too many requests")
+                        .with_header("Retry-After", "1");
+                }
                 let host = host.lock().expect("host").clone();
                 let name = request.param("name");
                 if let Some(denied) = state.authorize(request, &host, name, "metadata_read") {
@@ -299,7 +306,7 @@ impl Acr {
                 "GET",
                 "/acr/v1/{name}/_tags",
                 &["api-version", "n", "last", "orderby"],
-                &[200, 401, 403, 404],
+                &[200, 401, 403, 404, 429],
                 list,
             ),
             Route::new(

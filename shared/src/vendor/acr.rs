@@ -1,0 +1,344 @@
+//! Azure Container Registry: tags listed with `GET /acr/v1/{name}/_tags` (newest first, paginated, with
+//! digests, `createdTime` and the `deleteEnabled` lock) and removed with `DELETE /acr/v1/{name}/_tags/{tag}`,
+//! which untags and leaves the manifest and its sibling tags alone. A digest target goes through
+//! `DELETE /v2/{name}/manifests/{digest}`, which removes the manifest with every tag on it. No `az` CLI.
+//!
+//! Each call first goes out without a token; ACR's 401 challenge names the scope it needs, for which an
+//! access token is fetched from the registry's own `/oauth2/token` (always on the API's origin, whatever
+//! realm the challenge names): with an ACR refresh token (the null-GUID username `docker-credential-acr`
+//! answers, or an identity token) by the refresh-token grant, with Basic credentials (admin user,
+//! repository-scoped token, service principal) by `GET`, else anonymously. Tokens are kept per scope.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
+use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, Vendor};
+use crate::acr::NULL_GUID;
+use crate::dockerconfig::RegistryAuth;
+use crate::reference::Repository;
+use crate::registry::api::{ApiClient, ApiResponse};
+use crate::registry::auth::parse_www_authenticate;
+use crate::registry::{ClientOptions, RegistryError};
+use crate::report::{Entry, Status};
+use crate::secret::Secret;
+
+/// The flags the ACR module reads.
+pub(super) const FLAGS: &[Flag] = &[Flag {
+    name: "acr-api-url",
+    value_name: "URL",
+    help: "ACR data-plane base URL (default: https://<registry host>)",
+}];
+
+/// The data-plane API version the description requires on every `/acr/v1` call.
+const API_VERSION: &str = "2021-07-01";
+/// Tags per page.
+const PAGE_SIZE: usize = 100;
+
+const LIST_HINT: &str = "the identity needs the AcrPull role (or a repository-scoped token with content/read and metadata/read) on the registry";
+const DELETE_HINT: &str = "the identity needs the AcrDelete role on the registry (or a repository-scoped token with content/delete)";
+const TOKEN_HINT: &str = "log in through docker-credential-acr (Entra ID) or `az acr login`, or use the admin user or a repository-scoped token";
+
+pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+    let api = ApiClient::new(
+        &rest::api_base(&context, "acr-api-url"),
+        "ACR API",
+        &ClientOptions::default(),
+    );
+    Box::new(Acr {
+        api,
+        auth: context.auth,
+        tokens: Mutex::new(BTreeMap::new()),
+        parallel: context.parallel,
+    })
+}
+
+struct Acr {
+    api: Result<ApiClient, RegistryError>,
+    auth: RegistryAuth,
+    /// Access tokens by `(repository, action)`.
+    tokens: Mutex<BTreeMap<(String, &'static str), Secret<String>>>,
+    parallel: usize,
+}
+
+#[derive(Deserialize)]
+struct TagList {
+    #[serde(default)]
+    tags: Vec<AcrTag>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AcrTag {
+    name: String,
+    digest: Option<String>,
+    created_time: Option<String>,
+    changeable_attributes: Option<Changeable>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Changeable {
+    delete_enabled: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct AccessToken {
+    access_token: Option<String>,
+}
+
+impl Acr {
+    /// Sends `path` with the access token for `(repository, action)`, fetching one for the scope the 401
+    /// challenge names when there is none yet or the cached one was refused.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        operation: &str,
+        repository: &Repository,
+        action: &'static str,
+    ) -> Result<ApiResponse, RegistryError> {
+        let api = rest::ready(&self.api)?;
+        let key = (repository.path.clone(), action);
+        let cached = self.tokens.lock().ok().and_then(|t| t.get(&key).cloned());
+        let response = match &cached {
+            Some(token) => {
+                api.clone()
+                    .with_bearer(token)?
+                    .send(method.clone(), path, operation)
+                    .await?
+            }
+            None => api.send(method.clone(), path, operation).await?,
+        };
+        if response.status != 401 {
+            return Ok(response);
+        }
+        let challenge = response
+            .header("www-authenticate")
+            .map(parse_www_authenticate)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|challenge| challenge.scheme == "bearer");
+        let Some(challenge) = challenge else {
+            return Ok(response);
+        };
+        let host = api.base().host_str().unwrap_or_default().to_owned();
+        let service = challenge.param("service").unwrap_or(&host).to_owned();
+        let scope = challenge.param("scope").map_or_else(
+            || format!("repository:{}:{action}", repository.path),
+            str::to_owned,
+        );
+        let token = self.access_token(api, &service, &scope).await?;
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.insert(key, token.clone());
+        }
+        api.clone()
+            .with_bearer(&token)?
+            .send(method, path, operation)
+            .await
+    }
+
+    /// An access token for `scope` from the registry's `/oauth2/token`.
+    async fn access_token(
+        &self,
+        api: &ApiClient,
+        service: &str,
+        scope: &str,
+    ) -> Result<Secret<String>, RegistryError> {
+        let operation = format!("get an ACR access token for {scope}");
+        let refresh = match &self.auth {
+            RegistryAuth::Basic { username, password } if username == NULL_GUID => Some(password),
+            RegistryAuth::IdentityToken(token) => Some(token),
+            _ => None,
+        };
+        let response = match (&self.auth, refresh) {
+            (_, Some(refresh)) => {
+                let form = [
+                    ("grant_type", "refresh_token"),
+                    ("service", service),
+                    ("scope", scope),
+                    ("refresh_token", refresh.expose().as_str()),
+                ];
+                api.send_with(Method::POST, "/oauth2/token", &operation, |request| {
+                    request.form(&form)
+                })
+                .await?
+            }
+            (RegistryAuth::RegistryToken(token), None) => return Ok(token.clone()),
+            (auth, None) => {
+                let client = match auth {
+                    RegistryAuth::Basic { username, password } => {
+                        api.clone().with_basic(username, password)?
+                    }
+                    _ => api.clone(),
+                };
+                let query = [("service", service), ("scope", scope)];
+                client
+                    .send_with(Method::GET, "/oauth2/token", &operation, |request| {
+                        request.query(&query)
+                    })
+                    .await?
+            }
+        };
+        if response.status != 200 {
+            return Err(api.status_error(&response, &operation, TOKEN_HINT));
+        }
+        api.json::<AccessToken>(&response, &operation)?
+            .access_token
+            .filter(|token| !token.is_empty())
+            .map(Secret::new)
+            .ok_or_else(|| RegistryError::InvalidResponse {
+                registry: api.label().to_owned(),
+                operation,
+                message: "no access_token in the answer".into(),
+            })
+    }
+}
+
+impl TagApi for Acr {
+    const REMOVED: Status = Status::Untagged;
+
+    async fn listing(&self, repository: &Repository, _: Want) -> Result<Listing, RegistryError> {
+        let operation = format!("list tags of {repository}");
+        let mut path = format!(
+            "/acr/v1/{}/_tags?api-version={API_VERSION}&n={PAGE_SIZE}&orderby=timedesc",
+            rest::encode(&repository.path)
+        );
+        let mut listing = Listing::default();
+        loop {
+            let response = self
+                .call(Method::GET, &path, &operation, repository, "metadata_read")
+                .await?;
+            match response.status {
+                200 => {}
+                404 => {
+                    return Err(RegistryError::RepositoryNotFound {
+                        registry: repository.registry.clone(),
+                        repository: repository.path.clone(),
+                    });
+                }
+                _ => {
+                    return Err(
+                        rest::ready(&self.api)?.status_error(&response, &operation, LIST_HINT)
+                    );
+                }
+            }
+            let page: TagList = rest::ready(&self.api)?.json(&response, &operation)?;
+            listing.tags.extend(page.tags.into_iter().map(|tag| {
+                let locked = tag
+                    .changeable_attributes
+                    .and_then(|attributes| attributes.delete_enabled)
+                    == Some(false);
+                Listed {
+                    handle: tag.name.clone(),
+                    refusal: locked.then(|| {
+                        "the tag is locked (deleteEnabled=false); unlock it with `az acr repository update --delete-enabled true`".to_owned()
+                    }),
+                    tag: tag.name,
+                    digest: tag.digest,
+                    created: tag.created_time,
+                }
+            }));
+            match response.next_link() {
+                Some(next) => path = next,
+                None => break,
+            }
+        }
+        Ok(listing)
+    }
+
+    async fn delete_tag(
+        &self,
+        repository: &Repository,
+        tag: &Listed,
+    ) -> Result<Removed, CallError> {
+        let operation = format!("delete tag {repository}:{}", tag.tag);
+        let path = format!(
+            "/acr/v1/{}/_tags/{}?api-version={API_VERSION}",
+            rest::encode(&repository.path),
+            rest::encode(&tag.handle)
+        );
+        let response = self
+            .call(Method::DELETE, &path, &operation, repository, "delete")
+            .await?;
+        match response.status {
+            200 | 202 | 204 => Ok(Removed::Done),
+            404 => Ok(Removed::Absent),
+            405 => Err(CallError::Refused(format!(
+                "ACR refuses the delete ({}); the tag, its manifest or the repository is locked (deleteEnabled=false)",
+                response.error_text()
+            ))),
+            _ => Err(rest::ready(&self.api)?
+                .status_error(&response, &operation, DELETE_HINT)
+                .into()),
+        }
+    }
+
+    async fn delete_digest(
+        &self,
+        repository: &Repository,
+        digest: &str,
+        _tags: &[&Listed],
+    ) -> Result<Removed, CallError> {
+        let operation = format!("delete manifest {repository}@{digest}");
+        // The v2 route takes the repository path with its slashes, as the distribution API does.
+        let path = format!(
+            "/v2/{}/manifests/{}?api-version={API_VERSION}",
+            repository
+                .path
+                .split('/')
+                .map(rest::encode)
+                .collect::<Vec<_>>()
+                .join("/"),
+            rest::encode(digest)
+        );
+        let response = self
+            .call(Method::DELETE, &path, &operation, repository, "delete")
+            .await?;
+        match response.status {
+            200 | 202 => Ok(Removed::Done),
+            404 => Ok(Removed::Absent),
+            405 => Err(CallError::Refused(format!(
+                "ACR refuses the delete ({}); the manifest or repository is locked (deleteEnabled=false)",
+                response.error_text()
+            ))),
+            _ => Err(rest::ready(&self.api)?
+                .status_error(&response, &operation, DELETE_HINT)
+                .into()),
+        }
+    }
+}
+
+impl Vendor for Acr {
+    fn name(&self) -> &'static str {
+        "acr"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tag_only_delete: true,
+        }
+    }
+
+    fn list_tags<'a>(
+        &'a self,
+        repository: &'a Repository,
+        _with_digests: bool,
+    ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
+        // The tag list carries digests and creation times.
+        Box::pin(async move {
+            let want = Want {
+                dates: true,
+                digests: true,
+            };
+            Ok(rest::tag_infos(self.listing(repository, want).await?))
+        })
+    }
+
+    fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
+        Box::pin(async move { rest::delete(self, &request, self.parallel).await })
+    }
+}

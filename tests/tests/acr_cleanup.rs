@@ -1,0 +1,229 @@
+//! `regkit` with the `acr` implementation against the ACR data-plane double: access tokens for the scope
+//! each 401 challenge names (refresh-token grant with the null-GUID username docker-credential-acr answers,
+//! Basic for admin users), paginated newest-first listing with dates, untag keeping sibling tags, locked
+//! and absent tags, digest deletes, 429 then success, and 401/403 → exit 3 naming what is missing.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use base64::Engine;
+use regkit_e2e::specs::OpenApi;
+use regkit_e2e::vendors::acr::{Acr, SPEC};
+use regkit_e2e::vendors::entra::{jwt, now};
+use regkit_e2e::vendors::{Run, digest, regkit};
+use serde_json::json;
+
+const TENANT: &str = "72f988bf-0000-4000-8000-2d7cd011db47";
+const APP: &str = "11111111-2222-3333-4444-555555555555";
+const NULL_GUID: &str = "00000000-0000-0000-0000-000000000000";
+
+fn roles(acr: &Acr, app: &str, roles: &[&str]) {
+    acr.state
+        .lock()
+        .unwrap()
+        .roles
+        .insert(app.into(), roles.iter().map(|r| r.to_string()).collect());
+}
+
+/// A docker config whose credentials for the double are `username`:`password`.
+fn config(dir: &Path, acr: &Acr, username: &str, password: &str) {
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    let config = json!({"auths": {acr.server.host(): {"auth": auth}}});
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+}
+
+/// An ACR refresh token for `app`, as the token exchange issues them.
+fn refresh_token(app: &str) -> String {
+    jwt(&json!({"sub": app, "tenant": TENANT, "exp": now() + 3600}))
+}
+
+fn run(dir: &Path, args: &[&str]) -> Run {
+    let mut all = vec!["--repo-implementation", "acr"];
+    all.extend(args);
+    regkit(dir, &all)
+}
+
+fn assert_clean(acr: &Acr) {
+    assert!(
+        acr.server.violations().is_empty(),
+        "{:?}",
+        acr.server.violations()
+    );
+}
+
+#[test]
+fn the_double_follows_the_published_description() {
+    let acr = Acr::start(TENANT);
+    OpenApi::load(SPEC).assert_covers(&acr.server.declared());
+}
+
+#[test]
+fn listing_is_paginated_with_dates_and_survives_429() {
+    let acr = Acr::start(TENANT);
+    roles(&acr, APP, &["AcrPull"]);
+    acr.seed("team/app", "t", 250, 5);
+    acr.state.lock().unwrap().throttle = 1;
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &acr, NULL_GUID, &refresh_token(APP));
+    let repository = format!("{}/team/app", acr.server.host());
+    let listed = run(dir.path(), &["tags", &repository]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert_eq!(listed.stdout.lines().count(), 250, "{}", listed.stdout);
+    assert!(listed.stdout.contains(&digest(49)));
+    let log = acr.server.log();
+    let pages: Vec<_> = log
+        .iter()
+        .filter(|(method, path, status)| {
+            method == "GET" && path.ends_with("/_tags") && *status == 200
+        })
+        .collect();
+    assert_eq!(pages.len(), 3, "{log:?}");
+    assert!(log.iter().any(|(_, _, status)| *status == 429), "{log:?}");
+    // One token for the listing scope, reused for every page.
+    let tokens = log
+        .iter()
+        .filter(|(_, path, _)| path == "/oauth2/token")
+        .count();
+    assert_eq!(tokens, 1, "{log:?}");
+    // The dates drive policies: keeping the 245 newest plans exactly the five oldest.
+    let planned = run(
+        dir.path(),
+        &["cleanup", "--dry-run", "--keep-last", "245", &repository],
+    );
+    assert_eq!(planned.code, 0, "{}", planned.stderr);
+    let mut tags: Vec<String> = planned
+        .stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|e| e["result"] == "planned" && e["date_source"] == "vendor")
+        .map(|e| e["tag"].as_str().unwrap().to_owned())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["t0", "t1", "t2", "t3", "t4"], "{}", planned.stdout);
+    assert_clean(&acr);
+}
+
+#[test]
+fn untag_keeps_siblings_and_reports_locked_and_absent_tags() {
+    let acr = Acr::start(TENANT);
+    roles(&acr, APP, &["AcrPull", "AcrDelete"]);
+    acr.seed("team/app", "t", 12, 3);
+    acr.seed("solo", "s", 4, 2);
+    acr.state
+        .lock()
+        .unwrap()
+        .repositories
+        .get_mut("team/app")
+        .unwrap()
+        .get_mut("t5")
+        .unwrap()
+        .locked = true;
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &acr, NULL_GUID, &refresh_token(APP));
+    let host = acr.server.host().to_owned();
+    let before = acr.tags("team/app");
+
+    let planned = run(
+        dir.path(),
+        &["delete", "--dry-run", &format!("{host}/team/app:t0")],
+    );
+    assert_eq!(planned.code, 0, "{}", planned.stderr);
+    assert_eq!(planned.entries()[0]["status"], "planned");
+    assert_eq!(acr.tags("team/app"), before);
+
+    let deleted = run(
+        dir.path(),
+        &[
+            "delete",
+            &format!("{host}/team/app:t0"),
+            &format!("{host}/team/app:t5"),
+            &format!("{host}/team/app:nope"),
+        ],
+    );
+    assert_eq!(deleted.code, 1, "{}", deleted.stderr);
+    let entries = deleted.entries();
+    let statuses: Vec<&str> = entries
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["untagged", "failed", "absent"]);
+    assert_eq!(entries[0]["digest"], digest(0));
+    assert!(
+        entries[1]["error"].as_str().unwrap().contains("locked"),
+        "{}",
+        entries[1]
+    );
+    let mut expected = before;
+    expected.remove("t0");
+    assert_eq!(
+        acr.tags("team/app"),
+        expected,
+        "only t0 went; t1 and t2 share its manifest"
+    );
+
+    // A digest removes its manifest and every tag on it, nothing else.
+    let by_digest = run(
+        dir.path(),
+        &["delete", &format!("{host}/solo@{}", digest(1))],
+    );
+    assert_eq!(by_digest.code, 0, "{}", by_digest.stderr);
+    assert_eq!(by_digest.entries()[0]["status"], "deleted");
+    assert_eq!(
+        acr.tags("solo"),
+        BTreeSet::from(["s0".to_owned(), "s1".to_owned()])
+    );
+    assert_clean(&acr);
+}
+
+#[test]
+fn a_missing_acr_delete_role_exits_3_naming_it() {
+    let acr = Acr::start(TENANT);
+    roles(&acr, APP, &["AcrPull"]);
+    acr.seed("team/app", "t", 3, 1);
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &acr, NULL_GUID, &refresh_token(APP));
+    let host = acr.server.host().to_owned();
+    let denied = run(dir.path(), &["delete", &format!("{host}/team/app:t1")]);
+    assert_eq!(denied.code, 3, "{}\n{}", denied.stdout, denied.stderr);
+    assert!(
+        denied.stdout.contains("AcrDelete") || denied.stderr.contains("AcrDelete"),
+        "{}\n{}",
+        denied.stdout,
+        denied.stderr
+    );
+    assert_eq!(acr.tags("team/app").len(), 3);
+    assert_clean(&acr);
+}
+
+#[test]
+fn wrong_admin_credentials_exit_3_and_right_ones_work() {
+    let acr = Acr::start(TENANT);
+    acr.state.lock().unwrap().users.insert(
+        "myreg".into(),
+        (
+            "admin-pw".into(),
+            BTreeSet::from(["AcrPush".into(), "AcrDelete".into()]),
+        ),
+    );
+    acr.seed("app", "v", 3, 1);
+    let host = acr.server.host().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &acr, "myreg", "wrong");
+    let refused = run(dir.path(), &["tags", &format!("{host}/app")]);
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("docker-credential-acr"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("wrong"), "{}", refused.stderr);
+
+    config(dir.path(), &acr, "myreg", "admin-pw");
+    let deleted = run(dir.path(), &["delete", &format!("{host}/app:v1")]);
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    assert_eq!(
+        acr.tags("app"),
+        BTreeSet::from(["v0".to_owned(), "v2".to_owned()])
+    );
+    assert_clean(&acr);
+}
