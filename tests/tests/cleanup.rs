@@ -569,27 +569,25 @@ fn usage_errors_exit_2_before_any_request() {
             "delete",
             "127.0.0.1:1/app:x",
         ],
-        vec![
-            "--repo-implementation",
-            "nexus",
-            "delete",
-            "127.0.0.1:1/app:x",
-        ],
         vec!["--parallel", "0", "tags", "127.0.0.1:1/app"],
     ] {
         let output = regkit(config.path(), &args, "", &[]);
         assert_exit(&output, 2);
     }
-    // A known implementation without a module (nexus has none yet) names the way out.
+    // An unknown implementation from the environment names the ones that exist.
     let output = regkit(
         config.path(),
         &["delete", "127.0.0.1:1/app:x"],
         "",
-        &[("REGKIT_REPO_IMPLEMENTATION", "nexus")],
+        &[("REGKIT_REPO_IMPLEMENTATION", "nope")],
     );
-    assert_eq!(
-        stderr(&output),
-        "regkit: implementation nexus is not supported yet; use --repo-implementation default to delete through the plain v2 API\n"
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).starts_with(
+            "regkit: unknown registry implementation \"nope\"; use one of: default, ecr"
+        ),
+        "{}",
+        stderr(&output)
     );
     let output = regkit(
         config.path(),
