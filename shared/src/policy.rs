@@ -244,7 +244,7 @@ impl Policy {
         }
         if let Some(keep) = self.keep_last {
             // Newest first; the rank of a tag is 1 + the number of strictly newer tags, so ties share one.
-            dated.sort_by(|a, b| b.0.cmp(&a.0));
+            dated.sort_by_key(|(created, _)| std::cmp::Reverse(*created));
             let boundary = keep
                 .checked_sub(1)
                 .and_then(|last| dated.get(last))

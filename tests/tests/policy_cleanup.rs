@@ -512,3 +512,77 @@ fn a_prefix_pattern_cleans_every_repository_under_it() {
     assert!(tags(&registry, "other/d").keys().eq(["new"]));
     assert!(tags(&registry, "teams/e").keys().eq(["new"]));
 }
+
+/// `regkit ARGS` on a pseudo-terminal (util-linux `script`), with `answer` typed in.
+fn regkit_on_terminal(config: &Path, args: &[&str], answer: &str) -> Output {
+    let script = bins::tool("script", "bsdutils");
+    let mut line = format!(
+        "{} --docker-config {}",
+        bins::ours("regkit").display(),
+        config.display()
+    );
+    for arg in args {
+        // Test arguments are plain words; quoting keeps regex characters away from the shell.
+        line.push_str(&format!(" '{arg}'"));
+    }
+    let mut child = Command::new(script)
+        .args(["-qec", &line, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", config)
+        .env("SHELL", "/bin/sh")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn on_a_terminal_it_shows_the_plan_and_asks_once() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/ask";
+    push(&registry, repo, &[("a", days_ago(90)), ("b", days_ago(1))]);
+    let before = tags(&registry, repo);
+    let target = format!("{}/{repo}", registry.host());
+    let args = ["cleanup", target.as_str(), "--older-than", "30d"];
+    let declined = regkit_on_terminal(config.path(), &args, "n\n");
+    let screen = String::from_utf8_lossy(&declined.stdout).into_owned();
+    assert_eq!(declined.status.code(), Some(0), "{screen}");
+    assert_eq!(screen.matches("[y/N]").count(), 1, "{screen}");
+    assert!(
+        screen.contains("Delete 1 tag(s)/manifest(s) in 1 repository?"),
+        "{screen}"
+    );
+    let planned = screen
+        .lines()
+        .find(|line| line.contains(&format!("{target}:a ")))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(planned.starts_with("delete"), "{planned}");
+    assert!(
+        planned.contains("90d") && planned.contains(&before["a"]),
+        "{planned}"
+    );
+    assert!(screen.contains("nothing deleted"), "{screen}");
+    assert!(
+        screen
+            .lines()
+            .any(|line| line.starts_with("declined") && line.contains(&format!("{target}:a "))),
+        "{screen}"
+    );
+    assert_eq!(tags(&registry, repo), before);
+
+    let accepted = regkit_on_terminal(config.path(), &args, "y\n");
+    let screen = String::from_utf8_lossy(&accepted.stdout).into_owned();
+    assert_eq!(accepted.status.code(), Some(0), "{screen}");
+    assert_eq!(screen.matches("[y/N]").count(), 1, "{screen}");
+    assert_eq!(tags(&registry, repo), without(&before, &["a"]));
+}

@@ -74,7 +74,8 @@ struct Row {
     action: Action,
     rule: RowRule,
     reason: String,
-    /// `kept`, or the deletion's status (`deleted`, `untagged`, `absent`, `planned`, `failed`).
+    /// `kept`, `declined` (not confirmed at the prompt), or the deletion's status (`deleted`, `untagged`,
+    /// `absent`, `planned`, `failed`).
     result: String,
     method: Option<Method>,
     error: Option<String>,
@@ -250,6 +251,12 @@ pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8,
     }
     if proceed {
         execute(setup, &handles, &mut plans, dry_run).await;
+    } else {
+        for row in plans.iter_mut().flat_map(|plan| plan.rows.iter_mut()) {
+            if row.action == Action::Delete {
+                row.result = "declined".into();
+            }
+        }
     }
     let rows: Vec<Row> = plans.into_iter().flat_map(|plan| plan.rows).collect();
     let summary = Summary::of(&rows, repositories.len());
@@ -260,10 +267,10 @@ pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8,
     for note in &notes {
         if let Some(error) = &note.error {
             eprintln!("regkit: {}: {error}", note.repository);
-        } else if let Some(text) = &note.note {
-            if !setup.options.quiet {
-                eprintln!("regkit: {}: {text}", note.repository);
-            }
+        } else if let Some(text) = &note.note
+            && !setup.options.quiet
+        {
+            eprintln!("regkit: {}: {text}", note.repository);
         }
     }
     if !proceed {
