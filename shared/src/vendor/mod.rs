@@ -10,6 +10,7 @@ mod acr;
 mod artifactory;
 mod default;
 mod dockerhub;
+mod github;
 mod gitlab;
 #[cfg(feature = "ecr")]
 mod ecr;
@@ -144,6 +145,7 @@ pub struct Flag {
 const IMPLEMENTATIONS: &[(&str, Constructor, &[Flag])] = &[
     ("default", default::build, &[]),
     ("dockerhub", dockerhub::build, dockerhub::FLAGS),
+    ("github", github::build, github::FLAGS),
     ("gitlab", gitlab::build, gitlab::FLAGS),
     #[cfg(feature = "ecr")]
     ("ecr", ecr::build, &[]),

@@ -4,6 +4,7 @@
 pub mod acr;
 pub mod dockerhub;
 pub mod entra;
+pub mod github;
 pub mod gitlab;
 pub mod artifactory;
 pub mod harbor;

@@ -1,0 +1,584 @@
+//! GitHub Packages (`ghcr.io`, legacy `docker.pkg.github.com`): tags, digests and dates come from the
+//! package's versions in GitHub's REST API; deletion removes versions there, since ghcr.io refuses the v2
+//! DELETE.
+//!
+//! A version is a digest with every tag on it, and GitHub has no API that removes one tag. So a tag whose
+//! version keeps other, unrequested tags is moved away first: a unique tombstone manifest is pushed under it
+//! through the v2 API, which makes a new version holding that tag alone, and that version is deleted. A
+//! version is deleted directly when all its tags (or its digest) were requested. GitHub refuses to delete a
+//! package's last version; a run that would need that fails unless `--github-delete-package` names the
+//! package, which then is deleted whole.
+//!
+//! The owner's kind comes from `GET /users/{owner}` (werf-registries.md §3.3; outside the packages
+//! description): organisations use `/orgs/{owner}/…`, users `/user/…` (the token owner's packages).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use reqwest::Method as Http;
+use tokio::sync::OnceCell;
+
+use super::default::TOMBSTONE_ANNOTATION;
+use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, Vendor, failure_kind};
+use crate::reference::{Repository, Target};
+use crate::registry::RegistryError;
+use crate::registry::api::{ApiClient, ApiResponse};
+use crate::report::{Entry, FailureKind, Method, Status};
+
+/// GitHub.com's REST API.
+const DEFAULT_API_URL: &str = "https://api.github.com";
+
+/// GitHub's largest page.
+const PER_PAGE: u32 = 100;
+
+/// Bound on pages of one listing.
+const MAX_PAGES: usize = 10_000;
+
+const TOKEN_HINT: &str = "give --repo-github-token (or GITHUB_TOKEN) a token with the read:packages and delete:packages scopes; a workflow's default GITHUB_TOKEN may not be enough (it deletes only packages whose repository grants the workflow admin access)";
+
+/// The flags this module reads.
+pub(super) const FLAGS: &[Flag] = &[
+    Flag {
+        name: "github-api-url",
+        value_name: "URL",
+        help: "GitHub REST API base URL, for GitHub Enterprise Server (default https://api.github.com)",
+    },
+    Flag {
+        name: "repo-github-token",
+        value_name: "TOKEN",
+        help: "GitHub token with read:packages and delete:packages (GITHUB_TOKEN is used when absent)",
+    },
+    Flag {
+        name: "github-delete-package",
+        value_name: "PACKAGE",
+        help: "delete package PACKAGE whole when a run would remove its last version (GitHub refuses that)",
+    },
+];
+
+pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+    Box::new(GitHub {
+        context,
+        api: OnceCell::new(),
+    })
+}
+
+struct GitHub {
+    context: Context,
+    api: OnceCell<ApiClient>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Version {
+    id: u64,
+    /// The manifest digest.
+    name: String,
+    created_at: Option<String>,
+    #[serde(default)]
+    metadata: Metadata,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+struct Metadata {
+    #[serde(default)]
+    container: Container,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+struct Container {
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+/// A package's versions endpoint: `orgs/{org}/packages/container/{package}` or `user/packages/container/{package}`.
+struct Package {
+    api_path: String,
+    /// The package name (the repository path after the owner).
+    name: String,
+}
+
+impl GitHub {
+    async fn api(&self) -> Result<&ApiClient, RegistryError> {
+        self.api
+            .get_or_try_init(|| async {
+                let settings = &self.context.settings;
+                let url = settings.text("github-api-url").unwrap_or(DEFAULT_API_URL);
+                let api = ApiClient::new(
+                    &format!("{}/", url.trim_end_matches('/')),
+                    "GitHub API",
+                    &Default::default(),
+                )?;
+                match settings
+                    .get("repo-github-token")
+                    .or_else(|| settings.environment("GITHUB_TOKEN"))
+                {
+                    Some(token) => api.with_bearer(token),
+                    None => Ok(api),
+                }
+            })
+            .await
+    }
+
+    async fn send(
+        &self,
+        method: Http,
+        path: &str,
+        operation: &str,
+    ) -> Result<ApiResponse, RegistryError> {
+        self.api()
+            .await?
+            .send_with(method, path, operation, |request| {
+                request
+                    .header("Accept", "application/vnd.github+json")
+                    .header("X-GitHub-Api-Version", "2022-11-28")
+            })
+            .await
+    }
+
+    async fn status_error(&self, response: &ApiResponse, operation: &str) -> RegistryError {
+        match self.api().await {
+            Ok(api) => api.status_error(response, operation, TOKEN_HINT),
+            Err(error) => error,
+        }
+    }
+
+    async fn package(&self, repository: &Repository) -> Result<Package, RegistryError> {
+        let Some((owner, name)) = repository.path.split_once('/') else {
+            return Err(RegistryError::Config(format!(
+                "{repository}: GitHub packages are named OWNER/PACKAGE"
+            )));
+        };
+        let operation = format!("look up owner {owner}");
+        let response = self
+            .send(Http::GET, &format!("users/{owner}"), &operation)
+            .await?;
+        if response.status != 200 {
+            return Err(self.status_error(&response, &operation).await);
+        }
+        #[derive(serde::Deserialize)]
+        struct Owner {
+            r#type: String,
+        }
+        let kind: Owner = self.api().await?.json(&response, &operation)?;
+        let prefix = match kind.r#type.as_str() {
+            "User" => "user".to_string(),
+            _ => format!("orgs/{owner}"),
+        };
+        Ok(Package {
+            api_path: format!("{prefix}/packages/container/{}", name.replace('/', "%2F")),
+            name: name.to_string(),
+        })
+    }
+
+    async fn versions(&self, package: &Package) -> Result<Vec<Version>, RegistryError> {
+        let operation = format!("list versions of package {}", package.name);
+        let mut path = format!("{}/versions?per_page={PER_PAGE}", package.api_path);
+        let mut versions = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let response = self.send(Http::GET, &path, &operation).await?;
+            match response.status {
+                200 => {}
+                404 => {
+                    return Err(RegistryError::RepositoryNotFound {
+                        registry: "GitHub API".into(),
+                        repository: package.name.clone(),
+                    });
+                }
+                _ => return Err(self.status_error(&response, &operation).await),
+            }
+            versions.extend(
+                self.api()
+                    .await?
+                    .json::<Vec<Version>>(&response, &operation)?,
+            );
+            match response.next_link() {
+                Some(next) => path = next,
+                None => return Ok(versions),
+            }
+        }
+        Err(RegistryError::InvalidResponse {
+            registry: "GitHub API".into(),
+            operation,
+            message: format!("more than {MAX_PAGES} pages"),
+        })
+    }
+
+    async fn delete_path(&self, path: &str, operation: &str) -> Result<(), RegistryError> {
+        let response = self.send(Http::DELETE, path, operation).await?;
+        match response.status {
+            200 | 202 | 204 => Ok(()),
+            _ => Err(self.status_error(&response, operation).await),
+        }
+    }
+
+    /// Moves `tag` off `digest` onto a tombstone of its own and deletes the tombstone's version.
+    async fn untag(
+        &self,
+        repository: &Repository,
+        package: &Package,
+        tag: &str,
+        digest: &str,
+    ) -> Result<(), RegistryError> {
+        let client = &self.context.client;
+        let path = &repository.path;
+        let manifest = client.get_manifest(path, digest).await?.ok_or_else(|| {
+            RegistryError::InvalidResponse {
+                registry: repository.registry.clone(),
+                operation: format!("GET manifest {path}@{digest}"),
+                message: "GitHub lists the version but the registry has no such manifest".into(),
+            }
+        })?;
+        let grave =
+            tombstone(&manifest.body).map_err(|message| RegistryError::InvalidResponse {
+                registry: repository.registry.clone(),
+                operation: format!("untag {path}:{tag}"),
+                message,
+            })?;
+        let grave_digest = client
+            .put_manifest(path, tag, &manifest.info.media_type, &grave)
+            .await?;
+        let versions = self.versions(package).await?;
+        let version = versions.iter().find(|v| v.name == grave_digest).ok_or_else(|| RegistryError::InvalidResponse {
+            registry: "GitHub API".into(),
+            operation: format!("list versions of package {}", package.name),
+            message: format!("no version for the tombstone {grave_digest} pushed under {tag}; {tag} now points at it, delete it again"),
+        })?;
+        self.delete_path(
+            &format!("{}/versions/{}", package.api_path, version.id),
+            &format!("delete the tombstone version of {path}:{tag}"),
+        )
+        .await
+    }
+}
+
+/// `body` with a unique annotation, so its digest is new: a version of its own on GitHub.
+fn tombstone(body: &[u8]) -> Result<Vec<u8>, String> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut manifest: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|error| format!("the manifest is not JSON ({error})"))?;
+    let annotations = manifest
+        .as_object_mut()
+        .filter(|object| {
+            object
+                .get("schemaVersion")
+                .and_then(serde_json::Value::as_u64)
+                == Some(2)
+        })
+        .ok_or("only schema version 2 manifests can be untagged safely")?
+        .entry("annotations")
+        .or_insert_with(|| serde_json::json!({}))
+        .as_object_mut()
+        .ok_or("the manifest's annotations are not an object")?;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let marker = format!(
+        "{nanos}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    annotations.insert(
+        TOMBSTONE_ANNOTATION.into(),
+        serde_json::Value::String(marker),
+    );
+    serde_json::to_vec(&manifest).map_err(|error| error.to_string())
+}
+
+/// What to do with one version.
+enum Action {
+    /// Delete the version: every tag on it (or its digest) was requested.
+    Delete {
+        version: u64,
+        digest: String,
+        targets: Vec<Target>,
+    },
+    /// Move the tag off its version, which keeps other tags.
+    Untag {
+        tag: String,
+        digest: String,
+    },
+    Absent(Target),
+}
+
+fn plan(targets: &[Target], versions: &[Version]) -> Vec<Action> {
+    let by_tag: BTreeMap<&str, &Version> = versions
+        .iter()
+        .flat_map(|v| {
+            v.metadata
+                .container
+                .tags
+                .iter()
+                .map(move |t| (t.as_str(), v))
+        })
+        .collect();
+    let mut groups: BTreeMap<u64, (&Version, Vec<Target>)> = BTreeMap::new();
+    let mut actions = Vec::new();
+    for target in targets {
+        let version = match target {
+            Target::Tag(tag) => by_tag.get(tag.as_str()).copied(),
+            Target::Digest(digest) => versions.iter().find(|v| &v.name == digest),
+        };
+        match version {
+            Some(version) => groups
+                .entry(version.id)
+                .or_insert((version, Vec::new()))
+                .1
+                .push(target.clone()),
+            None => actions.push(Action::Absent(target.clone())),
+        }
+    }
+    for (id, (version, targets)) in groups {
+        let requested: BTreeSet<&str> = targets
+            .iter()
+            .filter_map(|t| match t {
+                Target::Tag(tag) => Some(tag.as_str()),
+                Target::Digest(_) => None,
+            })
+            .collect();
+        let whole = targets.iter().any(|t| matches!(t, Target::Digest(_)))
+            || version
+                .metadata
+                .container
+                .tags
+                .iter()
+                .all(|t| requested.contains(t.as_str()));
+        if whole {
+            actions.push(Action::Delete {
+                version: id,
+                digest: version.name.clone(),
+                targets,
+            });
+        } else {
+            actions.extend(requested.into_iter().map(|tag| Action::Untag {
+                tag: tag.to_string(),
+                digest: version.name.clone(),
+            }));
+        }
+    }
+    actions
+}
+
+impl Vendor for GitHub {
+    fn name(&self) -> &'static str {
+        "github"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tag_only_delete: false,
+        }
+    }
+
+    fn list_tags<'a>(
+        &'a self,
+        repository: &'a Repository,
+        _with_digests: bool,
+    ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
+        // Versions carry digests and creation times with their tags, so they always come along.
+        Box::pin(async move {
+            let package = self.package(repository).await?;
+            let mut tags: Vec<TagInfo> = self
+                .versions(&package)
+                .await?
+                .into_iter()
+                .flat_map(|version| {
+                    let Version {
+                        name,
+                        created_at,
+                        metadata,
+                        ..
+                    } = version;
+                    metadata.container.tags.into_iter().map(move |tag| TagInfo {
+                        tag,
+                        digest: Some(name.clone()),
+                        created: created_at.clone(),
+                    })
+                })
+                .collect();
+            tags.sort_by(|a, b| a.tag.cmp(&b.tag));
+            tags.dedup_by(|a, b| a.tag == b.tag);
+            Ok(tags)
+        })
+    }
+
+    fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
+        Box::pin(async move {
+            let repository = request.repository;
+            let mut seen = HashSet::new();
+            let targets: Vec<Target> = request
+                .targets
+                .iter()
+                .filter(|t| seen.insert(*t))
+                .cloned()
+                .collect();
+            let listed = match self.package(repository).await {
+                Ok(package) => self
+                    .versions(&package)
+                    .await
+                    .map(|versions| (package, versions)),
+                Err(error) => Err(error),
+            };
+            let (package, versions) = match listed {
+                Ok(listed) => listed,
+                Err(error) => {
+                    (request.progress)(targets.len() as u64);
+                    return targets
+                        .iter()
+                        .map(|t| failed(repository, t, &error))
+                        .collect();
+                }
+            };
+            let actions = plan(&targets, &versions);
+            let deleted_versions = actions
+                .iter()
+                .filter(|a| matches!(a, Action::Delete { .. }))
+                .count();
+            let every_version = !versions.is_empty() && deleted_versions == versions.len();
+            let delete_package = every_version
+                && self.context.settings.text("github-delete-package")
+                    == Some(package.name.as_str());
+            let refused = every_version && !delete_package;
+            let last_version = format!(
+                "this would delete every version of package {0} on GitHub, which refuses to delete a package's last version; pass --github-delete-package {0} to delete the whole package",
+                package.name
+            );
+            let mut entries = Vec::with_capacity(targets.len());
+            if delete_package && !request.dry_run {
+                if let Err(error) = self
+                    .delete_path(
+                        &package.api_path,
+                        &format!("delete package {}", package.name),
+                    )
+                    .await
+                {
+                    (request.progress)(targets.len() as u64);
+                    return targets
+                        .iter()
+                        .map(|t| failed(repository, t, &error))
+                        .collect();
+                }
+            }
+            for action in actions {
+                match action {
+                    Action::Absent(target) => {
+                        entries.push(done(repository, &target, None, Status::Absent, None))
+                    }
+                    Action::Delete {
+                        version,
+                        digest,
+                        targets,
+                    } => {
+                        let result = if refused || request.dry_run || delete_package {
+                            Ok(())
+                        } else {
+                            self.delete_path(
+                                &format!("{}/versions/{version}", package.api_path),
+                                &format!("delete version {digest} of package {}", package.name),
+                            )
+                            .await
+                        };
+                        let status = if request.dry_run {
+                            Status::Planned
+                        } else {
+                            Status::Deleted
+                        };
+                        for target in targets {
+                            let method = if matches!(target, Target::Digest(_)) {
+                                Method::Digest
+                            } else {
+                                Method::Native
+                            };
+                            entries.push(match &result {
+                                _ if refused => Entry {
+                                    error: Some(last_version.clone()),
+                                    failure: Some(FailureKind::Other),
+                                    ..done(
+                                        repository,
+                                        &target,
+                                        Some(digest.clone()),
+                                        Status::Failed,
+                                        None,
+                                    )
+                                },
+                                Ok(()) => done(
+                                    repository,
+                                    &target,
+                                    Some(digest.clone()),
+                                    status,
+                                    Some(method),
+                                ),
+                                Err(error) => failed(repository, &target, error),
+                            });
+                        }
+                    }
+                    Action::Untag { tag, digest } => {
+                        let target = Target::Tag(tag.clone());
+                        entries.push(if request.dry_run {
+                            done(
+                                repository,
+                                &target,
+                                Some(digest),
+                                Status::Planned,
+                                Some(Method::Tombstone),
+                            )
+                        } else {
+                            match self.untag(repository, &package, &tag, &digest).await {
+                                Ok(()) => done(
+                                    repository,
+                                    &target,
+                                    Some(digest),
+                                    Status::Untagged,
+                                    Some(Method::Tombstone),
+                                ),
+                                Err(error) => failed(repository, &target, &error),
+                            }
+                        });
+                    }
+                }
+                (request.progress)(1);
+            }
+            let order: BTreeMap<&Target, usize> =
+                targets.iter().enumerate().map(|(i, t)| (t, i)).collect();
+            entries.sort_by_key(|entry| {
+                let target = match &entry.tag {
+                    Some(tag) => Target::Tag(tag.clone()),
+                    None => Target::Digest(entry.digest.clone().unwrap_or_default()),
+                };
+                order.get(&target).copied().unwrap_or(usize::MAX)
+            });
+            entries
+        })
+    }
+}
+
+fn done(
+    repository: &Repository,
+    target: &Target,
+    digest: Option<String>,
+    status: Status,
+    method: Option<Method>,
+) -> Entry {
+    let (tag, digest) = match target {
+        Target::Tag(tag) => (Some(tag.clone()), digest),
+        Target::Digest(named) => (None, Some(named.clone())),
+    };
+    Entry {
+        reference: format!("{repository}{target}"),
+        repository: repository.to_string(),
+        tag,
+        digest,
+        status,
+        method,
+        error: None,
+        failure: None,
+    }
+}
+
+fn failed(repository: &Repository, target: &Target, error: &RegistryError) -> Entry {
+    Entry {
+        error: Some(error.to_string()),
+        failure: Some(failure_kind(error)),
+        ..done(repository, target, None, Status::Failed, None)
+    }
+}

@@ -1,0 +1,290 @@
+//! A GitHub Packages REST stand-in whose container versions are derived live from a real distribution
+//! registry (the ghcr.io v2 data plane): each request reads the repository's tags and digests from the
+//! registry, gives every digest it has seen a stable version id, and a version DELETE deletes that digest
+//! in the registry. So a manifest pushed through v2 (a tombstone) shows up as a new version, as on GitHub.
+//!
+//! Routes come from `github/api.github.com.packages-extract.json`, except `GET /users/{username}` (GitHub's
+//! users API, outside the packages extract; werf-registries.md §3.3 uses it for the owner's kind).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use crate::apiserver::{ApiServer, Declared, Reply, Request, Route};
+use crate::images::{Auth, Pusher};
+
+/// The one route outside the packages description.
+pub const USERS_ROUTE: (&str, &str) = ("GET", "/users/{username}");
+
+#[derive(Default)]
+struct State {
+    base_url: String,
+    registry_url: String,
+    token: String,
+    /// The token's owner: what `/user/…` means.
+    user: String,
+    organisations: BTreeSet<String>,
+    /// digest → (version id, created_at).
+    ids: BTreeMap<String, (u64, String)>,
+    throttled: usize,
+}
+
+impl State {
+    /// The package's versions, newest first: every digest the registry holds for `repo` that is tagged or
+    /// was seen before.
+    fn versions(&mut self, repo: &str) -> Vec<(u64, String, Vec<String>)> {
+        let pusher = Pusher::new(&self.registry_url, &Auth::None);
+        let mut tags: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for tag in pusher.list_tags(repo) {
+            if let Some(digest) = pusher.head_manifest(repo, &tag) {
+                tags.entry(digest).or_default().push(tag);
+            }
+        }
+        let known: Vec<String> = self.ids.keys().cloned().collect();
+        for digest in known {
+            if !tags.contains_key(&digest) && pusher.head_manifest(repo, &digest).is_some() {
+                tags.insert(digest, Vec::new());
+            }
+        }
+        let mut versions: Vec<_> = tags
+            .into_iter()
+            .map(|(digest, tags)| {
+                let next = self.ids.len() as u64 + 1;
+                let (id, _) = self
+                    .ids
+                    .entry(digest.clone())
+                    .or_insert((next, format!("2024-05-{:02}T12:00:00Z", 1 + next % 28)));
+                (*id, digest, tags)
+            })
+            .collect();
+        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        versions
+    }
+
+    fn delete_digest(&self, repo: &str, digest: &str) {
+        let response = ureq::delete(format!(
+            "{}/v2/{repo}/manifests/{digest}",
+            self.registry_url
+        ))
+        .call()
+        .expect("delete manifest in the registry");
+        assert_eq!(response.status().as_u16(), 202);
+    }
+}
+
+/// A running stand-in.
+pub struct GitHubServer {
+    /// The HTTP server (its log and violations).
+    pub server: ApiServer,
+    state: Arc<Mutex<State>>,
+}
+
+impl GitHubServer {
+    /// Starts GitHub in front of the registry at `registry_url`, accepting `token` as `user`'s.
+    pub fn start(registry_url: &str, token: &str, user: &str) -> GitHubServer {
+        let state = Arc::new(Mutex::new(State {
+            registry_url: registry_url.into(),
+            token: token.into(),
+            user: user.into(),
+            ..State::default()
+        }));
+        let server = ApiServer::start(routes(&state));
+        state.lock().unwrap().base_url = server.url();
+        GitHubServer { server, state }
+    }
+
+    /// The API base URL.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Makes `name` an organisation.
+    pub fn add_organisation(&self, name: &str) {
+        self.state.lock().unwrap().organisations.insert(name.into());
+    }
+
+    /// Answers the next `n` version listings 429 with `Retry-After: 1`.
+    pub fn throttle(&self, n: usize) {
+        self.state.lock().unwrap().throttled = n;
+    }
+}
+
+fn versions_reply(state: &mut State, request: &Request, owner: &str) -> Reply {
+    if request.bearer() != Some(state.token.as_str()) {
+        return Reply::json(401, &json!({"message": "Bad credentials"}));
+    }
+    if request.param("package_type") != "container" {
+        return Reply::json(404, &json!({"message": "Not Found"}));
+    }
+    let repo = format!("{owner}/{}", request.param("package_name"));
+    let versions = state.versions(&repo);
+    if versions.is_empty() {
+        return Reply::json(404, &json!({"message": "Package not found."}));
+    }
+    let page: usize = request
+        .query("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let per_page: usize = request
+        .query("per_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(30)
+        .clamp(1, 100);
+    let start = (page - 1) * per_page;
+    let items: Vec<_> = versions
+        .iter()
+        .skip(start)
+        .take(per_page)
+        .map(|(id, digest, tags)| {
+            json!({"id": id, "name": digest, "url": "", "package_html_url": "",
+                   "created_at": state.ids[digest].1, "updated_at": state.ids[digest].1,
+                   "metadata": {"package_type": "container", "container": {"tags": tags}}})
+        })
+        .collect();
+    let mut reply = Reply::json(200, &json!(items));
+    if start + per_page < versions.len() {
+        reply = reply.with_header(
+            "Link",
+            format!(
+                "<{}{}?per_page={per_page}&page={}>; rel=\"next\"",
+                state.base_url,
+                request.path,
+                page + 1
+            ),
+        );
+    }
+    reply
+}
+
+fn delete_version(state: &mut State, request: &Request, owner: &str) -> Reply {
+    if request.bearer() != Some(state.token.as_str()) {
+        return Reply::json(401, &json!({"message": "Bad credentials"}));
+    }
+    let repo = format!("{owner}/{}", request.param("package_name"));
+    let versions = state.versions(&repo);
+    let id: u64 = request.param("package_version_id").parse().unwrap_or(0);
+    let Some((_, digest, _)) = versions.iter().find(|(v, _, _)| *v == id) else {
+        return Reply::json(404, &json!({"message": "Not Found"}));
+    };
+    if versions.len() == 1 {
+        // GitHub's refusal (actions/delete-package-versions#231) has no documented status; a client must
+        // never get here, so answer with a described one and let the test see the request in the log.
+        return Reply::json(
+            403,
+            &json!({"message": "You cannot delete the last version of a package. You must delete the package instead."}),
+        );
+    }
+    state.delete_digest(&repo, digest);
+    Reply::empty(204)
+}
+
+fn delete_package(state: &mut State, request: &Request, owner: &str) -> Reply {
+    if request.bearer() != Some(state.token.as_str()) {
+        return Reply::json(401, &json!({"message": "Bad credentials"}));
+    }
+    let repo = format!("{owner}/{}", request.param("package_name"));
+    let versions = state.versions(&repo);
+    if versions.is_empty() {
+        return Reply::json(404, &json!({"message": "Not Found"}));
+    }
+    for (_, digest, _) in versions {
+        state.delete_digest(&repo, &digest);
+    }
+    Reply::empty(204)
+}
+
+fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
+    let s = |state: &Arc<Mutex<State>>| Arc::clone(state);
+    let (users, org_list, org_delete, org_package, user_list, user_delete, user_package) = (
+        s(state),
+        s(state),
+        s(state),
+        s(state),
+        s(state),
+        s(state),
+        s(state),
+    );
+    vec![
+        Route::new(USERS_ROUTE.0, USERS_ROUTE.1, &[], &[200, 404], move |r| {
+            let state = users.lock().unwrap();
+            let name = r.param("username");
+            if state.organisations.contains(name) {
+                Reply::json(200, &json!({"login": name, "type": "Organization"}))
+            } else if name == state.user {
+                Reply::json(200, &json!({"login": name, "type": "User"}))
+            } else {
+                Reply::json(404, &json!({"message": "Not Found"}))
+            }
+        }),
+        // 429: GitHub's secondary rate limits (registry-apis.md §3), not listed per operation.
+        Route::new(
+            "GET",
+            "/orgs/{org}/packages/{package_type}/{package_name}/versions",
+            &["page", "per_page"],
+            &[200, 401, 404, 429],
+            move |r| {
+                let mut state = org_list.lock().unwrap();
+                if state.throttled > 0 {
+                    state.throttled -= 1;
+                    return Reply::json(429, &json!({"message": "secondary rate limit"}))
+                        .with_header("Retry-After", "1");
+                }
+                versions_reply(&mut state, r, r.param("org"))
+            },
+        ),
+        Route::new(
+            "DELETE",
+            "/orgs/{org}/packages/{package_type}/{package_name}/versions/{package_version_id}",
+            &[],
+            &[204, 401, 403, 404],
+            move |r| delete_version(&mut org_delete.lock().unwrap(), r, r.param("org")),
+        ),
+        Route::new(
+            "DELETE",
+            "/orgs/{org}/packages/{package_type}/{package_name}",
+            &[],
+            &[204, 401, 404],
+            move |r| delete_package(&mut org_package.lock().unwrap(), r, r.param("org")),
+        ),
+        Route::new(
+            "GET",
+            "/user/packages/{package_type}/{package_name}/versions",
+            &["page", "per_page"],
+            &[200, 401, 404],
+            move |r| {
+                let mut state = user_list.lock().unwrap();
+                let user = state.user.clone();
+                versions_reply(&mut state, r, &user)
+            },
+        ),
+        Route::new(
+            "DELETE",
+            "/user/packages/{package_type}/{package_name}/versions/{package_version_id}",
+            &[],
+            &[204, 401, 403, 404],
+            move |r| {
+                let mut state = user_delete.lock().unwrap();
+                let user = state.user.clone();
+                delete_version(&mut state, r, &user)
+            },
+        ),
+        Route::new(
+            "DELETE",
+            "/user/packages/{package_type}/{package_name}",
+            &[],
+            &[204, 401, 404],
+            move |r| {
+                let mut state = user_package.lock().unwrap();
+                let user = state.user.clone();
+                delete_package(&mut state, r, &user)
+            },
+        ),
+    ]
+}
+
+/// The route table's declarations, for the description check.
+pub fn declared() -> Vec<Declared> {
+    crate::apiserver::declared(&routes(&Arc::new(Mutex::new(State::default()))))
+}
