@@ -186,6 +186,8 @@ struct Inner {
     auth: RegistryAuth,
     insecure: bool,
     retry_budget: Duration,
+    /// The options the client was built with, for vendor API clients that must honour the same ones.
+    options: ClientOptions,
     tokens: TokenCache,
     /// Set once the registry challenged with Basic: later requests send the credentials up front.
     basic_preferred: std::sync::atomic::AtomicBool,
@@ -298,6 +300,7 @@ impl Client {
                 auth,
                 insecure: options.insecure,
                 retry_budget: options.retry_budget,
+                options: options.clone(),
                 tokens: TokenCache::default(),
                 basic_preferred: std::sync::atomic::AtomicBool::new(false),
                 token_fetch: tokio::sync::Mutex::new(()),
@@ -317,6 +320,12 @@ impl Client {
     /// The registry host this client talks to.
     pub fn registry(&self) -> &str {
         &self.inner.registry
+    }
+
+    /// The options this client was built with (TLS, `insecure`, timeouts): vendor API clients for the same
+    /// registry use them too, so `--insecure-registry` and `--skip-tls-verify-registry` reach every request.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.options
     }
 
     /// `GET /v2/`: checks that the registry speaks the API and that the credentials are accepted.

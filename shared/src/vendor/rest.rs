@@ -23,7 +23,7 @@ pub(super) fn api_base(context: &Context, url_flag: &str) -> String {
     if let Some(url) = context.settings.text(url_flag) {
         return url.trim_end_matches('/').to_string();
     }
-    host_base(context.client.registry(), &ClientOptions::default())
+    host_base(context.client.registry(), context.client.options())
 }
 
 /// `https://<host>`, or `http://<host>` for a loopback host (or any host with `insecure`).
@@ -82,7 +82,7 @@ pub(super) fn api_client(
     let client = ApiClient::new(
         &api_base(context, url_flag),
         label,
-        &ClientOptions::default(),
+        context.client.options(),
     )?;
     match credentials {
         Credentials::Anonymous => Ok(client),
