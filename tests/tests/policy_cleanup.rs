@@ -489,6 +489,21 @@ fn a_prefix_pattern_cleans_every_repository_under_it() {
             "{repo}"
         );
     }
+    // The host alone takes every repository.
+    let every = json(&regkit(
+        config.path(),
+        &[
+            "--output",
+            "json",
+            "--dry-run",
+            "cleanup",
+            &format!("{}/*", registry.host()),
+            "--keep-last",
+            "1",
+        ],
+    ));
+    assert_eq!(every.summary["repositories"], 5);
+    assert_eq!(every.summary["planned"], 2);
     // Several repositories named at once, and a prefix that matches nothing is a note, not an error.
     let output = regkit(
         config.path(),

@@ -6,6 +6,7 @@
 //! from image configs over v2, untagged manifests from [`Vendor::list_untagged`], repositories under a
 //! prefix from [`Vendor::list_repositories`] or `_catalog`. A vendor that lands later needs nothing here.
 
+use std::collections::btree_map::Entry as Slot;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -299,13 +300,10 @@ fn handle<'h>(
     handles: &'h mut Handles,
     registry: &str,
 ) -> Result<&'h (Box<dyn Vendor>, Client), Fatal> {
-    if !handles.contains_key(registry) {
-        let made = setup.vendor_and_client(registry)?;
-        handles.insert(registry.to_string(), made);
-    }
-    handles
-        .get(registry)
-        .ok_or_else(|| Fatal::Usage(format!("no registry handle for {registry}")))
+    Ok(match handles.entry(registry.to_string()) {
+        Slot::Occupied(known) => known.into_mut(),
+        Slot::Vacant(slot) => slot.insert(setup.vendor_and_client(registry)?),
+    })
 }
 
 /// The repositories named, `…/*` expanded; all are validated before the first request.
@@ -324,12 +322,17 @@ async fn expand(
         match input.strip_suffix("/*") {
             Some(base) if base.contains('/') => {
                 let repository = parse_repository(base)?;
+                // The prefix as typed: normalisation would turn docker.io/team into library/team.
+                let typed = match base.split_once('/') {
+                    Some((first, rest)) if looks_like_host(first) => rest,
+                    _ => base,
+                };
                 named.push(Named::Prefix {
                     registry: repository.registry,
-                    prefix: format!("{}/", repository.path),
+                    prefix: format!("{typed}/"),
                 });
             }
-            Some(host) if host.contains('.') || host.contains(':') || host == "localhost" => {
+            Some(host) if looks_like_host(host) => {
                 // The host alone: every repository. Parsed through a placeholder path for its normalisation.
                 let repository = parse_repository(&format!("{host}/x"))?;
                 named.push(Named::Prefix {
@@ -389,6 +392,12 @@ async fn expand(
     let mut seen = std::collections::BTreeSet::new();
     repositories.retain(|repository| seen.insert(repository.to_string()));
     Ok(repositories)
+}
+
+/// Docker's rule for the first component of a reference: a registry host has a dot or a port, or is
+/// `localhost`.
+fn looks_like_host(component: &str) -> bool {
+    component.contains('.') || component.contains(':') || component == "localhost"
 }
 
 /// Lists, dates and decides one repository; the second value is a note for the report (untagged manifests
