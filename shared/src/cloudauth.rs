@@ -11,8 +11,10 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::io::Read;
 use std::pin::Pin;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -249,6 +251,48 @@ pub fn block_on<T>(
                 timeout.as_secs_f64()
             ))
         })
+}
+
+/// Runs a CLI (`az`, `gcloud`) with no stdin, bounded by `wait` (killed after it), and returns its stdout
+/// when it succeeded, `None` when it exited with an error. Never blocks the runtime thread.
+pub async fn run_bounded(
+    mut command: Command,
+    name: &str,
+    wait: Duration,
+) -> Result<Option<Vec<u8>>, String> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => format!("{name} not found on PATH"),
+            _ => format!("cannot run {name}: {error}"),
+        })?;
+    let deadline = Instant::now() + wait;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{name} did not answer within {} s", wait.as_secs()));
+            }
+            Err(error) => return Err(format!("cannot wait for {name}: {error}")),
+        }
+    };
+    let mut output = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        // A token answer is small; the bound keeps a runaway CLI from filling memory.
+        stdout
+            .take(1 << 20)
+            .read_to_end(&mut output)
+            .map_err(|error| format!("cannot read the output of {name}: {error}"))?;
+    }
+    Ok(status.success().then_some(output))
 }
 
 /// The claims of a JWT, read without verifying it: only to learn its own `exp` or `tid`, never to trust it.

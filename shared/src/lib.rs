@@ -8,7 +8,7 @@
 
 #[cfg(feature = "acr")]
 pub mod acr;
-#[cfg(feature = "acr")]
+#[cfg(any(feature = "acr", feature = "gcr"))]
 pub mod cloudauth;
 #[cfg(feature = "registry")]
 pub mod dates;
@@ -16,6 +16,10 @@ pub mod dockerconfig;
 #[cfg(feature = "ecr")]
 pub mod ecr;
 pub mod envhelper;
+#[cfg(test)]
+mod fuzz_tests;
+#[cfg(feature = "gcr")]
+pub mod gcr;
 #[cfg(feature = "keyring")]
 pub mod keyring;
 #[cfg(feature = "registry")]
@@ -28,7 +32,7 @@ pub mod report;
 pub mod secret;
 // Cross-process locking uses `File::lock` (std, Rust 1.89): the features that cache tokens need 1.89 while
 // the rest of the crate keeps the workspace MSRV.
-#[cfg(any(feature = "ecr", feature = "acr"))]
+#[cfg(any(feature = "ecr", feature = "acr", feature = "gcr"))]
 #[clippy::msrv = "1.89"]
 pub mod tokencache;
 #[cfg(feature = "registry")]

@@ -16,13 +16,13 @@
 //! lives for one `get`; the token cache of [`crate::cloudauth`] replaces it.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde::Deserialize;
 
-use crate::cloudauth::{Env, jwt_claims};
+use crate::cloudauth::{Env, jwt_claims, run_bounded};
 use crate::registry::ClientOptions;
 use crate::registry::api::ApiClient;
 use crate::secret::Secret;
@@ -327,51 +327,23 @@ async fn managed_identity(env: &Env) -> Result<Secret<String>, String> {
     )
 }
 
-/// `az account get-access-token --resource …`, bounded by [`CLI_WAIT`] (killed after it).
+/// `az account get-access-token --resource …`, bounded by [`CLI_WAIT`].
 async fn azure_cli(env: &Env) -> Result<Secret<String>, String> {
     let mut command = Command::new("az");
-    command
-        .args([
-            "account",
-            "get-access-token",
-            "--output",
-            "json",
-            "--resource",
-            RESOURCE,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    command.args([
+        "account",
+        "get-access-token",
+        "--output",
+        "json",
+        "--resource",
+        RESOURCE,
+    ]);
     if let Some(tenant) = env.var("AZURE_TENANT_ID") {
         command.args(["--tenant", &tenant]);
     }
-    let mut child = command.spawn().map_err(|error| match error.kind() {
-        std::io::ErrorKind::NotFound => "az not found on PATH".to_owned(),
-        _ => format!("cannot run az: {error}"),
-    })?;
-    let deadline = Instant::now() + CLI_WAIT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("az did not answer within {} s", CLI_WAIT.as_secs()));
-            }
-            Err(error) => return Err(format!("cannot wait for az: {error}")),
-        }
-    };
-    let mut output = Vec::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        std::io::Read::read_to_end(&mut stdout, &mut output)
-            .map_err(|error| format!("cannot read az output: {error}"))?;
-    }
-    if !status.success() {
-        return Err("az account get-access-token failed; run `az login`".into());
-    }
+    let output = run_bounded(command, "az", CLI_WAIT)
+        .await?
+        .ok_or("az account get-access-token failed; run `az login`")?;
     let answer: TokenAnswer = serde_json::from_slice(&output)
         .map_err(|_| "az account get-access-token printed no JSON token".to_owned())?;
     access_token(answer, "az")
