@@ -26,26 +26,13 @@ use base64::Engine as _;
 
 use super::host::EcrRegistry;
 use super::identity::Identity;
-use super::{EcrError, Env};
+use super::{EcrError, Env, Token};
 use crate::secret::Secret;
 
 /// The session name of roles assumed for the identity map (visible in CloudTrail).
 const SESSION_NAME: &str = "regkit-ecr";
 /// IMDS bounds: off EC2 the address is unroutable or black-holed; one short try is enough on EC2.
 const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// A registry token as the API returned it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
-    /// The registry username (`AWS`).
-    pub username: String,
-    /// The registry password.
-    pub password: Secret<String>,
-    /// The registry endpoint it is for (`https://<host>`).
-    pub endpoint: String,
-    /// Expiry in Unix seconds.
-    pub expires_at: i64,
-}
 
 /// Runs `future` on a fresh current-thread runtime, bounded by `timeout`. Only the slow path (a token
 /// request) comes here; a cache hit never builds a runtime.

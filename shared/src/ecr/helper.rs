@@ -2,9 +2,9 @@
 //!
 //! `get` parses the key; a host that is not ECR is answered "not found" at once, with no file read and
 //! no network. For an ECR host it reads the identity map, derives the cache key and answers from the cache
-//! when the entry is fresh: no runtime, no SDK object. Otherwise it asks AWS (bounded by
-//! [`TIMEOUT_VAR`](super::TIMEOUT_VAR)); when that fails it falls back to a cached token that has not
-//! expired yet. Failures are explained on stderr and answered "not found", as the AWS helper does, so
+//! when the entry is fresh: no runtime, no SDK object. Otherwise it asks AWS through a [`TokenSource`]
+//! (the token program, see [`super::token`]; bounded by [`TIMEOUT_VAR`](super::TIMEOUT_VAR)); when that
+//! fails it falls back to a cached token that has not expired yet. Failures are explained on stderr and answered "not found", as the AWS helper does, so
 //! callers fall back to anonymous access (ECR Public allows it) instead of aborting.
 //!
 //! `store` and `erase` succeed with a note on stderr (ECR credentials come from AWS, nothing is stored),
@@ -13,10 +13,11 @@
 
 use std::collections::BTreeMap;
 
+use super::Env;
 use super::cache::{CachedToken, TokenCache};
 use super::host::EcrRegistry;
 use super::identity::{Identity, IdentityMap};
-use super::{Env, aws};
+use super::token::{TokenProgram, TokenSource};
 use crate::protocol::{Credentials, Error, Helper};
 
 /// The binary name, the same as amazon-ecr-credential-helper's, so `"credHelpers": {…: "ecr-login"}`
@@ -24,15 +25,21 @@ use crate::protocol::{Credentials, Error, Helper};
 pub const BINARY: &str = "docker-credential-ecr-login";
 
 /// The ECR credential helper.
-#[derive(Debug)]
 pub struct EcrHelper {
     env: Env,
+    source: Box<dyn TokenSource>,
 }
 
 impl EcrHelper {
-    /// A helper reading the given environment.
+    /// A helper reading the given environment, with [`TOKEN_PROGRAM`](super::token::TOKEN_PROGRAM) beside
+    /// the running executable for cache misses.
     pub fn new(env: Env) -> Self {
-        EcrHelper { env }
+        EcrHelper::with_source(env, Box::new(TokenProgram::beside_current_exe()))
+    }
+
+    /// A helper with its own source of fresh tokens.
+    pub fn with_source(env: Env, source: Box<dyn TokenSource>) -> Self {
+        EcrHelper { env, source }
     }
 
     fn note(&self, message: &str) {
@@ -67,11 +74,7 @@ impl Helper for EcrHelper {
         if let Some(token) = cached.as_ref().filter(|token| token.is_fresh(now)) {
             return Ok(answer(token));
         }
-        let fetched = aws::block_on(
-            registry.host(),
-            self.env.timeout(),
-            aws::fetch_token(&registry, &identity, &self.env),
-        );
+        let fetched = self.source.fetch(&registry, &self.env);
         match fetched {
             Ok(token) => {
                 let token = CachedToken {

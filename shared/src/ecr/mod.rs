@@ -6,6 +6,7 @@
 //! - [`cache`]: the per-user token cache file (atomic replace under a lock, refresh at half-life);
 //! - [`aws`]: the AWS SDK side (credential chain with short IMDS timeouts, endpoint overrides, tokens);
 //! - [`helper`]: the credential helper; its cache-hit path reads one file and never starts the SDK;
+//! - [`token`]: fresh tokens on a miss, from the small `regkit-ecr-token` program (or in process);
 //! - [`cleanup`]: `DescribeImages` listing and tag deletion with `BatchDeleteImage`.
 //!
 //! Every AWS variable is read through [`Env`], which treats an empty value as unset: the SDK panics on
@@ -20,11 +21,14 @@ pub mod cleanup;
 pub mod helper;
 pub mod host;
 pub mod identity;
+pub mod token;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use host::EcrRegistry;
+
+use crate::secret::Secret;
 
 /// Test hook: the current time as Unix seconds, for the token cache only (moto's tokens all expire in
 /// 2015, so tests move the clock instead). Not for production use.
@@ -33,6 +37,19 @@ pub const CLOCK_VAR: &str = "REGKIT_ECR_NOW";
 pub const TIMEOUT_VAR: &str = "REGKIT_ECR_TIMEOUT";
 /// The default of [`TIMEOUT_VAR`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A registry token as the API returned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// The registry username (`AWS`).
+    pub username: String,
+    /// The registry password.
+    pub password: Secret<String>,
+    /// The registry endpoint it is for (`https://<host>`).
+    pub endpoint: String,
+    /// Expiry in Unix seconds.
+    pub expires_at: i64,
+}
 
 /// The process environment as the ECR code sees it: empty values are unset.
 #[derive(Debug, Clone, Default)]
@@ -102,6 +119,9 @@ pub enum EcrError {
     /// regkit's config file could not be read or parsed.
     #[error("{0}")]
     Config(String),
+    /// The token program failed; its own one-line explanation.
+    #[error("{0}")]
+    Fetch(String),
     /// No AWS credentials could be resolved, or AWS refused them.
     #[error("no usable AWS credentials for {registry}: {message}")]
     Credentials {

@@ -73,7 +73,9 @@ fn registry_error(error: EcrError, host: &str) -> RegistryError {
             registry,
             repository,
         },
-        EcrError::Transport { message, .. } => RegistryError::Transport { registry, message },
+        EcrError::Transport { message, .. } | EcrError::Fetch(message) => {
+            RegistryError::Transport { registry, message }
+        }
         EcrError::Api {
             operation,
             status: Some(status),
