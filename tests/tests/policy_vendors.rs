@@ -1,0 +1,217 @@
+//! One `regkit cleanup` policy run per vendor against its API double: the dates come from the vendor's own
+//! listing, the selected tags go through the vendor's tag-safe delete, and a kept tag sharing an image
+//! with a deleted one keeps it. The same command code runs for every implementation.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use regkit::dates::format_rfc3339;
+use regkit_e2e::vendors::dockerhub::HubServer;
+use regkit_e2e::vendors::gitlab::GitLabServer;
+use regkit_e2e::vendors::harbor::Harbor;
+use regkit_e2e::vendors::quay::{Quay, Tag};
+use regkit_e2e::vendors::{Run, digest, regkit};
+use serde_json::Value;
+
+/// Seconds since the epoch, `days` days ago.
+fn days_ago(days: i64) -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - days * 86_400
+}
+
+/// The tags every vendor gets: (tag, digest number, age in days). `pin` shares `t-old`'s image and is
+/// outside `--match`, so it must keep that image.
+const TAGS: [(&str, usize, i64); 4] = [
+    ("t-old", 1, 400),
+    ("t-mid", 2, 60),
+    ("t-new", 3, 1),
+    ("pin", 1, 400),
+];
+
+/// The policy run: tags matching `^t-` older than 30 days.
+const POLICY: [&str; 6] = ["--match", "^t-", "--older-than", "30d", "--yes", "--report"];
+
+/// Runs the policy on `repository` with the vendor flags, checks the rows and returns them by tag.
+fn cleanup(flags: &[&str], repository: &str) -> BTreeMap<String, Value> {
+    let config = tempfile::tempdir().unwrap();
+    let report = config.path().join("report.json");
+    let mut args: Vec<&str> = flags.to_vec();
+    args.extend(["cleanup", repository]);
+    args.extend(POLICY);
+    args.push(report.to_str().unwrap());
+    let run: Run = regkit(config.path(), &args);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let document: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let rows: BTreeMap<String, Value> = document["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| (row["tag"].as_str().unwrap().to_string(), row.clone()))
+        .collect();
+    assert_eq!(
+        rows.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["pin", "t-mid", "t-new", "t-old"]
+    );
+    for tag in ["t-old", "t-mid", "t-new"] {
+        assert_eq!(rows[tag]["date_source"], "vendor", "{tag}: {}", rows[tag]);
+    }
+    for tag in ["t-old", "t-mid"] {
+        assert_eq!(rows[tag]["action"], "delete", "{tag}");
+        assert!(
+            ["deleted", "untagged"].contains(&rows[tag]["result"].as_str().unwrap()),
+            "{tag}: {}",
+            rows[tag]
+        );
+    }
+    assert_eq!(rows["t-new"]["rule"], "too-new");
+    assert_eq!(rows["pin"]["rule"], "not-matched");
+    rows
+}
+
+/// What every vendor must hold afterwards.
+fn expected() -> BTreeMap<String, String> {
+    [("pin", digest(1)), ("t-new", digest(3))]
+        .into_iter()
+        .map(|(tag, digest)| (tag.to_string(), digest))
+        .collect()
+}
+
+#[test]
+fn quay() {
+    let quay = Quay::start("org", "app", "quay-token");
+    for (tag, n, days) in TAGS {
+        quay.tag(
+            tag,
+            Tag {
+                digest: digest(n),
+                start_ts: days_ago(days),
+                end_ts: None,
+                immutable: false,
+            },
+        );
+    }
+    let url = quay.server.url();
+    let flags = [
+        "--repo-implementation",
+        "quay",
+        "--quay-api-url",
+        &url,
+        "--repo-quay-token",
+        "quay-token",
+    ];
+    cleanup(&flags, &format!("{}/org/app", quay.server.host()));
+    assert_eq!(quay.tags(), expected());
+    assert!(
+        quay.server.violations().is_empty(),
+        "{:?}",
+        quay.server.violations()
+    );
+}
+
+#[test]
+fn dockerhub() {
+    let hub = HubServer::start();
+    hub.add_account("alice", "s3cret-pw", None);
+    for (tag, n, days) in TAGS {
+        hub.push(
+            "alice/app",
+            tag,
+            &digest(n),
+            &format_rfc3339(days_ago(days)),
+        );
+    }
+    let url = hub.url();
+    let flags = [
+        "--repo-implementation",
+        "dockerhub",
+        "--docker-hub-api-url",
+        &url,
+        "--repo-docker-hub-username",
+        "alice",
+        "--repo-docker-hub-password",
+        "s3cret-pw",
+    ];
+    cleanup(&flags, &format!("{}/alice/app", hub.server.host()));
+    assert_eq!(hub.tags("alice/app"), expected());
+    assert!(
+        hub.server.violations().is_empty(),
+        "{:?}",
+        hub.server.violations()
+    );
+}
+
+#[test]
+fn gitlab() {
+    let gitlab = GitLabServer::start("gitlab-token");
+    for (tag, n, days) in TAGS {
+        gitlab.push(
+            "group/app",
+            "group/app/img",
+            tag,
+            &digest(n),
+            &format_rfc3339(days_ago(days)),
+        );
+    }
+    let url = gitlab.api_url();
+    let flags = [
+        "--repo-implementation",
+        "gitlab",
+        "--gitlab-api-url",
+        &url,
+        "--repo-gitlab-token",
+        "gitlab-token",
+    ];
+    cleanup(&flags, &format!("{}/group/app/img", gitlab.server.host()));
+    assert_eq!(gitlab.tags("group/app/img"), expected());
+    assert!(
+        gitlab.server.violations().is_empty(),
+        "{:?}",
+        gitlab.server.violations()
+    );
+}
+
+#[test]
+fn harbor() {
+    let harbor = Harbor::start("robot$proj+ci", "robot-s3cret");
+    let repository = "proj/team/app";
+    harbor.push(
+        repository,
+        &digest(1),
+        &["t-old", "pin"],
+        &format_rfc3339(days_ago(400)),
+    );
+    harbor.push(
+        repository,
+        &digest(2),
+        &["t-mid"],
+        &format_rfc3339(days_ago(60)),
+    );
+    harbor.push(
+        repository,
+        &digest(3),
+        &["t-new"],
+        &format_rfc3339(days_ago(1)),
+    );
+    let url = harbor.server.url();
+    let flags = [
+        "--repo-implementation",
+        "harbor",
+        "--harbor-api-url",
+        &url,
+        "--repo-harbor-username",
+        "robot$proj+ci",
+        "--repo-harbor-password",
+        "robot-s3cret",
+    ];
+    let rows = cleanup(&flags, &format!("{}/{repository}", harbor.server.host()));
+    assert_eq!(rows["t-old"]["result"], "untagged");
+    assert_eq!(harbor.tags(repository), expected());
+    assert!(
+        harbor.server.violations().is_empty(),
+        "{:?}",
+        harbor.server.violations()
+    );
+}
