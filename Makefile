@@ -15,7 +15,7 @@ RELEASE   = $(or $(CARGO_TARGET_DIR),target)/release
 # Man pages and completions generated from regkit's own clap definition (`regkit generate`, hidden).
 GENERATED := build/generated
 
-.PHONY: all build deps test lint demo install uninstall bench clean generated deb deb-check
+.PHONY: all build deps test lint demo install uninstall bench clean generated deb deb-check fuzz
 
 all: build
 
@@ -35,6 +35,12 @@ test: deps
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+# The property tests over every untrusted-input parser (shared/src/fuzz_tests.rs), run long: the normal
+# suite runs 256 cases of each. Override with `make fuzz FUZZ_CASES=…`.
+FUZZ_CASES ?= 200000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p regkit --all-features --locked --release --lib fuzz_tests
 
 # Starts a throwaway registry on 127.0.0.1, pushes a few images and shows what `regkit` does with them.
 demo: deps
