@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use regkit::dates::format_rfc3339;
+use regkit_e2e::vendors::artifactory::Artifactory;
 use regkit_e2e::vendors::dockerhub::HubServer;
 use regkit_e2e::vendors::gitlab::GitLabServer;
 use regkit_e2e::vendors::harbor::Harbor;
+use regkit_e2e::vendors::nexus::Nexus;
 use regkit_e2e::vendors::quay::{Quay, Tag};
 use regkit_e2e::vendors::{Run, digest, regkit};
 use serde_json::Value;
@@ -213,5 +215,97 @@ fn harbor() {
         harbor.server.violations().is_empty(),
         "{:?}",
         harbor.server.violations()
+    );
+}
+
+#[test]
+fn artifactory() {
+    let artifactory = Artifactory::start("docker-local", "tok");
+    for (tag, _, days) in TAGS {
+        artifactory.push(tag, &format_rfc3339(days_ago(days)));
+    }
+    let url = artifactory.server.url();
+    let flags = [
+        "--repo-implementation",
+        "artifactory",
+        "--artifactory-url",
+        &url,
+        "--repo-artifactory-token",
+        "tok",
+    ];
+    cleanup(
+        &flags,
+        &format!("{}/docker-local/team/app", artifactory.server.host()),
+    );
+    assert_eq!(
+        artifactory
+            .tags()
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["pin", "t-new"]
+    );
+    assert!(
+        artifactory.server.violations().is_empty(),
+        "{:?}",
+        artifactory.server.violations()
+    );
+}
+
+/// Nexus deletes whole components, so it refuses a tag whose manifest a kept tag shares: the policy run
+/// reports that tag failed (exit 1) and the kept tag keeps its image.
+#[test]
+fn nexus() {
+    let nexus = Nexus::start("docker-hosted", "ci", "pw");
+    nexus.push("team/app", "t-old", &format!("{:064x}", 1));
+    nexus.push("team/app", "pin", &format!("{:064x}", 1));
+    nexus.push("team/app", "t-mid", &format!("{:064x}", 2));
+    nexus.push("team/app", "keep-me", &format!("{:064x}", 3));
+    let url = nexus.server.url();
+    let config = tempfile::tempdir().unwrap();
+    let repository = format!("{}/team/app", nexus.server.host());
+    let run = regkit(
+        config.path(),
+        &[
+            "--repo-implementation",
+            "nexus",
+            "--nexus-url",
+            &url,
+            "--nexus-repository",
+            "docker-hosted",
+            "--repo-nexus-username",
+            "ci",
+            "--repo-nexus-password",
+            "pw",
+            "cleanup",
+            &repository,
+            "--match",
+            "^t-",
+            "--older-than",
+            "30d",
+            "--yes",
+        ],
+    );
+    assert_eq!(run.code, 1, "{}\n{}", run.stderr, run.stdout);
+    let rows: BTreeMap<String, Value> = run
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|row| row.get("action").is_some())
+        .map(|row| (row["tag"].as_str().unwrap().to_string(), row))
+        .collect();
+    assert_eq!(rows["t-old"]["result"], "failed");
+    assert_eq!(rows["t-mid"]["result"], "deleted");
+    assert_eq!(rows["t-mid"]["date_source"], "vendor");
+    let after = nexus.tags("team/app");
+    assert_eq!(
+        after.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["keep-me", "pin", "t-old"]
+    );
+    assert_eq!(after["pin"], format!("{:064x}", 1));
+    assert!(
+        nexus.server.violations().is_empty(),
+        "{:?}",
+        nexus.server.violations()
     );
 }
