@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use regkit::dates::format_rfc3339;
+use regkit_e2e::images::{self, Auth};
+use regkit_e2e::registry::Registry;
 use regkit_e2e::vendors::artifactory::Artifactory;
 use regkit_e2e::vendors::dockerhub::HubServer;
+use regkit_e2e::vendors::github::GitHubServer;
 use regkit_e2e::vendors::gitlab::GitLabServer;
 use regkit_e2e::vendors::harbor::Harbor;
 use regkit_e2e::vendors::nexus::Nexus;
@@ -307,5 +310,50 @@ fn nexus() {
         nexus.server.violations().is_empty(),
         "{:?}",
         nexus.server.violations()
+    );
+}
+
+/// GitHub's versions are the real registry's manifests behind the stand-in; the policy is by name here
+/// (the stand-in dates every version at its creation).
+#[test]
+fn github() {
+    let registry = Registry::start();
+    let github = GitHubServer::start(&registry.url(), "ghp_test_token", "octocat");
+    github.add_organisation("octo-org");
+    let repo = "octo-org/app";
+    let shared = images::push(&registry.url(), repo, &["t-old", "pin"], &Auth::None);
+    images::push(&registry.url(), repo, &["t-mid"], &Auth::None);
+    let new = images::push(&registry.url(), repo, &["t-new"], &Auth::None);
+    let url = github.url();
+    let config = tempfile::tempdir().unwrap();
+    let run = regkit(
+        config.path(),
+        &[
+            "--repo-implementation",
+            "github",
+            "--github-api-url",
+            &url,
+            "--repo-github-token",
+            "ghp_test_token",
+            "cleanup",
+            &format!("{}/{repo}", registry.host()),
+            "--match",
+            "^t-",
+            "--exclude",
+            "new",
+            "--yes",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let after = images::tag_digests(&registry.url(), repo, &Auth::None);
+    let expected: BTreeMap<String, String> =
+        [("pin".to_string(), shared), ("t-new".to_string(), new)]
+            .into_iter()
+            .collect();
+    assert_eq!(after, expected);
+    assert!(
+        github.server.violations().is_empty(),
+        "{:?}",
+        github.server.violations()
     );
 }
