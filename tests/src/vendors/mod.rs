@@ -6,6 +6,7 @@ pub mod dockerhub;
 pub mod entra;
 pub mod github;
 pub mod gitlab;
+pub mod google;
 pub mod artifactory;
 pub mod harbor;
 pub mod nexus;

@@ -1,0 +1,233 @@
+//! A Google OAuth double: the token endpoint (service account JWT bearer grant, refresh-token grant) and the
+//! metadata server's token route. Google publishes no machine-readable description of these, so
+//! [`DOCUMENTED`] lists each route with the documentation page it follows, and a test checks the route
+//! table against it.
+//!
+//! Service account assertions are verified for real: the test makes an RSA key with `openssl`, the double
+//! checks the RS256 signature with its public half and the claims Google checks (`iss`, `aud`, `scope`,
+//! `exp`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+use serde_json::{Value, json};
+
+use super::entra::{form, now};
+use crate::apiserver::{ApiServer, Reply, Request, Route};
+use crate::bins;
+
+/// The scope every token is asked for.
+pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// The metadata server's token route.
+pub const METADATA_TOKEN: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+
+/// `(method, path, documentation)` for every route the double serves.
+pub const DOCUMENTED: &[(&str, &str, &str)] = &[
+    (
+        "POST",
+        "/token",
+        "developers.google.com/identity/protocols/oauth2/service-account#httprest (JWT bearer grant); developers.google.com/identity/protocols/oauth2/web-server#offline (refresh_token grant)",
+    ),
+    (
+        "GET",
+        METADATA_TOKEN,
+        "cloud.google.com/compute/docs/access/authenticate-workloads#applications (Metadata-Flavor: Google, scopes)",
+    ),
+];
+
+/// A service account key made with `openssl`: the PKCS#8 PEM and the public key (PKCS#1 DER).
+pub struct Key {
+    /// `-----BEGIN PRIVATE KEY-----…`.
+    pub pem: String,
+    /// The RSA public key, DER.
+    pub public: Vec<u8>,
+}
+
+impl Key {
+    /// A fresh 2048-bit key (files in `dir`).
+    pub fn generate(dir: &Path) -> Key {
+        let openssl = bins::tool("openssl", "openssl");
+        let pem_path = dir.join("sa-key.pem");
+        let der_path = dir.join("sa-pub.der");
+        let run = |args: Vec<&std::ffi::OsStr>| {
+            let output = Command::new(&openssl)
+                .args(args)
+                .output()
+                .expect("run openssl");
+            assert!(
+                output.status.success(),
+                "openssl failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        run(vec![
+            "genpkey".as_ref(),
+            "-algorithm".as_ref(),
+            "RSA".as_ref(),
+            "-pkeyopt".as_ref(),
+            "rsa_keygen_bits:2048".as_ref(),
+            "-out".as_ref(),
+            pem_path.as_os_str(),
+        ]);
+        run(vec![
+            "rsa".as_ref(),
+            "-RSAPublicKey_out".as_ref(),
+            "-outform".as_ref(),
+            "DER".as_ref(),
+            "-in".as_ref(),
+            pem_path.as_os_str(),
+            "-out".as_ref(),
+            der_path.as_os_str(),
+        ]);
+        Key {
+            pem: std::fs::read_to_string(pem_path).unwrap(),
+            public: std::fs::read(der_path).unwrap(),
+        }
+    }
+}
+
+/// What the double knows.
+#[derive(Debug, Default)]
+pub struct State {
+    /// Service account email → public key (PKCS#1 DER).
+    pub service_accounts: BTreeMap<String, Vec<u8>>,
+    /// Authorized users: client id → (client secret, refresh token).
+    pub users: BTreeMap<String, (String, String)>,
+    /// Lifetime of issued tokens, seconds.
+    pub lifetime: i64,
+    /// The `aud` service account assertions must carry (the token endpoint's URL).
+    pub audience: String,
+    /// Access tokens issued → who they were issued to.
+    pub issued: BTreeMap<String, String>,
+}
+
+/// A running Google double.
+pub struct Google {
+    /// The server.
+    pub server: ApiServer,
+    /// Its state.
+    pub state: Arc<Mutex<State>>,
+}
+
+fn oauth_error(status: u16, error: &str, description: &str) -> Reply {
+    Reply::json(
+        status,
+        &json!({"error": error, "error_description": description}),
+    )
+}
+
+fn verify(assertion: &str, state: &State) -> Result<String, String> {
+    let decode = |part: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .map_err(|_| "bad base64".to_owned())
+    };
+    let parts: Vec<&str> = assertion.split('.').collect();
+    let [header, claims, signature] = parts[..] else {
+        return Err("not a JWT".into());
+    };
+    let header: Value = serde_json::from_slice(&decode(header)?).map_err(|e| e.to_string())?;
+    let claims: Value = serde_json::from_slice(&decode(claims)?).map_err(|e| e.to_string())?;
+    if header["alg"] != "RS256" {
+        return Err("alg must be RS256".into());
+    }
+    let email = claims["iss"].as_str().unwrap_or_default().to_owned();
+    let key = state
+        .service_accounts
+        .get(&email)
+        .ok_or("unknown service account")?;
+    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, key)
+        .verify(
+            format!("{}.{}", parts[0], parts[1]).as_bytes(),
+            &decode(signature)?,
+        )
+        .map_err(|_| "bad signature".to_owned())?;
+    let exp = claims["exp"].as_i64().unwrap_or(0);
+    if claims["aud"] != state.audience.as_str() || claims["scope"] != SCOPE || exp <= now() - 60 {
+        return Err(format!("bad claims {claims}"));
+    }
+    Ok(email)
+}
+
+impl Google {
+    /// The route table over `state`.
+    pub fn routes(state: Arc<Mutex<State>>) -> Vec<Route> {
+        let issue = |state: &mut State, to: String| {
+            let token = format!("ya29.test-{}", state.issued.len() + 1);
+            state.issued.insert(token.clone(), to);
+            json!({"access_token": token, "expires_in": state.lifetime, "token_type": "Bearer"})
+        };
+        let token = {
+            let state = Arc::clone(&state);
+            move |request: &Request| {
+                let mut state = state.lock().expect("state");
+                let form = form(request);
+                match form.get("grant_type").map(String::as_str) {
+                    Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
+                        let assertion = form.get("assertion").cloned().unwrap_or_default();
+                        match verify(&assertion, &state) {
+                            Ok(email) => Reply::json(200, &issue(&mut state, email)),
+                            Err(why) => oauth_error(400, "invalid_grant", &why),
+                        }
+                    }
+                    Some("refresh_token") => {
+                        let id = form.get("client_id").cloned().unwrap_or_default();
+                        let valid = state.users.get(&id).is_some_and(|(secret, refresh)| {
+                            form.get("client_secret") == Some(secret)
+                                && form.get("refresh_token") == Some(refresh)
+                        });
+                        if valid {
+                            Reply::json(200, &issue(&mut state, id))
+                        } else {
+                            oauth_error(400, "invalid_grant", "Token has been expired or revoked.")
+                        }
+                    }
+                    _ => oauth_error(400, "unsupported_grant_type", "Invalid grant_type"),
+                }
+            }
+        };
+        let metadata = {
+            let state = Arc::clone(&state);
+            move |request: &Request| {
+                let mut state = state.lock().expect("state");
+                if request.header("metadata-flavor") != Some("Google") {
+                    return Reply::empty(403);
+                }
+                if request.query("scopes") != Some(SCOPE) {
+                    return Reply::empty(400);
+                }
+                Reply::json(200, &issue(&mut state, "default-compute@developer".into()))
+            }
+        };
+        vec![
+            Route::new("POST", "/token", &[], &[200, 400, 401], token),
+            Route::new(
+                "GET",
+                METADATA_TOKEN,
+                &["scopes"],
+                &[200, 400, 403],
+                metadata,
+            ),
+        ]
+    }
+
+    /// Starts a double.
+    pub fn start() -> Google {
+        let state = Arc::new(Mutex::new(State {
+            lifetime: 3599,
+            ..State::default()
+        }));
+        let server = ApiServer::start(Google::routes(Arc::clone(&state)));
+        state.lock().expect("state").audience = format!("{}/token", server.url());
+        Google { server, state }
+    }
+
+    /// Requests answered 200.
+    pub fn tokens_issued(&self) -> usize {
+        self.state.lock().expect("state").issued.len()
+    }
+}
