@@ -444,20 +444,20 @@ impl Vendor for GitHub {
                 package.name
             );
             let mut entries = Vec::with_capacity(targets.len());
-            if delete_package && !request.dry_run {
-                if let Err(error) = self
+            if delete_package
+                && !request.dry_run
+                && let Err(error) = self
                     .delete_path(
                         &package.api_path,
                         &format!("delete package {}", package.name),
                     )
                     .await
-                {
-                    (request.progress)(targets.len() as u64);
-                    return targets
-                        .iter()
-                        .map(|t| failed(repository, t, &error))
-                        .collect();
-                }
+            {
+                (request.progress)(targets.len() as u64);
+                return targets
+                    .iter()
+                    .map(|t| failed(repository, t, &error))
+                    .collect();
             }
             for action in actions {
                 match action {

@@ -58,7 +58,7 @@ impl State {
                 (*id, digest, tags)
             })
             .collect();
-        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        versions.sort_by_key(|version| std::cmp::Reverse(version.0));
         versions
     }
 

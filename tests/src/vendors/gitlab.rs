@@ -11,6 +11,9 @@ use serde_json::json;
 
 use crate::apiserver::{ApiServer, Declared, Reply, Request, Route};
 
+/// A registry repository: its path and tag → (digest, created_at).
+type RegistryRepository = (String, BTreeMap<String, (String, String)>);
+
 #[derive(Default)]
 struct State {
     base_url: String,
@@ -18,7 +21,7 @@ struct State {
     /// project path → registry repository paths (their id is the index + 1 in `repositories`).
     projects: BTreeMap<String, Vec<u64>>,
     /// repository id - 1 → (path, tag → (digest, created_at)).
-    repositories: Vec<(String, BTreeMap<String, (String, String)>)>,
+    repositories: Vec<RegistryRepository>,
     protected: BTreeSet<String>,
     throttled: usize,
 }
@@ -94,10 +97,7 @@ fn unauthorised() -> Reply {
 }
 
 /// The repository `{repository_id}` of project `{id}` (a numeric id is not used by the client).
-fn repository<'a>(
-    state: &'a mut State,
-    request: &Request,
-) -> Option<&'a mut (String, BTreeMap<String, (String, String)>)> {
+fn repository<'a>(state: &'a mut State, request: &Request) -> Option<&'a mut RegistryRepository> {
     let ids = state.projects.get(request.param("id"))?;
     let id: u64 = request.param("repository_id").parse().ok()?;
     if !ids.contains(&id) {
