@@ -5,6 +5,7 @@
 pub mod apiserver;
 pub mod bins;
 pub mod dbus;
+pub mod faultproxy;
 pub mod images;
 pub mod moto;
 pub mod registry;

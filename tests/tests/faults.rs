@@ -1,0 +1,350 @@
+//! `regkit delete` (500 tags) and `regkit cleanup` against a real registry behind the fault proxy:
+//! connection resets before and after the registry acted, stalls past the client timeout, 503 and 429
+//! bursts with and without `Retry-After`, truncated bodies, and the registry killed and restarted mid-run.
+//!
+//! After each faulted run: it completed, or it exited non-zero naming what failed; not one tag outside the
+//! requested set changed (full tag → digest maps); a rerun without faults converges to exactly "before
+//! minus requested". Each scenario prints one `FAULTS` line with its figures (README "How we test").
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use regkit_e2e::bins;
+use regkit_e2e::faultproxy::{self, Fault, FaultProxy, Rule};
+use regkit_e2e::images::{self, Auth};
+use regkit_e2e::registry::{Options, Registry};
+use tempfile::TempDir;
+
+const REPO: &str = "faults/app";
+/// Tags the runs delete: 500, of which the first 50 share their image with a kept tag.
+const DELETED: usize = 500;
+const SHARED: usize = 50;
+/// Tags that must survive every run: 50 sharing an image with a deleted tag, 50 on their own images.
+const KEPT: usize = 100;
+
+/// A registry data directory seeded once; each scenario runs on a copy.
+struct Seed {
+    dir: TempDir,
+    before: BTreeMap<String, String>,
+}
+
+fn seed() -> &'static Seed {
+    static SEED: OnceLock<Seed> = OnceLock::new();
+    SEED.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let registry = Registry::start_with(Options {
+            data_dir: Some(data),
+            ..Options::default()
+        });
+        let url = registry.url();
+        // Shared images: deleting del-i must leave keep-i (same digest) in place. Sequential: parallel
+        // pushes of the same config blob into one repository race in the registry.
+        for i in 0..SHARED {
+            images::push(
+                &url,
+                REPO,
+                &[&format!("del-{i:03}"), &format!("keep-{i:03}")],
+                &Auth::None,
+            );
+        }
+        let own: Vec<String> = (SHARED..DELETED)
+            .map(|i| format!("del-{i:03}"))
+            .chain((SHARED..KEPT).map(|i| format!("keep-{i:03}")))
+            .collect();
+        let own: Vec<&str> = own.iter().map(String::as_str).collect();
+        images::push_distinct(&url, REPO, &own, &Auth::None);
+        let before = images::tag_digests(&url, REPO, &Auth::None);
+        assert_eq!(before.len(), DELETED + KEPT);
+        Seed { dir, before }
+    })
+}
+
+/// A registry over a fresh copy of the seeded data, and the directory that holds it.
+fn seeded_registry() -> (Registry, TempDir) {
+    let seed = seed();
+    let copy = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(seed.dir.path().join("data"))
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "copy the seeded registry data");
+    let registry = Registry::start_with(Options {
+        data_dir: Some(copy.path().join("data")),
+        ..Options::default()
+    });
+    (registry, copy)
+}
+
+fn requested() -> Vec<String> {
+    (0..DELETED).map(|i| format!("del-{i:03}")).collect()
+}
+
+/// `regkit` with an empty docker config and canary-free clean environment.
+fn regkit(config: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(bins::ours("regkit"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", config)
+        .arg("--docker-config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[derive(Clone, Copy)]
+enum Run {
+    Delete,
+    Cleanup,
+}
+
+fn run(kind: Run, proxy: &FaultProxy, config: &Path) -> Output {
+    match kind {
+        Run::Delete => {
+            let refs: String = requested()
+                .iter()
+                .map(|tag| format!("{}/{REPO}:{tag}\n", proxy.host()))
+                .collect();
+            regkit(config, &["--output", "json", "delete", "--stdin"], &refs)
+        }
+        Run::Cleanup => regkit(
+            config,
+            &[
+                "--output",
+                "json",
+                "cleanup",
+                "--yes",
+                "--match",
+                "^del-",
+                &format!("{}/{REPO}", proxy.host()),
+            ],
+            "",
+        ),
+    }
+}
+
+/// The registry's tags now, read straight from it (not through the proxy).
+fn now(registry: &Registry) -> BTreeMap<String, String> {
+    images::tag_digests(&registry.url(), REPO, &Auth::None)
+}
+
+fn kept(map: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    map.iter()
+        .filter(|(tag, _)| tag.starts_with("keep-"))
+        .map(|(tag, digest)| (tag.clone(), digest.clone()))
+        .collect()
+}
+
+/// Runs one scenario: the faulted run, the checks, the rerun without faults, the final comparison.
+/// `restart_after` kills the registry once the proxy has seen that many requests.
+fn scenario(name: &str, kind: Run, rules: Vec<Rule>, restart_after: Option<usize>) {
+    let seed = seed();
+    let (registry, data) = seeded_registry();
+    let config = tempfile::tempdir().unwrap();
+    std::fs::write(config.path().join("config.json"), "{}").unwrap();
+    let proxy = FaultProxy::start(registry.host());
+    proxy.set_rules(rules);
+    let started = Instant::now();
+    let (output, registry) = match restart_after {
+        Some(after) => {
+            let restarter = faultproxy::restart_registry_after(
+                &proxy,
+                registry,
+                data.path().join("data"),
+                after,
+                Duration::from_secs(2),
+            );
+            let output = run(kind, &proxy, config.path());
+            (output, restarter.join().unwrap())
+        }
+        None => (run(kind, &proxy, config.path()), registry),
+    };
+    let elapsed = started.elapsed();
+    let injected = proxy.injected();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!injected.is_empty(), "{name}: no fault was injected");
+    let code = output.status.code();
+    assert!(
+        code.is_some(),
+        "{name}: regkit was killed by a signal: {stderr}"
+    );
+    if code != Some(0) {
+        // A failed run says what failed: a per-tag failure in the report or a message on stderr.
+        let named = stdout.lines().any(|line| line.contains("\"failed\""))
+            || stderr.contains(REPO)
+            || stderr.contains(proxy.host());
+        assert!(
+            named,
+            "{name}: exit {code:?} without naming what failed\nstdout: {stdout}\nstderr: {stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("panicked"),
+        "{name}: regkit panicked: {stderr}"
+    );
+    let after_fault = now(&registry);
+    assert_eq!(
+        kept(&after_fault),
+        kept(&seed.before),
+        "{name}: a tag outside the requested set changed under faults\nstderr: {stderr}"
+    );
+    // Rerun without faults: converges to exactly the kept tags.
+    proxy.set_rules(Vec::new());
+    let rerun = run(kind, &proxy, config.path());
+    assert_eq!(
+        rerun.status.code(),
+        Some(0),
+        "{name}: the rerun did not converge\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&rerun.stdout),
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    let after = now(&registry);
+    assert_eq!(after, kept(&seed.before), "{name}: final tags");
+    println!(
+        "FAULTS scenario={name:?} injected={} requests={} exit={} rerun=0 seconds={} tags_lost=0",
+        injected.len(),
+        proxy.requests(),
+        code.unwrap_or(-1),
+        elapsed.as_secs()
+    );
+}
+
+#[test]
+fn delete_survives_resets_before_and_after_the_registry_acts() {
+    scenario(
+        "delete resets",
+        Run::Delete,
+        vec![
+            Rule::new(Fault::ResetAfterForward)
+                .method("DELETE")
+                .every(9)
+                .times(30),
+            Rule::new(Fault::Reset).skip(3).every(7).times(60),
+        ],
+        None,
+    );
+}
+
+#[test]
+fn delete_survives_503_and_429_bursts() {
+    scenario(
+        "delete 503/429 bursts",
+        Run::Delete,
+        vec![
+            Rule::new(Fault::Status {
+                code: 503,
+                retry_after: Some("1".into()),
+            })
+            .skip(20)
+            .times(40),
+            Rule::new(Fault::Status {
+                code: 429,
+                retry_after: None,
+            })
+            .method("DELETE")
+            .skip(100)
+            .times(40),
+            Rule::new(Fault::Status {
+                code: 503,
+                retry_after: None,
+            })
+            .path("/manifests/")
+            .skip(600)
+            .every(3)
+            .times(30),
+        ],
+        None,
+    );
+}
+
+#[test]
+fn delete_survives_truncated_bodies() {
+    scenario(
+        "delete truncated bodies",
+        Run::Delete,
+        vec![
+            Rule::new(Fault::Truncate).method("GET").every(3).times(40),
+            Rule::new(Fault::Truncate)
+                .method("HEAD")
+                .every(11)
+                .times(20),
+        ],
+        None,
+    );
+}
+
+#[test]
+fn delete_survives_stalls_past_the_client_timeout() {
+    scenario(
+        "delete stalls",
+        Run::Delete,
+        vec![
+            Rule::new(Fault::Stall(Duration::from_secs(35)))
+                .skip(50)
+                .every(200)
+                .times(3),
+        ],
+        None,
+    );
+}
+
+#[test]
+fn delete_survives_a_registry_restart() {
+    scenario(
+        "delete registry restart",
+        Run::Delete,
+        Vec::new(),
+        Some(400),
+    );
+}
+
+#[test]
+fn cleanup_survives_resets_and_bursts() {
+    scenario(
+        "cleanup resets + bursts",
+        Run::Cleanup,
+        vec![
+            Rule::new(Fault::ResetAfterForward)
+                .method("DELETE")
+                .every(7)
+                .times(30),
+            Rule::new(Fault::Reset).skip(5).every(13).times(40),
+            Rule::new(Fault::Status {
+                code: 429,
+                retry_after: Some("1".into()),
+            })
+            .skip(200)
+            .times(20),
+            Rule::new(Fault::Truncate).method("GET").every(17).times(20),
+        ],
+        None,
+    );
+}
+
+#[test]
+fn cleanup_survives_a_registry_restart() {
+    scenario(
+        "cleanup registry restart",
+        Run::Cleanup,
+        Vec::new(),
+        Some(700),
+    );
+}
