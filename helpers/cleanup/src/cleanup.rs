@@ -862,3 +862,45 @@ fn write_report(
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn policy(older_than: Option<u64>) -> Policy {
+        Policy::new(&[], &[], KeepList::default(), older_than, None).unwrap()
+    }
+
+    #[test]
+    fn untagged_manifests_go_unless_an_age_limit_protects_them() {
+        let any = untagged_decision(&policy(None), None, NOW);
+        assert!(any.delete);
+        assert_eq!(any.reason, "no tag points at it");
+        let day = 86_400;
+        let limited = policy(Some(day as u64));
+        assert!(untagged_decision(&limited, Some(NOW - 2 * day), NOW).delete);
+        let fresh = untagged_decision(&limited, Some(NOW - 60), NOW);
+        assert_eq!((fresh.delete, fresh.rule), (false, Rule::TooNew));
+        let undated = untagged_decision(&limited, None, NOW);
+        assert_eq!((undated.delete, undated.rule), (false, Rule::NoDate));
+        let future = untagged_decision(&limited, Some(NOW + 5 * day), NOW);
+        assert!(!future.delete);
+    }
+
+    #[test]
+    fn registry_hosts_follow_dockers_rule() {
+        for host in [
+            "registry.example.com",
+            "127.0.0.1:5000",
+            "localhost",
+            "host:443",
+        ] {
+            assert!(looks_like_host(host), "{host}");
+        }
+        for name in ["team", "library", ""] {
+            assert!(!looks_like_host(name), "{name}");
+        }
+    }
+}
