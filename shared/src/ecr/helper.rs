@@ -140,6 +140,7 @@ impl Helper for EcrHelper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ecr::Token;
     use crate::secret::Secret;
 
     #[test]
@@ -199,6 +200,63 @@ mod tests {
             helper.list().unwrap(),
             BTreeMap::from([(format!("https://{host}"), "AWS".to_owned())])
         );
+    }
+
+    /// Answers a fixed expiry and counts its calls.
+    struct Fixed(i64, std::rc::Rc<std::cell::Cell<u32>>);
+
+    impl TokenSource for Fixed {
+        fn fetch(
+            &self,
+            registry: &EcrRegistry,
+            _: &Env,
+        ) -> Result<super::super::Token, super::super::EcrError> {
+            self.1.set(self.1.get() + 1);
+            Ok(Token {
+                username: "AWS".into(),
+                password: Secret::new("fresh".into()),
+                endpoint: format!("https://{}", registry.host()),
+                expires_at: self.0,
+            })
+        }
+    }
+
+    #[test]
+    fn misses_ask_the_source_and_cache_only_usable_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = |now: &str| {
+            Env::from_vars([
+                ("AWS_ECR_CACHE_DIR", dir.path().to_str().unwrap()),
+                ("REGKIT_ECR_NOW", now),
+            ])
+        };
+        let host = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        // Already expired when it arrives (moto's 2015 tokens): answered, never cached.
+        let stale = EcrHelper::with_source(env("5000"), Box::new(Fixed(4000, Default::default())));
+        assert_eq!(stale.get(host).unwrap().secret.expose(), "fresh");
+        assert!(!dir.path().join("regkit-ecr-cache.json").exists());
+        let calls = std::rc::Rc::default();
+        let helper = EcrHelper::with_source(
+            env("5000"),
+            Box::new(Fixed(9000, std::rc::Rc::clone(&calls))),
+        );
+        helper.get(host).unwrap();
+        helper.get(host).unwrap();
+        assert_eq!(calls.get(), 1, "the second get is a cache hit");
+        let missing = EcrHelper::with_source(
+            env("5000"),
+            Box::new(TokenProgram::at("/nonexistent/regkit-ecr-token")),
+        );
+        assert_eq!(
+            missing.get(host).unwrap().secret.expose(),
+            "fresh",
+            "cache hit needs no program"
+        );
+        let later = EcrHelper::with_source(
+            env("9500"),
+            Box::new(TokenProgram::at("/nonexistent/regkit-ecr-token")),
+        );
+        assert_eq!(later.get(host), Err(Error::NotFound));
     }
 
     #[test]
