@@ -267,6 +267,12 @@ fn tombstone(body: &[u8], marker: &str) -> Result<Vec<u8>, String> {
     serde_json::to_vec(&manifest).map_err(|error| error.to_string())
 }
 
+/// `body` with a fresh tombstone marker: a manifest whose digest no other manifest has (GitHub's vendor
+/// moves a tag onto one too, to delete it as a version of its own).
+pub(super) fn unique_tombstone(body: &[u8]) -> Result<Vec<u8>, String> {
+    tombstone(body, &tombstone_marker())
+}
+
 /// Unique per process run and call: two tombstones never share a digest, even across concurrent runs.
 fn tombstone_marker() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

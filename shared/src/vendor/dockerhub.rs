@@ -132,7 +132,7 @@ impl DockerHub {
         ApiClient::new(
             &format!("{}/", url.trim_end_matches('/')),
             "Docker Hub API",
-            &Default::default(),
+            self.context.client.options(),
         )
     }
 

@@ -13,13 +13,11 @@
 //! description): organisations use `/orgs/{owner}/…`, users `/user/…` (the token owner's packages).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use reqwest::Method as Http;
 use tokio::sync::OnceCell;
 
-use super::default::TOMBSTONE_ANNOTATION;
+use super::default::unique_tombstone;
 use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, Vendor, failure_kind};
 use crate::reference::{Repository, Target};
 use crate::registry::RegistryError;
@@ -106,7 +104,7 @@ impl GitHub {
                 let api = ApiClient::new(
                     &format!("{}/", url.trim_end_matches('/')),
                     "GitHub API",
-                    &Default::default(),
+                    self.context.client.options(),
                 )?;
                 match settings
                     .get("repo-github-token")
@@ -229,7 +227,7 @@ impl GitHub {
             }
         })?;
         let grave =
-            tombstone(&manifest.body).map_err(|message| RegistryError::InvalidResponse {
+            unique_tombstone(&manifest.body).map_err(|message| RegistryError::InvalidResponse {
                 registry: repository.registry.clone(),
                 operation: format!("untag {path}:{tag}"),
                 message,
@@ -249,40 +247,6 @@ impl GitHub {
         )
         .await
     }
-}
-
-/// `body` with a unique annotation, so its digest is new: a version of its own on GitHub.
-fn tombstone(body: &[u8]) -> Result<Vec<u8>, String> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut manifest: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|error| format!("the manifest is not JSON ({error})"))?;
-    let annotations = manifest
-        .as_object_mut()
-        .filter(|object| {
-            object
-                .get("schemaVersion")
-                .and_then(serde_json::Value::as_u64)
-                == Some(2)
-        })
-        .ok_or("only schema version 2 manifests can be untagged safely")?
-        .entry("annotations")
-        .or_insert_with(|| serde_json::json!({}))
-        .as_object_mut()
-        .ok_or("the manifest's annotations are not an object")?;
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let marker = format!(
-        "{nanos}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    annotations.insert(
-        TOMBSTONE_ANNOTATION.into(),
-        serde_json::Value::String(marker),
-    );
-    serde_json::to_vec(&manifest).map_err(|error| error.to_string())
 }
 
 /// What to do with one version.

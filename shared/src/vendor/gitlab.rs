@@ -170,7 +170,7 @@ impl GitLab {
                 let api = ApiClient::new(
                     &format!("{}/", url.trim_end_matches('/')),
                     "GitLab API",
-                    &Default::default(),
+                    self.context.client.options(),
                 )?;
                 let path = repository.path.as_str();
                 let segments: Vec<&str> = path.split('/').collect();
