@@ -10,6 +10,8 @@ mod acr;
 mod artifactory;
 mod default;
 mod dockerhub;
+#[cfg(feature = "gcr")]
+mod gcr;
 mod github;
 mod gitlab;
 #[cfg(feature = "ecr")]
@@ -151,6 +153,8 @@ const IMPLEMENTATIONS: &[(&str, Constructor, &[Flag])] = &[
     ("ecr", ecr::build, &[]),
     #[cfg(feature = "acr")]
     ("acr", acr::build, acr::FLAGS),
+    #[cfg(feature = "gcr")]
+    ("gcr", gcr::build, gcr::FLAGS),
     ("harbor", harbor::build, harbor::FLAGS),
     ("quay", quay::build, quay::FLAGS),
     ("artifactory", artifactory::build, artifactory::FLAGS),

@@ -2,6 +2,7 @@
 //! Artifactory), each written from the vendor's published description, and what their tests share.
 
 pub mod acr;
+pub mod artifactregistry;
 pub mod dockerhub;
 pub mod entra;
 pub mod github;

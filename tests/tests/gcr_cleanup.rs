@@ -1,0 +1,204 @@
+//! `regkit` with the `gcr` implementation against the Artifact Registry REST double: paginated tags with
+//! dates from versions, 429 then success, untag keeping sibling tags, absent tags, digests deleted with
+//! `force`, packages with `/`, and 401/403 → exit 3 naming the missing permission. Every run points the
+//! metadata host at a closed loopback port and leaves `gcloud` out, so nothing can leave 127.0.0.1.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use base64::Engine;
+use regkit_e2e::bins;
+use regkit_e2e::vendors::artifactregistry::{ArtifactRegistry, Discovery, SPEC};
+use regkit_e2e::vendors::{Run, digest};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "ya29.admin";
+const READER: &str = "ya29.reader";
+const PACKAGE: (&str, &str, &str, &str) = ("proj", "us", "repo", "team/app");
+
+/// `regkit` with a docker config whose credentials for the double's host are `oauth2accesstoken`:`token`
+/// (none when `token` is empty).
+fn run(ar: &ArtifactRegistry, token: &str, args: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let config = if token.is_empty() {
+        json!({})
+    } else {
+        let auth =
+            base64::engine::general_purpose::STANDARD.encode(format!("oauth2accesstoken:{token}"));
+        json!({"auths": {ar.server.host(): {"auth": auth}}})
+    };
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let url = ar.server.url();
+    let output = Command::new(bins::ours("regkit"))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", dir.path())
+        .env("GCE_METADATA_HOST", "127.0.0.1:9")
+        .env("REGKIT_GCR_CREDENTIALS", "adc,metadata")
+        .arg("--docker-config")
+        .arg(dir.path())
+        .args(["--output", "json", "--repo-implementation", "gcr"])
+        .args(["--gcr-api-url", &url, "--gcr-location", "us"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run regkit");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn repository(ar: &ArtifactRegistry) -> String {
+    format!("{}/proj/repo/team/app", ar.server.host())
+}
+
+fn assert_clean(ar: &ArtifactRegistry) {
+    assert!(
+        ar.server.violations().is_empty(),
+        "{:?}",
+        ar.server.violations()
+    );
+}
+
+#[test]
+fn the_double_follows_the_discovery_document() {
+    let ar = ArtifactRegistry::start(ADMIN, READER);
+    let problems = Discovery::load(SPEC).mismatches(&ar.server.declared());
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(Path::new(&regkit_e2e::specs::dir().join(SPEC)).is_file());
+}
+
+#[test]
+fn listing_is_paginated_with_dates_and_survives_429() {
+    let ar = ArtifactRegistry::start(ADMIN, READER);
+    ar.seed(PACKAGE, "t", 130, 1);
+    {
+        let mut state = ar.state.lock().unwrap();
+        state.max_page = 40;
+        state.throttle = 1;
+    }
+    let listed = run(&ar, READER, &["tags", &repository(&ar)]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert_eq!(listed.stdout.lines().count(), 130, "{}", listed.stdout);
+    assert!(listed.stdout.contains(&digest(32)));
+    let log = ar.server.log();
+    let pages = |suffix: &str| {
+        log.iter()
+            .filter(|(m, p, s)| m == "GET" && p.ends_with(suffix) && *s == 200)
+            .count()
+    };
+    assert_eq!(pages("/tags"), 4, "{log:?}");
+    assert_eq!(pages("/versions"), 4, "{log:?}");
+    assert!(
+        log.iter()
+            .any(|(_, p, s)| *s == 429 && p.contains("team%2Fapp")),
+        "{log:?}"
+    );
+
+    // Dates come from the versions: keeping the 128 newest plans the two oldest tags.
+    let planned = run(
+        &ar,
+        READER,
+        &[
+            "cleanup",
+            "--dry-run",
+            "--keep-last",
+            "128",
+            &repository(&ar),
+        ],
+    );
+    assert_eq!(planned.code, 0, "{}", planned.stderr);
+    let mut tags: Vec<String> = planned
+        .stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|e| e["result"] == "planned" && e["date_source"] == "vendor")
+        .map(|e| e["tag"].as_str().unwrap().to_owned())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["t0", "t1"], "{}", planned.stdout);
+    assert_clean(&ar);
+}
+
+#[test]
+fn untag_keeps_siblings_and_digests_go_with_their_tags_only() {
+    let ar = ArtifactRegistry::start(ADMIN, READER);
+    ar.seed(PACKAGE, "t", 12, 3);
+    let before = ar.tags(PACKAGE);
+    let repo = repository(&ar);
+    let deleted = run(
+        &ar,
+        ADMIN,
+        &["delete", &format!("{repo}:t0"), &format!("{repo}:nope")],
+    );
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    let entries = deleted.entries();
+    let statuses: Vec<&str> = entries
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["untagged", "absent"]);
+    assert_eq!(entries[0]["digest"], digest(0));
+    let mut expected = before.clone();
+    expected.remove("t0");
+    assert_eq!(
+        ar.tags(PACKAGE),
+        expected,
+        "t1 and t2 share t0's version and stay"
+    );
+
+    let by_digest = run(&ar, ADMIN, &["delete", &format!("{repo}@{}", digest(1))]);
+    assert_eq!(by_digest.code, 0, "{}", by_digest.stderr);
+    assert_eq!(by_digest.entries()[0]["status"], "deleted");
+    expected.retain(|_, d| *d != digest(1));
+    assert_eq!(ar.tags(PACKAGE), expected);
+    assert_eq!(ar.tags(PACKAGE).len(), 8);
+    assert!(
+        ar.server
+            .log()
+            .iter()
+            .any(|(m, p, _)| m == "DELETE" && p.contains("/versions/sha256")),
+        "{:?}",
+        ar.server.log()
+    );
+    assert_clean(&ar);
+}
+
+#[test]
+fn a_read_only_identity_exits_3_naming_the_permission() {
+    let ar = ArtifactRegistry::start(ADMIN, READER);
+    ar.seed(PACKAGE, "t", 3, 1);
+    let denied = run(&ar, READER, &["delete", &format!("{}:t1", repository(&ar))]);
+    assert_eq!(denied.code, 3, "{}\n{}", denied.stdout, denied.stderr);
+    let text = format!("{}{}", denied.stdout, denied.stderr);
+    assert!(
+        text.contains("artifactregistry.repositories.deleteArtifacts"),
+        "{text}"
+    );
+    assert_eq!(ar.tags(PACKAGE).len(), 3);
+    assert_clean(&ar);
+}
+
+#[test]
+fn no_or_bad_credentials_exit_3() {
+    let ar = ArtifactRegistry::start(ADMIN, READER);
+    ar.seed(PACKAGE, "t", 2, 1);
+    let bad = run(&ar, "ya29.stale", &["tags", &repository(&ar)]);
+    assert_eq!(bad.code, 3, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("roles/artifactregistry.reader"),
+        "{}",
+        bad.stderr
+    );
+    // Without any token the Google sources are tried (metadata on a closed loopback port) and fail.
+    let none = run(&ar, "", &["tags", &repository(&ar)]);
+    assert_eq!(none.code, 3, "{}", none.stderr);
+    assert!(
+        none.stderr.contains("docker-credential-gcr"),
+        "{}",
+        none.stderr
+    );
+    assert_clean(&ar);
+}
