@@ -5,7 +5,7 @@ PREFIX    ?= /usr/local
 BINDIR    ?= $(PREFIX)/bin
 DESTDIR   ?=
 CARGO     ?= cargo
-BINARIES  := regkit docker-credential-keyring docker-credential-env docker-credential-ecr-login regkit-ecr-token docker-credential-acr
+BINARIES  := regkit docker-credential-keyring docker-credential-env docker-credential-ecr-login regkit-ecr-token docker-credential-acr docker-credential-gcr
 MANDIR    ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
@@ -40,7 +40,7 @@ lint:
 # suite runs 256 cases of each. Override with `make fuzz FUZZ_CASES=…`.
 FUZZ_CASES ?= 200000
 fuzz:
-	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p regkit --all-features --locked --release --lib fuzz_tests
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p regkit --all-features --locked --lib fuzz_tests
 
 # Starts a throwaway registry on 127.0.0.1, pushes a few images and shows what `regkit` does with them.
 demo: deps

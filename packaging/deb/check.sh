@@ -51,11 +51,11 @@ $sudo dpkg -i "$deb" >/dev/null
 # The installed files, not the build tree.
 export PATH=/usr/bin:/bin
 [ "$(/usr/bin/regkit --version)" = "regkit ${version}" ] || fail "regkit --version: $(/usr/bin/regkit --version)"
-for helper in /usr/bin/docker-credential-{keyring,env,ecr-login}; do
+for helper in /usr/bin/docker-credential-{keyring,env,ecr-login,acr,gcr}; do
   [ "$(dpkg -S "$helper" | cut -d: -f1)" = regkit ] || fail "$helper does not belong to the regkit package"
   "$helper" version | grep -q "$version" || fail "$helper version: $("$helper" version)"
 done
-for page in regkit regkit-configure regkit-doctor regkit-ci-env docker-credential-keyring docker-credential-env docker-credential-ecr-login; do
+for page in regkit regkit-configure regkit-doctor regkit-ci-env docker-credential-{keyring,env,ecr-login,acr,gcr}; do
   [ -s "/usr/share/man/man1/$page.1.gz" ] || fail "man page $page is missing"
   man --warnings -l "/usr/share/man/man1/$page.1.gz" 2>"$work/man.err" >/dev/null
   [ ! -s "$work/man.err" ] || fail "man page $page: $(cat "$work/man.err")"

@@ -12,7 +12,7 @@ class Regkit < Formula
   conflicts_with "docker-credential-helper-ecr", because: "both install `docker-credential-ecr-login`"
 
   def install
-    helpers = %w[env ecr acr]
+    helpers = %w[env ecr acr gcr]
     # The keyring helper speaks the freedesktop Secret Service, which macOS does not have.
     helpers << "keyring" if OS.linux?
     system "cargo", "install", *std_cargo_args(path: "helpers/cleanup")
@@ -37,7 +37,7 @@ class Regkit < Formula
 
   test do
     assert_match "regkit #{version}", shell_output("#{bin}/regkit --version")
-    helpers = %w[env ecr-login acr]
+    helpers = %w[env ecr-login acr gcr]
     helpers << "keyring" if OS.linux?
     helpers.each do |helper|
       assert_match version.to_s, shell_output("#{bin}/docker-credential-#{helper} version")
