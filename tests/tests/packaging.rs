@@ -144,10 +144,10 @@ fn completions_for_bash_zsh_and_fish_know_every_subcommand_and_vendor_flag() {
         }
         // Vendor flags are added at run time; the completions must come from that full definition.
         for flag in help
-            .split_whitespace()
-            .filter(|word| word.starts_with("--repo-") && word.len() > 7)
+            .lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .filter(|flag| flag.starts_with("--repo-"))
         {
-            let flag = flag.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
             assert!(
                 script.contains(flag.trim_start_matches('-')),
                 "{file} lacks {flag}"
@@ -194,14 +194,15 @@ fn homebrew_formula_is_valid_ruby_and_installs_every_binary() {
     }
 }
 
-/// The `helpers/<dir>` whose Cargo.toml names `name` as its package or binary.
+/// The `helpers/<dir>` whose Cargo.toml names `name` as its package or binary, or that has `src/bin/<name>.rs`.
 fn helper_dir(name: &str) -> String {
     fs::read_dir(repo_root().join("helpers"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .find(|dir| {
-            fs::read_to_string(dir.join("Cargo.toml"))
-                .is_ok_and(|text| text.contains(&format!("name = \"{name}\"")))
+            dir.join(format!("src/bin/{name}.rs")).is_file()
+                || fs::read_to_string(dir.join("Cargo.toml"))
+                    .is_ok_and(|text| text.contains(&format!("name = \"{name}\"")))
         })
         .unwrap_or_else(|| panic!("no helpers/* crate is named {name}"))
         .file_name()
