@@ -699,17 +699,19 @@ async fn execute(setup: &Setup<'_>, handles: &Handles, plans: &mut [Planned], dr
     }
 }
 
-/// The plan on standard output before the question: tag, age, digest, reason.
+/// The plan before the question: tag, age, digest, reason.
 fn print_plan(plans: &[Planned]) -> Result<(), Fatal> {
     let rows: Vec<&Row> = plans
         .iter()
         .flat_map(|plan| &plan.rows)
         .filter(|row| row.action == Action::Delete)
         .collect();
-    print_with(|out| {
-        write_rows(out, &rows, false)?;
-        writeln!(out)
-    })
+    // On the terminal beside the question, so standard output stays the run's report (JSON Lines with
+    // --output json).
+    let mut err = io::stderr().lock();
+    write_rows(&mut err, &rows, false)
+        .and_then(|()| writeln!(err))
+        .map_err(|error| Fatal::Usage(format!("cannot show the plan: {error}")))
 }
 
 /// Asks once on the terminal.
