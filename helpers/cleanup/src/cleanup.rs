@@ -73,7 +73,8 @@ struct Row {
     date_source: Option<&'static str>,
     age: Option<String>,
     action: Action,
-    rule: RowRule,
+    /// The policy rule's name, or `untagged` for a manifest `--untagged` sweeps.
+    rule: &'static str,
     reason: String,
     /// `kept`, `declined` (not confirmed at the prompt), or the deletion's status (`deleted`, `untagged`,
     /// `absent`, `planned`, `failed`).
@@ -90,20 +91,6 @@ struct Row {
 enum Action {
     Keep,
     Delete,
-}
-
-/// A policy rule, or `untagged` for the manifests `--untagged` sweeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-enum RowRule {
-    Policy(Rule),
-    Untagged(UntaggedRule),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-enum UntaggedRule {
-    Untagged,
 }
 
 /// A repository-level outcome: listing failures, and notes such as "cannot list untagged manifests".
@@ -530,7 +517,7 @@ async fn plan(
                         reason,
                     );
                     if decision.delete {
-                        untagged_row.rule = RowRule::Untagged(UntaggedRule::Untagged);
+                        untagged_row.rule = "untagged";
                     }
                     rows.push(untagged_row);
                 }
@@ -599,7 +586,7 @@ fn row(
         } else {
             Action::Keep
         },
-        rule: RowRule::Policy(decision.rule),
+        rule: decision.rule.as_str(),
         reason,
         result: "kept".into(),
         method: None,
