@@ -36,6 +36,11 @@ pub enum Fault {
     /// The upstream's status line and headers (with its `Content-Length`), then half of its body, then
     /// the connection is closed.
     Truncate,
+    /// This raw HTTP answer (status line, headers, body) instead of the upstream's: a registry that lies.
+    Answer(String),
+    /// `200 OK` with this content type and a body without end (up to 4 GiB of `a`), until the client
+    /// hangs up: a gigantic body.
+    Flood(String),
 }
 
 impl Fault {
@@ -51,6 +56,10 @@ impl Fault {
             } => format!("{code} retry-after {value}"),
             Fault::Status { code, .. } => format!("{code}"),
             Fault::Truncate => "truncate".into(),
+            Fault::Answer(answer) => {
+                format!("answer {}", answer.lines().next().unwrap_or(""))
+            }
+            Fault::Flood(_) => "flood".into(),
         }
     }
 }
@@ -137,6 +146,7 @@ struct Shared {
     rules: Mutex<Vec<Rule>>,
     requests: AtomicUsize,
     injected: Mutex<Vec<String>>,
+    heads: Mutex<Vec<String>>,
     stop: AtomicBool,
 }
 
@@ -156,6 +166,7 @@ impl FaultProxy {
             rules: Mutex::new(Vec::new()),
             requests: AtomicUsize::new(0),
             injected: Mutex::new(Vec::new()),
+            heads: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
         });
         let accepting = shared.clone();
@@ -195,6 +206,11 @@ impl FaultProxy {
     /// Requests seen so far (faulted or not).
     pub fn requests(&self) -> usize {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// The head (request line and headers) of every request seen so far, as sent.
+    pub fn heads(&self) -> Vec<String> {
+        self.shared.heads.lock().unwrap().clone()
     }
 
     /// The faults injected so far, as `<fault> <METHOD> <target>`.
@@ -252,6 +268,7 @@ fn handle(mut client: TcpStream, shared: &Shared) {
         return;
     };
     shared.requests.fetch_add(1, Ordering::SeqCst);
+    shared.heads.lock().unwrap().push(head.clone());
     let mut request_line = head.lines().next().unwrap_or("").split(' ');
     let method = request_line.next().unwrap_or("").to_string();
     let target = request_line.next().unwrap_or("").to_string();
@@ -306,6 +323,23 @@ fn handle(mut client: TcpStream, shared: &Shared) {
                     },
                 );
                 let _ = client.write_all(&answer[..cut]);
+            }
+            let _ = client.shutdown(Shutdown::Both);
+        }
+        Some(Fault::Answer(answer)) => {
+            let _ = client.write_all(answer.as_bytes());
+        }
+        Some(Fault::Flood(content_type)) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\nconnection: close\r\n\r\n{{\"name\":\"x\",\"tags\":[\""
+            );
+            if client.write_all(head.as_bytes()).is_ok() {
+                let chunk = vec![b'a'; 1 << 16];
+                for _ in 0..(1usize << 16) {
+                    if shared.stop.load(Ordering::SeqCst) || client.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
             }
             let _ = client.shutdown(Shutdown::Both);
         }

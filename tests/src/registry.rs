@@ -41,6 +41,8 @@ pub struct Options {
     pub delete_enabled: bool,
     /// Reuse this data directory (to restart a registry over the same content).
     pub data_dir: Option<PathBuf>,
+    /// Serve HTTPS with this `(certificate, key)` PEM pair (`http.tls`) instead of plain HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             auth: Auth::None,
             delete_enabled: true,
             data_dir: None,
+            tls: None,
         }
     }
 }
@@ -58,6 +61,7 @@ pub struct Registry {
     child: Child,
     addr: String,
     data_dir: PathBuf,
+    tls: bool,
     _dir: TempDir,
 }
 
@@ -107,8 +111,16 @@ impl Registry {
                 )
             }
         };
+        let tls = match &options.tls {
+            Some((certificate, key)) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                certificate.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {}\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:0\n  secret: regkit-test-only\nhealth:\n  storagedriver:\n    enabled: false\n{auth}",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {}\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:0\n  secret: regkit-test-only\n{tls}health:\n  storagedriver:\n    enabled: false\n{auth}",
             data_dir.display(),
             options.delete_enabled
         );
@@ -152,6 +164,7 @@ impl Registry {
             child,
             addr,
             data_dir,
+            tls: options.tls.is_some(),
             _dir: dir,
         }
     }
@@ -161,9 +174,10 @@ impl Registry {
         &self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` with [`Options::tls`]).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The storage root, to restart another registry over the same content.

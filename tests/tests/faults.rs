@@ -219,11 +219,13 @@ fn scenario(name: &str, kind: Run, rules: Vec<Rule>, restart_after: Option<usize
     let after = now(&registry);
     assert_eq!(after, kept(&seed.before), "{name}: final tags");
     println!(
-        "FAULTS scenario={name:?} injected={} requests={} exit={} rerun=0 seconds={} tags_lost=0",
+        "FAULTS scenario={name:?} injected={} requests={} exit={} rerun=0 seconds={} tags_lost=0 first_error={:?} faults={:?}",
         injected.len(),
         proxy.requests(),
         code.unwrap_or(-1),
-        elapsed.as_secs()
+        elapsed.as_secs(),
+        stderr.lines().next().unwrap_or(""),
+        &injected[..injected.len().min(3)],
     );
 }
 
