@@ -15,6 +15,7 @@ pub mod dates;
 pub mod dockerconfig;
 #[cfg(feature = "ecr")]
 pub mod ecr;
+pub mod ecr_host;
 pub mod envhelper;
 #[cfg(test)]
 mod fuzz_tests;

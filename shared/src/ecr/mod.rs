@@ -19,7 +19,7 @@ pub mod aws;
 pub mod cache;
 pub mod cleanup;
 pub mod helper;
-pub mod host;
+pub use crate::ecr_host as host;
 pub mod identity;
 pub mod token;
 

@@ -10,12 +10,12 @@ mod acr;
 mod artifactory;
 mod default;
 mod dockerhub;
+#[cfg(feature = "ecr")]
+mod ecr;
 #[cfg(feature = "gcr")]
 mod gcr;
 mod github;
 mod gitlab;
-#[cfg(feature = "ecr")]
-mod ecr;
 mod harbor;
 mod nexus;
 mod quay;
@@ -190,7 +190,7 @@ pub enum HostRule {
     Exact(&'static str),
     /// The host is a non-empty name followed by this suffix (`.azurecr.io`).
     Suffix(&'static str),
-    /// `^\d{12}\.dkr[.-]ecr(-fips)?\.<region>\.amazonaws\.com(\.cn)?$`
+    /// An ECR host, as [`crate::ecr_host::EcrRegistry::parse`] recognises it (every partition, ECR Public).
     Ecr,
 }
 
@@ -199,7 +199,11 @@ impl HostRule {
         match self {
             HostRule::Exact(name) => host == name,
             HostRule::Suffix(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
-            HostRule::Ecr => is_ecr_host(host),
+            // The parser also accepts helper keys with a port or path; a registry host with a port is not
+            // a vendor's.
+            HostRule::Ecr => {
+                !host.contains(['/', ':']) && crate::ecr_host::EcrRegistry::parse(host).is_some()
+            }
         }
     }
 }
@@ -210,7 +214,7 @@ impl fmt::Display for HostRule {
             HostRule::Exact(name) => f.write_str(name),
             HostRule::Suffix(suffix) => write!(f, "*{suffix}"),
             HostRule::Ecr => {
-                f.write_str(r"^\d{12}\.dkr[.-]ecr(-fips)?\.<region>\.amazonaws\.com(\.cn)?$")
+                f.write_str("an ECR registry host (private, any partition, or ECR Public)")
             }
         }
     }
@@ -247,36 +251,6 @@ const DETECTION: &[(&str, &[HostRule])] = &[
     ("quay", &[HostRule::Exact("quay.io")]),
     ("artifactory", &[HostRule::Suffix(".jfrog.io")]),
 ];
-
-fn is_ecr_host(host: &str) -> bool {
-    let Some(rest) = host
-        .strip_suffix(".amazonaws.com")
-        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))
-    else {
-        return false;
-    };
-    let (account, rest) = rest.split_at_checked(12).unwrap_or(("", ""));
-    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let Some(rest) = rest
-        .strip_prefix(".dkr.ecr")
-        .or_else(|| rest.strip_prefix(".dkr-ecr"))
-    else {
-        return false;
-    };
-    let rest = rest.strip_prefix("-fips").unwrap_or(rest);
-    let Some(region) = rest.strip_prefix('.') else {
-        return false;
-    };
-    region
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphanumeric())
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
 
 /// How an implementation was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -401,6 +375,9 @@ mod tests {
                 "ecr",
             ),
             ("123456789012.dkr-ecr.eu-west-1.amazonaws.com", "ecr"),
+            ("123456789012.dkr-ecr.eu-west-1.on.aws", "ecr"),
+            ("123456789012.dkr.ecr.eu-central-1.amazonaws.eu", "ecr"),
+            ("public.ecr.aws", "ecr"),
             ("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", "ecr"),
             ("myreg.azurecr.io", "acr"),
             ("docker.io", "dockerhub"),
