@@ -2,14 +2,19 @@
 
 use std::path::PathBuf;
 
-/// The directory cargo built the workspace binaries into (`target/debug` for `cargo test`).
+/// The directory cargo built the workspace binaries into: `target/<profile>` (test binaries live one level
+/// down, in `deps`; the harness's own programs, `regkit-bench` and `regkit-demo`, beside the others).
 pub fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary knows its own path");
-    // target/debug/deps/<test> -> target/debug
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binaries live in target/<profile>/deps")
-        .to_path_buf()
+    let exe = std::env::current_exe().expect("the running program knows its own path");
+    let dir = exe
+        .parent()
+        .expect("a program lives in a directory")
+        .to_path_buf();
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir.parent().expect("deps has a parent").to_path_buf()
+    } else {
+        dir
+    }
 }
 
 /// The path of one of our binaries. Fails with a clear message when it was not built: `make test` builds
