@@ -295,6 +295,67 @@ pub async fn run_bounded(
     Ok(status.success().then_some(output))
 }
 
+/// The base64 bodies of the PEM blocks whose label ends with `label` (`PRIVATE KEY`, `CERTIFICATE`), decoded.
+pub fn pem_blocks(text: &str, label: &str) -> Vec<Vec<u8>> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("-----BEGIN ") {
+            current = rest
+                .strip_suffix("-----")
+                .filter(|name| name.ends_with(label))
+                .map(|_| String::new());
+        } else if line.starts_with("-----END ") {
+            if let Some(body) = current.take()
+                && let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body)
+            {
+                blocks.push(der);
+            }
+        } else if let Some(body) = current.as_mut() {
+            body.push_str(line);
+        }
+    }
+    blocks
+}
+
+/// A JWT of `header` (plus `alg`/`typ`) and `claims`, signed RS256 with the RSA private key in `pem`
+/// (PKCS#8 `PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`). Errors say what is wrong with the key, never its
+/// content.
+pub fn sign_rs256(
+    pem: &str,
+    mut header: serde_json::Value,
+    claims: &serde_json::Value,
+) -> Result<Secret<String>, String> {
+    use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+    let der = pem_blocks(pem, "PRIVATE KEY");
+    let key = der
+        .iter()
+        .find_map(|der| {
+            RsaKeyPair::from_pkcs8(der)
+                .or_else(|_| RsaKeyPair::from_der(der))
+                .ok()
+        })
+        .ok_or("no RSA private key in PEM form (PKCS#8 or PKCS#1) found")?;
+    header["alg"] = "RS256".into();
+    header["typ"] = "JWT".into();
+    let encode = |value: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+    };
+    let message = format!("{}.{}", encode(&header), encode(claims));
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(
+        &RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        message.as_bytes(),
+        &mut signature,
+    )
+    .map_err(|_| "cannot sign with the RSA key".to_owned())?;
+    Ok(Secret::new(format!(
+        "{message}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)
+    )))
+}
+
 /// The claims of a JWT, read without verifying it: only to learn its own `exp` or `tid`, never to trust it.
 pub fn jwt_claims(token: &str) -> Option<serde_json::Value> {
     let payload = token.split('.').nth(1)?;
@@ -354,6 +415,15 @@ mod tests {
         assert_eq!(jwt_claims(&format!("h.{payload}.s")).unwrap()["exp"], 5);
         assert_eq!(jwt_claims("nodots"), None);
         assert_eq!(jwt_claims("a.!!.b"), None);
+    }
+
+    #[test]
+    fn pem_blocks_pick_their_label() {
+        let text = "junk\n-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n\
+                    -----BEGIN PRIVATE KEY-----\nAwQ=\n-----END PRIVATE KEY-----\n";
+        assert_eq!(pem_blocks(text, "CERTIFICATE"), [vec![0, 1, 2]]);
+        assert_eq!(pem_blocks(text, "PRIVATE KEY"), [vec![3, 4]]);
+        assert!(sign_rs256(text, serde_json::json!({}), &serde_json::json!({})).is_err());
     }
 
     #[test]

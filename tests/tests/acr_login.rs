@@ -297,6 +297,59 @@ fn workload_identity_and_app_service_managed_identity() {
 }
 
 #[test]
+fn certificate_credential() {
+    let s = setup();
+    let key = regkit_e2e::vendors::google::Key::generate(s.home.path());
+    let pem = s.home.path().join("sp.pem");
+    std::fs::write(&pem, format!("{}{}", key.certificate_pem, key.pem)).unwrap();
+    s.entra
+        .state
+        .lock()
+        .unwrap()
+        .certificates
+        .insert(CLIENT.into(), (key.public, key.certificate_der));
+    let output = answer(&s.get(
+        KEY,
+        &[
+            ("AZURE_CLIENT_SECRET", ""),
+            ("AZURE_CLIENT_CERTIFICATE_PATH", pem.to_str().unwrap()),
+        ],
+    ));
+    assert_eq!(
+        claims(output["Secret"].as_str().unwrap()).unwrap()["sub"],
+        CLIENT
+    );
+    // A certificate the tenant does not know is refused.
+    let other = tempfile::tempdir().unwrap();
+    let stranger = regkit_e2e::vendors::google::Key::generate(other.path());
+    let pem2 = other.path().join("sp.pem");
+    std::fs::write(
+        &pem2,
+        format!("{}{}", stranger.certificate_pem, stranger.pem),
+    )
+    .unwrap();
+    let refused = s.get(
+        KEY,
+        &[
+            ("AZURE_CLIENT_SECRET", ""),
+            ("AZURE_CLIENT_CERTIFICATE_PATH", pem2.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("invalid_client"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !refused.stderr.contains("PRIVATE KEY"),
+        "{}",
+        refused.stderr
+    );
+    s.assert_clean();
+}
+
+#[test]
 fn a_refused_identity_is_not_found_with_the_reason_on_stderr() {
     let s = setup();
     let output = s.get(

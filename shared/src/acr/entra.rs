@@ -1,7 +1,8 @@
 //! Entra ID access tokens for the ACR audience, from the sources `DefaultAzureCredential` users know, in
 //! this order unless `REGKIT_ACR_CREDENTIALS` lists others (comma-separated names):
 //!
-//! 1. `environment`: a service principal secret (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`);
+//! 1. `environment`: a service principal (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, and `AZURE_CLIENT_SECRET` or
+//!    `AZURE_CLIENT_CERTIFICATE_PATH`, a PEM file with the certificate and its key);
 //! 2. `workload-identity`: a federated token file (`AZURE_FEDERATED_TOKEN_FILE`, `AZURE_CLIENT_ID`,
 //!    `AZURE_TENANT_ID`), as AKS workload identity projects it;
 //! 3. `managed-identity`: App Service / Functions (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`), else the VM
@@ -11,7 +12,7 @@
 //!
 //! `AZURE_AUTHORITY_HOST` moves the token endpoint (sovereign clouds, proxies). The requests are the
 //! documented Microsoft identity platform ones, sent directly rather than through `azure_identity`: its
-//! certificate support pulls OpenSSL, its pipeline retries a dead endpoint for 80–120 s (the VM managed
+//! certificate support pulls OpenSSL (here ring signs the assertion), its pipeline retries a dead endpoint for 80–120 s (the VM managed
 //! identity path ignores the caller's retry options), and its in-process cache is useless to a helper that
 //! lives for one `get`; the token cache of [`crate::cloudauth`] replaces it.
 
@@ -22,7 +23,9 @@ use std::time::Duration;
 use reqwest::Method;
 use serde::Deserialize;
 
-use crate::cloudauth::{Env, jwt_claims, run_bounded};
+use base64::Engine;
+
+use crate::cloudauth::{Env, jwt_claims, pem_blocks, run_bounded, sign_rs256};
 use crate::registry::ClientOptions;
 use crate::registry::api::ApiClient;
 use crate::secret::Secret;
@@ -105,6 +108,7 @@ pub fn identity_parts(env: &Env) -> Vec<String> {
         "AZURE_AUTHORITY_HOST",
         "AZURE_TENANT_ID",
         "AZURE_CLIENT_ID",
+        "AZURE_CLIENT_CERTIFICATE_PATH",
         "AZURE_FEDERATED_TOKEN_FILE",
         "IDENTITY_ENDPOINT",
         "AZURE_POD_IDENTITY_AUTHORITY_HOST",
@@ -132,15 +136,34 @@ pub async fn token(env: &Env) -> Result<EntraToken, String> {
 
 async fn from_source(source: Source, env: &Env) -> Result<EntraToken, String> {
     let token = match source {
+        Source::Environment
+            if env.var("AZURE_CLIENT_SECRET").is_none()
+                && env.var("AZURE_CLIENT_CERTIFICATE_PATH").is_some() =>
+        {
+            let (tenant, client, path) = required(
+                env,
+                [
+                    "AZURE_TENANT_ID",
+                    "AZURE_CLIENT_ID",
+                    "AZURE_CLIENT_CERTIFICATE_PATH",
+                ],
+            )?;
+            let assertion = certificate_assertion(env, &tenant, &client, &path)?;
+            client_credentials(
+                env,
+                &tenant,
+                &[
+                    ("client_id", client.as_str()),
+                    ("client_assertion", assertion.expose().as_str()),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                ],
+            )
+            .await?
+        }
         Source::Environment => {
-            if env.var("AZURE_CLIENT_CERTIFICATE_PATH").is_some()
-                && env.var("AZURE_CLIENT_SECRET").is_none()
-            {
-                return Err(
-                    "certificate credentials are not supported; use AZURE_CLIENT_SECRET or workload identity"
-                        .into(),
-                );
-            }
             let (tenant, client, secret) = required(
                 env,
                 ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"],
@@ -191,6 +214,63 @@ async fn from_source(source: Source, env: &Env) -> Result<EntraToken, String> {
     Ok(EntraToken { token, tenant })
 }
 
+/// The token endpoint of `tenant` under the configured authority.
+fn token_endpoint(env: &Env, tenant: &str) -> (String, String) {
+    let authority = env
+        .var("AZURE_AUTHORITY_HOST")
+        .unwrap_or_else(|| DEFAULT_AUTHORITY.to_owned())
+        .trim_end_matches('/')
+        .to_owned();
+    let path = format!("/{}/oauth2/v2.0/token", urlencode(tenant));
+    (authority, path)
+}
+
+/// The signed client assertion of a certificate credential (Microsoft identity platform "certificate
+/// credentials"): RS256 over `aud` = the token endpoint, `iss` = `sub` = the client id, with the
+/// certificate's SHA-1 and SHA-256 thumbprints in the header. The PEM file holds the certificate and its
+/// unencrypted private key, as `az ad sp create-for-rbac --create-cert` writes it.
+fn certificate_assertion(
+    env: &Env,
+    tenant: &str,
+    client: &str,
+    path: &str,
+) -> Result<Secret<String>, String> {
+    if env.var("AZURE_CLIENT_CERTIFICATE_PASSWORD").is_some() {
+        return Err(
+            "password-protected certificates are not supported; give an unencrypted PEM file"
+                .into(),
+        );
+    }
+    let pem = std::fs::read_to_string(path).map_err(|error| {
+        format!("cannot read AZURE_CLIENT_CERTIFICATE_PATH {path} (a PEM file): {error}")
+    })?;
+    let certificate = pem_blocks(&pem, "CERTIFICATE")
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            format!("{path} holds no PEM certificate (PKCS#12 files must be converted to PEM)")
+        })?;
+    let thumbprint = |algorithm| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(ring::digest::digest(algorithm, &certificate))
+    };
+    let (authority, token_path) = token_endpoint(env, tenant);
+    let now = env.now();
+    let mut nonce = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+        .map_err(|_| "no randomness for the assertion id".to_owned())?;
+    let claims = serde_json::json!({
+        "aud": format!("{authority}{token_path}"), "iss": client, "sub": client,
+        "jti": nonce.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        "nbf": now, "iat": now, "exp": now + 600,
+    });
+    let header = serde_json::json!({
+        "x5t": thumbprint(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY),
+        "x5t#S256": thumbprint(&ring::digest::SHA256),
+    });
+    sign_rs256(&pem, header, &claims).map_err(|error| format!("{path}: {error}"))
+}
+
 fn required(env: &Env, names: [&str; 3]) -> Result<(String, String, String), String> {
     let missing: Vec<&str> = names
         .iter()
@@ -235,9 +315,7 @@ async fn client_credentials(
     tenant: &str,
     fields: &[(&str, &str)],
 ) -> Result<Secret<String>, String> {
-    let authority = env
-        .var("AZURE_AUTHORITY_HOST")
-        .unwrap_or_else(|| DEFAULT_AUTHORITY.to_owned());
+    let (authority, path) = token_endpoint(env, tenant);
     let api = client(&authority, "Entra ID token endpoint", false)?;
     let scope = format!("{RESOURCE}/.default");
     let mut form: Vec<(&str, &str)> = fields.to_vec();
@@ -245,7 +323,6 @@ async fn client_credentials(
         ("grant_type", "client_credentials"),
         ("scope", scope.as_str()),
     ]);
-    let path = format!("/{}/oauth2/v2.0/token", urlencode(tenant));
     let operation = "request an Entra ID token";
     let response = api
         .send_with(Method::POST, &path, operation, |request| {

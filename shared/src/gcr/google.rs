@@ -18,14 +18,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use base64::Engine;
 use reqwest::Method;
-use ring::rand::SystemRandom;
-use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::cloudauth::{Env, run_bounded};
+use crate::cloudauth::{Env, run_bounded, sign_rs256};
 use crate::dates::parse_rfc3339;
 use crate::registry::ClientOptions;
 use crate::registry::api::ApiClient;
@@ -278,38 +275,15 @@ fn signed_jwt(
     audience: &str,
     now: i64,
 ) -> Result<Secret<String>, String> {
-    let der: String = pem
-        .lines()
-        .filter(|line| !line.starts_with("-----"))
-        .map(str::trim)
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(der)
-        .map_err(|_| "the service account private_key is not PEM".to_owned())?;
-    let key = RsaKeyPair::from_pkcs8(&der)
-        .map_err(|_| "the service account private_key is not a PKCS#8 RSA key".to_owned())?;
-    let encode =
-        |value: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string());
-    let mut header = json!({"alg": "RS256", "typ": "JWT"});
+    let mut header = json!({});
     if let Some(kid) = key_id {
         header["kid"] = json!(kid);
     }
     let claims = json!({
         "iss": email, "scope": SCOPE, "aud": audience, "iat": now, "exp": now + 3600,
     });
-    let message = format!("{}.{}", encode(&header), encode(&claims));
-    let mut signature = vec![0; key.public().modulus_len()];
-    key.sign(
-        &RSA_PKCS1_SHA256,
-        &SystemRandom::new(),
-        message.as_bytes(),
-        &mut signature,
-    )
-    .map_err(|_| "cannot sign with the service account key".to_owned())?;
-    Ok(Secret::new(format!(
-        "{message}.{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)
-    )))
+    sign_rs256(pem, header, &claims)
+        .map_err(|error| format!("the service account private_key: {error}"))
 }
 
 /// Workload identity federation: subject token (file or URL) → STS exchange → optional impersonation.
@@ -504,7 +478,7 @@ mod tests {
         assert!(
             signed_jwt("a@b", None, pem, "https://t", 0)
                 .unwrap_err()
-                .contains("PKCS#8")
+                .contains("RSA private key")
         );
     }
 

@@ -25,7 +25,7 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
     (
         "POST",
         "/{tenant}/oauth2/v2.0/token",
-        "learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow (shared secret; federated credential assertion)",
+        "learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow (shared secret; certificate or federated credential assertion); learn.microsoft.com/entra/identity-platform/certificate-credentials (assertion format)",
     ),
     (
         "GET",
@@ -81,12 +81,38 @@ pub fn form(request: &Request) -> BTreeMap<String, String> {
 pub struct State {
     /// client id → secret.
     pub secrets: BTreeMap<String, String>,
+    /// client id → (RSA public key DER, certificate DER) of its certificate credential.
+    pub certificates: BTreeMap<String, (Vec<u8>, Vec<u8>)>,
     /// client id → the federated assertion it accepts (compared byte for byte).
     pub assertions: BTreeMap<String, String>,
     /// The App Service identity header value; `None` disables the managed-identity route.
     pub identity_header: Option<String>,
     /// Lifetime of issued tokens.
     pub lifetime: i64,
+    /// The double's own `http://127.0.0.1:PORT`, the authority certificate assertions are addressed to.
+    pub authority: String,
+}
+
+/// What Entra checks in a certificate credential's assertion: the RS256 signature with the registered
+/// certificate's key, its SHA-256 thumbprint in `x5t#S256`, `aud` = the token endpoint, `iss` = `sub` = the
+/// client, and a live `exp`.
+fn certificate_assertion_ok(
+    assertion: &str,
+    public: &[u8],
+    certificate: &[u8],
+    client: &str,
+    endpoint: &str,
+) -> bool {
+    let Ok((header, claims)) = super::google::verify_rs256(assertion, public) else {
+        return false;
+    };
+    let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(ring::digest::digest(&ring::digest::SHA256, certificate));
+    header["x5t#S256"] == thumbprint.as_str()
+        && claims["aud"] == endpoint
+        && claims["iss"] == client
+        && claims["sub"] == client
+        && claims["exp"].as_i64().is_some_and(|exp| exp > now())
 }
 
 /// A running Entra double.
@@ -132,11 +158,21 @@ impl Entra {
                 let client = form.get("client_id").cloned().unwrap_or_default();
                 let by_secret = form.contains_key("client_secret")
                     && state.secrets.get(&client) == form.get("client_secret");
-                let by_assertion = form.get("client_assertion_type").map(String::as_str)
-                    == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
-                    && form.contains_key("client_assertion")
-                    && state.assertions.get(&client) == form.get("client_assertion");
-                if !(by_secret || by_assertion) {
+                let jwt_bearer = form.get("client_assertion_type").map(String::as_str)
+                    == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+                let assertion = form.get("client_assertion").cloned().unwrap_or_default();
+                let by_assertion = jwt_bearer
+                    && !assertion.is_empty()
+                    && state.assertions.get(&client) == Some(&assertion);
+                let endpoint = format!("{}{}", state.authority, request.path);
+                let by_certificate = jwt_bearer
+                    && state
+                        .certificates
+                        .get(&client)
+                        .is_some_and(|(public, cert)| {
+                            certificate_assertion_ok(&assertion, public, cert, &client, &endpoint)
+                        });
+                if !(by_secret || by_assertion || by_certificate) {
                     return oauth_error(
                         401,
                         "invalid_client",
@@ -193,8 +229,10 @@ impl Entra {
             lifetime: 3600,
             ..State::default()
         }));
+        let server = ApiServer::start(Entra::routes(Arc::clone(&state), tenant));
+        state.lock().expect("state").authority = server.url();
         Entra {
-            server: ApiServer::start(Entra::routes(Arc::clone(&state), tenant)),
+            server,
             state,
             tenant: tenant.to_owned(),
         }

@@ -39,12 +39,17 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// A service account key made with `openssl`: the PKCS#8 PEM and the public key (PKCS#1 DER).
+/// An RSA key made with `openssl`: the PKCS#8 PEM, the public key (PKCS#1 DER), and a self-signed
+/// certificate for it (PEM and DER).
 pub struct Key {
     /// `-----BEGIN PRIVATE KEY-----…`.
     pub pem: String,
     /// The RSA public key, DER.
     pub public: Vec<u8>,
+    /// A self-signed certificate of the key, PEM.
+    pub certificate_pem: String,
+    /// The same certificate, DER.
+    pub certificate_der: Vec<u8>,
 }
 
 impl Key {
@@ -83,9 +88,35 @@ impl Key {
             "-out".as_ref(),
             der_path.as_os_str(),
         ]);
+        let cert_path = dir.join("cert.pem");
+        let cert_der_path = dir.join("cert.der");
+        run(vec![
+            "req".as_ref(),
+            "-x509".as_ref(),
+            "-new".as_ref(),
+            "-key".as_ref(),
+            pem_path.as_os_str(),
+            "-subj".as_ref(),
+            "/CN=regkit-test".as_ref(),
+            "-days".as_ref(),
+            "2".as_ref(),
+            "-out".as_ref(),
+            cert_path.as_os_str(),
+        ]);
+        run(vec![
+            "x509".as_ref(),
+            "-in".as_ref(),
+            cert_path.as_os_str(),
+            "-outform".as_ref(),
+            "DER".as_ref(),
+            "-out".as_ref(),
+            cert_der_path.as_os_str(),
+        ]);
         Key {
             pem: std::fs::read_to_string(pem_path).unwrap(),
             public: std::fs::read(der_path).unwrap(),
+            certificate_pem: std::fs::read_to_string(cert_path).unwrap(),
+            certificate_der: std::fs::read(cert_der_path).unwrap(),
         }
     }
 }
@@ -120,7 +151,8 @@ fn oauth_error(status: u16, error: &str, description: &str) -> Reply {
     )
 }
 
-fn verify(assertion: &str, state: &State) -> Result<String, String> {
+/// Checks an RS256 JWT's signature with an RSA public key (PKCS#1 DER); its header and claims.
+pub fn verify_rs256(assertion: &str, public: &[u8]) -> Result<(Value, Value), String> {
     let decode = |part: &str| {
         base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(part)
@@ -135,17 +167,37 @@ fn verify(assertion: &str, state: &State) -> Result<String, String> {
     if header["alg"] != "RS256" {
         return Err("alg must be RS256".into());
     }
-    let email = claims["iss"].as_str().unwrap_or_default().to_owned();
-    let key = state
-        .service_accounts
-        .get(&email)
-        .ok_or("unknown service account")?;
-    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, key)
+    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public)
         .verify(
             format!("{}.{}", parts[0], parts[1]).as_bytes(),
             &decode(signature)?,
         )
         .map_err(|_| "bad signature".to_owned())?;
+    Ok((header, claims))
+}
+
+/// The `iss` claim of a JWT, unverified: it only picks the key the signature is then checked with.
+fn unverified_issuer(assertion: &str) -> String {
+    assertion
+        .split('.')
+        .nth(1)
+        .and_then(|part| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .ok()
+        })
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .and_then(|claims| claims["iss"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn verify(assertion: &str, state: &State) -> Result<String, String> {
+    let email = unverified_issuer(assertion);
+    let key = state
+        .service_accounts
+        .get(&email)
+        .ok_or("unknown service account")?;
+    let (_, claims) = verify_rs256(assertion, key)?;
     let exp = claims["exp"].as_i64().unwrap_or(0);
     if claims["aud"] != state.audience.as_str() || claims["scope"] != SCOPE || exp <= now() - 60 {
         return Err(format!("bad claims {claims}"));
