@@ -3,14 +3,15 @@
 //!
 //! An image's date is its config's `created`; an index's is its newest child's (attestation manifests and
 //! other artifacts have no `created` and are skipped). Each distinct digest is read once, with bounded
-//! concurrency, and bodies are size-bounded by the client.
+//! concurrency, and bodies are size-bounded by the client. [`index_children`] reads which manifests
+//! indexes reference, so a cleanup can spare them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures_util::stream::{self, StreamExt};
 use serde::Deserialize;
 
-use crate::registry::Client;
+use crate::registry::{Client, RegistryError};
 
 /// Largest image config read. Configs carry the build history, which stays far below this.
 pub const MAX_CONFIG_BYTES: usize = 4 << 20;
@@ -189,6 +190,40 @@ async fn manifest_date(
             "manifest {digest} has neither a config nor manifests"
         )),
     }
+}
+
+/// The manifests that the indexes among `digests` reference: child digest → the index's digest. Each
+/// distinct digest is read once, at most `parallel` at a time; a failed read fails the whole answer, since
+/// a missed reference could let a caller delete a manifest an index still needs.
+pub async fn index_children(
+    client: &Client,
+    repository: &str,
+    digests: impl IntoIterator<Item = &str>,
+    parallel: usize,
+) -> Result<BTreeMap<String, String>, RegistryError> {
+    let distinct: BTreeSet<&str> = digests.into_iter().collect();
+    let read: Vec<Result<Vec<(String, String)>, RegistryError>> = stream::iter(distinct)
+        .map(|digest| async move {
+            let Some(manifest) = client.get_manifest(repository, digest).await? else {
+                return Ok(Vec::new());
+            };
+            let children = serde_json::from_slice::<ManifestDoc>(&manifest.body)
+                .ok()
+                .and_then(|doc| doc.manifests)
+                .unwrap_or_default();
+            Ok(children
+                .into_iter()
+                .map(|child| (child.digest, digest.to_string()))
+                .collect())
+        })
+        .buffer_unordered(parallel.max(1))
+        .collect()
+        .await;
+    let mut children = BTreeMap::new();
+    for pairs in read {
+        children.extend(pairs?);
+    }
+    Ok(children)
 }
 
 async fn config_date(client: &Client, repository: &str, digest: &str) -> DateResult {

@@ -40,6 +40,8 @@ pub enum Rule {
     KeepLast,
     /// Kept: not older than `--older-than`.
     TooNew,
+    /// Kept: a kept tag's index references its manifest (set by the caller, which reads the indexes).
+    InKeptIndex,
     /// Deleted: every rule selects it.
     Selected,
 }
@@ -54,6 +56,7 @@ impl Rule {
             Rule::NoDate => "no-date",
             Rule::KeepLast => "keep-last",
             Rule::TooNew => "too-new",
+            Rule::InKeptIndex => "in-kept-index",
             Rule::Selected => "selected",
         }
     }

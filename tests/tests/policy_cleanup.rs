@@ -601,3 +601,49 @@ fn on_a_terminal_it_shows_the_plan_and_asks_once() {
     assert_eq!(screen.matches("[y/N]").count(), 1, "{screen}");
     assert_eq!(tags(&registry, repo), without(&before, &["a"]));
 }
+
+/// Per-platform tags next to the multi-platform index built from them (`docker buildx imagetools create`):
+/// plain v2 deletes by digest, so deleting such a tag alone would break the kept index.
+#[test]
+fn a_tag_on_a_manifest_a_kept_index_references_is_kept() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/multi";
+    let index = images::push_index(&registry.url(), repo, "multi", &Auth::None, Format::Oci);
+    let pusher = images::Pusher::new(&registry.url(), &Auth::None);
+    let mut response = ureq::get(format!(
+        "{}/v2/{repo}/manifests/{}",
+        registry.url(),
+        index.children[0]
+    ))
+    .header("accept", images::ACCEPT_ALL)
+    .call()
+    .unwrap();
+    let child = response.body_mut().read_to_vec().unwrap();
+    pusher.put_manifest(repo, "multi-amd64", Format::Oci.manifest_type(), &child);
+    push(&registry, repo, &[("lone-amd64", days_ago(90))]);
+    let before = tags(&registry, repo);
+    assert_eq!(before["multi-amd64"], index.children[0]);
+    let target = format!("{}/{repo}", registry.host());
+    let run = json(&regkit(
+        config.path(),
+        &[
+            "--output", "json", "cleanup", &target, "--match", "amd64$", "--yes",
+        ],
+    ));
+    let row = &run.rows[&format!("{target}:multi-amd64")];
+    assert_eq!(row["rule"], "in-kept-index", "{row}");
+    assert_eq!(row["result"], "kept");
+    assert!(
+        row["reason"].as_str().unwrap().contains(&index.digest),
+        "{row}"
+    );
+    assert_eq!(
+        run.rows[&format!("{target}:lone-amd64")]["result"],
+        "deleted"
+    );
+    assert_eq!(tags(&registry, repo), without(&before, &["lone-amd64"]));
+    for child in &index.children {
+        assert!(pusher.head_manifest(repo, child).is_some(), "{child}");
+    }
+}

@@ -484,6 +484,11 @@ async fn plan(
             )
         })
         .collect();
+    // A vendor that deletes by digest would remove, with a deleted tag, a manifest that a kept index still
+    // references; tag-only vendors leave the manifest to the index.
+    if !vendor.capabilities().tag_only_delete {
+        protect_index_children(setup, client, repository, &mut rows).await?;
+    }
     let mut note = None;
     if args.untagged {
         match vendor.list_untagged(repository).await? {
@@ -525,6 +530,43 @@ async fn plan(
         }
     }
     Ok((rows, note))
+}
+
+/// Keeps every selected tag whose manifest an index of a kept tag references.
+async fn protect_index_children(
+    setup: &Setup<'_>,
+    client: &Client,
+    repository: &Repository,
+    rows: &mut [Row],
+) -> Result<(), RegistryError> {
+    if !rows.iter().any(|row| row.action == Action::Delete) {
+        return Ok(());
+    }
+    let mut kept_tags: BTreeMap<String, String> = BTreeMap::new();
+    for row in rows.iter().filter(|row| row.action == Action::Keep) {
+        if let (Some(digest), Some(tag)) = (&row.digest, &row.tag) {
+            kept_tags
+                .entry(digest.clone())
+                .or_insert_with(|| tag.clone());
+        }
+    }
+    let children = dates::index_children(
+        client,
+        &repository.path,
+        kept_tags.keys().map(String::as_str),
+        setup.options.parallel.into(),
+    )
+    .await?;
+    for row in rows.iter_mut().filter(|row| row.action == Action::Delete) {
+        let Some(index) = row.digest.as_ref().and_then(|digest| children.get(digest)) else {
+            continue;
+        };
+        let tag = kept_tags.get(index).map_or("", String::as_str);
+        row.action = Action::Keep;
+        row.rule = Rule::InKeptIndex.as_str();
+        row.reason = format!("the kept index {tag} ({index}) references its manifest");
+    }
+    Ok(())
 }
 
 /// An untagged manifest goes unless `--older-than` is set and it is not (provably) that old: a manifest
