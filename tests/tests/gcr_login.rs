@@ -200,6 +200,46 @@ fn authorized_user_from_the_well_known_file() {
 }
 
 #[test]
+fn external_account_with_impersonation() {
+    let s = setup();
+    let subject = s.home.path().join("oidc-token");
+    // No trailing newline: projected tokens have none, and the file is sent verbatim.
+    std::fs::write(&subject, "eyJoidc.subject.token").unwrap();
+    let audience =
+        "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/gh";
+    let account = "deployer@proj.iam.gserviceaccount.com";
+    {
+        let mut state = s.google.state.lock().unwrap();
+        state.federation = Some((audience.into(), "eyJoidc.subject.token".into()));
+        state.impersonable.push(account.into());
+    }
+    let url = s.google.server.url();
+    let file = s.home.path().join("wif.json");
+    std::fs::write(
+        &file,
+        json!({
+            "type": "external_account", "audience": audience,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": format!("{url}/v1/token"),
+            "credential_source": {"file": subject},
+            "service_account_impersonation_url":
+                format!("{url}/v1/projects/-/serviceAccounts/{account}:generateAccessToken"),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = answer(&s.run(
+        "get",
+        KEY,
+        &[("GOOGLE_APPLICATION_CREDENTIALS", file.to_str().unwrap())],
+    ));
+    let token = out["Secret"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("ya29.impersonated-"), "{token}");
+    assert_eq!(s.google.state.lock().unwrap().issued[&token], account);
+    s.assert_clean();
+}
+
+#[test]
 fn metadata_server_when_no_credentials_file() {
     let s = setup();
     let out = answer(&s.run(

@@ -25,12 +25,27 @@ pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// The metadata server's token route.
 pub const METADATA_TOKEN: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 
+/// The Security Token Service's token exchange route.
+pub const STS_TOKEN: &str = "/v1/token";
+/// The IAM credentials route prefix (`{name}:generateAccessToken` is one segment).
+pub const IMPERSONATE: &str = "/v1/projects/-/serviceAccounts/{name}";
+
 /// `(method, path, documentation)` for every route the double serves.
 pub const DOCUMENTED: &[(&str, &str, &str)] = &[
     (
         "POST",
         "/token",
         "developers.google.com/identity/protocols/oauth2/service-account#httprest (JWT bearer grant); developers.google.com/identity/protocols/oauth2/web-server#offline (refresh_token grant)",
+    ),
+    (
+        "POST",
+        STS_TOKEN,
+        "cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token (token exchange for workload identity federation)",
+    ),
+    (
+        "POST",
+        "/v1/projects/-/serviceAccounts/{name}:generateAccessToken",
+        "cloud.google.com/iam/docs/reference/credentials/rest/v1/projects.serviceAccounts/generateAccessToken",
     ),
     (
         "GET",
@@ -134,6 +149,10 @@ pub struct State {
     pub audience: String,
     /// Access tokens issued → who they were issued to.
     pub issued: BTreeMap<String, String>,
+    /// Workload identity federation: the pool audience and the subject token it accepts.
+    pub federation: Option<(String, String)>,
+    /// Service accounts federated tokens may impersonate.
+    pub impersonable: Vec<String>,
 }
 
 /// A running Google double.
@@ -255,8 +274,57 @@ impl Google {
                 Reply::json(200, &issue(&mut state, "default-compute@developer".into()))
             }
         };
+        let sts = {
+            let state = Arc::clone(&state);
+            move |request: &Request| {
+                let mut state = state.lock().expect("state");
+                let form = form(request);
+                let expected = state.federation.clone().unwrap_or_default();
+                let valid = form.get("grant_type").map(String::as_str)
+                    == Some("urn:ietf:params:oauth:grant-type:token-exchange")
+                    && form.get("audience") == Some(&expected.0)
+                    && form.get("subject_token") == Some(&expected.1)
+                    && form.get("scope").map(String::as_str) == Some(SCOPE)
+                    && form.get("requested_token_type").map(String::as_str)
+                        == Some("urn:ietf:params:oauth:token-type:access_token");
+                if !valid {
+                    return oauth_error(400, "invalid_grant", "subject token or audience rejected");
+                }
+                let mut answer = issue(&mut state, format!("federated:{}", expected.0));
+                answer["issued_token_type"] =
+                    json!("urn:ietf:params:oauth:token-type:access_token");
+                Reply::json(200, &answer)
+            }
+        };
+        let impersonate = {
+            let state = Arc::clone(&state);
+            move |request: &Request| {
+                let mut state = state.lock().expect("state");
+                let Some(account) = request.param("name").strip_suffix(":generateAccessToken")
+                else {
+                    return Reply::empty(404);
+                };
+                let caller = request.bearer().and_then(|t| state.issued.get(t)).cloned();
+                if !caller.is_some_and(|c| c.starts_with("federated:")) {
+                    return Reply::empty(401);
+                }
+                if !state.impersonable.iter().any(|a| a == account)
+                    || request.json()["scope"] != json!([SCOPE])
+                {
+                    return Reply::empty(403);
+                }
+                let token = format!("ya29.impersonated-{}", state.issued.len() + 1);
+                state.issued.insert(token.clone(), account.to_owned());
+                Reply::json(
+                    200,
+                    &json!({"accessToken": token, "expireTime": "2099-01-01T00:00:00Z"}),
+                )
+            }
+        };
         vec![
             Route::new("POST", "/token", &[], &[200, 400, 401], token),
+            Route::new("POST", STS_TOKEN, &[], &[200, 400], sts),
+            Route::new("POST", IMPERSONATE, &[], &[200, 401, 403, 404], impersonate),
             Route::new(
                 "GET",
                 METADATA_TOKEN,
