@@ -163,6 +163,7 @@ fn is_true(value: &str) -> bool {
 }
 
 /// A failure that ends the run before or instead of a per-tag report.
+#[derive(Debug)]
 enum Fatal {
     Usage(String),
     Registry(RegistryError),
