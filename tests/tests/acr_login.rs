@@ -261,7 +261,7 @@ fn workload_identity_and_app_service_managed_identity() {
     let output = answer(&s.get(
         KEY,
         &[
-            ("REGKIT_ACR_CREDENTIALS", ""),
+            ("REGKIT_ACR_CREDENTIALS", "environment,workload-identity"),
             ("AZURE_CLIENT_SECRET", ""),
             ("AZURE_FEDERATED_TOKEN_FILE", file.to_str().unwrap()),
         ],
@@ -350,13 +350,62 @@ fn certificate_credential() {
 }
 
 #[test]
+fn vm_managed_identity_through_the_metadata_override() {
+    let s = setup();
+    let output = answer(&s.get(
+        KEY,
+        &[
+            ("REGKIT_ACR_CREDENTIALS", "managed-identity"),
+            ("AZURE_CLIENT_SECRET", ""),
+            ("AZURE_CLIENT_ID", ""),
+            ("AZURE_POD_IDENTITY_AUTHORITY_HOST", &s.entra.server.url()),
+        ],
+    ));
+    assert_eq!(
+        claims(output["Secret"].as_str().unwrap()).unwrap()["sub"],
+        "vm-system-assigned"
+    );
+    s.assert_clean();
+}
+
+#[test]
+fn a_token_service_that_never_answers_is_bounded() {
+    let s = setup();
+    // Accepts connections and never answers.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", hole.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let output = s.get(
+        KEY,
+        &[
+            ("REGKIT_ACR_TEST_LOGIN_SERVER", &url),
+            ("REGKIT_AUTH_TIMEOUT", "1.5"),
+        ],
+    );
+    let elapsed = started.elapsed();
+    assert_eq!(output.code, 1);
+    assert_eq!(output.stdout, "credentials not found in native keychain\n");
+    assert!(
+        output.stderr.contains("REGKIT_AUTH_TIMEOUT"),
+        "{}",
+        output.stderr
+    );
+    assert!(elapsed.as_secs_f64() < 6.0, "{elapsed:?}");
+    drop(hole);
+}
+
+#[test]
 fn a_refused_identity_is_not_found_with_the_reason_on_stderr() {
     let s = setup();
     let output = s.get(
         KEY,
         &[
             ("AZURE_CLIENT_SECRET", "wrong"),
-            ("REGKIT_ACR_CREDENTIALS", ""),
+            // Every source but the Azure CLI, which would reach past loopback if installed.
+            (
+                "REGKIT_ACR_CREDENTIALS",
+                "environment,workload-identity,managed-identity",
+            ),
         ],
     );
     assert_eq!(output.code, 1);

@@ -20,6 +20,9 @@ pub const ACR_RESOURCE: &str = "https://containerregistry.azure.net";
 /// The App Service managed-identity route.
 pub const MSI_PATH: &str = "/msi/token";
 
+/// The VM instance metadata service's token route.
+pub const IMDS_PATH: &str = "/metadata/identity/oauth2/token";
+
 /// `(method, path, documentation)` for every route the double serves.
 pub const DOCUMENTED: &[(&str, &str, &str)] = &[
     (
@@ -31,6 +34,11 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
         "GET",
         MSI_PATH,
         "learn.microsoft.com/azure/app-service/overview-managed-identity (REST endpoint reference: IDENTITY_ENDPOINT, X-IDENTITY-HEADER, api-version 2019-08-01, resource, client_id)",
+    ),
+    (
+        "GET",
+        IMDS_PATH,
+        "learn.microsoft.com/entra/identity/managed-identities-azure-resources/how-to-use-vm-token (Metadata: true, api-version 2018-02-01, resource, client_id)",
     ),
 ];
 
@@ -204,7 +212,38 @@ impl Entra {
                 Reply::json(200, &issue(&tenant, client, state.lifetime))
             }
         };
+        let imds = {
+            let (state, tenant) = (Arc::clone(&state), tenant.to_owned());
+            move |request: &Request| {
+                let state = state.lock().expect("state");
+                if request.header("metadata") != Some("true") {
+                    return oauth_error(
+                        400,
+                        "invalid_request",
+                        "Required metadata header not specified",
+                    );
+                }
+                if request.query("api-version") != Some("2018-02-01")
+                    || request.query("resource") != Some(ACR_RESOURCE)
+                {
+                    return oauth_error(
+                        400,
+                        "invalid_request",
+                        "unexpected api-version or resource",
+                    );
+                }
+                let client = request.query("client_id").unwrap_or("vm-system-assigned");
+                Reply::json(200, &issue(&tenant, client, state.lifetime))
+            }
+        };
         vec![
+            Route::new(
+                "GET",
+                IMDS_PATH,
+                &["api-version", "resource", "client_id"],
+                &[200, 400],
+                imds,
+            ),
             Route::new(
                 "POST",
                 "/{tenant}/oauth2/v2.0/token",
