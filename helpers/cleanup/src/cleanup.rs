@@ -5,6 +5,12 @@
 //! Every step is vendor-neutral: tags and dates come from [`Vendor::list_tags`], dates missing there are read
 //! from image configs over v2, untagged manifests from [`Vendor::list_untagged`], repositories under a
 //! prefix from [`Vendor::list_repositories`] or `_catalog`. A vendor that lands later needs nothing here.
+//!
+//! Output: one row per tag seen (and per untagged manifest considered) with `repository`, `tag`, `digest`,
+//! `created`, `date_source`, `age`, `action` (`keep`/`delete`), `rule` (a [`Rule`] name or `untagged`),
+//! `reason`, `result` (`kept`, `declined`, or the vendor's status) and `method`/`error`; then
+//! `repository_note` lines (listing failures, untagged manifests a vendor cannot list) and a `summary`.
+//! `--report FILE` writes the same as one JSON document: `{"tags": […], "notes": […], "summary": {…}}`.
 
 use std::collections::btree_map::Entry as Slot;
 use std::collections::{BTreeMap, HashMap};
