@@ -22,6 +22,11 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
         "JFrog REST APIs, Folder Info (created, children)",
     ),
     (
+        "GET",
+        "/artifactory/api/storage/{repo}/{ns}/{image}/{tag}/{file}",
+        "JFrog REST APIs, File Info (checksums.sha256)",
+    ),
+    (
         "DELETE",
         "/artifactory/{repo}/{ns}/{image}/{tag}",
         "JFrog REST APIs, Delete Item (204)",
@@ -94,6 +99,26 @@ impl Artifactory {
                 }
             }
         };
+        // A tag folder's manifest.json: its sha256 is the image's manifest digest. Each tag's manifest is
+        // distinct here (derived from the tag name), so siblings never share one.
+        let file = {
+            let (tags, check) = (Arc::clone(&tags), check.clone());
+            move |r: &Request| {
+                if let Some(reply) = check(r) {
+                    return reply;
+                }
+                let known = tags.lock().expect("tags").contains_key(r.param("tag"));
+                if !known || r.param("file") != "manifest.json" {
+                    return Reply::json(404, &json!({"errors":[{"status":404}]}));
+                }
+                let sha256 = crate::images::sha256_digest(r.param("tag").as_bytes());
+                Reply::json(
+                    200,
+                    &json!({"repo": r.param("repo"), "path": r.path,
+                    "checksums": {"sha256": sha256.trim_start_matches("sha256:")}}),
+                )
+            }
+        };
         let delete = {
             let tags = Arc::clone(&tags);
             move |r: &Request| {
@@ -122,6 +147,14 @@ impl Artifactory {
                 &[],
                 &[200, 401, 404],
                 info,
+            ),
+            // JFrog REST APIs: File Info
+            Route::new(
+                "GET",
+                "/artifactory/api/storage/{repo}/{ns}/{image}/{tag}/{file}",
+                &[],
+                &[200, 401, 404],
+                file,
             ),
             // JFrog REST APIs: Delete Item
             Route::new(
