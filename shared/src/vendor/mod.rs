@@ -238,6 +238,7 @@ const DETECTION: &[(&str, &[HostRule])] = &[
             HostRule::Exact("gcr.io"),
             HostRule::Suffix(".gcr.io"),
             HostRule::Suffix("-docker.pkg.dev"),
+            HostRule::Suffix(".rep.pkg.dev"),
         ],
     ),
     (
@@ -380,6 +381,7 @@ mod tests {
             ("public.ecr.aws", "ecr"),
             ("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", "ecr"),
             ("myreg.azurecr.io", "acr"),
+            ("docker.europe-west1.rep.pkg.dev", "gcr"),
             ("docker.io", "dockerhub"),
             ("index.docker.io", "dockerhub"),
             ("registry-1.docker.io", "dockerhub"),
