@@ -151,8 +151,9 @@ impl<P: Provider> CachedHelper<P> {
     }
 }
 
-impl<P: Provider> Helper for CachedHelper<P> {
-    fn get(&self, server_url: &str) -> Result<Credentials, Error> {
+impl<P: Provider> CachedHelper<P> {
+    /// The token `get` answers with, and its expiry (the kubelet mode reports the remaining lifetime).
+    pub fn token(&self, server_url: &str) -> Result<CachedToken, Error> {
         let Some(host) = self.provider.host(server_url) else {
             return Err(Error::NotFound);
         };
@@ -165,13 +166,8 @@ impl<P: Provider> Helper for CachedHelper<P> {
         );
         let now = env.now();
         let cached = cache.as_ref().and_then(|cache| cache.get(&key));
-        let answer = |token: &CachedToken| Credentials {
-            server_url: server_url.to_owned(),
-            username: token.username.clone(),
-            secret: token.password.clone(),
-        };
         if let Some(token) = cached.as_ref().filter(|token| token.is_fresh(now)) {
-            return Ok(answer(token));
+            return Ok(token.clone());
         }
         match block_on(env.timeout(), self.provider.fetch(&host)) {
             Ok(token) => {
@@ -187,14 +183,14 @@ impl<P: Provider> Helper for CachedHelper<P> {
                 {
                     self.note(&error.to_string());
                 }
-                Ok(answer(&token))
+                Ok(token)
             }
             Err(error) => match cached.filter(|token| token.is_usable(now)) {
                 Some(token) => {
                     self.note(&format!(
                         "{error}; using the cached token, which is still valid"
                     ));
-                    Ok(answer(&token))
+                    Ok(token)
                 }
                 None => {
                     self.note(&error);
@@ -202,6 +198,21 @@ impl<P: Provider> Helper for CachedHelper<P> {
                 }
             },
         }
+    }
+
+    /// Now, in Unix seconds, on the provider's clock.
+    pub fn now(&self) -> i64 {
+        self.provider.env().now()
+    }
+}
+
+impl<P: Provider> Helper for CachedHelper<P> {
+    fn get(&self, server_url: &str) -> Result<Credentials, Error> {
+        self.token(server_url).map(|token| Credentials {
+            server_url: server_url.to_owned(),
+            username: token.username,
+            secret: token.password,
+        })
     }
 
     fn store(&self, credentials: Credentials) -> Result<(), Error> {

@@ -15,7 +15,7 @@
 //! keyring nobody configured.
 
 mod file;
-mod helper;
+pub(crate) mod helper;
 mod keys;
 mod write;
 

@@ -23,12 +23,15 @@ mod fuzz_tests;
 pub mod gcr;
 #[cfg(feature = "keyring")]
 pub mod keyring;
+pub mod kubelet;
 #[cfg(feature = "registry")]
 pub mod policy;
 pub mod protocol;
 pub mod reference;
 #[cfg(feature = "registry")]
 pub mod registry;
+#[cfg(feature = "router")]
+pub mod router;
 pub mod report;
 pub mod secret;
 // Cross-process locking uses `File::lock` (std, Rust 1.89): the features that cache tokens need 1.89 while

@@ -49,10 +49,14 @@ impl EcrHelper {
     fn ignore_storage(&self) -> bool {
         self.env.flag("AWS_ECR_IGNORE_CREDS_STORAGE")
     }
-}
 
-impl Helper for EcrHelper {
-    fn get(&self, server_url: &str) -> Result<Credentials, Error> {
+    /// Now, in Unix seconds, on the cache's clock.
+    pub fn now(&self) -> i64 {
+        self.env.now()
+    }
+
+    /// The token `get` answers with, and its expiry (the kubelet mode reports the remaining lifetime).
+    pub fn token(&self, server_url: &str) -> Result<CachedToken, Error> {
         let Some(registry) = EcrRegistry::parse(server_url) else {
             return Err(Error::NotFound);
         };
@@ -66,13 +70,8 @@ impl Helper for EcrHelper {
         );
         let now = self.env.now();
         let cached = cache.as_ref().and_then(|cache| cache.get(&key));
-        let answer = |token: &CachedToken| Credentials {
-            server_url: server_url.to_owned(),
-            username: token.username.clone(),
-            secret: token.password.clone(),
-        };
         if let Some(token) = cached.as_ref().filter(|token| token.is_fresh(now)) {
-            return Ok(answer(token));
+            return Ok(token.clone());
         }
         let fetched = self.source.fetch(&registry, &self.env);
         match fetched {
@@ -89,14 +88,14 @@ impl Helper for EcrHelper {
                 {
                     self.note(&error.to_string());
                 }
-                Ok(answer(&token))
+                Ok(token)
             }
             Err(error) => match cached.filter(|token| token.is_usable(now)) {
                 Some(token) => {
                     self.note(&format!(
                         "{error}; using the cached token, which is still valid"
                     ));
-                    Ok(answer(&token))
+                    Ok(token)
                 }
                 None => {
                     self.note(&error.to_string());
@@ -104,6 +103,16 @@ impl Helper for EcrHelper {
                 }
             },
         }
+    }
+}
+
+impl Helper for EcrHelper {
+    fn get(&self, server_url: &str) -> Result<Credentials, Error> {
+        self.token(server_url).map(|token| Credentials {
+            server_url: server_url.to_owned(),
+            username: token.username,
+            secret: token.password,
+        })
     }
 
     fn store(&self, credentials: Credentials) -> Result<(), Error> {

@@ -127,22 +127,26 @@ impl IdentityMap {
         Some(base.join("regkit").join("config.toml"))
     }
 
+    /// Reads regkit's config file (bounded): its path and text, `None` when there is no file or no home.
+    /// Every part of regkit that has a table in the file reads it through here.
+    pub fn read_file(env: &Env) -> Result<Option<(PathBuf, String)>, EcrError> {
+        let Some(path) = IdentityMap::path(env) else {
+            return Ok(None);
+        };
+        match read_bounded(&path) {
+            Ok(text) => Ok(Some((path, text))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(EcrError::Config(format!(
+                "cannot read regkit's config file {}: {error}",
+                path.display()
+            ))),
+        }
+    }
+
     /// Loads the map from the config file; a missing file is an empty map.
     pub fn load(env: &Env) -> Result<IdentityMap, EcrError> {
-        let Some(path) = IdentityMap::path(env) else {
+        let Some((path, text)) = IdentityMap::read_file(env)? else {
             return Ok(IdentityMap::default());
-        };
-        let text = match read_bounded(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(IdentityMap::default());
-            }
-            Err(error) => {
-                return Err(EcrError::Config(format!(
-                    "cannot read regkit's config file {}: {error}",
-                    path.display()
-                )));
-            }
         };
         IdentityMap::parse(&text).map_err(|message| {
             EcrError::Config(format!(
@@ -214,7 +218,7 @@ fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
 }
 
 /// `*` matches any run of characters other than `.`; everything else matches itself.
-fn glob_labels(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob_labels(pattern: &str, text: &str) -> bool {
     let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
     // Classic two-pointer wildcard match with backtracking to the last star.
     let (mut p, mut t) = (0, 0);
