@@ -252,3 +252,27 @@ fn a_wrong_robot_secret_exits_3_naming_the_credentials() {
         harbor.server.violations()
     );
 }
+
+/// Harbor runs on hosts of any name: when no host rule matches, its `systeminfo` endpoint identifies it.
+/// A plain distribution registry answers none of the probes and stays `default`.
+#[test]
+fn an_unknown_host_is_detected_by_probing() {
+    let harbor = Harbor::start(ROBOT, SECRET);
+    let config = tempfile::tempdir().unwrap();
+    let detect = |repository: &str| {
+        let run = regkit(config.path(), &["detect", repository]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        serde_json::from_str::<serde_json::Value>(run.stdout.trim()).unwrap()
+    };
+    let found = detect(&format!("{}/{REPOSITORY}", harbor.server.host()));
+    assert_eq!(found["implementation"], "harbor");
+    assert_eq!(
+        found["chosen"],
+        "the registry host answered GET /api/v2.0/systeminfo"
+    );
+
+    let plain = regkit_e2e::registry::Registry::start();
+    let found = detect(&format!("{}/team/app", plain.host()));
+    assert_eq!(found["implementation"], "default");
+    assert_eq!(found["chosen"], "no vendor host pattern matched");
+}

@@ -18,7 +18,7 @@ use regkit::dockerconfig::{AuthSource, DockerConfig, RegistryAuth};
 use regkit::reference::{Reference, Repository, Target};
 use regkit::registry::{Client, ClientOptions, RegistryError};
 use regkit::report::{self, EXIT_CODES_HELP, EXIT_USAGE, TagRow};
-use regkit::vendor::{self, Context, DeleteRequest, Detection, Settings, Vendor};
+use regkit::vendor::{self, Chosen, Context, DeleteRequest, Detection, Settings, Vendor};
 
 #[derive(Parser)]
 #[command(
@@ -287,9 +287,40 @@ struct Setup<'a> {
 }
 
 impl Setup<'_> {
+    /// The implementation: forced, else from the host, else by probing the host for self-hosted products
+    /// (Harbor, Nexus, Artifactory), else plain v2.
     fn detection(&self, registry: &str) -> Result<Detection, Fatal> {
-        vendor::detect(registry, self.options.repo_implementation.as_deref())
-            .map_err(|error| Fatal::Usage(error.to_string()))
+        let detection = vendor::detect(registry, self.options.repo_implementation.as_deref())
+            .map_err(|error| Fatal::Usage(error.to_string()))?;
+        if detection.chosen != Chosen::Fallback {
+            return Ok(detection);
+        }
+        // Commands reach this from inside the single-threaded runtime, before any request of theirs is
+        // under way: the probe gets a runtime of its own on a scoped thread rather than making every
+        // caller async.
+        let options = self.client_options();
+        let probed = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .ok()?
+                        .block_on(vendor::probe(registry, &options))
+                })
+                .join()
+                .ok()
+                .flatten()
+        });
+        Ok(probed.unwrap_or(detection))
+    }
+
+    fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            insecure: self.options.insecure_registry,
+            skip_tls_verify: self.options.skip_tls_verify_registry,
+            ..ClientOptions::default()
+        }
     }
 
     fn credentials(&self, registry: &str) -> Result<(RegistryAuth, AuthSource), Fatal> {
@@ -315,12 +346,7 @@ impl Setup<'_> {
                 describe_credentials(&auth, &source)
             );
         }
-        let client_options = ClientOptions {
-            insecure: self.options.insecure_registry,
-            skip_tls_verify: self.options.skip_tls_verify_registry,
-            ..ClientOptions::default()
-        };
-        let client = Client::new(registry, auth.clone(), &client_options)?;
+        let client = Client::new(registry, auth.clone(), &self.client_options())?;
         let context = Context {
             client: client.clone(),
             auth,

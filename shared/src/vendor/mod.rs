@@ -18,6 +18,7 @@ mod github;
 mod gitlab;
 mod harbor;
 mod nexus;
+mod probe;
 mod quay;
 mod rest;
 mod settings;
@@ -31,6 +32,7 @@ use crate::reference::{Repository, Target};
 use crate::registry::{Client, RegistryError};
 use crate::report::{Entry, FailureKind};
 
+pub use probe::probe;
 pub use settings::Settings;
 
 /// A boxed future, so [`Vendor`] stays object-safe. Not `Send`: the cleanup tool drives every vendor on one
@@ -262,6 +264,8 @@ pub enum Chosen {
     Host(HostRule),
     /// No rule matched.
     Fallback,
+    /// No rule matched, and the registry host answered this product's status endpoint ([`probe`]).
+    Probed(&'static str),
 }
 
 impl fmt::Display for Chosen {
@@ -270,6 +274,7 @@ impl fmt::Display for Chosen {
             Chosen::Flag => f.write_str("forced by --repo-implementation"),
             Chosen::Host(rule) => write!(f, "host matches {rule}"),
             Chosen::Fallback => f.write_str("no vendor host pattern matched"),
+            Chosen::Probed(path) => write!(f, "the registry host answered GET {path}"),
         }
     }
 }
