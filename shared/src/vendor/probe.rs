@@ -57,11 +57,9 @@ pub async fn probe(registry: &str, options: &ClientOptions) -> Option<Detection>
         .iter()
         .zip(answers)
         .find_map(|((name, path, recognise), answer)| {
-            answer
-                .filter(|answer| recognise(answer))
-                .map(|_| Detection {
-                    name,
-                    chosen: Chosen::Probed(path),
-                })
+            answer.filter(recognise).map(|_| Detection {
+                name,
+                chosen: Chosen::Probed(path),
+            })
         })
 }
