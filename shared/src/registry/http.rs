@@ -162,7 +162,10 @@ pub async fn send_with_retries(
                 };
                 (wait, Ok(response))
             }
-            Err(error) if error.is_connect() || error.is_timeout() || error.is_request() => {
+            Err(error)
+                if (error.is_connect() || error.is_timeout() || error.is_request())
+                    && !is_tls_failure(&error) =>
+            {
                 (backoff.next_delay(), Err(error))
             }
             Err(error) => return Err(error),
@@ -173,6 +176,25 @@ pub async fn send_with_retries(
         drop(outcome);
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Whether a TLS handshake failed (an untrusted certificate, a name mismatch, a plain-HTTP server): the
+/// same answer comes back on every attempt, so retrying only delays the error.
+fn is_tls_failure(error: &reqwest::Error) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = current {
+        if error.is::<rustls::Error>() {
+            return true;
+        }
+        // io::Error's `source` skips the error it wraps (rustls's own, often inside a second io::Error).
+        current = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    false
 }
 
 /// The HTTP client every regkit connection uses: rustls on ring, `User-Agent: regkit/…`, connect and
