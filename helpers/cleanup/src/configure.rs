@@ -171,22 +171,12 @@ fn configure_docker(routes: &[Route], dir: &Path, dry_run: bool) -> Result<(), F
 /// Credentials stored elsewhere for a configured host, which some client would use instead of the helper.
 fn warn_about_shadows(routes: &[Route], dir: &Path) -> Result<(), Fatal> {
     let document = ConfigDocument::load(dir).map_err(|error| Fatal::Usage(error.to_string()))?;
-    let config_auths = document
-        .root()
-        .get("auths")
-        .map(|auths| {
-            auths_map(&Value::Object(Map::from_iter([(
-                "auths".into(),
-                auths.clone(),
-            )])))
-        })
-        .transpose()
-        .map_err(|()| {
-            Fatal::Usage(format!(
-                "malformed auths in {}; fix or remove it",
-                document.path().display()
-            ))
-        })?;
+    let config_auths = auths_map(&Value::Object(document.root().clone())).map_err(|()| {
+        Fatal::Usage(format!(
+            "malformed auths in {}; fix or remove it",
+            document.path().display()
+        ))
+    })?;
     let env_auths = match std::env::var("DOCKER_AUTH_CONFIG")
         .ok()
         .filter(|text| !text.trim().is_empty())
@@ -218,10 +208,7 @@ fn warn_about_shadows(routes: &[Route], dir: &Path) -> Result<(), Fatal> {
         .collect();
     hosts.dedup();
     for (host, helper) in hosts {
-        if config_auths
-            .as_ref()
-            .is_some_and(|auths| auths.get(host).is_some())
-        {
+        if config_auths.get(host).is_some() {
             eprintln!(
                 "regkit: warning: {} still holds a stored credential for {host} in auths: tools that read auths directly (and regkit, when docker-credential-{helper} has no entry) use it instead of the helper; remove that entry",
                 document.path().display()
