@@ -36,6 +36,10 @@ pub(crate) struct ConfigureArgs {
     /// The registries.conf.d directory for --podman [default: ~/.config/containers/registries.conf.d].
     #[arg(long, value_name = "DIR", requires = "podman")]
     podman_dir: Option<PathBuf>,
+    /// Send every registry to docker-credential-regkit, which routes each one itself: docker's credsStore
+    /// and the podman drop-in.
+    #[arg(long, conflicts_with_all = ["registries", "helper"])]
+    router: bool,
 }
 
 /// One `credHelpers` entry to write.
@@ -47,6 +51,9 @@ struct Route {
 
 /// Runs `regkit configure` on the docker config directory `dir`; `dry_run` prints diffs instead of writing.
 pub(crate) fn run(args: &ConfigureArgs, dir: &Path, dry_run: bool) -> Result<u8, Fatal> {
+    if args.router {
+        return configure_router(args, dir, dry_run);
+    }
     if args.registries.is_empty() && !args.podman {
         return Err(Fatal::Usage(
             "nothing to configure: name a registry with --registry HOST, or use --podman".into(),
@@ -67,7 +74,7 @@ pub(crate) fn run(args: &ConfigureArgs, dir: &Path, dry_run: bool) -> Result<u8,
         }
     }
     if !routes.is_empty() {
-        configure_docker(&routes, dir, dry_run)?;
+        configure_docker(&routes, None, dir, dry_run)?;
         warn_about_shadows(&routes, dir)?;
     }
     if args.podman {
@@ -139,12 +146,37 @@ fn on_path(binary: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(binary).is_file()))
 }
 
-fn configure_docker(routes: &[Route], dir: &Path, dry_run: bool) -> Result<(), Fatal> {
+/// `--router`: docker's `credsStore` and podman's helper list both name the router.
+fn configure_router(args: &ConfigureArgs, dir: &Path, dry_run: bool) -> Result<u8, Fatal> {
+    const ROUTER: &str = "regkit";
+    if !on_path("docker-credential-regkit") {
+        eprintln!(
+            "regkit: warning: docker-credential-regkit is not on PATH; docker will fail until it is installed"
+        );
+    }
+    configure_docker(&[], Some(ROUTER), dir, dry_run)?;
+    let podman_dir = match &args.podman_dir {
+        Some(dir) => dir.clone(),
+        None => default_podman_dir()?,
+    };
+    configure_podman(&[ROUTER], &podman_dir, dry_run)?;
+    Ok(regkit::report::EXIT_OK)
+}
+
+fn configure_docker(
+    routes: &[Route],
+    creds_store: Option<&str>,
+    dir: &Path,
+    dry_run: bool,
+) -> Result<(), Fatal> {
     let mut document =
         ConfigDocument::load(dir).map_err(|error| Fatal::Usage(error.to_string()))?;
     let before = document.root().clone();
     for route in routes {
         document.set_cred_helper(&route.key, &route.helper);
+    }
+    if creds_store.is_some() {
+        document.set_creds_store(creds_store);
     }
     let path = document.path().display().to_string();
     if *document.root() == before {
@@ -164,6 +196,9 @@ fn configure_docker(routes: &[Route], dir: &Path, dry_run: bool) -> Result<(), F
         .map_err(|error| Fatal::Usage(error.to_string()))?;
     for route in routes {
         println!("{path}: credHelpers[{:?}] = {:?}", route.key, route.helper);
+    }
+    if let Some(store) = creds_store {
+        println!("{path}: credsStore = {store:?}");
     }
     Ok(())
 }
