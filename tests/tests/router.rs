@@ -129,11 +129,33 @@ fn docker_cli_through_creds_store_and_skopeo_through_registries_conf() {
     let config = home.path().join("absent.toml");
     let docker_dir = tempfile::tempdir().unwrap();
     let docker_config = docker_dir.path().join("config.json");
-    std::fs::write(&docker_config, json!({"credsStore": "regkit"}).to_string()).unwrap();
+    // `regkit configure --router` writes both: docker's credsStore and the podman drop-in.
     // containers/image has never read `credsStore` (containers/image#111): podman and skopeo reach the
     // router through registries.conf `credential-helpers`, with an auth file of their own.
-    let registries_conf = docker_dir.path().join("registries.conf");
-    std::fs::write(&registries_conf, "credential-helpers = [\"regkit\"]\n").unwrap();
+    let registries_d = docker_dir.path().join("registries.conf.d");
+    let configure = run(
+        session
+            .command(bins::ours("regkit"))
+            .args(["configure", "--router", "--podman", "--podman-dir"])
+            .arg(&registries_d)
+            .env("DOCKER_CONFIG", docker_dir.path())
+            .env("PATH", path_with_ours()),
+        "",
+    );
+    assert_eq!(
+        configure.code, 0,
+        "{} {}",
+        configure.stdout, configure.stderr
+    );
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(&docker_config).unwrap()).unwrap();
+    assert_eq!(written, json!({"credsStore": "regkit"}));
+    let registries_conf = registries_d.join("50-regkit.conf");
+    let drop_in = std::fs::read_to_string(&registries_conf).unwrap();
+    assert!(
+        drop_in.contains("credential-helpers = [\"regkit\", \"containers-auth.json\"]"),
+        "{drop_in}"
+    );
     let auth_file = docker_dir.path().join("auth.json");
     std::fs::write(&auth_file, "{}").unwrap();
     let tool = |program: &Path, args: &[&str]| {
