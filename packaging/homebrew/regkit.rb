@@ -12,7 +12,7 @@ class Regkit < Formula
   conflicts_with "docker-credential-helper-ecr", because: "both install `docker-credential-ecr-login`"
 
   def install
-    helpers = %w[env ecr acr gcr]
+    helpers = %w[env ecr acr gcr router]
     # The keyring helper speaks the freedesktop Secret Service, which macOS does not have.
     helpers << "keyring" if OS.linux?
     system "cargo", "install", *std_cargo_args(path: "helpers/cleanup")
@@ -24,7 +24,8 @@ class Regkit < Formula
     system bin/"regkit", "generate", "man", buildpath/"generated/man"
     man1.install Dir[buildpath/"generated/man/*.1"]
     helpers.each do |helper|
-      page = buildpath/"packaging/man/docker-credential-#{helper == "ecr" ? "ecr-login" : helper}.1"
+      binary = { "ecr" => "ecr-login", "router" => "regkit" }.fetch(helper, helper)
+      page = buildpath/"packaging/man/docker-credential-#{binary}.1"
       man1.install page if page.exist?
     end
     %w[bash zsh fish].each do |shell|
@@ -37,7 +38,7 @@ class Regkit < Formula
 
   test do
     assert_match "regkit #{version}", shell_output("#{bin}/regkit --version")
-    helpers = %w[env ecr-login acr gcr]
+    helpers = %w[env ecr-login acr gcr regkit]
     helpers << "keyring" if OS.linux?
     helpers.each do |helper|
       assert_match version.to_s, shell_output("#{bin}/docker-credential-#{helper} version")
