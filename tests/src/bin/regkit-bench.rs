@@ -37,6 +37,7 @@ fn main() {
     let mut rows = Vec::new();
     rows.extend(env_get(work.path(), runs));
     rows.extend(keyring_get(work.path(), runs));
+    rows.extend(router_get(work.path(), runs));
     rows.push(ecr_get(work.path(), runs));
     for tags in [200, 1000] {
         rows.push(delete_distinct(tags));
@@ -187,6 +188,80 @@ fn keyring_get(work: &Path, runs: u32) -> Vec<Row> {
             ratio: format!("{:.2}× hit", miss / hit),
             target: "≤ 1.2× warm get".into(),
         },
+    ]
+}
+
+/// `docker-credential-regkit get` on its keyring route, hit and miss, against `docker-credential-keyring`
+/// in the same D-Bus session: what routing (one config file read, anchored patterns) costs on top.
+fn router_get(work: &Path, runs: u32) -> Vec<Row> {
+    let session = dbus::Session::start();
+    let router = bins::ours("docker-credential-regkit");
+    let keyring = bins::ours("docker-credential-keyring");
+    let cat = bins::tool("cat", "coreutils");
+    let server = "router.example.test";
+    let mut store = session
+        .command(&keyring)
+        .arg("store")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run keyring store");
+    store
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(
+            format!("{{\"ServerURL\":\"{server}\",\"Username\":\"bench\",\"Secret\":\"s3cret\"}}")
+                .as_bytes(),
+        )
+        .expect("write store input");
+    assert!(store.wait().expect("keyring store").success());
+    let key = work.join("router-key");
+    std::fs::write(&key, server).expect("write key");
+    let miss = work.join("router-miss");
+    std::fs::write(&miss, "unserved.example.test").expect("write key");
+    let commands = [
+        with_stdin(&cat, "", &key),
+        with_stdin(&router, "get", &key),
+        with_stdin(&keyring, "get", &key),
+        with_stdin(&router, "get", &miss),
+        with_stdin(&keyring, "get", &miss),
+    ];
+    let medians = hyperfine(&commands, runs, |c| {
+        for (name, value) in session.env() {
+            c.env(name, value);
+        }
+        // No rules: every key takes the built-in patterns, then the keyring.
+        c.env("REGKIT_CONFIG", work.join("no-regkit-config.toml"))
+            .env_remove("DISPLAY");
+    });
+    let (floor, hit, keyring_hit, router_miss, keyring_miss) =
+        (medians[0], medians[1], medians[2], medians[3], medians[4]);
+    let above = |t: f64| (t - floor).max(0.0);
+    let row = |what: &str, ours: f64, peer: f64, target: &str| Row {
+        what: format!("{what}, floor {}", ms(floor)),
+        ours: ms(ours),
+        peer: ms(peer),
+        ratio: format!(
+            "{:.2} (time above floor: {} vs {})",
+            above(ours) / above(peer).max(1e-9),
+            ms(above(ours)),
+            ms(above(peer))
+        ),
+        target: target.into(),
+    };
+    vec![
+        row(
+            "`docker-credential-regkit get` vs `docker-credential-keyring get` (keyring route, hit)",
+            hit,
+            keyring_hit,
+            "≤ 1.2 of the keyring helper above the floor",
+        ),
+        row(
+            "`docker-credential-regkit get` vs `docker-credential-keyring get` (miss: no rule, not stored; one keyring lookup, no network)",
+            router_miss,
+            keyring_miss,
+            "≤ 1.2 of the keyring helper above the floor",
+        ),
     ]
 }
 
