@@ -37,7 +37,8 @@ impl FakeClock {
         .expect("libfaketimeMT.so.1 (Debian package faketime) is required by the ECR policy tests");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("faketime.txt");
-        std::fs::write(&file, "@2024-01-01 00:00:00\n").unwrap();
+        // An absolute time (no `@`) stands still, so a push lands on exactly the second the test set.
+        std::fs::write(&file, "2024-01-01 00:00:00\n").unwrap();
         let moto = Moto::start_with_env(&[
             ("LD_PRELOAD", library.to_str().unwrap()),
             ("FAKETIME_TIMESTAMP_FILE", file.to_str().unwrap()),
@@ -55,7 +56,7 @@ impl FakeClock {
             .unwrap()
             .as_secs() as i64;
         let date = format_rfc3339(now - days * DAY);
-        let spec = format!("@{}\n", date.trim_end_matches('Z').replace('T', " "));
+        let spec = format!("{}\n", date.trim_end_matches('Z').replace('T', " "));
         std::fs::write(self.dir.path().join("faketime.txt"), spec).unwrap();
         date
     }
