@@ -34,6 +34,8 @@ for tool in "${!tools[@]}"; do
 done
 # dbus-x11 provides dbus-launch, which gnome-keyring falls back to in some set-ups.
 dpkg -s dbus-x11 >/dev/null 2>&1 || missing+=(dbus-x11)
+# make bench reads peak memory from GNU time (`time` alone is the shell keyword).
+[ -x /usr/bin/time ] || missing+=(time)
 # The ECR tests run moto from a virtualenv, which needs Python's venv and ensurepip modules.
 command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1 && missing+=(python3-venv)
 

@@ -15,6 +15,9 @@ use regkit_e2e::moto::{self, Moto};
 use regkit_e2e::registry::Registry;
 use regkit_e2e::{bins, dbus, images};
 
+/// Workers of the raw keep-alive client that measures the registry's own delete capacity.
+const RAW_WORKERS: usize = 8;
+
 /// One line of the results table.
 struct Row {
     what: String,
@@ -40,8 +43,12 @@ fn main() {
     rows.extend(router_get(work.path(), runs));
     rows.push(ecr_get(work.path(), runs));
     for tags in [200, 1000] {
-        rows.push(delete_distinct(tags));
+        rows.extend(delete_distinct(tags));
     }
+    rows.push(delete_tag_safe(1000));
+    rows.extend(list_tags(runs));
+    rows.push(ecr_cleanup());
+    rows.extend(sizes_and_startup(runs));
     write_report(&output, &rows, runs);
     eprintln!("wrote {}", output.display());
 }
@@ -82,6 +89,10 @@ fn with_stdin(program: &Path, args: &str, stdin: &Path) -> String {
     )
 }
 
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
 fn ms(seconds: f64) -> String {
     format!("{:.2} ms", seconds * 1000.0)
 }
@@ -103,10 +114,14 @@ fn env_get(work: &Path, runs: u32) -> Vec<Row> {
             .env("DOCKER_registry_example_test_5000_PSW", "bench-secret");
     });
     let (floor, hit, miss) = (medians[0], medians[1], medians[2]);
+    let kib = peak_kib(&helper, &["get"], stdin_of(&key), |c| {
+        c.env("DOCKER_registry_example_test_5000_USR", "bench")
+            .env("DOCKER_registry_example_test_5000_PSW", "bench-secret");
+    });
     vec![
         Row {
             what: "`docker-credential-env get` (hit), floor = `cat` of the key file".into(),
-            ours: ms(hit),
+            ours: format!("{} (peak RSS {})", ms(hit), mib(kib)),
             peer: format!("floor {}", ms(floor)),
             ratio: format!("{:.2}× floor", hit / floor),
             target: "≤ 1.3× floor".into(),
@@ -164,6 +179,14 @@ fn keyring_get(work: &Path, runs: u32) -> Vec<Row> {
         c.env_remove("DISPLAY");
     });
     let (floor, hit, peer_hit, miss) = (medians[0], medians[1], medians[2], medians[3]);
+    let in_session = |c: &mut Command| {
+        for (name, value) in session.env() {
+            c.env(name, value);
+        }
+        c.env_remove("DISPLAY");
+    };
+    let ours_kib = peak_kib(&ours, &["get"], stdin_of(&key), in_session);
+    let peer_kib = peak_kib(&peer, &["get"], stdin_of(&key), in_session);
     let above = |t: f64| (t - floor).max(0.0);
     vec![
         Row {
@@ -171,8 +194,8 @@ fn keyring_get(work: &Path, runs: u32) -> Vec<Row> {
                 "`docker-credential-keyring get` vs `docker-credential-secretservice get` (one D-Bus session, gnome-keyring), floor {}",
                 ms(floor)
             ),
-            ours: ms(hit),
-            peer: ms(peer_hit),
+            ours: format!("{} (peak RSS {})", ms(hit), mib(ours_kib)),
+            peer: format!("{} (peak RSS {})", ms(peer_hit), mib(peer_kib)),
             ratio: format!(
                 "{:.2} (time above floor: {} vs {})",
                 above(hit) / above(peer_hit).max(1e-9),
@@ -361,14 +384,19 @@ fn ecr_get(work: &Path, runs: u32) -> Row {
         c.env_clear().envs(env.iter().cloned());
     });
     let (floor, hit, peer_hit) = (medians[0], medians[1], medians[2]);
+    let isolated = |c: &mut Command| {
+        c.env_clear().envs(env.iter().cloned());
+    };
+    let ours_kib = peak_kib(&ours, &["get"], stdin_of(&key), isolated);
+    let peer_kib = peak_kib(&peer, &["get"], stdin_of(&key), isolated);
     let above = |t: f64| (t - floor).max(0.0);
     Row {
         what: format!(
             "`docker-credential-ecr-login get` (warm cache) vs Debian's amazon-ecr-credential-helper 0.6.0 (warm cache), floor {}",
             ms(floor)
         ),
-        ours: ms(hit),
-        peer: ms(peer_hit),
+        ours: format!("{} (peak RSS {})", ms(hit), mib(ours_kib)),
+        peer: format!("{} (peak RSS {})", ms(peer_hit), mib(peer_kib)),
         ratio: format!(
             "{:.2} (time above floor: {} vs {})",
             above(hit) / above(peer_hit).max(1e-9),
@@ -379,42 +407,35 @@ fn ecr_get(work: &Path, runs: u32) -> Row {
     }
 }
 
-/// Deletes `tags` tags with distinct digests: `regkit delete` against a `skopeo delete` loop, each on its
-/// own copy of the same content in one registry.
-fn delete_distinct(tags: usize) -> Row {
+/// Deletes `tags` tags with distinct digests: `regkit delete` against a `skopeo delete` loop and against the
+/// registry's own capacity (raw keep-alive DELETEs by digest from [`RAW_WORKERS`] workers), each on its own
+/// copy of the same content in one registry.
+fn delete_distinct(tags: usize) -> Vec<Row> {
     let registry = Registry::start();
     let url = registry.url();
     let names: Vec<String> = (0..tags).map(|i| format!("t{i}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     images::push_distinct(&url, "bench/ours", &refs, &images::Auth::None);
     images::push_distinct(&url, "bench/skopeo", &refs, &images::Auth::None);
-
-    let regkit = bins::ours("regkit");
-    let input: String = names
-        .iter()
-        .map(|t| format!("{}/bench/ours:{t}\n", registry.host()))
+    let raw: Vec<String> = images::push_distinct(&url, "bench/raw", &refs, &images::Auth::None)
+        .into_iter()
+        .map(|(_, digest)| digest)
         .collect();
-    let started = Instant::now();
-    let mut child = Command::new(&regkit)
-        .args(["delete", "--stdin", "--quiet", "--output", "json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("run regkit");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write refs");
-    assert!(
-        child.wait().expect("regkit").success(),
-        "regkit delete failed"
-    );
-    let ours = started.elapsed();
+
+    let input: Vec<String> = names
+        .iter()
+        .map(|t| format!("{}/bench/ours:{t}", registry.host()))
+        .collect();
+    let (ours, kib) = regkit_delete(&input, |_| {});
     assert!(
         images::tag_digests(&url, "bench/ours", &images::Auth::None).is_empty(),
         "regkit left tags behind"
+    );
+
+    let raw_time = raw_delete(&url, "bench/raw", &raw, RAW_WORKERS);
+    assert!(
+        images::tag_digests(&url, "bench/raw", &images::Auth::None).is_empty(),
+        "the raw client left tags behind"
     );
 
     let skopeo = bins::tool("skopeo", "skopeo");
@@ -429,16 +450,496 @@ fn delete_distinct(tags: usize) -> Row {
         assert!(status.success(), "skopeo delete failed");
     }
     let peer = started.elapsed();
-    let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+    let rate = |d: Duration| tags as f64 / d.as_secs_f64();
+    vec![
+        Row {
+            what: format!(
+                "delete {tags} tags with distinct digests: `regkit delete --stdin` vs a `skopeo delete` loop (distribution 2.8, no auth)"
+            ),
+            ours: format!("{} (peak RSS {})", secs(ours), mib(kib)),
+            peer: secs(peer),
+            ratio: format!("{:.1}× faster", peer.as_secs_f64() / ours.as_secs_f64()),
+            target: "≥ 6× faster".into(),
+        },
+        Row {
+            what: format!(
+                "delete {tags} tags with distinct digests: `regkit delete` vs the registry's capacity (raw keep-alive `DELETE` by digest, {RAW_WORKERS} workers, no listing or checks)"
+            ),
+            ours: format!("{:.0} tags/s", rate(ours)),
+            peer: format!("{:.0} tags/s ({})", rate(raw_time), secs(raw_time)),
+            ratio: format!("{:.2}× the raw rate", rate(ours) / rate(raw_time)),
+            target: "≥ 0.8× the raw rate".into(),
+        },
+    ]
+}
+
+/// The tag-safe path: `tags` tags, half of which share their digest with a kept sibling tag, deleted by
+/// `regkit delete`; beside it the same count with distinct digests. skopeo has no peer figure: deleting by
+/// digest would take the kept siblings with it.
+fn delete_tag_safe(tags: usize) -> Row {
+    let registry = Registry::start();
+    let url = registry.url();
+    let names: Vec<String> = (0..tags).map(|i| format!("t{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    images::push_distinct(&url, "bench/distinct", &refs, &images::Auth::None);
+    let pushed = images::push_distinct(&url, "bench/shared", &refs, &images::Auth::None);
+    let agent = raw_agent();
+    let kept: Vec<(String, String)> = pushed
+        .iter()
+        .step_by(2)
+        .map(|(tag, digest)| (format!("keep-{tag}"), digest.clone()))
+        .collect();
+    in_parallel(&kept, 4, |(keep, digest)| {
+        let mut response = agent
+            .get(format!("{url}/v2/bench/shared/manifests/{digest}"))
+            .header("accept", images::ACCEPT_ALL)
+            .call()
+            .expect("GET manifest");
+        let media_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .expect("content type")
+            .to_string();
+        let body = response.body_mut().read_to_vec().expect("manifest body");
+        let response = agent
+            .put(format!("{url}/v2/bench/shared/manifests/{keep}"))
+            .header("content-type", &media_type)
+            .send(&body[..])
+            .expect("PUT manifest");
+        assert_eq!(response.status(), 201, "PUT {keep}");
+    });
+    let input = |repo: &str| -> Vec<String> {
+        names
+            .iter()
+            .map(|t| format!("{}/{repo}:{t}", registry.host()))
+            .collect()
+    };
+    let (distinct, _) = regkit_delete(&input("bench/distinct"), |_| {});
+    let (safe, kib) = regkit_delete(&input("bench/shared"), |_| {});
+    let left = images::tag_digests(&url, "bench/shared", &images::Auth::None);
+    let expected: std::collections::BTreeMap<String, String> = kept.into_iter().collect();
+    assert_eq!(left, expected, "the kept siblings must keep their digests");
     Row {
         what: format!(
-            "delete {tags} tags with distinct digests: `regkit delete --stdin` vs a `skopeo delete` loop (distribution 2.8, no auth)"
+            "delete {tags} tags, half sharing their digest with a kept tag (tag-safe path: tombstones), `regkit delete`; peer = the same count with distinct digests"
         ),
-        ours: secs(ours),
-        peer: secs(peer),
-        ratio: format!("{:.1}× faster", peer.as_secs_f64() / ours.as_secs_f64()),
-        target: "≥ 6× faster".into(),
+        ours: format!("{} (peak RSS {})", secs(safe), mib(kib)),
+        peer: format!("distinct digests {}", secs(distinct)),
+        ratio: format!(
+            "{:.2}× the distinct-digest time",
+            safe.as_secs_f64() / distinct.as_secs_f64()
+        ),
+        target: "(no target; kept tags verified intact)".into(),
     }
+}
+
+/// Listing 10 000 tags: `regkit tags` against `skopeo list-tags`, hyperfine medians.
+fn list_tags(runs: u32) -> Vec<Row> {
+    const TAGS: usize = 10_000;
+    let registry = Registry::start();
+    let url = registry.url();
+    let digest = images::push(&url, "bench/list", &["seed"], &images::Auth::None);
+    let names: Vec<String> = (0..TAGS - 1).map(|i| format!("tag-{i:05}")).collect();
+    retag(&url, "bench/list", &digest, &names);
+    let regkit = bins::ours("regkit");
+    let skopeo = bins::tool("skopeo", "skopeo");
+    let repo = format!("{}/bench/list", registry.host());
+    let listed = Command::new(&regkit)
+        .args(["tags", &repo])
+        .output()
+        .expect("run regkit tags");
+    assert!(listed.status.success(), "regkit tags failed");
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout)
+            .matches("tag-")
+            .count(),
+        TAGS - 1,
+        "regkit tags must list every tag"
+    );
+    let ours_cmd = format!("{} tags {repo}", regkit.display());
+    let peer_cmd = format!(
+        "{} list-tags --tls-verify=false docker://{repo}",
+        skopeo.display()
+    );
+    let medians = hyperfine(&[ours_cmd, peer_cmd], runs.clamp(5, 30), |_| {});
+    let ours_kib = peak_kib(&regkit, &["tags", &repo], Stdio::null(), |_| {});
+    let peer_kib = peak_kib(
+        &skopeo,
+        &[
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{repo}"),
+        ],
+        Stdio::null(),
+        |_| {},
+    );
+    vec![Row {
+        what: format!("list {TAGS} tags: `regkit tags` vs `skopeo list-tags` (hyperfine medians)"),
+        ours: format!("{} (peak RSS {})", ms(medians[0]), mib(ours_kib)),
+        peer: format!("{} (peak RSS {})", ms(medians[1]), mib(peer_kib)),
+        ratio: format!("{:.2}× the peer's time", medians[0] / medians[1]),
+        target: "≤ 0.5×".into(),
+    }]
+}
+
+/// A loopback HTTP proxy in front of moto that counts the API calls it forwards, by `X-Amz-Target`.
+struct CountingProxy {
+    url: String,
+    calls: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>,
+    server: std::sync::Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CountingProxy {
+    fn start(upstream: &str) -> CountingProxy {
+        let server =
+            std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind proxy"));
+        let url = format!(
+            "http://{}",
+            server.server_addr().to_ip().expect("an IP listener")
+        );
+        let calls = std::sync::Arc::default();
+        let thread = {
+            let (server, calls, upstream) = (
+                std::sync::Arc::clone(&server),
+                std::sync::Arc::clone(&calls),
+                upstream.to_string(),
+            );
+            std::thread::spawn(move || forward_all(&server, &calls, &upstream))
+        };
+        CountingProxy {
+            url,
+            calls,
+            server,
+            thread: Some(thread),
+        }
+    }
+
+    fn calls(&self) -> std::collections::BTreeMap<String, usize> {
+        self.calls.lock().expect("counts").clone()
+    }
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn forward_all(
+    server: &tiny_http::Server,
+    calls: &std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
+    upstream: &str,
+) {
+    let agent = raw_agent();
+    for mut request in server.incoming_requests() {
+        let mut target = "(no X-Amz-Target)".to_string();
+        let mut forward = ureq::http::Request::builder()
+            .method(request.method().as_str())
+            .uri(format!("{upstream}{}", request.url()));
+        for header in request.headers() {
+            let name = header.field.as_str().as_str();
+            if name.eq_ignore_ascii_case("x-amz-target") {
+                target = header
+                    .value
+                    .as_str()
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+            }
+            if !["host", "content-length", "connection", "transfer-encoding"]
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h))
+            {
+                forward = forward.header(name, header.value.as_str());
+            }
+        }
+        *calls.lock().expect("counts").entry(target).or_default() += 1;
+        let mut body = Vec::new();
+        let _ = std::io::Read::read_to_end(request.as_reader(), &mut body);
+        let answer = forward
+            .body(body)
+            .map_err(|e| e.to_string())
+            .and_then(|r| agent.run(r).map_err(|e| e.to_string()));
+        let _ = match answer {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let content_type = response
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("application/x-amz-json-1.1")
+                    .to_string();
+                let bytes = response.body_mut().read_to_vec().unwrap_or_default();
+                request.respond(
+                    tiny_http::Response::from_data(bytes)
+                        .with_status_code(status)
+                        .with_header(
+                            tiny_http::Header::from_bytes("content-type", content_type)
+                                .expect("header"),
+                        ),
+                )
+            }
+            Err(_) => request.respond(tiny_http::Response::empty(502)),
+        };
+    }
+}
+
+/// ECR cleanup of 1 000 tags on moto (half of them with a kept sibling tag), API calls counted by a proxy
+/// in front of moto.
+fn ecr_cleanup() -> Row {
+    const TAGS: usize = 1000;
+    let moto = Moto::start();
+    moto.create_repository("bench/app");
+    for i in 0..TAGS {
+        let layer = format!("{i:x}");
+        moto.put_image("bench/app", &layer, Some(&format!("t{i}")));
+        if i % 2 == 0 {
+            moto.put_image("bench/app", &layer, Some(&format!("keep{i}")));
+        }
+    }
+    let proxy = CountingProxy::start(moto.url());
+    let home = tempfile::tempdir().expect("home");
+    let env: Vec<(String, String)> = moto
+        .env()
+        .into_iter()
+        .map(|(name, value)| {
+            if value == moto.url() {
+                (name, proxy.url.clone())
+            } else {
+                (name, value)
+            }
+        })
+        .collect();
+    let input: Vec<String> = (0..TAGS)
+        .map(|i| format!("{}/bench/app:t{i}", moto::REGISTRY))
+        .collect();
+    let (wall, kib) = regkit_delete(&input, |c| {
+        c.env_clear()
+            .envs(env.iter().cloned())
+            .env("HOME", home.path())
+            .env("DOCKER_CONFIG", home.path().join("docker"));
+    });
+    let calls = proxy.calls();
+    let left = moto.tags("bench/app");
+    assert_eq!(left.len(), TAGS / 2, "only the kept siblings stay");
+    assert!(left.keys().all(|tag| tag.starts_with("keep")));
+    let total: usize = calls.values().sum();
+    let detail: Vec<String> = calls.iter().map(|(op, n)| format!("{n}× {op}")).collect();
+    Row {
+        what: format!(
+            "ECR cleanup: `regkit delete` of {TAGS} tags on moto (half with a kept sibling), API calls counted by a proxy in front of moto"
+        ),
+        ours: format!(
+            "{total} calls ({}), {} (peak RSS {})",
+            detail.join(", "),
+            secs(wall),
+            mib(kib)
+        ),
+        peer: "—".into(),
+        ratio: "—".into(),
+        target: "10 calls".into(),
+    }
+}
+
+/// Every program `make install` ships: the Makefile's `BINARIES`.
+fn shipped_binaries() -> Vec<String> {
+    let makefile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Makefile");
+    let text = std::fs::read_to_string(&makefile).expect("read the Makefile");
+    let line = text
+        .lines()
+        .find_map(|line| line.strip_prefix("BINARIES"))
+        .and_then(|rest| rest.split_once(":="))
+        .map(|(_, names)| names)
+        .expect("the Makefile names BINARIES");
+    line.split_whitespace().map(str::to_string).collect()
+}
+
+/// Size of every shipped binary (release, stripped by the profile) and its start-up cost: `version` (or
+/// `--version`) beside the floor.
+fn sizes_and_startup(runs: u32) -> Vec<Row> {
+    let cat = bins::tool("cat", "coreutils");
+    let empty = tempfile::NamedTempFile::new().expect("temp file");
+    let programs: Vec<(String, PathBuf, &str)> = shipped_binaries()
+        .iter()
+        .map(|name| {
+            let path = bins::ours(name);
+            // The cheapest successful invocation; a program with neither (regkit-ecr-token) is timed
+            // printing its usage error.
+            let flag = ["version", "--version"]
+                .into_iter()
+                .find(|flag| {
+                    Command::new(&path)
+                        .arg(flag)
+                        .stdin(Stdio::null())
+                        .output()
+                        .is_ok_and(|output| output.status.success())
+                })
+                .unwrap_or("");
+            (name.to_string(), path, flag)
+        })
+        .collect();
+    let mut commands = vec![with_stdin(&cat, "", empty.path())];
+    commands.extend(
+        programs
+            .iter()
+            .map(|(_, path, flag)| with_stdin(path, flag, empty.path())),
+    );
+    let medians = hyperfine(&commands, runs, |c| {
+        if programs.iter().any(|(_, _, flag)| flag.is_empty()) {
+            c.arg("--ignore-failure");
+        }
+    });
+    let floor = medians[0];
+    programs
+        .iter()
+        .zip(&medians[1..])
+        .map(|((name, path, flag), median)| {
+            let bytes = std::fs::metadata(path).expect("binary size").len();
+            let args: &[&str] = if flag.is_empty() { &[] } else { &[flag] };
+            let kib = peak_kib(path, args, Stdio::null(), |_| {});
+            Row {
+                what: format!(
+                    "`{name}`: stripped release size; `{}` start-up, floor {}",
+                    format!("{name} {flag}").trim_end(),
+                    ms(floor)
+                ),
+                ours: format!(
+                    "{:.2} MiB; {} (peak RSS {})",
+                    bytes as f64 / 1048576.0,
+                    ms(*median),
+                    mib(kib)
+                ),
+                peer: format!("floor {}", ms(floor)),
+                ratio: format!("{:.2}× floor", median / floor),
+                target: "(reported)".into(),
+            }
+        })
+        .collect()
+}
+
+/// A keep-alive HTTP/1.1 client for raw registry calls: `workers` threads share one connection pool.
+fn raw_agent() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_idle_connections_per_host(64)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build(),
+    )
+}
+
+/// Runs `job` on every item from `workers` threads; returns the wall time.
+fn in_parallel<T: Sync>(items: &[T], workers: usize, job: impl Fn(&T) + Sync) -> Duration {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    job(item);
+                }
+            });
+        }
+    });
+    started.elapsed()
+}
+
+/// The registry's own capacity: `DELETE /v2/<repo>/manifests/<digest>` of every digest, from several
+/// keep-alive workers, with nothing else (no listing, no checks) — the rate no client can beat.
+fn raw_delete(url: &str, repo: &str, digests: &[String], workers: usize) -> Duration {
+    let agent = raw_agent();
+    in_parallel(digests, workers, |digest| {
+        let response = agent
+            .delete(format!("{url}/v2/{repo}/manifests/{digest}"))
+            .call()
+            .expect("raw DELETE");
+        assert_eq!(response.status(), 202, "raw DELETE {repo}@{digest}");
+    })
+}
+
+/// Tags `tags` onto the manifest `digest` of `repo`, from several keep-alive workers.
+fn retag(url: &str, repo: &str, digest: &str, tags: &[String]) {
+    let agent = raw_agent();
+    let mut response = agent
+        .get(format!("{url}/v2/{repo}/manifests/{digest}"))
+        .header("accept", images::ACCEPT_ALL)
+        .call()
+        .expect("GET manifest");
+    assert_eq!(response.status(), 200, "GET manifest {repo}@{digest}");
+    let media_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .expect("content type")
+        .to_string();
+    let body = response.body_mut().read_to_vec().expect("manifest body");
+    in_parallel(tags, 4, |tag| {
+        let response = agent
+            .put(format!("{url}/v2/{repo}/manifests/{tag}"))
+            .header("content-type", &media_type)
+            .send(&body[..])
+            .expect("PUT manifest");
+        assert_eq!(response.status(), 201, "PUT manifest {repo}:{tag}");
+    });
+}
+
+/// Peak resident memory (KiB) of one run of `program args` with `stdin`, from `/usr/bin/time`.
+fn peak_kib(program: &Path, args: &[&str], stdin: Stdio, configure: impl Fn(&mut Command)) -> u64 {
+    let time = PathBuf::from("/usr/bin/time");
+    assert!(
+        time.is_file(),
+        "/usr/bin/time is required: apt-get install time (make bench does)"
+    );
+    let report = tempfile::NamedTempFile::new().expect("temp file");
+    let mut command = Command::new(time);
+    command
+        .args(["-f", "%M", "-o"])
+        .arg(report.path())
+        .arg(program)
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    configure(&mut command);
+    command.status().expect("run /usr/bin/time");
+    // A failing program's report starts with its exit status; the figure is the last line either way.
+    std::fs::read_to_string(report.path())
+        .expect("read /usr/bin/time report")
+        .lines()
+        .last()
+        .and_then(|line| line.trim().parse().ok())
+        .expect("max RSS in KiB")
+}
+
+fn stdin_of(path: &Path) -> Stdio {
+    Stdio::from(std::fs::File::open(path).expect("open stdin file"))
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// `regkit delete --stdin --quiet` of `refs`; the wall time and the peak RSS.
+fn regkit_delete(refs: &[String], configure: impl Fn(&mut Command)) -> (Duration, u64) {
+    let regkit = bins::ours("regkit");
+    let input = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(input.path(), refs.join("\n")).expect("write refs");
+    let started = Instant::now();
+    let kib = peak_kib(
+        &regkit,
+        &["delete", "--stdin", "--quiet", "--output", "json"],
+        Stdio::from(std::fs::File::open(input.path()).expect("refs")),
+        configure,
+    );
+    (started.elapsed(), kib)
 }
 
 fn write_report(path: &Path, rows: &[Row], runs: u32) {
