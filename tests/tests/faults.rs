@@ -350,3 +350,141 @@ fn cleanup_survives_a_registry_restart() {
         Some(700),
     );
 }
+
+/// Runs a credential helper's `get` with `env` and returns how long it took and its exit code.
+fn helper_get(name: &str, key: &str, env: &[(&str, String)]) -> (Duration, Option<i32>, String) {
+    let home = tempfile::tempdir().unwrap();
+    let mut command = Command::new(bins::ours(name));
+    command
+        .env_clear()
+        .env("HOME", home.path())
+        .env("XDG_CACHE_HOME", home.path().join("cache"))
+        .env("PATH", home.path())
+        .env("GCE_METADATA_HOST", "127.0.0.1:9")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9")
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let started = Instant::now();
+    let mut child = command.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(key.as_bytes())
+        .unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        started.elapsed(),
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn credential_helpers_bound_their_run_time_against_a_stalling_endpoint() {
+    // Every request is held without an answer for longer than any helper may wait.
+    let proxy = FaultProxy::start("127.0.0.1:9");
+    proxy.set_rules(vec![Rule::new(Fault::Stall(Duration::from_secs(300)))]);
+    let stall = proxy.url();
+    let aws = |timeout: Option<&str>| {
+        let mut env = vec![
+            ("AWS_ACCESS_KEY_ID", "AKIDFAULTS".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "faults-secret".to_string()),
+            ("AWS_ENDPOINT_URL_ECR", stall.clone()),
+            ("AWS_ENDPOINT_URL_STS", stall.clone()),
+        ];
+        if let Some(timeout) = timeout {
+            env.push(("REGKIT_ECR_TIMEOUT", timeout.to_string()));
+        }
+        env
+    };
+    let azure = vec![
+        (
+            "AZURE_TENANT_ID",
+            "00000000-0000-0000-0000-000000000001".to_string(),
+        ),
+        (
+            "AZURE_CLIENT_ID",
+            "00000000-0000-0000-0000-000000000002".to_string(),
+        ),
+        ("AZURE_CLIENT_SECRET", "faults-secret".to_string()),
+        ("AZURE_AUTHORITY_HOST", stall.clone()),
+        ("REGKIT_ACR_CREDENTIALS", "environment".to_string()),
+        ("REGKIT_AUTH_TIMEOUT", "3".to_string()),
+    ];
+    let ecr_host = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+    // (helper, key, env, documented bound + start-up slack)
+    let cases: Vec<(&str, &str, Vec<(&str, String)>, Duration)> = vec![
+        (
+            "docker-credential-ecr-login",
+            ecr_host,
+            aws(Some("3")),
+            Duration::from_secs(3 + 10),
+        ),
+        // The documented default: REGKIT_ECR_TIMEOUT unset is 30 s.
+        (
+            "docker-credential-ecr-login",
+            ecr_host,
+            aws(None),
+            Duration::from_secs(30 + 10),
+        ),
+        (
+            "docker-credential-acr",
+            "faults.azurecr.io",
+            azure,
+            Duration::from_secs(3 + 10),
+        ),
+        // No network but the session bus, held open without an answer: the keyring helper's own 60 s
+        // bound ends it. The env helper reads nothing but its environment.
+        (
+            "docker-credential-keyring",
+            "faults.example",
+            vec![(
+                "DBUS_SESSION_BUS_ADDRESS",
+                format!(
+                    "tcp:host=127.0.0.1,port={}",
+                    proxy.host().rsplit(':').next().unwrap()
+                ),
+            )],
+            Duration::from_secs(60 + 10),
+        ),
+        (
+            "docker-credential-env",
+            "faults.example",
+            Vec::new(),
+            Duration::from_secs(5),
+        ),
+    ];
+    let handles: Vec<_> = cases
+        .into_iter()
+        .map(|(name, key, env, bound)| {
+            std::thread::spawn(move || {
+                let (took, code, stderr) = helper_get(name, key, &env);
+                (name, bound, took, code, stderr)
+            })
+        })
+        .collect();
+    for handle in handles {
+        let (name, bound, took, code, stderr) = handle.join().unwrap();
+        assert!(
+            took <= bound,
+            "{name} took {took:?} against a stalling endpoint (bound {bound:?}): {stderr}"
+        );
+        assert_ne!(code, Some(0), "{name} cannot have answered: {stderr}");
+        assert!(code.is_some(), "{name} was killed: {stderr}");
+        println!("HELPER {name} exited {code:?} after {took:?} (bound {bound:?})");
+    }
+}

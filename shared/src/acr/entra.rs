@@ -168,12 +168,14 @@ async fn from_source(source: Source, env: &Env) -> Result<EntraToken, String> {
                 env,
                 ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"],
             )?;
+            // Exposed through Secret so an Entra ID error body that echoes the form cannot print it.
+            let secret = Secret::new(secret);
             client_credentials(
                 env,
                 &tenant,
                 &[
                     ("client_id", client.as_str()),
-                    ("client_secret", secret.as_str()),
+                    ("client_secret", secret.expose().as_str()),
                 ],
             )
             .await?

@@ -95,6 +95,8 @@ impl ApiResponse {
                     .unwrap_or("")
                     .to_string()
             });
+        // A server may echo the request, credentials included, in its error body.
+        let text = crate::secret::redact(&text);
         let text = text.trim();
         let mut short: String = text.chars().take(300).collect();
         if short.len() < text.len() {

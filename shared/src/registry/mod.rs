@@ -1260,6 +1260,8 @@ fn error_summary(status: StatusCode, body: &[u8]) -> String {
 /// Control characters become spaces and long text is cut, so a message stays one readable line.
 fn one_line(text: &str) -> String {
     const MAX_CHARS: usize = 400;
+    // A registry may echo the request, credentials included, in its error body.
+    let text = &crate::secret::redact(text);
     let mut line: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
