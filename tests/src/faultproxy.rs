@@ -131,7 +131,7 @@ impl Rule {
         }
         self.seen += 1;
         if self.seen <= self.skip
-            || (self.seen - self.skip - 1) % self.every != 0
+            || !(self.seen - self.skip - 1).is_multiple_of(self.every)
             || self.fired >= self.times
         {
             return None;
