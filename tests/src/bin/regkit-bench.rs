@@ -53,13 +53,22 @@ fn main() {
     eprintln!("wrote {}", output.display());
 }
 
-/// Median seconds of each command, from one hyperfine run that interleaves nothing else.
+/// Median seconds of each command, from one hyperfine run that interleaves nothing else. Exit codes are
+/// not checked (a credential miss exits 1 by protocol): callers check a hit's answer before timing it.
 fn hyperfine(commands: &[String], runs: u32, configure: impl Fn(&mut Command)) -> Vec<f64> {
     let hyperfine = bins::tool("hyperfine", "hyperfine");
     let export = tempfile::NamedTempFile::new().expect("temp file");
     let mut command = Command::new(hyperfine);
     command
-        .args(["-N", "--style", "none", "--warmup", "10", "--runs"])
+        .args([
+            "-N",
+            "--ignore-failure",
+            "--style",
+            "none",
+            "--warmup",
+            "10",
+            "--runs",
+        ])
         .arg(runs.to_string())
         .arg("--export-json")
         .arg(export.path())
@@ -109,15 +118,14 @@ fn env_get(work: &Path, runs: u32) -> Vec<Row> {
         with_stdin(&helper, "get", &key),
         with_stdin(&helper, "get", &miss),
     ];
-    let medians = hyperfine(&commands, runs, |c| {
+    let with_env = |c: &mut Command| {
         c.env("DOCKER_registry_example_test_5000_USR", "bench")
             .env("DOCKER_registry_example_test_5000_PSW", "bench-secret");
-    });
+    };
+    assert_answers(&helper, &key, "bench-secret", with_env);
+    let medians = hyperfine(&commands, runs, with_env);
     let (floor, hit, miss) = (medians[0], medians[1], medians[2]);
-    let kib = peak_kib(&helper, &["get"], stdin_of(&key), |c| {
-        c.env("DOCKER_registry_example_test_5000_USR", "bench")
-            .env("DOCKER_registry_example_test_5000_PSW", "bench-secret");
-    });
+    let kib = peak_kib(&helper, &["get"], stdin_of(&key), with_env);
     vec![
         Row {
             what: "`docker-credential-env get` (hit), floor = `cat` of the key file".into(),
@@ -172,19 +180,16 @@ fn keyring_get(work: &Path, runs: u32) -> Vec<Row> {
         with_stdin(&peer, "get", &key),
         with_stdin(&ours, "get", &miss),
     ];
-    let medians = hyperfine(&commands, runs, |c| {
-        for (name, value) in session.env() {
-            c.env(name, value);
-        }
-        c.env_remove("DISPLAY");
-    });
-    let (floor, hit, peer_hit, miss) = (medians[0], medians[1], medians[2], medians[3]);
     let in_session = |c: &mut Command| {
         for (name, value) in session.env() {
             c.env(name, value);
         }
         c.env_remove("DISPLAY");
     };
+    assert_answers(&ours, &key, "s3cret", in_session);
+    assert_answers(&peer, &key, "s3cret", in_session);
+    let medians = hyperfine(&commands, runs, in_session);
+    let (floor, hit, peer_hit, miss) = (medians[0], medians[1], medians[2], medians[3]);
     let ours_kib = peak_kib(&ours, &["get"], stdin_of(&key), in_session);
     let peer_kib = peak_kib(&peer, &["get"], stdin_of(&key), in_session);
     let above = |t: f64| (t - floor).max(0.0);
@@ -790,11 +795,7 @@ fn sizes_and_startup(runs: u32) -> Vec<Row> {
             .iter()
             .map(|(_, path, flag)| with_stdin(path, flag, empty.path())),
     );
-    let medians = hyperfine(&commands, runs, |c| {
-        if programs.iter().any(|(_, _, flag)| flag.is_empty()) {
-            c.arg("--ignore-failure");
-        }
-    });
+    let medians = hyperfine(&commands, runs, |_| {});
     let floor = medians[0];
     programs
         .iter()
@@ -917,6 +918,20 @@ fn peak_kib(program: &Path, args: &[&str], stdin: Stdio, configure: impl Fn(&mut
         .last()
         .and_then(|line| line.trim().parse().ok())
         .expect("max RSS in KiB")
+}
+
+/// Fails unless `program get` with `key` on stdin succeeds and prints `secret`: a timed hit must be a hit.
+fn assert_answers(program: &Path, key: &Path, secret: &str, configure: impl Fn(&mut Command)) {
+    let mut command = Command::new(program);
+    command.arg("get").stdin(stdin_of(key));
+    configure(&mut command);
+    let output = command.output().expect("run get");
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains(secret),
+        "{} get did not answer: {}",
+        program.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn stdin_of(path: &Path) -> Stdio {
