@@ -36,17 +36,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The package replaces Debian's ECR helper (same /usr/bin path): dpkg -i refuses while it is installed.
+# The package replaces Debian's ECR helper (same /usr/bin path). With Conflicts + Replaces, dpkg -i removes
+# it in favour of regkit (Debian Policy 7.6.2); the trap reinstalls it afterwards.
 if dpkg-query -W -f='${Status}' amazon-ecr-credential-helper 2>/dev/null | grep -q 'ok installed'; then
   restore_ecr=1
-  if $sudo dpkg -i "$deb" >"$work/conflict.log" 2>&1; then
-    fail "dpkg -i installed over amazon-ecr-credential-helper: the conflict is not enforced"
-  fi
-  grep -q "conflicts with amazon-ecr-credential-helper" "$work/conflict.log" ||
-    fail "dpkg -i failed for another reason than the declared conflict: $(cat "$work/conflict.log")"
-  $sudo dpkg -r amazon-ecr-credential-helper >/dev/null
 fi
 $sudo dpkg -i "$deb" >/dev/null
+if dpkg-query -W -f='${Status}' amazon-ecr-credential-helper 2>/dev/null | grep -q 'ok installed'; then
+  fail "amazon-ecr-credential-helper is still installed beside regkit"
+fi
 
 # The installed files, not the build tree.
 export PATH=/usr/bin:/bin
