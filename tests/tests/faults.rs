@@ -360,6 +360,14 @@ fn cleanup_survives_a_registry_restart() {
     );
 }
 
+/// A helper's `get`: the binary, the key on stdin, its environment, and the bound it must meet.
+type HelperCase = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, String)>,
+    Duration,
+);
+
 /// Runs a credential helper's `get` with `env` and returns how long it took and its exit code.
 fn helper_get(name: &str, key: &str, env: &[(&str, String)]) -> (Duration, Option<i32>, String) {
     let home = tempfile::tempdir().unwrap();
@@ -436,7 +444,7 @@ fn credential_helpers_bound_their_run_time_against_a_stalling_endpoint() {
     ];
     let ecr_host = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
     // (helper, key, env, documented bound + start-up slack)
-    let cases: Vec<(&str, &str, Vec<(&str, String)>, Duration)> = vec![
+    let cases: Vec<HelperCase> = vec![
         (
             "docker-credential-ecr-login",
             ecr_host,
