@@ -14,11 +14,12 @@ use std::future::Future;
 use std::io::Read;
 use std::pin::Pin;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use crate::envvars::Knobs;
 use crate::protocol::{Credentials, Error, Helper};
 use crate::secret::Secret;
 use crate::tokencache::{CachedToken, TokenCache};
@@ -34,61 +35,20 @@ pub const DISABLE_CACHE_VAR: &str = "REGKIT_DISABLE_TOKEN_CACHE";
 /// A token is cached until this long before it expires, so a caller never receives one about to lapse.
 pub const EXPIRY_MARGIN_SECS: i64 = 300;
 
-/// The process environment as the cloud helpers see it: empty values are unset.
-#[derive(Debug, Clone, Default)]
-pub struct Env {
-    /// `None` reads the process environment on demand.
-    vars: Option<BTreeMap<String, String>>,
+/// The variables of the Azure and Google helpers' test clock and request bound.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CloudKnobs;
+
+impl Knobs for CloudKnobs {
+    const CLOCK_VAR: &'static str = CLOCK_VAR;
+    const TIMEOUT_VAR: &'static str = TIMEOUT_VAR;
+    const DEFAULT_TIMEOUT: Duration = DEFAULT_TIMEOUT;
 }
 
+/// The process environment as the cloud helpers see it: empty values are unset.
+pub type Env = crate::envvars::Env<CloudKnobs>;
+
 impl Env {
-    /// Reads the process environment.
-    pub fn from_process() -> Self {
-        Env { vars: None }
-    }
-
-    /// Reads only the given variables (tests).
-    pub fn from_vars<K: Into<String>, V: Into<String>>(
-        vars: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        Env {
-            vars: Some(
-                vars.into_iter()
-                    .map(|(k, v)| (k.into(), v.into()))
-                    .collect(),
-            ),
-        }
-    }
-
-    /// The value of `name`, `None` when unset, empty, blank or not UTF-8.
-    pub fn var(&self, name: &str) -> Option<String> {
-        let value = match &self.vars {
-            Some(vars) => vars.get(name).cloned(),
-            None => std::env::var_os(name)?.into_string().ok(),
-        }?;
-        (!value.trim().is_empty()).then_some(value)
-    }
-
-    /// Now, in Unix seconds: [`CLOCK_VAR`] when set (tests), else the system clock.
-    pub fn now(&self) -> i64 {
-        if let Some(now) = self.var(CLOCK_VAR).and_then(|v| v.trim().parse().ok()) {
-            return now;
-        }
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| {
-                i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-            })
-    }
-
-    /// The bound on one token request: [`TIMEOUT_VAR`] seconds, else [`DEFAULT_TIMEOUT`].
-    pub fn timeout(&self) -> Duration {
-        self.var(TIMEOUT_VAR)
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|secs| secs.is_finite() && *secs > 0.0)
-            .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64)
-    }
-
     /// The token cache file `name` in the user's cache directory, unless [`DISABLE_CACHE_VAR`] is set.
     pub fn token_cache(&self, name: &str) -> Option<TokenCache> {
         if self.var(DISABLE_CACHE_VAR).is_some() {

@@ -17,6 +17,8 @@ pub mod dockerconfig;
 pub mod ecr;
 pub mod ecr_host;
 pub mod envhelper;
+#[cfg(any(feature = "ecr", feature = "acr", feature = "gcr"))]
+pub mod envvars;
 #[cfg(test)]
 mod fuzz_tests;
 #[cfg(feature = "gcr")]

@@ -23,8 +23,7 @@ pub use crate::ecr_host as host;
 pub mod identity;
 pub mod token;
 
-use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub use host::EcrRegistry;
 
@@ -51,65 +50,24 @@ pub struct Token {
     pub expires_at: i64,
 }
 
-/// The process environment as the ECR code sees it: empty values are unset.
-#[derive(Debug, Clone, Default)]
-pub struct Env {
-    /// `None` reads the process environment on demand.
-    vars: Option<BTreeMap<String, String>>,
+/// The variables of the ECR helper's test clock and request bound.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EcrKnobs;
+
+impl crate::envvars::Knobs for EcrKnobs {
+    const CLOCK_VAR: &'static str = CLOCK_VAR;
+    const TIMEOUT_VAR: &'static str = TIMEOUT_VAR;
+    const DEFAULT_TIMEOUT: Duration = DEFAULT_TIMEOUT;
 }
 
+/// The process environment as the ECR code sees it: empty values are unset.
+pub type Env = crate::envvars::Env<EcrKnobs>;
+
 impl Env {
-    /// Reads the process environment.
-    pub fn from_process() -> Self {
-        Env { vars: None }
-    }
-
-    /// Reads only the given variables (tests).
-    pub fn from_vars<K: Into<String>, V: Into<String>>(
-        vars: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        Env {
-            vars: Some(
-                vars.into_iter()
-                    .map(|(k, v)| (k.into(), v.into()))
-                    .collect(),
-            ),
-        }
-    }
-
-    /// The value of `name`, `None` when unset, empty, blank or not UTF-8.
-    pub fn var(&self, name: &str) -> Option<String> {
-        let value = match &self.vars {
-            Some(vars) => vars.get(name).cloned(),
-            None => std::env::var_os(name)?.into_string().ok(),
-        }?;
-        (!value.trim().is_empty()).then_some(value)
-    }
-
     /// True when `name` is set to exactly `true` (case-insensitive), as the AWS tools read booleans.
     pub fn flag(&self, name: &str) -> bool {
         self.var(name)
             .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
-    }
-
-    /// Now, in Unix seconds: [`CLOCK_VAR`] when set (tests), else the system clock.
-    pub fn now(&self) -> i64 {
-        if let Some(now) = self.var(CLOCK_VAR).and_then(|v| v.trim().parse().ok()) {
-            return now;
-        }
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| {
-                i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-            })
-    }
-
-    /// The bound on one token request: [`TIMEOUT_VAR`] seconds, else [`DEFAULT_TIMEOUT`].
-    pub fn timeout(&self) -> Duration {
-        self.var(TIMEOUT_VAR)
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|secs| secs.is_finite() && *secs > 0.0)
-            .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64)
     }
 }
 
