@@ -195,6 +195,21 @@ impl Sweep {
                 if seeded.contains(&file) {
                     continue;
                 }
+                // Whatever the binaries wrote (caches, configs) is private: 0600 in a 0700 directory.
+                let mode = |path: &Path| {
+                    std::os::unix::fs::PermissionsExt::mode(
+                        &std::fs::metadata(path).unwrap().permissions(),
+                    ) & 0o777
+                };
+                let dir = file.parent().unwrap();
+                if mode(&file) & 0o077 != 0 || (dir != home && mode(dir) & 0o077 != 0) {
+                    leaks.push(format!(
+                        "file {} is {:o} in a {:o} directory",
+                        file.display(),
+                        mode(&file),
+                        mode(dir)
+                    ));
+                }
                 let content =
                     String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
                 for form in &forms {
