@@ -4,8 +4,9 @@
 //! relays its answer, which says so). [`Rule`]s pick requests by method, path and count and replace the
 //! exchange with a [`Fault`]: a dropped connection before or after the upstream acted, a stall past the
 //! client's timeout, a 503/429 burst with or without `Retry-After`, a body cut short, a canned lie or an
-//! endless body. Every request head is recorded (what reached the registry, with which headers). The upstream can be
-//! switched at any time, which with [`restart_registry_after`] kills and restarts the registry mid-run.
+//! endless body. Every request head is recorded (what reached the registry, with which headers). The
+//! upstream can be switched at any time, which with [`restart_registry_after`] kills and restarts the
+//! registry mid-run.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
