@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::envvars::Knobs;
 use crate::protocol::{Credentials, Error, Helper};
 use crate::secret::Secret;
-use crate::tokencache::{CachedToken, TokenCache};
+use crate::tokencache::{CachedToken, TokenCache, cached_or_fetched};
 
 /// Test hook: the current time as Unix seconds, for the token cache only. Not for production use.
 pub const CLOCK_VAR: &str = "REGKIT_AUTH_NOW";
@@ -125,39 +125,19 @@ impl<P: Provider> CachedHelper<P> {
             &self.provider.identity_id(&host),
         );
         let now = env.now();
-        let cached = cache.as_ref().and_then(|cache| cache.get(&key));
-        if let Some(token) = cached.as_ref().filter(|token| token.is_fresh(now)) {
-            return Ok(token.clone());
-        }
-        match block_on(env.timeout(), self.provider.fetch(&host)) {
-            Ok(token) => {
-                let token = CachedToken {
-                    endpoint: format!("https://{host}"),
-                    username: token.username,
-                    password: token.secret,
-                    requested_at: now,
-                    expires_at: token.expires_at.saturating_sub(EXPIRY_MARGIN_SECS),
-                };
-                if let Some(cache) = cache.as_ref().filter(|_| token.is_usable(now))
-                    && let Err(error) = cache.put(&key, &token, now)
-                {
-                    self.note(&error.to_string());
-                }
-                Ok(token)
-            }
-            Err(error) => match cached.filter(|token| token.is_usable(now)) {
-                Some(token) => {
-                    self.note(&format!(
-                        "{error}; using the cached token, which is still valid"
-                    ));
-                    Ok(token)
-                }
-                None => {
-                    self.note(&error);
-                    Err(Error::NotFound)
-                }
-            },
-        }
+        let fetch = || {
+            let token = block_on(env.timeout(), self.provider.fetch(&host))?;
+            Ok(CachedToken {
+                endpoint: format!("https://{host}"),
+                username: token.username,
+                password: token.secret,
+                requested_at: now,
+                expires_at: token.expires_at.saturating_sub(EXPIRY_MARGIN_SECS),
+            })
+        };
+        cached_or_fetched(cache.as_ref(), &key, now, fetch, |message| {
+            self.note(message)
+        })
     }
 
     /// Now, in Unix seconds, on the provider's clock.
@@ -193,14 +173,10 @@ impl<P: Provider> Helper for CachedHelper<P> {
     }
 
     fn list(&self) -> Result<BTreeMap<String, String>, Error> {
-        let Some(cache) = self.cache() else {
-            return Ok(BTreeMap::new());
-        };
-        Ok(cache
-            .usable(self.provider.env().now())
-            .into_values()
-            .map(|token| (token.endpoint, token.username))
-            .collect())
+        Ok(self
+            .cache()
+            .map(|cache| cache.logins(self.provider.env().now()))
+            .unwrap_or_default())
     }
 }
 
@@ -337,10 +313,10 @@ pub fn jwt_claims(token: &str) -> Option<serde_json::Value> {
 }
 
 /// A short, stable, non-reversible id of identity parts (client ids, file paths), for cache keys.
-pub fn identity_digest(parts: &[&str]) -> String {
+pub fn identity_digest(parts: &[impl AsRef<str>]) -> String {
     let mut hasher = Sha256::new();
     for part in parts {
-        hasher.update(part.as_bytes());
+        hasher.update(part.as_ref().as_bytes());
         hasher.update([0]);
     }
     hasher

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::Error;
 use crate::secret::Secret;
 
 /// The cache file format version; a file with another version is ignored and replaced.
@@ -145,6 +146,14 @@ impl TokenCache {
             .collect()
     }
 
+    /// The registries `list` shows: endpoint and username of every entry still usable at `now`.
+    pub fn logins(&self, now: i64) -> BTreeMap<String, String> {
+        self.usable(now)
+            .into_values()
+            .map(|token| (token.endpoint, token.username))
+            .collect()
+    }
+
     /// Saves `token` under `key`, dropping entries expired at `now`.
     pub fn put(&self, key: &str, token: &CachedToken, now: i64) -> Result<(), CacheError> {
         let dir = self
@@ -208,6 +217,44 @@ impl TokenCache {
             Ok(file) if file.version == VERSION => file,
             _ => CacheFile::default(),
         }
+    }
+}
+
+/// The token a helper's `get` answers with: the entry under `key` while it is fresh, else a `fetch`ed one
+/// (saved when usable), else, when `fetch` fails, the entry while it has not expired. `note` explains
+/// failures on stderr; with no token the answer is "not found", so callers fall back to anonymous access.
+pub fn cached_or_fetched(
+    cache: Option<&TokenCache>,
+    key: &str,
+    now: i64,
+    fetch: impl FnOnce() -> Result<CachedToken, String>,
+    note: impl Fn(&str),
+) -> Result<CachedToken, Error> {
+    let cached = cache.and_then(|cache| cache.get(key));
+    if let Some(token) = cached.as_ref().filter(|token| token.is_fresh(now)) {
+        return Ok(token.clone());
+    }
+    match fetch() {
+        Ok(token) => {
+            if let Some(cache) = cache.filter(|_| token.is_usable(now))
+                && let Err(error) = cache.put(key, &token, now)
+            {
+                note(&error.to_string());
+            }
+            Ok(token)
+        }
+        Err(error) => match cached.filter(|token| token.is_usable(now)) {
+            Some(token) => {
+                note(&format!(
+                    "{error}; using the cached token, which is still valid"
+                ));
+                Ok(token)
+            }
+            None => {
+                note(&error);
+                Err(Error::NotFound)
+            }
+        },
     }
 }
 

@@ -90,8 +90,7 @@ impl Provider for AcrProvider {
     }
 
     fn identity_id(&self, _host: &str) -> String {
-        let parts = entra::identity_parts(&self.env);
-        identity_digest(&parts.iter().map(String::as_str).collect::<Vec<_>>())
+        identity_digest(&entra::identity_parts(&self.env))
     }
 
     fn fetch<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<Token, String>> {

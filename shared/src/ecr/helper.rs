@@ -19,6 +19,7 @@ use super::host::EcrRegistry;
 use super::identity::{Identity, IdentityMap};
 use super::token::{TokenProgram, TokenSource};
 use crate::protocol::{Credentials, Error, Helper};
+use crate::tokencache::cached_or_fetched;
 
 /// The binary name, the same as amazon-ecr-credential-helper's, so `"credHelpers": {…: "ecr-login"}`
 /// configurations keep working.
@@ -69,40 +70,22 @@ impl EcrHelper {
             &identity.cache_id(&self.env),
         );
         let now = self.env.now();
-        let cached = cache.as_ref().and_then(|cache| cache.get(&key));
-        if let Some(token) = cached.as_ref().filter(|token| token.is_fresh(now)) {
-            return Ok(token.clone());
-        }
-        let fetched = self.source.fetch(&registry, &self.env);
-        match fetched {
-            Ok(token) => {
-                let token = CachedToken {
-                    endpoint: token.endpoint,
-                    username: token.username,
-                    password: token.password,
-                    requested_at: now,
-                    expires_at: token.expires_at,
-                };
-                if let Some(cache) = cache.as_ref().filter(|_| token.is_usable(now))
-                    && let Err(error) = cache.put(&key, &token, now)
-                {
-                    self.note(&error.to_string());
-                }
-                Ok(token)
-            }
-            Err(error) => match cached.filter(|token| token.is_usable(now)) {
-                Some(token) => {
-                    self.note(&format!(
-                        "{error}; using the cached token, which is still valid"
-                    ));
-                    Ok(token)
-                }
-                None => {
-                    self.note(&error.to_string());
-                    Err(Error::NotFound)
-                }
-            },
-        }
+        let fetch = || {
+            let token = self
+                .source
+                .fetch(&registry, &self.env)
+                .map_err(|error| error.to_string())?;
+            Ok(CachedToken {
+                endpoint: token.endpoint,
+                username: token.username,
+                password: token.password,
+                requested_at: now,
+                expires_at: token.expires_at,
+            })
+        };
+        cached_or_fetched(cache.as_ref(), &key, now, fetch, |message| {
+            self.note(message)
+        })
     }
 }
 
@@ -135,14 +118,9 @@ impl Helper for EcrHelper {
     }
 
     fn list(&self) -> Result<BTreeMap<String, String>, Error> {
-        let Some(cache) = TokenCache::locate(&self.env) else {
-            return Ok(BTreeMap::new());
-        };
-        Ok(cache
-            .usable(self.env.now())
-            .into_values()
-            .map(|token| (token.endpoint, token.username))
-            .collect())
+        Ok(TokenCache::locate(&self.env)
+            .map(|cache| cache.logins(self.env.now()))
+            .unwrap_or_default())
     }
 }
 

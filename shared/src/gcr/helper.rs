@@ -35,8 +35,7 @@ impl Provider for GcrProvider {
     }
 
     fn identity_id(&self, _host: &str) -> String {
-        let parts = google::identity_parts(&self.env);
-        identity_digest(&parts.iter().map(String::as_str).collect::<Vec<_>>())
+        identity_digest(&google::identity_parts(&self.env))
     }
 
     fn fetch<'a>(&'a self, _host: &'a str) -> BoxFuture<'a, Result<Token, String>> {
