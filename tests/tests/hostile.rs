@@ -468,6 +468,14 @@ fn tls_registry_with_a_ca_bundle_skip_verify_or_neither() {
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
 
+    // The same bundle through --ca-file.
+    let output = regkit(
+        config.path(),
+        &["--ca-file", bundle, "delete", &format!("{repo}:e")],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+
     // --skip-tls-verify-registry, only when asked.
     let output = regkit(
         config.path(),

@@ -120,6 +120,9 @@ struct Options {
     /// Accept any TLS certificate [also WERF_SKIP_TLS_VERIFY_REGISTRY].
     #[arg(long, global = true, env = "REGKIT_SKIP_TLS_VERIFY_REGISTRY", value_parser = BoolishValueParser::new())]
     skip_tls_verify_registry: bool,
+    /// Also trust the CA certificates of this PEM bundle (the system roots and SSL_CERT_FILE still apply).
+    #[arg(long, global = true, env = "REGKIT_CA_FILE", value_name = "PEM")]
+    ca_file: Option<PathBuf>,
     /// Explain choices (implementation, credential source) on stderr.
     #[arg(short, long, global = true, env = "REGKIT_VERBOSE", value_parser = BoolishValueParser::new())]
     verbose: bool,
@@ -270,9 +273,7 @@ async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
         Command::Delete { references, stdin } => delete(&setup, references, *stdin).await,
         Command::Cleanup(args) => cleanup::cleanup(&setup, args).await,
         Command::Detect { repository } => detect(&setup, repository),
-        Command::Configure(args) => {
-            configure::run(args, setup.config.dir(), setup.options.dry_run)
-        }
+        Command::Configure(args) => configure::run(args, setup.config.dir(), setup.options.dry_run),
         Command::Doctor { repository } => doctor::run(&setup, repository).await,
         Command::CiEnv(args) => cienv::run(args, setup.config.dir()),
         Command::Generate(what) => generate::run(what, command()),
@@ -319,6 +320,7 @@ impl Setup<'_> {
         ClientOptions {
             insecure: self.options.insecure_registry,
             skip_tls_verify: self.options.skip_tls_verify_registry,
+            ca_file: self.options.ca_file.clone(),
             ..ClientOptions::default()
         }
     }
