@@ -27,17 +27,20 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
 /// Results per search page, as Nexus's SearchResource.
 const PAGE: usize = 50;
 
+/// Components by id: `(image, tag, manifest sha256 hex)`.
+type Components = Arc<Mutex<BTreeMap<String, (String, String, String)>>>;
+
 /// A running Nexus double: components `id → (image, tag, manifest sha256 hex)` in one repository.
 pub struct Nexus {
     /// The server.
     pub server: ApiServer,
-    components: Arc<Mutex<BTreeMap<String, (String, String, String)>>>,
+    components: Components,
 }
 
 impl Nexus {
     /// Starts a Nexus with hosted repository `repository`, accepting only `user`:`password`.
     pub fn start(repository: &str, user: &str, password: &str) -> Nexus {
-        let components: Arc<Mutex<BTreeMap<String, (String, String, String)>>> = Arc::default();
+        let components: Components = Arc::default();
         let expected = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
