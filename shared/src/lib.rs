@@ -32,9 +32,9 @@ pub mod protocol;
 pub mod reference;
 #[cfg(feature = "registry")]
 pub mod registry;
+pub mod report;
 #[cfg(feature = "router")]
 pub mod router;
-pub mod report;
 pub mod secret;
 // Cross-process locking uses `File::lock` (std, Rust 1.89): the features that cache tokens need 1.89 while
 // the rest of the crate keeps the workspace MSRV.

@@ -2,13 +2,13 @@
 //! Artifactory), each written from the vendor's published description, and what their tests share.
 
 pub mod acr;
+pub mod artifactory;
 pub mod artifactregistry;
 pub mod dockerhub;
 pub mod entra;
 pub mod github;
 pub mod gitlab;
 pub mod google;
-pub mod artifactory;
 pub mod harbor;
 pub mod nexus;
 pub mod quay;
