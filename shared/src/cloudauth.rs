@@ -17,10 +17,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::envvars::Knobs;
 use crate::protocol::{Credentials, Error, Helper};
+use crate::registry::ClientOptions;
+use crate::registry::api::{ApiClient, ApiResponse};
 use crate::secret::Secret;
 use crate::tokencache::{CachedToken, TokenCache, cached_or_fetched};
 
@@ -178,6 +181,32 @@ impl<P: Provider> Helper for CachedHelper<P> {
             .map(|cache| cache.logins(self.provider.env().now()))
             .unwrap_or_default())
     }
+}
+
+/// A client for one token endpoint (`label` names it in errors), with short bounds: a helper answers for
+/// every `docker pull`. `insecure` is for the metadata services, plain HTTP on link-local addresses.
+pub fn token_client(base: &str, label: &str, insecure: bool) -> Result<ApiClient, String> {
+    let options = ClientOptions {
+        insecure,
+        request_timeout: Duration::from_secs(15),
+        retry_budget: Duration::from_secs(5),
+        ..ClientOptions::default()
+    };
+    ApiClient::new(base, label, &options).map_err(|error| error.to_string())
+}
+
+/// The JSON body of a token endpoint's answer; a refusal is worded by `refused` from its error text.
+pub fn token_answer<T: DeserializeOwned>(
+    api: &ApiClient,
+    response: &ApiResponse,
+    operation: &str,
+    refused: impl FnOnce(String) -> String,
+) -> Result<T, String> {
+    if !response.is_success() {
+        return Err(refused(response.error_text()));
+    }
+    api.json(response, operation)
+        .map_err(|error| error.to_string())
 }
 
 /// Runs `future` on a fresh current-thread runtime, bounded by `timeout`: cloud token endpoints that accept

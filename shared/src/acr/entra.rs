@@ -25,9 +25,9 @@ use serde::Deserialize;
 
 use base64::Engine;
 
-use crate::cloudauth::{Env, jwt_claims, pem_blocks, run_bounded, sign_rs256};
-use crate::registry::ClientOptions;
-use crate::registry::api::ApiClient;
+use crate::cloudauth::{
+    Env, jwt_claims, pem_blocks, run_bounded, sign_rs256, token_answer, token_client,
+};
 use crate::secret::Secret;
 
 /// The ACR audience (what `az acr login` asks for since registries may disable ARM-audience tokens).
@@ -285,16 +285,6 @@ fn required(env: &Env, names: [&str; 3]) -> Result<(String, String, String), Str
     }
 }
 
-fn client(base: &str, label: &str, insecure: bool) -> Result<ApiClient, String> {
-    let options = ClientOptions {
-        insecure,
-        request_timeout: Duration::from_secs(15),
-        retry_budget: Duration::from_secs(5),
-        ..ClientOptions::default()
-    };
-    ApiClient::new(base, label, &options).map_err(|error| error.to_string())
-}
-
 #[derive(Deserialize)]
 struct TokenAnswer {
     access_token: Option<String>,
@@ -318,7 +308,7 @@ async fn client_credentials(
     fields: &[(&str, &str)],
 ) -> Result<Secret<String>, String> {
     let (authority, path) = token_endpoint(env, tenant);
-    let api = client(&authority, "Entra ID token endpoint", false)?;
+    let api = token_client(&authority, "Entra ID token endpoint", false)?;
     let scope = format!("{RESOURCE}/.default");
     let mut form: Vec<(&str, &str)> = fields.to_vec();
     form.extend([
@@ -332,16 +322,12 @@ async fn client_credentials(
         })
         .await
         .map_err(|error| error.to_string())?;
-    if !response.is_success() {
-        return Err(format!(
-            "{authority} refused the token request for tenant {tenant}: {}; check the client id, secret or federated credential",
-            response.error_text()
-        ));
-    }
-    access_token(
-        api.json(&response, operation).map_err(|e| e.to_string())?,
-        "the Entra ID token endpoint",
-    )
+    let answer = token_answer(&api, &response, operation, |text| {
+        format!(
+            "{authority} refused the token request for tenant {tenant}: {text}; check the client id, secret or federated credential"
+        )
+    })?;
+    access_token(answer, "the Entra ID token endpoint")
 }
 
 async fn managed_identity(env: &Env) -> Result<Secret<String>, String> {
@@ -349,7 +335,7 @@ async fn managed_identity(env: &Env) -> Result<Secret<String>, String> {
     if let (Some(endpoint), Some(header)) =
         (env.var("IDENTITY_ENDPOINT"), env.var("IDENTITY_HEADER"))
     {
-        let api = client(&endpoint, "managed identity endpoint", false)?;
+        let api = token_client(&endpoint, "managed identity endpoint", false)?;
         let mut query = vec![("api-version", "2019-08-01"), ("resource", RESOURCE)];
         if let Some(id) = &client_id {
             query.push(("client_id", id));
@@ -363,22 +349,16 @@ async fn managed_identity(env: &Env) -> Result<Secret<String>, String> {
             })
             .await
             .map_err(|error| error.to_string())?;
-        if !response.is_success() {
-            return Err(format!(
-                "IDENTITY_ENDPOINT answered {}",
-                response.error_text()
-            ));
-        }
-        return access_token(
-            api.json(&response, operation).map_err(|e| e.to_string())?,
-            "IDENTITY_ENDPOINT",
-        );
+        let answer = token_answer(&api, &response, operation, |text| {
+            format!("IDENTITY_ENDPOINT answered {text}")
+        })?;
+        return access_token(answer, "IDENTITY_ENDPOINT");
     }
     let host = env
         .var("AZURE_POD_IDENTITY_AUTHORITY_HOST")
         .unwrap_or_else(|| IMDS.to_owned());
     // The metadata service is plain HTTP on a link-local address by design.
-    let api = client(&host, "instance metadata service", true)?;
+    let api = token_client(&host, "instance metadata service", true)?;
     let mut query = vec![("api-version", "2018-02-01"), ("resource", RESOURCE)];
     if let Some(id) = &client_id {
         query.push(("client_id", id));
@@ -394,16 +374,10 @@ async fn managed_identity(env: &Env) -> Result<Secret<String>, String> {
         .await
         .map_err(|_| format!("no instance metadata service answered at {host} (not on Azure?)"))?
         .map_err(|error| error.to_string())?;
-    if !response.is_success() {
-        return Err(format!(
-            "the instance metadata service answered {}",
-            response.error_text()
-        ));
-    }
-    access_token(
-        api.json(&response, operation).map_err(|e| e.to_string())?,
-        "the instance metadata service",
-    )
+    let answer = token_answer(&api, &response, operation, |text| {
+        format!("the instance metadata service answered {text}")
+    })?;
+    access_token(answer, "the instance metadata service")
 }
 
 /// `az account get-access-token --resource …`, bounded by [`CLI_WAIT`].

@@ -2,15 +2,13 @@
 //! Entra ID token at `POST https://<registry>/oauth2/exchange`, answered with the [`NULL_GUID`] username
 //! and cached until shortly before the `exp` inside it. See [`crate::cloudauth`] for the `get` flow.
 
-use std::time::Duration;
-
 use reqwest::Method;
 use serde::Deserialize;
 
 use super::{NULL_GUID, TEST_LOGIN_SERVER_VAR, entra, registry_host};
-use crate::cloudauth::{BoxFuture, Env, Provider, Token, identity_digest, jwt_claims};
-use crate::registry::ClientOptions;
-use crate::registry::api::ApiClient;
+use crate::cloudauth::{
+    BoxFuture, Env, Provider, Token, identity_digest, jwt_claims, token_answer, token_client,
+};
 use crate::secret::Secret;
 
 /// The binary name.
@@ -42,12 +40,7 @@ async fn exchange(
     service: &str,
     entra: &entra::EntraToken,
 ) -> Result<Secret<String>, String> {
-    let options = ClientOptions {
-        request_timeout: Duration::from_secs(15),
-        retry_budget: Duration::from_secs(5),
-        ..ClientOptions::default()
-    };
-    let api = ApiClient::new(base, "ACR token exchange", &options).map_err(|e| e.to_string())?;
+    let api = token_client(base, "ACR token exchange", false)?;
     let tenant = entra.tenant.as_deref().unwrap_or("");
     let form = [
         ("grant_type", "access_token"),
@@ -62,15 +55,12 @@ async fn exchange(
         })
         .await
         .map_err(|error| error.to_string())?;
-    if !response.is_success() {
-        return Err(format!(
-            "{service} refused the Entra ID token: {}; grant the identity AcrPull (or AcrPush) on the registry",
-            response.error_text()
-        ));
-    }
-    api.json::<Exchanged>(&response, operation)
-        .map_err(|error| error.to_string())?
-        .refresh_token
+    token_answer::<Exchanged>(&api, &response, operation, |text| {
+        format!(
+            "{service} refused the Entra ID token: {text}; grant the identity AcrPull (or AcrPush) on the registry"
+        )
+    })?
+    .refresh_token
         .filter(|token| !token.is_empty())
         .map(Secret::new)
         .ok_or_else(|| format!("{service} answered the token exchange without a refresh_token"))

@@ -22,10 +22,8 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::cloudauth::{Env, run_bounded, sign_rs256};
+use crate::cloudauth::{Env, run_bounded, sign_rs256, token_answer, token_client};
 use crate::dates::parse_rfc3339;
-use crate::registry::ClientOptions;
-use crate::registry::api::ApiClient;
 use crate::secret::Secret;
 
 /// The OAuth scope requested (Artifact Registry reads and writes, and its REST API).
@@ -153,16 +151,6 @@ pub async fn token(env: &Env) -> Result<AccessToken, String> {
     ))
 }
 
-fn client(base: &str, label: &str, insecure: bool) -> Result<ApiClient, String> {
-    let options = ClientOptions {
-        insecure,
-        request_timeout: Duration::from_secs(15),
-        retry_budget: Duration::from_secs(5),
-        ..ClientOptions::default()
-    };
-    ApiClient::new(base, label, &options).map_err(|error| error.to_string())
-}
-
 #[derive(Deserialize)]
 struct OAuthAnswer {
     access_token: Option<String>,
@@ -176,21 +164,15 @@ async fn post_form(
     form: &[(&str, &str)],
     now: i64,
 ) -> Result<AccessToken, String> {
-    let api = client(url, label, false)?;
+    let api = token_client(url, label, false)?;
     let operation = format!("request a token from the {label}");
     let response = api
         .send_with(Method::POST, "", &operation, |request| request.form(form))
         .await
         .map_err(|error| error.to_string())?;
-    if !response.is_success() {
-        return Err(format!(
-            "the {label} at {url} refused: {}",
-            response.error_text()
-        ));
-    }
-    let answer: OAuthAnswer = api
-        .json(&response, &operation)
-        .map_err(|error| error.to_string())?;
+    let answer: OAuthAnswer = token_answer(&api, &response, &operation, |text| {
+        format!("the {label} at {url} refused: {text}")
+    })?;
     let token = answer
         .access_token
         .filter(|token| !token.is_empty())
@@ -301,7 +283,7 @@ async fn external_account(file: &Value, now: i64) -> Result<AccessToken, String>
         std::fs::read_to_string(path)
             .map_err(|error| format!("cannot read the subject token file {path}: {error}"))?
     } else if let Some(url) = source["url"].as_str() {
-        let api = client(url, "subject token URL", false)?;
+        let api = token_client(url, "subject token URL", false)?;
         let headers: Vec<(String, String)> = source["headers"]
             .as_object()
             .into_iter()
@@ -365,7 +347,7 @@ async fn external_account(file: &Value, now: i64) -> Result<AccessToken, String>
     let Some(url) = field("service_account_impersonation_url") else {
         return Ok(federated);
     };
-    let api = client(url, "IAM credentials API", false)?
+    let api = token_client(url, "IAM credentials API", false)?
         .with_bearer(&federated.token)
         .map_err(|error| error.to_string())?;
     let operation = "impersonate the service account";
@@ -373,15 +355,11 @@ async fn external_account(file: &Value, now: i64) -> Result<AccessToken, String>
         .send_json(Method::POST, "", operation, &json!({"scope": [SCOPE]}))
         .await
         .map_err(|error| error.to_string())?;
-    if !response.is_success() {
-        return Err(format!(
-            "service account impersonation refused: {}; grant the federated identity roles/iam.workloadIdentityUser",
-            response.error_text()
-        ));
-    }
-    let answer: Value = api
-        .json(&response, operation)
-        .map_err(|error| error.to_string())?;
+    let answer: Value = token_answer(&api, &response, operation, |text| {
+        format!(
+            "service account impersonation refused: {text}; grant the federated identity roles/iam.workloadIdentityUser"
+        )
+    })?;
     let token = answer["accessToken"]
         .as_str()
         .filter(|token| !token.is_empty())
@@ -400,7 +378,7 @@ async fn from_metadata(env: &Env) -> Result<AccessToken, String> {
         .var("GCE_METADATA_HOST")
         .unwrap_or_else(|| DEFAULT_METADATA_HOST.to_owned());
     // The metadata server is plain HTTP on a link-local address by design.
-    let api = client(&format!("http://{host}"), "metadata server", true)?;
+    let api = token_client(&format!("http://{host}"), "metadata server", true)?;
     let operation = "request a token from the metadata server";
     let request = api.send_with(
         Method::GET,
@@ -416,15 +394,9 @@ async fn from_metadata(env: &Env) -> Result<AccessToken, String> {
         .await
         .map_err(|_| format!("no metadata server answered at {host} (not on Google Cloud?)"))?
         .map_err(|error| error.to_string())?;
-    if !response.is_success() {
-        return Err(format!(
-            "the metadata server answered {}",
-            response.error_text()
-        ));
-    }
-    let answer: OAuthAnswer = api
-        .json(&response, operation)
-        .map_err(|error| error.to_string())?;
+    let answer: OAuthAnswer = token_answer(&api, &response, operation, |text| {
+        format!("the metadata server answered {text}")
+    })?;
     let token = answer
         .access_token
         .filter(|token| !token.is_empty())
