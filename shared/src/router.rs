@@ -40,7 +40,7 @@ use serde::Deserialize;
 
 use crate::cloudauth::CachedHelper;
 use crate::dockerconfig::{DEFAULT_HELPER_TIMEOUT, RegistryAuth, hostname};
-use crate::ecr::identity::{IdentityMap, glob_labels};
+use crate::ecr::identity::{IdentityMap, glob_labels, parse_toml};
 use crate::kubelet::{Expiring, Lease};
 use crate::protocol::{Credentials, Error, Helper, IDENTITY_TOKEN_USERNAME, to_go_json};
 use crate::secret::Secret;
@@ -104,27 +104,14 @@ struct RuleFile {
 impl Rules {
     /// Loads the rules from regkit's config file; a missing file has none.
     pub fn load(env: &crate::ecr::Env) -> Result<Rules, Error> {
-        let Some((path, text)) = IdentityMap::read_file(env).map_err(Error::other)? else {
-            return Ok(Rules::default());
-        };
-        Rules::parse(&text).map_err(|message| {
-            Error::other(format!(
-                "invalid regkit config file {}: {message}",
-                path.display()
-            ))
-        })
+        Ok(IdentityMap::load_with(env, Rules::parse)
+            .map_err(Error::other)?
+            .unwrap_or_default())
     }
 
     /// Parses the text of a config file (other tables are ignored).
     pub fn parse(text: &str) -> Result<Rules, String> {
-        let file: ConfigFile = toml::from_str(text).map_err(|e| {
-            // toml's Display spans several lines (source excerpt); the first line says what is wrong.
-            e.message()
-                .lines()
-                .next()
-                .unwrap_or("syntax error")
-                .to_owned()
-        })?;
+        let file: ConfigFile = parse_toml(text)?;
         let mut rules = Vec::new();
         for (index, entry) in file.router.rule.into_iter().enumerate() {
             let number = index + 1;

@@ -24,6 +24,7 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::{EcrError, Env};
@@ -128,8 +129,7 @@ impl IdentityMap {
     }
 
     /// Reads regkit's config file (bounded): its path and text, `None` when there is no file or no home.
-    /// Every part of regkit that has a table in the file reads it through here.
-    pub fn read_file(env: &Env) -> Result<Option<(PathBuf, String)>, EcrError> {
+    fn read_file(env: &Env) -> Result<Option<(PathBuf, String)>, EcrError> {
         let Some(path) = IdentityMap::path(env) else {
             return Ok(None);
         };
@@ -143,12 +143,16 @@ impl IdentityMap {
         }
     }
 
-    /// Loads the map from the config file; a missing file is an empty map.
-    pub fn load(env: &Env) -> Result<IdentityMap, EcrError> {
+    /// Reads regkit's config file and parses its text with `parse`; `None` when there is no file. A parse
+    /// error names the file. Every part of regkit that has a table in the file reads it through here.
+    pub fn load_with<T>(
+        env: &Env,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, EcrError> {
         let Some((path, text)) = IdentityMap::read_file(env)? else {
-            return Ok(IdentityMap::default());
+            return Ok(None);
         };
-        IdentityMap::parse(&text).map_err(|message| {
+        parse(&text).map(Some).map_err(|message| {
             EcrError::Config(format!(
                 "invalid regkit config file {}: {message}",
                 path.display()
@@ -156,16 +160,14 @@ impl IdentityMap {
         })
     }
 
+    /// Loads the map from the config file; a missing file is an empty map.
+    pub fn load(env: &Env) -> Result<IdentityMap, EcrError> {
+        Ok(IdentityMap::load_with(env, IdentityMap::parse)?.unwrap_or_default())
+    }
+
     /// Parses the text of a config file.
     pub fn parse(text: &str) -> Result<IdentityMap, String> {
-        let file: ConfigFile = toml::from_str(text).map_err(|e| {
-            // toml's Display spans several lines (source excerpt); the first line says what is wrong.
-            e.message()
-                .lines()
-                .next()
-                .unwrap_or("syntax error")
-                .to_owned()
-        })?;
+        let file: ConfigFile = parse_toml(text)?;
         let mut entries = Vec::new();
         for (index, entry) in file.ecr.identity.into_iter().enumerate() {
             let pattern = entry.registry.trim().to_ascii_lowercase();
@@ -206,6 +208,18 @@ impl IdentityMap {
             .find(|(pattern, _)| glob_labels(pattern, host))
             .map(|(_, identity)| identity)
     }
+}
+
+/// Parses the text of regkit's config file as TOML; the error is one line.
+pub fn parse_toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    toml::from_str(text).map_err(|e| {
+        // toml's Display spans several lines (source excerpt); the first line says what is wrong.
+        e.message()
+            .lines()
+            .next()
+            .unwrap_or("syntax error")
+            .to_owned()
+    })
 }
 
 fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
