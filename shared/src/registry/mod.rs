@@ -381,17 +381,19 @@ impl Client {
             .collect())
     }
 
-    /// HEAD a manifest by tag or digest; `None` when it does not exist.
-    pub async fn head_manifest(
+    /// Sends a manifest HEAD or GET by tag or digest; `None` when the manifest does not exist. The
+    /// operation name comes back with the answer, for errors about it.
+    async fn send_manifest(
         &self,
+        method: Method,
         repository: &str,
         reference: &str,
-    ) -> Result<Option<ManifestInfo>, RegistryError> {
+    ) -> Result<Option<(reqwest::Response, String)>, RegistryError> {
         let repository = self.repository(repository)?;
         check_reference(reference)?;
-        let operation = format!("HEAD manifest {repository}:{reference}");
+        let operation = format!("{method} manifest {repository}:{reference}");
         let call = Call {
-            method: Method::HEAD,
+            method,
             url: self.url(&format!("/v2/{repository}/manifests/{reference}"))?,
             scope: Some(pull_scope(&repository)),
             operation: &operation,
@@ -399,13 +401,37 @@ impl Client {
             content_type: None,
             body: None,
         };
-        let response = self.send(&call).await?;
+        let response = self.send_found(&call).await?;
+        Ok(response.map(|response| (response, operation)))
+    }
+
+    /// Sends `call`; `None` on 404, the status error on any other failure.
+    async fn send_found(
+        &self,
+        call: &Call<'_>,
+    ) -> Result<Option<reqwest::Response>, RegistryError> {
+        let response = self.send(call).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         if !response.status().is_success() {
-            return Err(self.status_error(response, &operation).await);
+            return Err(self.status_error(response, call.operation).await);
         }
+        Ok(Some(response))
+    }
+
+    /// HEAD a manifest by tag or digest; `None` when it does not exist.
+    pub async fn head_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<ManifestInfo>, RegistryError> {
+        let Some((response, _)) = self
+            .send_manifest(Method::HEAD, repository, reference)
+            .await?
+        else {
+            return Ok(None);
+        };
         let headers = response.headers();
         let digest = header_str(headers, "docker-content-digest")
             .map(str::to_string)
@@ -420,7 +446,7 @@ impl Client {
             })),
             // Without a digest (or size) from HEAD the body is the only source of truth.
             _ => Ok(self
-                .get_manifest(&repository, reference)
+                .get_manifest(repository, reference)
                 .await?
                 .map(|manifest| manifest.info)),
         }
@@ -432,25 +458,12 @@ impl Client {
         repository: &str,
         reference: &str,
     ) -> Result<Option<Manifest>, RegistryError> {
-        let repository = self.repository(repository)?;
-        check_reference(reference)?;
-        let operation = format!("GET manifest {repository}:{reference}");
-        let call = Call {
-            method: Method::GET,
-            url: self.url(&format!("/v2/{repository}/manifests/{reference}"))?,
-            scope: Some(pull_scope(&repository)),
-            operation: &operation,
-            accept: Some(&ACCEPT_MANIFESTS),
-            content_type: None,
-            body: None,
-        };
-        let response = self.send(&call).await?;
-        if response.status() == StatusCode::NOT_FOUND {
+        let Some((response, operation)) = self
+            .send_manifest(Method::GET, repository, reference)
+            .await?
+        else {
             return Ok(None);
-        }
-        if !response.status().is_success() {
-            return Err(self.status_error(response, &operation).await);
-        }
+        };
         let headers = response.headers().clone();
         let body = self.read(response, MAX_MANIFEST_BYTES, &operation).await?;
         let computed = sha256_digest(&body);
@@ -581,13 +594,9 @@ impl Client {
             content_type: None,
             body: None,
         };
-        let response = self.send(&call).await?;
-        if response.status() == StatusCode::NOT_FOUND {
+        let Some(response) = self.send_found(&call).await? else {
             return Ok(None);
-        }
-        if !response.status().is_success() {
-            return Err(self.status_error(response, &operation).await);
-        }
+        };
         let body = self.read(response, max_bytes, &operation).await?;
         let computed = sha256_digest(&body);
         if digest.starts_with("sha256:") && !digest.eq_ignore_ascii_case(&computed) {
