@@ -183,6 +183,35 @@ impl<P: Provider> Helper for CachedHelper<P> {
     }
 }
 
+/// The credential sources named, comma-separated, in `var`, in that order; all of `all` when it is unset.
+/// `name` gives a source's name in that list.
+pub fn source_order<S: Copy>(
+    env: &Env,
+    var: &str,
+    all: &[S],
+    name: impl Fn(S) -> &'static str,
+) -> Result<Vec<S>, String> {
+    let Some(list) = env.var(var) else {
+        return Ok(all.to_vec());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|wanted| !wanted.is_empty())
+        .map(|wanted| {
+            all.iter()
+                .copied()
+                .find(|source| name(*source) == wanted)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = all.iter().map(|source| name(*source)).collect();
+                    format!(
+                        "unknown credential source {wanted:?} in {var}; use {}",
+                        names.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
 /// A client for one token endpoint (`label` names it in errors), with short bounds: a helper answers for
 /// every `docker pull`. `insecure` is for the metadata services, plain HTTP on link-local addresses.
 pub fn token_client(base: &str, label: &str, insecure: bool) -> Result<ApiClient, String> {

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use base64::Engine;
 
 use crate::cloudauth::{
-    Env, jwt_claims, pem_blocks, run_bounded, sign_rs256, token_answer, token_client,
+    Env, jwt_claims, pem_blocks, run_bounded, sign_rs256, source_order, token_answer, token_client,
 };
 use crate::secret::Secret;
 
@@ -73,22 +73,7 @@ impl Source {
             Source::ManagedIdentity,
             Source::AzureCli,
         ];
-        let Some(list) = env.var("REGKIT_ACR_CREDENTIALS") else {
-            return Ok(ALL.to_vec());
-        };
-        list.split(',')
-            .map(str::trim)
-            .filter(|name| !name.is_empty())
-            .map(|name| {
-                ALL.into_iter()
-                    .find(|source| source.name() == name)
-                    .ok_or_else(|| {
-                        format!(
-                            "unknown credential source {name:?} in REGKIT_ACR_CREDENTIALS; use environment, workload-identity, managed-identity, azure-cli"
-                        )
-                    })
-            })
-            .collect()
+        source_order(env, "REGKIT_ACR_CREDENTIALS", &ALL, Source::name)
     }
 }
 

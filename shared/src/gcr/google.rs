@@ -22,7 +22,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::cloudauth::{Env, run_bounded, sign_rs256, token_answer, token_client};
+use crate::cloudauth::{Env, run_bounded, sign_rs256, source_order, token_answer, token_client};
 use crate::dates::parse_rfc3339;
 use crate::secret::Secret;
 
@@ -63,22 +63,7 @@ impl Source {
     /// The configured order: `REGKIT_GCR_CREDENTIALS`, else all three in the documented order.
     pub fn order(env: &Env) -> Result<Vec<Source>, String> {
         const ALL: [Source; 3] = [Source::Adc, Source::Metadata, Source::Gcloud];
-        let Some(list) = env.var("REGKIT_GCR_CREDENTIALS") else {
-            return Ok(ALL.to_vec());
-        };
-        list.split(',')
-            .map(str::trim)
-            .filter(|name| !name.is_empty())
-            .map(|name| {
-                ALL.into_iter()
-                    .find(|source| source.name() == name)
-                    .ok_or_else(|| {
-                        format!(
-                            "unknown credential source {name:?} in REGKIT_GCR_CREDENTIALS; use adc, metadata, gcloud"
-                        )
-                    })
-            })
-            .collect()
+        source_order(env, "REGKIT_GCR_CREDENTIALS", &ALL, Source::name)
     }
 }
 
