@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use futures_util::lock::Mutex;
 use futures_util::stream::{self, StreamExt};
+use tokio::sync::RwLock;
 
 use super::{BoxFuture, Capabilities, Context, DeleteRequest, TagInfo, Vendor, failure_kind};
 use crate::reference::{Repository, Target};
@@ -32,7 +32,7 @@ pub(super) fn build(context: Context) -> Box<dyn Vendor> {
     Box::new(DefaultVendor {
         store: context.client,
         parallel: context.parallel.max(1),
-        writes: Mutex::new(()),
+        writes: RwLock::new(()),
     })
 }
 
@@ -104,11 +104,12 @@ impl Store for Client {
 struct DefaultVendor<S> {
     store: S,
     parallel: usize,
-    /// Held around every manifest write. Distribution answers a manifest DELETE by reading every tag link
-    /// of the repository; a link being rewritten at that moment fails the DELETE after the manifest is
-    /// gone, and the retry then finds nothing to delete and leaves the tag listed without a manifest.
-    /// Reads stay parallel.
-    writes: Mutex<()>,
+    /// Shared by manifest DELETEs, exclusive for manifest PUTs. Distribution answers a manifest DELETE by
+    /// reading every tag link of the repository; a link being rewritten at that moment fails the DELETE
+    /// after the manifest is gone, and the retry then finds nothing to delete and leaves the tag listed
+    /// without a manifest. A link another DELETE removes meanwhile is skipped as not found, so DELETEs
+    /// run in parallel with each other, and reads with everything.
+    writes: RwLock<()>,
 }
 
 impl<S: Store> Vendor for DefaultVendor<S> {
@@ -425,7 +426,6 @@ impl<S: Store> DefaultVendor<S> {
                     .collect();
                 let deleted = match self.store.get(path, &digest).await {
                     Ok(Some(manifest)) => {
-                        let _writing = self.writes.lock().await;
                         self.delete_with_tags(path, &digest, &manifest, &tags).await
                     }
                     Ok(None) => Ok(Deleted::Absent),
@@ -498,8 +498,10 @@ impl<S: Store> DefaultVendor<S> {
             message,
         };
         let grave = tombstone(&body, &tombstone_marker()).map_err(manifest_error)?;
-        let _writing = self.writes.lock().await;
-        let grave_digest = self.store.put(path, tag, &media_type, &grave).await?;
+        let grave_digest = {
+            let _exclusive = self.writes.write().await;
+            self.store.put(path, tag, &media_type, &grave).await?
+        };
         // Deleting the original digest would take the sibling tags with it; never let a registry that
         // ignored the change lead there.
         if grave_digest == digest {
@@ -525,11 +527,16 @@ impl<S: Store> DefaultVendor<S> {
         manifest: &(String, Vec<u8>),
         tags: &[String],
     ) -> Result<Deleted, RegistryError> {
-        let mut result = self.store.delete(path, digest).await?;
+        let mut result = {
+            let _shared = self.writes.read().await;
+            self.store.delete(path, digest).await?
+        };
         for _ in 0..REPAIR_ATTEMPTS {
             if result == Deleted::Removed {
                 return Ok(result);
             }
+            // Repairs write links, so they run alone.
+            let _exclusive = self.writes.write().await;
             let mut relinked = false;
             for tag in tags {
                 if self.store.head(path, tag).await?.is_none() {
@@ -766,7 +773,7 @@ mod tests {
         let vendor = DefaultVendor {
             store: fake,
             parallel: 3,
-            writes: Mutex::new(()),
+            writes: RwLock::new(()),
         };
         let progress = Cell::new(0);
         let on_progress = |n: u64| progress.set(progress.get() + n);
