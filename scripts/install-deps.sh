@@ -16,6 +16,7 @@ declare -A tools=(
   [docker-credential-secretservice]=golang-docker-credential-helpers
   [openssl]=openssl
   [hyperfine]=hyperfine
+  [curl]=curl
   [cc]=gcc
   [docker]=docker.io
   [docker-credential-ecr-login]=amazon-ecr-credential-helper
