@@ -8,6 +8,7 @@ pub mod dbus;
 pub mod faultproxy;
 pub mod images;
 pub mod moto;
+pub mod pki;
 pub mod registry;
 pub mod specs;
 pub mod tokenserver;

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use base64::Engine;
 use regkit_e2e::bins;
 use regkit_e2e::faultproxy::{Fault, FaultProxy, Rule};
 use regkit_e2e::images::{self, Auth};
+use regkit_e2e::pki::Pki;
 use regkit_e2e::registry::{Options, Registry};
 use tempfile::TempDir;
 
@@ -323,78 +324,6 @@ fn gigantic_bodies_are_bounded() {
         assert_no_canary(&output);
     }
     assert_eq!(tags_now(&registry), before);
-}
-
-/// A CA and a certificate for 127.0.0.1 it signs, made with the openssl CLI.
-struct Pki {
-    dir: TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let openssl = bins::tool("openssl", "openssl");
-        let dir = tempfile::tempdir().unwrap();
-        let run = |args: &[&str]| {
-            let status = Command::new(&openssl)
-                .args(args)
-                .current_dir(dir.path())
-                .stderr(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success(), "openssl {args:?}");
-        };
-        run(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=regkit-hostile-ca",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ]);
-        run(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,IP:::ffff:127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ]);
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-copy_extensions",
-            "copyall",
-            "-out",
-            "server.pem",
-        ]);
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
 }
 
 #[test]

@@ -633,71 +633,18 @@ struct TlsServer {
     addr: String,
     /// The CA that signed the server's certificate.
     cert: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+    _pki: regkit_e2e::pki::Pki,
 }
 
 impl TlsServer {
     fn start() -> TlsServer {
         let openssl = regkit_e2e::bins::tool("openssl", "openssl");
-        let dir = tempfile::tempdir().unwrap();
-        let path = |name: &str| dir.path().join(name);
-        let run = |args: &[&str]| {
-            let status = std::process::Command::new(&openssl)
-                .args(args)
-                .current_dir(dir.path())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success(), "openssl {args:?}");
-        };
-        // A CA and a leaf for 127.0.0.1 it signs: webpki refuses a CA certificate as the server's own.
-        run(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=regkit-test-ca",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ]);
-        run(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "leaf.csr",
-        ]);
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-copy_extensions",
-            "copyall",
-            "-out",
-            "leaf.pem",
-        ]);
-        let (key, cert, leaf) = (path("key.pem"), path("ca.pem"), path("leaf.pem"));
+        let pki = regkit_e2e::pki::Pki::new();
+        let (key, cert, leaf) = (
+            pki.path("server.key"),
+            pki.path("ca.pem"),
+            pki.path("server.pem"),
+        );
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -722,7 +669,7 @@ impl TlsServer {
             child,
             addr,
             cert,
-            _dir: dir,
+            _pki: pki,
         }
     }
 }
