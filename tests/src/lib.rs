@@ -9,6 +9,7 @@ pub mod faultproxy;
 pub mod images;
 pub mod moto;
 pub mod pki;
+pub mod process;
 pub mod registry;
 pub mod specs;
 pub mod tokenserver;

@@ -2,10 +2,10 @@
 //! credentials through it (from `credHelpers`) against a real htpasswd registry.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use regkit_e2e::process::{Run, run_with_stdin};
 use regkit_e2e::registry::Registry;
 use regkit_e2e::{bins, images};
 
@@ -13,37 +13,9 @@ const NOT_FOUND: &str = "credentials not found in native keychain\n";
 /// Every secret in this file starts with it; no stderr of any call may contain it.
 const CANARY: &str = "canary-91c4";
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs `command` with `stdin`, asserting that no secret reached stderr.
 fn run(mut command: Command, stdin: &str) -> Run {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    // A helper may exit without reading stdin (list, usage errors); a closed pipe is expected then.
-    let _ = child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes());
-    let output = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        !stderr.contains(CANARY),
-        "a secret reached stderr: {stderr}"
-    );
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr,
-    }
+    run_with_stdin(&mut command, stdin, CANARY)
 }
 
 /// Our helper with exactly `vars` as its environment.

@@ -3,12 +3,12 @@
 //! skopeo driving it against a real htpasswd registry.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use regkit_e2e::dbus::Session;
+use regkit_e2e::process::{Run, run_with_stdin};
 use regkit_e2e::registry::Registry;
 use regkit_e2e::{bins, images};
 
@@ -16,35 +16,9 @@ const NOT_FOUND: &str = "credentials not found in native keychain\n";
 /// Every secret in this file starts with it; no stderr of any call may contain it.
 const CANARY: &str = "canary-5e2f";
 
-struct Run {
-    code: i32,
-    stdout: String,
-}
-
 /// Runs `command` with `stdin`, asserting that no secret reached stderr.
 fn run(mut command: Command, stdin: &str) -> Run {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let output = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !stderr.contains(CANARY),
-        "a secret reached stderr: {stderr}"
-    );
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-    }
+    run_with_stdin(&mut command, stdin, CANARY)
 }
 
 fn ours() -> PathBuf {

@@ -3,13 +3,13 @@
 //! doubles and the real keyring, the field names and casing of the published v1 types, expiry →
 //! `cacheDuration`, version negotiation, bad input, and the shipped `CredentialProviderConfig`.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use regkit_e2e::bins;
 use regkit_e2e::dbus::Session;
 use regkit_e2e::moto::{self, Moto};
+use regkit_e2e::process::{Run, run_with_stdin};
 use regkit_e2e::vendors::acr::Acr;
 use regkit_e2e::vendors::entra::{Entra, now};
 use regkit_e2e::vendors::google::{Google, Key};
@@ -23,12 +23,6 @@ const BINARIES: [&str; 4] = [
     "docker-credential-gcr",
     "docker-credential-regkit",
 ];
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
 
 fn request(image: &str) -> String {
     // The kubelet sends the service account token when the provider asks for it; regkit never reads it.
@@ -72,20 +66,7 @@ fn kubelet_in(
 }
 
 fn run(mut command: Command, stdin: &str) -> Run {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let output = child.wait_with_output().unwrap();
-    let run = Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
-    assert!(!run.stderr.contains(CANARY), "{}", run.stderr);
+    let run = run_with_stdin(&mut command, stdin, CANARY);
     assert!(
         !run.stdout.contains(&format!("{CANARY}-sa")),
         "{}",

@@ -5,14 +5,14 @@
 //! helper (Debian's `docker-credential-secretservice`), and a miss that touches no network.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use regkit_e2e::dbus::Session;
 use regkit_e2e::moto::{self, Moto};
+use regkit_e2e::process::{Run, run_with_stdin};
 use regkit_e2e::registry::Registry;
 use regkit_e2e::vendors::acr::Acr;
 use regkit_e2e::vendors::entra::Entra;
@@ -24,36 +24,8 @@ const NOT_FOUND: &str = "credentials not found in native keychain\n";
 /// Every secret in this file starts with it; no stderr may contain it.
 const CANARY: &str = "canary-7a41";
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 fn run(command: &mut Command, stdin: &str) -> Run {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let _ = child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes());
-    let output = child.wait_with_output().expect("wait");
-    let run = Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
-    assert!(
-        !run.stderr.contains(CANARY),
-        "a secret reached stderr: {}",
-        run.stderr
-    );
-    run
+    run_with_stdin(command, stdin, CANARY)
 }
 
 fn router() -> PathBuf {
