@@ -4,6 +4,9 @@
 //! Whole-process timings use hyperfine (many runs, medians); the floor beside every credential figure is
 //! the same invocation of a process that only reads a file, because this machine rounds wake-ups to a few
 //! milliseconds and only differences above the floor mean anything.
+//!
+//! Sections: `env`, `keyring`, `router`, `ecr-get`, `delete`, `list`, `ecr-cleanup`, `sizes`; all by default,
+//! some with `REGKIT_BENCH_ONLY=delete,list` (comma-separated).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -36,20 +39,39 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
+    // `REGKIT_BENCH_ONLY=delete,list` runs some sections while working on one target; `make bench` runs all.
+    let only = std::env::var("REGKIT_BENCH_ONLY").unwrap_or_default();
+    let wanted = |section: &str| only.is_empty() || only.split(',').any(|s| s.trim() == section);
     let work = tempfile::tempdir().expect("temp dir");
     let mut rows = Vec::new();
-    rows.extend(env_get(work.path(), runs));
-    rows.extend(keyring_get(work.path(), runs));
-    rows.extend(router_get(work.path(), runs));
-    rows.push(ecr_get(work.path(), runs));
-    for tags in [200, 1000] {
-        rows.extend(delete_distinct(tags));
+    if wanted("env") {
+        rows.extend(env_get(work.path(), runs));
     }
-    eprintln!("bench: tag-safe delete");
-    rows.push(delete_tag_safe(1000));
-    rows.extend(list_tags(runs));
-    rows.push(ecr_cleanup());
-    rows.extend(sizes_and_startup(runs));
+    if wanted("keyring") {
+        rows.extend(keyring_get(work.path(), runs));
+    }
+    if wanted("router") {
+        rows.extend(router_get(work.path(), runs));
+    }
+    if wanted("ecr-get") {
+        rows.push(ecr_get(work.path(), runs));
+    }
+    if wanted("delete") {
+        for tags in [200, 1000] {
+            rows.extend(delete_distinct(tags));
+        }
+        eprintln!("bench: tag-safe delete");
+        rows.push(delete_tag_safe(1000));
+    }
+    if wanted("list") {
+        rows.extend(list_tags(runs));
+    }
+    if wanted("ecr-cleanup") {
+        rows.push(ecr_cleanup());
+    }
+    if wanted("sizes") {
+        rows.extend(sizes_and_startup(runs));
+    }
     write_report(&output, &rows, runs);
     eprintln!("wrote {}", output.display());
 }
