@@ -2,15 +2,17 @@
 //! distribution registry's manifests: a tag sharing its version is removed through a tombstone version
 //! while its siblings stay, whole versions go when all their tags are asked for, user and organisation
 //! owners, paginated versions, the last-version refusal and `--github-delete-package`, a bad token (exit 3
-//! with the scopes) and a 429 waited out.
+//! with the scopes), a 429 waited out, and `cleanup --untagged`: untagged versions go by digest while the
+//! children of indexes still listed stay (a child of an untagged index goes on the next run).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use regkit_e2e::images::{self, Auth};
+use regkit_e2e::images::{self, Auth, Format, Pusher};
 use regkit_e2e::registry::Registry;
 use regkit_e2e::specs::OpenApi;
 use regkit_e2e::vendors::github::{GitHubServer, USERS_ROUTE, declared};
 use regkit_e2e::vendors::{Run, regkit};
+use serde_json::Value;
 
 const TOKEN: &str = "ghp_test_token";
 
@@ -291,5 +293,135 @@ fn routes_follow_the_published_description_except_the_owner_lookup() {
             format!("{} {} is not in the description", USERS_ROUTE.0, USERS_ROUTE.1),
             "GET /orgs/{org}/packages/{package_type}/{package_name}/versions: status 429 is not described".to_string(),
         ]
+    );
+}
+
+/// The manifests among `digests` that the registry still holds.
+fn present(registry: &Registry, repo: &str, digests: &[&String]) -> BTreeSet<String> {
+    let pusher = Pusher::new(&registry.url(), &Auth::None);
+    digests
+        .iter()
+        .filter(|digest| pusher.head_manifest(repo, digest).is_some())
+        .map(|digest| digest.to_string())
+        .collect()
+}
+
+/// `regkit cleanup REPO --untagged` keeping every tag, with a JSON report: the rows of untagged manifests
+/// by digest, and the report.
+fn sweep(
+    github: &GitHubServer,
+    repository: &str,
+    extra: &[&str],
+) -> (BTreeMap<String, Value>, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let mut args = vec![
+        "cleanup",
+        repository,
+        "--keep-last",
+        "100",
+        "--untagged",
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let swept = run(github, TOKEN, &args);
+    assert_eq!(swept.code, 0, "{}\n{}", swept.stderr, swept.stdout);
+    let document: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let rows = document["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["tag"].is_null())
+        .map(|row| (row["digest"].as_str().unwrap().to_string(), row.clone()))
+        .collect();
+    (rows, document)
+}
+
+#[test]
+fn untagged_sweep_removes_untagged_versions_and_spares_index_children() {
+    let registry = Registry::start();
+    let github = GitHubServer::start(&registry.url(), TOKEN, "octocat");
+    github.add_organisation("octo-org");
+    let repo = "octo-org/multi";
+    let url = registry.url();
+    // A tagged multi-arch image: its children are untagged versions that must stay.
+    let latest = images::push_index(&url, repo, "latest", &Auth::None, Format::Oci);
+    // `edge` moves to a new index: the old one and its children become untagged versions.
+    let old_edge = images::push_index(&url, repo, "edge", &Auth::None, Format::Oci);
+    github.sync(repo);
+    let edge = images::push_index(&url, repo, "edge", &Auth::None, Format::Oci);
+    // `v1` moves to a new image: the old image becomes an untagged version.
+    let moved = images::push(&url, repo, &["v1"], &Auth::None);
+    github.sync(repo);
+    images::push(&url, repo, &["v1"], &Auth::None);
+    github.sync(repo);
+    let tags_before = tags(&registry, repo);
+    let every: Vec<&String> = [&latest, &old_edge, &edge]
+        .into_iter()
+        .flat_map(|index| std::iter::once(&index.digest).chain(&index.children))
+        .chain([&moved])
+        .collect();
+    assert_eq!(present(&registry, repo, &every).len(), every.len());
+    let repository = format!("{}/{repo}", registry.host());
+    let swept: BTreeSet<String> = [old_edge.digest.clone(), moved.clone()].into();
+
+    let (planned, document) = sweep(&github, &repository, &["--dry-run"]);
+    assert_eq!(planned.keys().cloned().collect::<BTreeSet<_>>(), swept);
+    for row in planned.values() {
+        assert_eq!(row["action"], "delete", "{row}");
+        assert_eq!(row["rule"], "untagged", "{row}");
+        assert_eq!(row["result"], "planned", "{row}");
+        assert_eq!(row["reason"], "no tag points at it", "{row}");
+        assert_eq!(row["date_source"], "vendor", "{row}");
+        assert!(
+            row["created"].as_str().unwrap().starts_with("2024-05-"),
+            "{row}"
+        );
+    }
+    assert_eq!(document["summary"]["planned"], 2, "{document}");
+    assert_eq!(present(&registry, repo, &every).len(), every.len());
+    assert!(!github.server.log().iter().any(|(m, _, _)| m == "DELETE"));
+
+    let (deleted, document) = sweep(&github, &repository, &["--yes"]);
+    assert_eq!(deleted.keys().cloned().collect::<BTreeSet<_>>(), swept);
+    for row in deleted.values() {
+        assert_eq!(row["result"], "deleted", "{row}");
+        assert_eq!(row["method"], "digest", "{row}");
+    }
+    assert_eq!(document["summary"]["deleted"], 2, "{document}");
+    let mut left: BTreeSet<String> = every.iter().map(|d| d.to_string()).collect();
+    left.retain(|digest| !swept.contains(digest));
+    assert_eq!(present(&registry, repo, &every), left);
+    assert_eq!(tags(&registry, repo), tags_before);
+    let deletes: Vec<String> = github
+        .server
+        .log()
+        .into_iter()
+        .filter(|(m, _, _)| m == "DELETE")
+        .map(|(_, p, _)| p)
+        .collect();
+    assert_eq!(deletes.len(), 2, "{deletes:?}");
+    assert!(
+        deletes
+            .iter()
+            .all(|p| p.starts_with("/orgs/octo-org/packages/container/multi/versions/"))
+    );
+
+    // The old index is gone, so its children are plain untagged versions now; the tagged indexes' stay.
+    let (children, _) = sweep(&github, &repository, &["--yes"]);
+    assert_eq!(
+        children.keys().cloned().collect::<BTreeSet<_>>(),
+        old_edge.children.iter().cloned().collect()
+    );
+    for child in &old_edge.children {
+        left.remove(child);
+    }
+    assert_eq!(present(&registry, repo, &every), left);
+    assert_eq!(tags(&registry, repo), tags_before);
+    assert!(
+        github.server.violations().is_empty(),
+        "{:?}",
+        github.server.violations()
     );
 }

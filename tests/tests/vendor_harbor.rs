@@ -1,11 +1,17 @@
 //! `regkit` with the `harbor` implementation against a Harbor double written from Harbor's swagger:
 //! paginated listing with push times, tag deletes that keep sibling tags, absent tags, immutable tags and
-//! index children refused per tag, a robot account's wrong password (exit 3), and detection by probing.
+//! index children refused per tag, a robot account's wrong password (exit 3), detection by probing, and
+//! `cleanup --untagged`: untagged artifacts go by digest, an index's children stay while it is listed.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use regkit::dates::format_rfc3339;
 use regkit_e2e::apiserver::Declared;
 use regkit_e2e::specs::OpenApi;
 use regkit_e2e::vendors::harbor::{Artifact, Harbor, SPEC};
 use regkit_e2e::vendors::{digest, regkit};
+use serde_json::Value;
 
 const ROBOT: &str = "robot$proj+ci";
 const SECRET: &str = "robot-s3cret";
@@ -275,4 +281,152 @@ fn an_unknown_host_is_detected_by_probing() {
     let found = detect(&format!("{}/team/app", plain.host()));
     assert_eq!(found["implementation"], "default");
     assert_eq!(found["chosen"], "no vendor host pattern matched");
+}
+
+/// RFC 3339, `days` days ago.
+fn days_ago(days: u64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    format_rfc3339((now - days * 86_400) as i64)
+}
+
+/// Pushes an index `index` referencing `children`, each an untagged artifact, pushed `days` ago.
+fn push_index(harbor: &Harbor, index: usize, tags: &[&str], children: [usize; 2], days: u64) {
+    for child in children {
+        harbor.push(REPOSITORY, &digest(child), &[], &days_ago(days));
+    }
+    harbor.push_artifact(
+        REPOSITORY,
+        Artifact {
+            digest: digest(index),
+            push_time: days_ago(days),
+            tags: tags.iter().map(|t| (t.to_string(), false)).collect(),
+            references: children.iter().map(|c| digest(*c)).collect(),
+        },
+    );
+}
+
+/// `regkit cleanup --keep-last 100 --older-than 30d --untagged` with a report: the untagged rows by
+/// digest, and the report.
+fn sweep(harbor: &Harbor, extra: &[&str]) -> (BTreeMap<String, Value>, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let repository = format!("{}/{REPOSITORY}", harbor.server.host());
+    let mut args = vec![
+        "cleanup",
+        &repository,
+        "--keep-last",
+        "100",
+        "--older-than",
+        "30d",
+        "--untagged",
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let swept = run(harbor, &args);
+    assert_eq!(swept.code, 0, "{}\n{}", swept.stderr, swept.stdout);
+    let document: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let rows = document["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["tag"].is_null())
+        .map(|row| (row["digest"].as_str().unwrap().to_string(), row.clone()))
+        .collect();
+    (rows, document)
+}
+
+#[test]
+fn untagged_sweep_removes_untagged_artifacts_and_spares_index_children() {
+    let harbor = Harbor::start(ROBOT, SECRET);
+    // A tagged index whose children must stay, an untagged one whose children wait for it, a tagged image,
+    // an old untagged image and one pushed yesterday (too new for --older-than 30d).
+    push_index(&harbor, 10, &["latest"], [11, 12], 90);
+    push_index(&harbor, 20, &[], [21, 22], 90);
+    harbor.push(REPOSITORY, &digest(30), &["v1"], &days_ago(90));
+    harbor.push(REPOSITORY, &digest(40), &[], &days_ago(90));
+    harbor.push(REPOSITORY, &digest(41), &[], &days_ago(1));
+    let tags_before = harbor.tags(REPOSITORY);
+    let all: BTreeSet<String> = harbor.digests(REPOSITORY).into_iter().collect();
+    let digests =
+        |numbers: &[usize]| -> BTreeSet<String> { numbers.iter().map(|n| digest(*n)).collect() };
+    let listed = |rows: &BTreeMap<String, Value>| rows.keys().cloned().collect::<BTreeSet<_>>();
+    let deletes = |harbor: &Harbor| {
+        harbor
+            .server
+            .log()
+            .into_iter()
+            .filter(|(method, _, _)| method == "DELETE")
+            .map(|(_, path, _)| path)
+            .collect::<Vec<_>>()
+    };
+
+    let (planned, document) = sweep(&harbor, &["--dry-run"]);
+    assert_eq!(listed(&planned), digests(&[20, 40, 41]));
+    for n in [20, 40] {
+        let row = &planned[&digest(n)];
+        assert_eq!(row["action"], "delete", "{row}");
+        assert_eq!(row["rule"], "untagged", "{row}");
+        assert_eq!(row["result"], "planned", "{row}");
+        assert_eq!(row["date_source"], "vendor", "{row}");
+        assert_eq!(row["age"], "90d", "{row}");
+    }
+    let fresh = &planned[&digest(41)];
+    assert_eq!(fresh["action"], "keep", "{fresh}");
+    assert_eq!(fresh["rule"], "too-new", "{fresh}");
+    assert_eq!(fresh["result"], "kept", "{fresh}");
+    assert_eq!(document["summary"]["planned"], 2, "{document}");
+    assert_eq!(
+        harbor
+            .digests(REPOSITORY)
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        all
+    );
+    assert!(deletes(&harbor).is_empty());
+
+    let (deleted, document) = sweep(&harbor, &["--yes"]);
+    assert_eq!(listed(&deleted), digests(&[20, 40, 41]));
+    for n in [20, 40] {
+        let row = &deleted[&digest(n)];
+        assert_eq!(row["result"], "deleted", "{row}");
+        assert_eq!(row["method"], "digest", "{row}");
+    }
+    assert_eq!(deleted[&digest(41)]["result"], "kept");
+    assert_eq!(document["summary"]["deleted"], 2, "{document}");
+    assert_eq!(
+        harbor
+            .digests(REPOSITORY)
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        digests(&[10, 11, 12, 21, 22, 30, 41])
+    );
+    assert_eq!(harbor.tags(REPOSITORY), tags_before);
+    let paths = deletes(&harbor);
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!(
+        paths.iter().all(|path| path
+            .starts_with("/api/v2.0/projects/proj/repositories/team%252Fapp/artifacts/sha256:")),
+        "{paths:?}"
+    );
+
+    // The untagged index is gone, so its children are plain untagged artifacts now.
+    let (children, _) = sweep(&harbor, &["--yes"]);
+    assert_eq!(listed(&children), digests(&[21, 22, 41]));
+    assert_eq!(
+        harbor
+            .digests(REPOSITORY)
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        digests(&[10, 11, 12, 30, 41])
+    );
+    assert_eq!(harbor.tags(REPOSITORY), tags_before);
+    assert!(
+        harbor.server.violations().is_empty(),
+        "{:?}",
+        harbor.server.violations()
+    );
 }

@@ -9,6 +9,10 @@
 //! package's last version; a run that would need that fails unless `--github-delete-package` names the
 //! package, which then is deleted whole.
 //!
+//! `--untagged` lists the versions without tags. Multi-arch pushes leave their per-platform manifests as
+//! untagged versions too, so every version's manifest is read over v2 and the children of any index still
+//! listed are left out: a child of an untagged index goes on the run after its index.
+//!
 //! The owner's kind comes from `GET /users/{owner}` (werf-registries.md §3.3; outside the packages
 //! description): organisations use `/orgs/{owner}/…`, users `/user/…` (the token owner's packages).
 
@@ -18,7 +22,11 @@ use reqwest::Method as Http;
 use tokio::sync::OnceCell;
 
 use super::default::unique_tombstone;
-use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, Vendor, failure_kind};
+use super::{
+    BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, UntaggedManifest, Vendor,
+    failure_kind,
+};
+use crate::dates;
 use crate::reference::{Repository, Target};
 use crate::registry::RegistryError;
 use crate::registry::api::{ApiClient, ApiResponse};
@@ -72,8 +80,25 @@ struct Version {
     /// The manifest digest.
     name: String,
     created_at: Option<String>,
+    updated_at: Option<String>,
     #[serde(default)]
     metadata: Metadata,
+}
+
+impl Version {
+    /// The later of creation and update: a version's tags moving away updates it, so an untagged version
+    /// never looks older than the moment it lost its last tag.
+    fn last_change(&self) -> Option<String> {
+        fn parsed(date: &Option<String>) -> Option<(i64, &str)> {
+            let text = date.as_deref()?;
+            dates::parse_rfc3339(text).map(|seconds| (seconds, text))
+        }
+        match (parsed(&self.created_at), parsed(&self.updated_at)) {
+            (Some(created), Some(updated)) => Some(created.max(updated).1.to_string()),
+            (Some((_, date)), None) | (None, Some((_, date))) => Some(date.to_string()),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -363,6 +388,40 @@ impl Vendor for GitHub {
             tags.sort_by(|a, b| a.tag.cmp(&b.tag));
             tags.dedup_by(|a, b| a.tag == b.tag);
             Ok(tags)
+        })
+    }
+
+    fn list_untagged<'a>(
+        &'a self,
+        repository: &'a Repository,
+    ) -> BoxFuture<'a, Result<Option<Vec<UntaggedManifest>>, RegistryError>> {
+        Box::pin(async move {
+            let package = self.package(repository).await?;
+            let versions = self.versions(&package).await?;
+            if versions
+                .iter()
+                .all(|v| !v.metadata.container.tags.is_empty())
+            {
+                return Ok(Some(Vec::new()));
+            }
+            let children = dates::index_children(
+                &self.context.client,
+                &repository.path,
+                versions.iter().map(|v| v.name.as_str()),
+                self.context.parallel,
+            )
+            .await?;
+            Ok(Some(
+                versions
+                    .iter()
+                    .filter(|v| v.metadata.container.tags.is_empty())
+                    .filter(|v| !children.contains_key(&v.name))
+                    .map(|v| UntaggedManifest {
+                        digest: v.name.clone(),
+                        created: v.last_change(),
+                    })
+                    .collect(),
+            ))
         })
     }
 

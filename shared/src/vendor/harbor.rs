@@ -2,15 +2,23 @@
 //! with the tag API, which leaves the artifact and its other tags alone. A digest is removed with the
 //! artifact API.
 //!
+//! `--untagged` lists the artifacts without tags from the same listing, leaving out every artifact that an
+//! index still listed references (`references`), tagged or not: a child of an untagged index goes on a
+//! later run, once nothing references it, unless Harbor removed it with its index.
+//!
 //! Endpoints follow Harbor's published swagger (`api/v2.0/swagger.yaml`, basePath `/api/v2.0`):
 //! `listArtifacts`, `deleteTag`, `deleteArtifact`. Credentials are HTTP Basic: a user, a CLI secret or a
 //! robot account (`robot$…`), which, unlike the v2 digest delete werf uses, can remove tags.
+
+use std::collections::HashSet;
 
 use reqwest::Method;
 use serde::Deserialize;
 
 use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
-use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, Vendor};
+use super::{
+    BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, UntaggedManifest, Vendor,
+};
 use crate::reference::Repository;
 use crate::registry::RegistryError;
 use crate::registry::api::{ApiClient, ApiResponse};
@@ -254,6 +262,31 @@ impl Vendor for Harbor {
 
     fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
         Box::pin(async move { rest::delete(self, &request, self.parallel).await })
+    }
+
+    fn list_untagged<'a>(
+        &'a self,
+        repository: &'a Repository,
+    ) -> BoxFuture<'a, Result<Option<Vec<UntaggedManifest>>, RegistryError>> {
+        Box::pin(async move {
+            let artifacts = self.artifacts(repository).await?;
+            let children: HashSet<&str> = artifacts
+                .iter()
+                .flat_map(|artifact| artifact.references.iter().flatten())
+                .filter_map(|reference| reference.child_digest.as_deref())
+                .collect();
+            Ok(Some(
+                artifacts
+                    .iter()
+                    .filter(|artifact| artifact.tags.as_deref().unwrap_or_default().is_empty())
+                    .filter(|artifact| !children.contains(artifact.digest.as_str()))
+                    .map(|artifact| UntaggedManifest {
+                        digest: artifact.digest.clone(),
+                        created: artifact.push_time.clone(),
+                    })
+                    .collect(),
+            ))
+        })
     }
 }
 

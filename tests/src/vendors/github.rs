@@ -2,6 +2,9 @@
 //! registry (the ghcr.io v2 data plane): each request reads the repository's tags and digests from the
 //! registry, gives every digest it has seen a stable version id, and a version DELETE deletes that digest
 //! in the registry. So a manifest pushed through v2 (a tombstone) shows up as a new version, as on GitHub.
+//! A manifest that has no tag is a version only once the stand-in has seen it: [`GitHubServer::sync`]
+//! records what a push made (an index's children among them, untagged versions on GitHub), so a tag moved
+//! away later leaves an untagged version behind, as on GitHub.
 //!
 //! Routes come from `github/api.github.com.packages-extract.json`, except `GET /users/{username}` (GitHub's
 //! users API, outside the packages extract; werf-registries.md §3.3 uses it for the owner's kind).
@@ -12,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 
 use crate::apiserver::{ApiServer, Declared, Reply, Request, Route};
-use crate::images::{Auth, Pusher};
+use crate::images::{ACCEPT_ALL, Auth, Pusher};
 
 /// The one route outside the packages description.
 pub const USERS_ROUTE: (&str, &str) = ("GET", "/users/{username}");
@@ -62,6 +65,43 @@ impl State {
         versions
     }
 
+    /// Records every manifest `repo` holds now, the children of its indexes included.
+    fn sync(&mut self, repo: &str) {
+        let tagged: Vec<String> = self
+            .versions(repo)
+            .into_iter()
+            .map(|(_, digest, _)| digest)
+            .collect();
+        for digest in tagged {
+            for child in self.children(repo, &digest) {
+                let next = self.ids.len() as u64 + 1;
+                self.ids
+                    .entry(child)
+                    .or_insert((next, format!("2024-05-{:02}T12:00:00Z", 1 + next % 28)));
+            }
+        }
+    }
+
+    /// The digests an index references (none for an image manifest).
+    fn children(&self, repo: &str, digest: &str) -> Vec<String> {
+        let mut response = ureq::get(format!(
+            "{}/v2/{repo}/manifests/{digest}",
+            self.registry_url
+        ))
+        .header("accept", ACCEPT_ALL)
+        .call()
+        .expect("get manifest from the registry");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&response.body_mut().read_to_vec().expect("manifest body"))
+                .expect("manifest JSON");
+        manifest["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|child| child["digest"].as_str().map(String::from))
+            .collect()
+    }
+
     fn delete_digest(&self, repo: &str, digest: &str) {
         let response = ureq::delete(format!(
             "{}/v2/{repo}/manifests/{digest}",
@@ -102,6 +142,12 @@ impl GitHubServer {
     /// Makes `name` an organisation.
     pub fn add_organisation(&self, name: &str) {
         self.state.lock().unwrap().organisations.insert(name.into());
+    }
+
+    /// Records what the registry holds for `repo` as versions, as GitHub does at push time: call it after
+    /// pushing untagged manifests (an index's children) or before moving a tag off a manifest.
+    pub fn sync(&self, repo: &str) {
+        self.state.lock().unwrap().sync(repo);
     }
 
     /// Answers the next `n` version listings 429 with `Retry-After: 1`.
