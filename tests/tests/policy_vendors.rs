@@ -357,3 +357,67 @@ fn github() {
         github.server.violations()
     );
 }
+
+/// A vendor whose API has no untagged manifests to list (Quay) answers `--untagged` with a repository note
+/// in the report, not an error, and removes nothing.
+#[test]
+fn untagged_on_quay_is_a_note() {
+    let quay = Quay::start("org", "app", "quay-token");
+    for (tag, n, days) in TAGS {
+        quay.tag(
+            tag,
+            Tag {
+                digest: digest(n),
+                start_ts: days_ago(days),
+                end_ts: None,
+                immutable: false,
+            },
+        );
+    }
+    let before = quay.tags();
+    let url = quay.server.url();
+    let config = tempfile::tempdir().unwrap();
+    let report = config.path().join("report.json");
+    let run = regkit(
+        config.path(),
+        &[
+            "--repo-implementation",
+            "quay",
+            "--quay-api-url",
+            &url,
+            "--repo-quay-token",
+            "quay-token",
+            "cleanup",
+            &format!("{}/org/app", quay.server.host()),
+            "--keep-last",
+            "10",
+            "--untagged",
+            "--yes",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let document: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let notes = document["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["implementation"], "quay");
+    assert_eq!(
+        notes[0]["note"],
+        "--untagged: the quay implementation cannot list untagged manifests; none removed"
+    );
+    assert!(
+        document["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|row| row["action"] == "keep"),
+        "{document}"
+    );
+    assert_eq!(quay.tags(), before);
+    assert!(
+        quay.server.violations().is_empty(),
+        "{:?}",
+        quay.server.violations()
+    );
+}
