@@ -1,17 +1,19 @@
 //! `regkit` with the `acr` implementation against the ACR data-plane double: access tokens for the scope
 //! each 401 challenge names (refresh-token grant with the null-GUID username docker-credential-acr answers,
 //! Basic for admin users), paginated newest-first listing with dates, untag keeping sibling tags, locked
-//! and absent tags, digest deletes, 429 then success, and 401/403 → exit 3 naming what is missing.
+//! and absent tags, digest deletes, 429 then success, 401/403 → exit 3 naming what is missing, and the
+//! `--untagged` sweep from the manifest listing (children of a tagged index spared).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use base64::Engine;
+use regkit::dates::format_rfc3339;
 use regkit_e2e::specs::OpenApi;
-use regkit_e2e::vendors::acr::{Acr, SPEC};
+use regkit_e2e::vendors::acr::{Acr, SPEC, Tag};
 use regkit_e2e::vendors::entra::{jwt, now};
 use regkit_e2e::vendors::{Run, digest, regkit};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const TENANT: &str = "72f988bf-0000-4000-8000-2d7cd011db47";
 const APP: &str = "11111111-2222-3333-4444-555555555555";
@@ -224,6 +226,157 @@ fn wrong_admin_credentials_exit_3_and_right_ones_work() {
     assert_eq!(
         acr.tags("app"),
         BTreeSet::from(["v0".to_owned(), "v2".to_owned()])
+    );
+    assert_clean(&acr);
+}
+
+/// Rows of a cleanup run's JSON Lines output by tag, or by digest for untagged manifests.
+fn rows(run: &Run) -> BTreeMap<String, Value> {
+    run.stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|row| row.get("action").is_some())
+        .map(|row| {
+            let key = row["tag"].as_str().or(row["digest"].as_str()).unwrap();
+            (key.to_owned(), row.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn untagged_sweep_spares_children_of_tagged_indexes() {
+    let acr = Acr::start(TENANT);
+    roles(&acr, APP, &["AcrPull", "AcrDelete"]);
+    // One path segment: the double's routes take `{name}` as one segment, and the v2 delete keeps slashes.
+    let recent = format_rfc3339(now() - 3_600);
+    let old = "2025-01-01T00:00:00.0000000Z";
+    let (index, children) = (digest(100), [digest(101), digest(102)]);
+    let (gone_index, gone_child) = (digest(300), digest(301));
+    {
+        let mut state = acr.state.lock().unwrap();
+        let tags = state.repositories.entry("app".into()).or_default();
+        for (tag, manifest) in [("multi", &index), ("v1", &digest(1))] {
+            let tag_row = Tag {
+                digest: manifest.clone(),
+                created: recent.clone(),
+                updated: recent.clone(),
+                locked: false,
+            };
+            tags.insert(tag.into(), tag_row);
+        }
+    }
+    // The tagged index is old; its children (untagged, as multi-arch children are) are old too.
+    acr.manifest("app", &index, old, &[&children[0], &children[1]]);
+    for child in &children {
+        acr.manifest("app", child, old, &[]);
+    }
+    acr.manifest("app", &digest(200), old, &[]);
+    acr.manifest("app", &digest(201), &recent, &[]);
+    // An untagged index goes with its child: no tag keeps either.
+    acr.manifest("app", &gone_index, old, &[&gone_child]);
+    acr.manifest("app", &gone_child, old, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &acr, NULL_GUID, &refresh_token(APP));
+    let repository = format!("{}/app", acr.server.host());
+    let before = acr.manifests("app");
+    assert_eq!(before.len(), 8);
+    let swept = [digest(200), gone_index.clone(), gone_child.clone()];
+
+    let planned = run(
+        dir.path(),
+        &[
+            "cleanup",
+            "--dry-run",
+            "--untagged",
+            "--older-than",
+            "30d",
+            &repository,
+        ],
+    );
+    assert_eq!(planned.code, 0, "{}\n{}", planned.stderr, planned.stdout);
+    let plan = rows(&planned);
+    let keys: BTreeSet<&str> = plan.keys().map(String::as_str).collect();
+    let mut expected_keys = BTreeSet::from(["multi", "v1"]);
+    expected_keys.insert(&swept[0]);
+    expected_keys.insert(&swept[1]);
+    expected_keys.insert(&swept[2]);
+    let recent_orphan = digest(201);
+    expected_keys.insert(&recent_orphan);
+    assert_eq!(
+        keys, expected_keys,
+        "children get no row: {}",
+        planned.stdout
+    );
+    for digest in &swept {
+        let row = &plan[digest];
+        assert_eq!(row["result"], "planned", "{row}");
+        assert_eq!(row["rule"], "untagged", "{row}");
+        assert_eq!(row["date_source"], "vendor", "{row}");
+        assert!(row["tag"].is_null(), "{row}");
+    }
+    assert_eq!(plan[&recent_orphan]["action"], "keep");
+    assert_eq!(plan[&recent_orphan]["rule"], "too-new");
+    assert_eq!(plan["multi"]["action"], "keep");
+    assert_eq!(acr.manifests("app"), before, "a dry run changes nothing");
+    assert!(
+        !acr.server
+            .log()
+            .iter()
+            .any(|(method, _, _)| method == "DELETE"),
+        "{:?}",
+        acr.server.log()
+    );
+
+    let report = dir.path().join("report.json");
+    let swept_run = run(
+        dir.path(),
+        &[
+            "cleanup",
+            "--yes",
+            "--untagged",
+            "--older-than",
+            "30d",
+            "--report",
+            report.to_str().unwrap(),
+            &repository,
+        ],
+    );
+    assert_eq!(
+        swept_run.code, 0,
+        "{}\n{}",
+        swept_run.stderr, swept_run.stdout
+    );
+    let document: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let reported: BTreeMap<String, Value> = document["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["tag"].is_null())
+        .map(|row| (row["digest"].as_str().unwrap().to_owned(), row.clone()))
+        .collect();
+    assert_eq!(reported.len(), 4, "{document}");
+    for digest in &swept {
+        assert_eq!(
+            reported[digest]["result"], "deleted",
+            "{}",
+            reported[digest]
+        );
+        assert_eq!(reported[digest]["rule"], "untagged");
+    }
+    assert_eq!(reported[&recent_orphan]["result"], "kept");
+    let mut expected = before;
+    for digest in &swept {
+        expected.remove(digest);
+    }
+    assert_eq!(
+        acr.manifests("app"),
+        expected,
+        "the children of the tagged index stay"
+    );
+    assert!(expected.contains(&children[0]) && expected.contains(&children[1]));
+    assert_eq!(
+        acr.tags("app"),
+        BTreeSet::from(["multi".to_owned(), "v1".to_owned()])
     );
     assert_clean(&acr);
 }

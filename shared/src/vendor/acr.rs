@@ -3,20 +3,27 @@
 //! which untags and leaves the manifest and its sibling tags alone. A digest target goes through
 //! `DELETE /v2/{name}/manifests/{digest}`, which removes the manifest with every tag on it. No `az` CLI.
 //!
+//! Untagged manifests come from `GET /acr/v1/{name}/_manifests` (manifests with an empty `tags` list). Its
+//! `references` name the children of each manifest list, so the children of a still-tagged index are left
+//! out without reading any manifest body.
+//!
 //! Each call first goes out without a token; ACR's 401 challenge names the scope it needs, for which an
 //! access token is fetched from the registry's own `/oauth2/token` (always on the API's origin, whatever
 //! realm the challenge names): with an ACR refresh token (the null-GUID username `docker-credential-acr`
 //! answers, or an identity token) by the refresh-token grant, with Basic credentials (admin user,
 //! repository-scoped token, service principal) by `GET`, else anonymously. Tokens are kept per scope.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use reqwest::Method;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
-use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, Vendor};
+use super::{
+    BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, UntaggedManifest, Vendor,
+};
 use crate::acr::NULL_GUID;
 use crate::dockerconfig::RegistryAuth;
 use crate::reference::Repository;
@@ -35,7 +42,7 @@ pub(super) const FLAGS: &[Flag] = &[Flag {
 
 /// The data-plane API version the description requires on every `/acr/v1` call.
 const API_VERSION: &str = "2021-07-01";
-/// Tags per page.
+/// Tags or manifests per page.
 const PAGE_SIZE: usize = 100;
 
 const LIST_HINT: &str = "the identity needs the AcrPull role (or a repository-scoped token with content/read and metadata/read) on the registry";
@@ -83,6 +90,68 @@ struct AcrTag {
 #[serde(rename_all = "camelCase")]
 struct Changeable {
     delete_enabled: Option<bool>,
+}
+
+impl Changeable {
+    fn locked(attributes: Option<&Changeable>) -> bool {
+        attributes.and_then(|attributes| attributes.delete_enabled) == Some(false)
+    }
+}
+
+#[derive(Deserialize)]
+struct ManifestList {
+    #[serde(default)]
+    manifests: Vec<AcrManifest>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AcrManifest {
+    digest: String,
+    created_time: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    /// The children of a manifest list; empty for an image.
+    #[serde(default)]
+    references: Vec<Reference>,
+    changeable_attributes: Option<Changeable>,
+}
+
+#[derive(Deserialize)]
+struct Reference {
+    digest: String,
+}
+
+/// The untagged manifests of a repository, children of tagged indexes left out.
+#[derive(Default)]
+struct Untagged {
+    /// Digest → `createdTime`.
+    manifests: BTreeMap<String, Option<String>>,
+    /// Digests locked with `deleteEnabled=false`.
+    locked: BTreeSet<String>,
+}
+
+impl Untagged {
+    fn from_manifests(manifests: Vec<AcrManifest>) -> Untagged {
+        let referenced: BTreeSet<&str> = manifests
+            .iter()
+            .filter(|manifest| !manifest.tags.is_empty())
+            .flat_map(|manifest| manifest.references.iter().map(|r| r.digest.as_str()))
+            .collect();
+        let mut untagged = Untagged::default();
+        for manifest in &manifests {
+            if !manifest.tags.is_empty() || referenced.contains(manifest.digest.as_str()) {
+                continue;
+            }
+            if Changeable::locked(manifest.changeable_attributes.as_ref()) {
+                untagged.locked.insert(manifest.digest.clone());
+            }
+            untagged
+                .manifests
+                .insert(manifest.digest.clone(), manifest.created_time.clone());
+        }
+        untagged
+    }
 }
 
 #[derive(Deserialize)]
@@ -139,6 +208,50 @@ impl Acr {
             .with_bearer(&token)?
             .send(method, path, operation)
             .await
+    }
+
+    /// Every page of an `/acr/v1` listing starting at `path`, following the `Link` header.
+    async fn pages<T: DeserializeOwned>(
+        &self,
+        mut path: String,
+        operation: &str,
+        repository: &Repository,
+    ) -> Result<Vec<T>, RegistryError> {
+        let mut pages = Vec::new();
+        loop {
+            let response = self
+                .call(Method::GET, &path, operation, repository, "metadata_read")
+                .await?;
+            let api = rest::ready(&self.api)?;
+            match response.status {
+                200 => {}
+                404 => {
+                    return Err(RegistryError::RepositoryNotFound {
+                        registry: repository.registry.clone(),
+                        repository: repository.path.clone(),
+                    });
+                }
+                _ => return Err(api.status_error(&response, operation, LIST_HINT)),
+            }
+            pages.push(api.json(&response, operation)?);
+            match response.next_link() {
+                Some(next) => path = next,
+                None => return Ok(pages),
+            }
+        }
+    }
+
+    /// The manifests of `repository` no tag points at, from the manifest listing.
+    async fn untagged(&self, repository: &Repository) -> Result<Untagged, RegistryError> {
+        let operation = format!("list manifests of {repository}");
+        let path = format!(
+            "/acr/v1/{}/_manifests?api-version={API_VERSION}&n={PAGE_SIZE}",
+            rest::encode(&repository.path)
+        );
+        let pages: Vec<ManifestList> = self.pages(path, &operation, repository).await?;
+        Ok(Untagged::from_manifests(
+            pages.into_iter().flat_map(|page| page.manifests).collect(),
+        ))
     }
 
     /// An access token for `scope` from the registry's `/oauth2/token`.
@@ -201,51 +314,36 @@ impl Acr {
 impl TagApi for Acr {
     const REMOVED: Status = Status::Untagged;
 
-    async fn listing(&self, repository: &Repository, _: Want) -> Result<Listing, RegistryError> {
+    async fn listing(&self, repository: &Repository, want: Want) -> Result<Listing, RegistryError> {
         let operation = format!("list tags of {repository}");
-        let mut path = format!(
+        let path = format!(
             "/acr/v1/{}/_tags?api-version={API_VERSION}&n={PAGE_SIZE}&orderby=timedesc",
             rest::encode(&repository.path)
         );
+        let pages: Vec<TagList> = self.pages(path, &operation, repository).await?;
         let mut listing = Listing::default();
-        loop {
-            let response = self
-                .call(Method::GET, &path, &operation, repository, "metadata_read")
-                .await?;
-            match response.status {
-                200 => {}
-                404 => {
-                    return Err(RegistryError::RepositoryNotFound {
-                        registry: repository.registry.clone(),
-                        repository: repository.path.clone(),
-                    });
-                }
-                _ => {
-                    return Err(
-                        rest::ready(&self.api)?.status_error(&response, &operation, LIST_HINT)
-                    );
-                }
+        listing.tags.extend(pages.into_iter().flat_map(|page| page.tags).map(|tag| {
+            let locked = Changeable::locked(tag.changeable_attributes.as_ref());
+            Listed {
+                handle: tag.name.clone(),
+                refusal: locked.then(|| {
+                    "the tag is locked (deleteEnabled=false); unlock it with `az acr repository update --delete-enabled true`".to_owned()
+                }),
+                tag: tag.name,
+                digest: tag.digest,
+                created: tag.created_time,
             }
-            let page: TagList = rest::ready(&self.api)?.json(&response, &operation)?;
-            listing.tags.extend(page.tags.into_iter().map(|tag| {
-                let locked = tag
-                    .changeable_attributes
-                    .and_then(|attributes| attributes.delete_enabled)
-                    == Some(false);
-                Listed {
-                    handle: tag.name.clone(),
-                    refusal: locked.then(|| {
-                        "the tag is locked (deleteEnabled=false); unlock it with `az acr repository update --delete-enabled true`".to_owned()
-                    }),
-                    tag: tag.name,
-                    digest: tag.digest,
-                    created: tag.created_time,
-                }
-            }));
-            match response.next_link() {
-                Some(next) => path = next,
-                None => break,
+        }));
+        // A digest target may name an untagged manifest, which only the manifest listing knows.
+        if want.digests {
+            let untagged = self.untagged(repository).await?;
+            for digest in &untagged.locked {
+                listing.digest_refusals.insert(
+                    digest.clone(),
+                    "the manifest is locked (deleteEnabled=false); unlock it with `az acr manifest update --delete-enabled true`".to_owned(),
+                );
             }
+            listing.untagged.extend(untagged.manifests.into_keys());
         }
         Ok(listing)
     }
@@ -340,5 +438,56 @@ impl Vendor for Acr {
 
     fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
         Box::pin(async move { rest::delete(self, &request, self.parallel).await })
+    }
+
+    fn list_untagged<'a>(
+        &'a self,
+        repository: &'a Repository,
+    ) -> BoxFuture<'a, Result<Option<Vec<UntaggedManifest>>, RegistryError>> {
+        Box::pin(async move {
+            let untagged = self.untagged(repository).await?;
+            Ok(Some(
+                untagged
+                    .manifests
+                    .into_iter()
+                    .map(|(digest, created)| UntaggedManifest { digest, created })
+                    .collect(),
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_of_tagged_indexes_are_not_untagged() {
+        let list: ManifestList = serde_json::from_value(serde_json::json!({"manifests": [
+            {"digest": "sha256:index", "tags": ["multi"], "createdTime": "2026-01-01T00:00:00Z",
+             "references": [{"digest": "sha256:amd64"}, {"digest": "sha256:arm64"}]},
+            {"digest": "sha256:amd64", "tags": [], "createdTime": "2026-01-01T00:00:00Z"},
+            {"digest": "sha256:arm64", "createdTime": "2026-01-01T00:00:00Z"},
+            {"digest": "sha256:gone-index", "tags": [], "references": [{"digest": "sha256:orphan"}]},
+            {"digest": "sha256:orphan", "tags": [], "createdTime": "2025-01-01T00:00:00Z",
+             "changeableAttributes": {"deleteEnabled": false}},
+            {"digest": "sha256:image", "tags": ["v1"]}
+        ]}))
+        .unwrap();
+        let untagged = Untagged::from_manifests(list.manifests);
+        assert_eq!(
+            untagged.manifests,
+            BTreeMap::from([
+                ("sha256:gone-index".to_owned(), None),
+                (
+                    "sha256:orphan".to_owned(),
+                    Some("2025-01-01T00:00:00Z".to_owned())
+                ),
+            ])
+        );
+        assert_eq!(
+            untagged.locked,
+            BTreeSet::from(["sha256:orphan".to_owned()])
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! A stateful Azure Container Registry data plane, written from the registry's Swagger description
 //! (`specs/azure-acr/containerregistry.2021-07-01.extract.json`) and ACR's OAuth docs (`acr-docs-AAD-OAuth.md`,
 //! `acr-docs-Token-BasicAuth.md`): the Entra token exchange, access tokens (refresh-token grant and Basic),
-//! tag listing and tag deletion, and manifest deletion by digest.
+//! tag and manifest listing, tag deletion (the manifest stays, untagged), and manifest deletion by digest.
 //!
 //! Form fields are the documented snake_case names (the TypeSpec-generated description spells them
 //! camelCase, which the service does not accept). Every data-plane call without a bearer token is answered
@@ -32,6 +32,17 @@ pub struct Tag {
     pub locked: bool,
 }
 
+/// One manifest, tagged or not.
+#[derive(Debug, Clone, Default)]
+pub struct Manifest {
+    /// `createdTime` (RFC 3339).
+    pub created: String,
+    /// `lastUpdateTime` (RFC 3339).
+    pub updated: String,
+    /// `references`: the children of a manifest list.
+    pub references: Vec<String>,
+}
+
 /// What the registry double knows.
 #[derive(Debug, Default)]
 pub struct State {
@@ -41,6 +52,8 @@ pub struct State {
     pub tenant: String,
     /// Repository → tag → tag.
     pub repositories: BTreeMap<String, BTreeMap<String, Tag>>,
+    /// Repository → digest → manifest. A tag's manifest missing here exists with the tag's dates.
+    pub manifests: BTreeMap<String, BTreeMap<String, Manifest>>,
     /// Entra application id → ACR roles (`AcrPull`, `AcrPush`, `AcrDelete`); unknown apps get `AcrPull`.
     pub roles: BTreeMap<String, BTreeSet<String>>,
     /// Basic users (admin user / repository-scoped tokens): name → (password, roles).
@@ -105,6 +118,33 @@ impl State {
                 &format!("requested access to the resource is denied ({action} on {name})"),
             )
         })
+    }
+}
+
+impl State {
+    /// Every manifest of `repository`, with the tags on it: those recorded, and those only a tag names.
+    fn manifest_rows(&self, repository: &str) -> BTreeMap<String, (Manifest, Vec<String>)> {
+        let mut rows: BTreeMap<String, (Manifest, Vec<String>)> = self
+            .manifests
+            .get(repository)
+            .into_iter()
+            .flatten()
+            .map(|(digest, manifest)| (digest.clone(), (manifest.clone(), Vec::new())))
+            .collect();
+        for (name, tag) in self.repositories.get(repository).into_iter().flatten() {
+            rows.entry(tag.digest.clone())
+                .or_insert_with(|| {
+                    let manifest = Manifest {
+                        created: tag.created.clone(),
+                        updated: tag.updated.clone(),
+                        references: Vec::new(),
+                    };
+                    (manifest, Vec::new())
+                })
+                .1
+                .push(name.clone());
+        }
+        rows
     }
 }
 
@@ -264,7 +304,20 @@ impl Acr {
                         "The operation is disallowed on this registry, repository or image.",
                     ),
                     Some(_) => {
-                        tags.remove(&reference);
+                        // The manifest stays, untagged once its last tag is gone.
+                        let Some(tag) = tags.remove(&reference) else {
+                            return Reply::empty(202);
+                        };
+                        state
+                            .manifests
+                            .entry(name)
+                            .or_default()
+                            .entry(tag.digest)
+                            .or_insert(Manifest {
+                                created: tag.created,
+                                updated: tag.updated,
+                                references: Vec::new(),
+                            });
                         Reply::empty(202)
                     }
                 }
@@ -280,16 +333,75 @@ impl Acr {
                     return denied;
                 }
                 let digest = request.param("reference").to_owned();
-                let Some(tags) = state.repositories.get_mut(&name) else {
-                    return acr_error(404, "NAME_UNKNOWN", "repository name not known to registry");
-                };
-                let before = tags.len();
-                tags.retain(|_, tag| tag.digest != digest);
-                if tags.len() == before {
-                    acr_error(404, "MANIFEST_UNKNOWN", "manifest unknown")
-                } else {
-                    Reply::empty(202)
+                if !state.manifest_rows(&name).contains_key(&digest) {
+                    return acr_error(404, "MANIFEST_UNKNOWN", "manifest unknown");
                 }
+                if let Some(tags) = state.repositories.get_mut(&name) {
+                    tags.retain(|_, tag| tag.digest != digest);
+                }
+                if let Some(manifests) = state.manifests.get_mut(&name) {
+                    manifests.remove(&digest);
+                }
+                Reply::empty(202)
+            }
+        };
+        let list_manifests = {
+            let (state, host) = (Arc::clone(&state), Arc::clone(&host));
+            move |request: &Request| {
+                let state = state.lock().expect("state");
+                let host = host.lock().expect("host").clone();
+                let name = request.param("name");
+                if let Some(denied) = state.authorize(request, &host, name, "metadata_read") {
+                    return denied;
+                }
+                if !state.repositories.contains_key(name) && !state.manifests.contains_key(name) {
+                    return acr_error(404, "NAME_UNKNOWN", "repository name not known to registry");
+                }
+                let orderby = request.query("orderby").unwrap_or("");
+                let mut rows: Vec<(String, (Manifest, Vec<String>))> =
+                    state.manifest_rows(name).into_iter().collect();
+                match orderby {
+                    "timedesc" => rows.sort_by(|a, b| b.1.0.updated.cmp(&a.1.0.updated)),
+                    "timeasc" => rows.sort_by(|a, b| a.1.0.updated.cmp(&b.1.0.updated)),
+                    _ => {}
+                }
+                let start = match request.query("last") {
+                    Some(last) => rows
+                        .iter()
+                        .position(|(digest, _)| digest == last)
+                        .map_or(0, |i| i + 1),
+                    None => 0,
+                };
+                let n: usize = request
+                    .query("n")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(100);
+                let page: Vec<_> = rows.iter().skip(start).take(n).collect();
+                let body = json!({
+                    "registry": state.service,
+                    "imageName": name,
+                    "manifests": page.iter().map(|(digest, (manifest, tags))| json!({
+                        "digest": digest, "imageSize": 1024, "createdTime": manifest.created,
+                        "lastUpdateTime": manifest.updated, "tags": tags,
+                        "references": manifest.references.iter()
+                            .map(|child| json!({"digest": child})).collect::<Vec<_>>(),
+                        "changeableAttributes": {"deleteEnabled": true, "writeEnabled": true,
+                                                 "readEnabled": true, "listEnabled": true},
+                    })).collect::<Vec<_>>(),
+                });
+                let mut reply = Reply::json(200, &body);
+                if start + n < rows.len()
+                    && let Some((last, _)) = page.last()
+                {
+                    reply = reply.with_header(
+                        "Link",
+                        format!(
+                            "<{}?last={last}&n={n}&orderby={orderby}>; rel=\"next\"",
+                            request.path
+                        ),
+                    );
+                }
+                reply
             }
         };
         vec![
@@ -308,6 +420,13 @@ impl Acr {
                 &["api-version", "n", "last", "orderby"],
                 &[200, 401, 403, 404, 429],
                 list,
+            ),
+            Route::new(
+                "GET",
+                "/acr/v1/{name}/_manifests",
+                &["api-version", "n", "last", "orderby"],
+                &[200, 401, 403, 404],
+                list_manifests,
             ),
             Route::new(
                 "DELETE",
@@ -357,6 +476,34 @@ impl Acr {
                 },
             );
         }
+    }
+
+    /// Adds an untagged manifest to `repository`, created at `created`, with `references` as children.
+    pub fn manifest(&self, repository: &str, digest: &str, created: &str, references: &[&str]) {
+        self.state
+            .lock()
+            .expect("state")
+            .manifests
+            .entry(repository.to_owned())
+            .or_default()
+            .insert(
+                digest.to_owned(),
+                Manifest {
+                    created: created.to_owned(),
+                    updated: created.to_owned(),
+                    references: references.iter().map(|r| (*r).to_owned()).collect(),
+                },
+            );
+    }
+
+    /// The manifest digests of `repository` now, tagged or not.
+    pub fn manifests(&self, repository: &str) -> BTreeSet<String> {
+        self.state
+            .lock()
+            .expect("state")
+            .manifest_rows(repository)
+            .into_keys()
+            .collect()
     }
 
     /// The tags of `repository` now.
