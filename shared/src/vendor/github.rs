@@ -605,3 +605,47 @@ fn failed(repository: &Repository, target: &Target, error: &RegistryError) -> En
         ..done(repository, target, None, Status::Failed, None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(created_at: Option<&str>, updated_at: Option<&str>) -> Version {
+        Version {
+            id: 1,
+            name: "sha256:00".into(),
+            created_at: created_at.map(String::from),
+            updated_at: updated_at.map(String::from),
+            metadata: Metadata::default(),
+        }
+    }
+
+    #[test]
+    fn an_untagged_version_dates_from_its_last_change() {
+        let created = "2024-01-01T00:00:00Z";
+        let updated = "2024-03-01T00:00:00Z";
+        assert_eq!(
+            version(Some(created), Some(updated))
+                .last_change()
+                .as_deref(),
+            Some(updated)
+        );
+        assert_eq!(
+            version(Some(updated), Some(created))
+                .last_change()
+                .as_deref(),
+            Some(updated)
+        );
+        assert_eq!(
+            version(Some(created), Some("not a date"))
+                .last_change()
+                .as_deref(),
+            Some(created)
+        );
+        assert_eq!(
+            version(None, Some(updated)).last_change().as_deref(),
+            Some(updated)
+        );
+        assert_eq!(version(None, None).last_change(), None);
+    }
+}
