@@ -425,3 +425,43 @@ fn untagged_sweep_removes_untagged_versions_and_spares_index_children() {
         github.server.violations()
     );
 }
+
+/// A sweep that would remove every version (the last tag and the untagged rest) meets GitHub's
+/// last-version refusal like any delete: nothing goes until `--github-delete-package` names the package.
+#[test]
+fn an_untagged_sweep_emptying_the_package_is_refused_unless_it_is_named() {
+    let registry = Registry::start();
+    let github = GitHubServer::start(&registry.url(), TOKEN, "octocat");
+    github.add_organisation("octo-org");
+    let repo = "octo-org/gone";
+    let url = registry.url();
+    let old = images::push(&url, repo, &["a"], &Auth::None);
+    github.sync(repo);
+    let new = images::push(&url, repo, &["a"], &Auth::None);
+    let repository = format!("{}/{repo}", registry.host());
+    let every = [&old, &new];
+    let args = ["cleanup", &repository, "--untagged", "--yes"];
+    let refused = run(&github, TOKEN, &args);
+    assert_eq!(refused.code, 1, "{}\n{}", refused.stderr, refused.stdout);
+    assert!(
+        refused.stderr.contains("--github-delete-package gone"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(present(&registry, repo, &every).len(), 2);
+    assert!(!github.server.log().iter().any(|(m, _, _)| m == "DELETE"));
+
+    let mut named = vec!["--github-delete-package", "gone"];
+    named.extend(args);
+    let deleted = run(&github, TOKEN, &named);
+    assert_eq!(deleted.code, 0, "{}\n{}", deleted.stderr, deleted.stdout);
+    assert!(present(&registry, repo, &every).is_empty());
+    assert!(github.server.log().iter().any(|(m, p, s)| m == "DELETE"
+        && p == "/orgs/octo-org/packages/container/gone"
+        && *s == 204));
+    assert!(
+        github.server.violations().is_empty(),
+        "{:?}",
+        github.server.violations()
+    );
+}
