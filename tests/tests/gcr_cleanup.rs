@@ -1,14 +1,20 @@
 //! `regkit` with the `gcr` implementation against the Artifact Registry REST double: paginated tags with
 //! dates from versions, 429 then success, untag keeping sibling tags, absent tags, digests deleted with
-//! `force`, packages with `/`, and 401/403 → exit 3 naming the missing permission. Every run points the
-//! metadata host at a closed loopback port and leaves `gcloud` out, so nothing can leave 127.0.0.1.
+//! `force`, packages with `/`, 401/403 → exit 3 naming the missing permission, and the `--untagged` sweep
+//! (tagged indexes read from a real distribution registry, so their children are spared). Every run points
+//! the metadata host at a closed loopback port and leaves `gcloud` out, so nothing can leave 127.0.0.1.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
+use regkit::dates::format_rfc3339;
 use regkit_e2e::bins;
-use regkit_e2e::vendors::artifactregistry::{ArtifactRegistry, Discovery, SPEC};
+use regkit_e2e::images::{self, Auth, Format};
+use regkit_e2e::registry::Registry;
+use regkit_e2e::vendors::artifactregistry::{ArtifactRegistry, Discovery, IMAGE_MANIFEST, SPEC};
 use regkit_e2e::vendors::{Run, digest};
 use serde_json::{Value, json};
 
@@ -19,13 +25,18 @@ const PACKAGE: (&str, &str, &str, &str) = ("proj", "us", "repo", "team/app");
 /// `regkit` with a docker config whose credentials for the double's host are `oauth2accesstoken`:`token`
 /// (none when `token` is empty).
 fn run(ar: &ArtifactRegistry, token: &str, args: &[&str]) -> Run {
+    run_on(ar, ar.server.host(), token, args)
+}
+
+/// [`run`] with the credentials for the registry `host` (where the repositories are, if not on the double).
+fn run_on(ar: &ArtifactRegistry, host: &str, token: &str, args: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let config = if token.is_empty() {
         json!({})
     } else {
         let auth =
             base64::engine::general_purpose::STANDARD.encode(format!("oauth2accesstoken:{token}"));
-        json!({"auths": {ar.server.host(): {"auth": auth}}})
+        json!({"auths": {host: {"auth": auth}}})
     };
     std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
     let url = ar.server.url();
@@ -199,6 +210,134 @@ fn no_or_bad_credentials_exit_3() {
         none.stderr.contains("docker-credential-gcr"),
         "{}",
         none.stderr
+    );
+    assert_clean(&ar);
+}
+
+/// Rows of a cleanup run's JSON Lines output by tag, or by digest for untagged manifests.
+fn rows(run: &Run) -> BTreeMap<String, Value> {
+    run.stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|row| row.get("action").is_some())
+        .map(|row| {
+            let key = row["tag"].as_str().or(row["digest"].as_str()).unwrap();
+            (key.to_owned(), row.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn untagged_sweep_reads_tagged_indexes_and_spares_their_children() {
+    // The manifests live in a real registry (the tagged index is read there over v2); the API double lists
+    // the same digests as versions.
+    let registry = Registry::start();
+    let ar = ArtifactRegistry::start(ADMIN, READER);
+    let path = "proj/repo/team/app";
+    let index = images::push_index(&registry.url(), path, "multi", &Auth::None, Format::Docker);
+    let image = images::push(&registry.url(), path, &["v1"], &Auth::None);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let recent = format_rfc3339(now - 3_600);
+    let old = "2025-01-01T00:00:00.123456Z";
+    let list_type = Format::Docker.index_type();
+    ar.version(PACKAGE, &index.digest, &recent, list_type);
+    ar.tag(PACKAGE, "multi", &index.digest);
+    ar.version(PACKAGE, &image, &recent, IMAGE_MANIFEST);
+    ar.tag(PACKAGE, "v1", &image);
+    for child in &index.children {
+        ar.version(PACKAGE, child, old, Format::Docker.manifest_type());
+    }
+    let (orphan, recent_orphan) = (digest(200), digest(201));
+    ar.version(PACKAGE, &orphan, old, IMAGE_MANIFEST);
+    ar.version(PACKAGE, &recent_orphan, &recent, IMAGE_MANIFEST);
+    // An untagged index goes with its child: no tag keeps either (nothing reads it).
+    let (gone_index, gone_child) = (digest(300), digest(301));
+    ar.version(PACKAGE, &gone_index, old, list_type);
+    ar.version(PACKAGE, &gone_child, old, IMAGE_MANIFEST);
+    let before = ar.versions(PACKAGE);
+    assert_eq!(before.len(), 8);
+    let swept = [orphan.clone(), gone_index.clone(), gone_child.clone()];
+    let repository = format!("{}/{path}", registry.host());
+    let policy = ["--untagged", "--older-than", "30d"];
+
+    let mut args = vec!["cleanup", "--dry-run", &repository];
+    args.extend(policy);
+    let planned = run_on(&ar, registry.host(), ADMIN, &args);
+    assert_eq!(planned.code, 0, "{}\n{}", planned.stderr, planned.stdout);
+    let plan = rows(&planned);
+    let keys: BTreeSet<&str> = plan.keys().map(String::as_str).collect();
+    let mut expected_keys = BTreeSet::from(["multi", "v1", recent_orphan.as_str()]);
+    expected_keys.extend(swept.iter().map(String::as_str));
+    assert_eq!(
+        keys, expected_keys,
+        "children get no row: {}",
+        planned.stdout
+    );
+    for digest in &swept {
+        let row = &plan[digest];
+        assert_eq!(row["result"], "planned", "{row}");
+        assert_eq!(row["rule"], "untagged", "{row}");
+        assert_eq!(row["date_source"], "vendor", "{row}");
+        assert_eq!(row["created"], "2025-01-01T00:00:00Z", "{row}");
+    }
+    assert_eq!(plan[&recent_orphan]["action"], "keep");
+    assert_eq!(plan[&recent_orphan]["rule"], "too-new");
+    assert_eq!(ar.versions(PACKAGE), before, "a dry run changes nothing");
+    assert!(
+        !ar.server
+            .log()
+            .iter()
+            .any(|(method, _, _)| method == "DELETE"),
+        "{:?}",
+        ar.server.log()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let mut args = vec!["cleanup", "--yes", "--report", report.to_str().unwrap()];
+    args.push(&repository);
+    args.extend(policy);
+    let swept_run = run_on(&ar, registry.host(), ADMIN, &args);
+    assert_eq!(
+        swept_run.code, 0,
+        "{}\n{}",
+        swept_run.stderr, swept_run.stdout
+    );
+    let document: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let reported: BTreeMap<String, Value> = document["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["tag"].is_null())
+        .map(|row| (row["digest"].as_str().unwrap().to_owned(), row.clone()))
+        .collect();
+    assert_eq!(reported.len(), 4, "{document}");
+    for digest in &swept {
+        assert_eq!(
+            reported[digest]["result"], "deleted",
+            "{}",
+            reported[digest]
+        );
+    }
+    assert_eq!(reported[&recent_orphan]["result"], "kept");
+    let mut expected = before;
+    for digest in &swept {
+        expected.remove(digest);
+    }
+    assert_eq!(ar.versions(PACKAGE), expected);
+    assert!(index.children.iter().all(|child| expected.contains(child)));
+    assert_eq!(ar.tags(PACKAGE).len(), 2);
+    let deletes: Vec<String> = (ar.server.log().into_iter())
+        .filter(|(method, _, _)| method == "DELETE")
+        .map(|(_, path, _)| path)
+        .collect();
+    assert_eq!(deletes.len(), 3, "{deletes:?}");
+    assert!(
+        deletes.iter().all(|path| path.contains("/versions/sha256")),
+        "{deletes:?}"
     );
     assert_clean(&ar);
 }

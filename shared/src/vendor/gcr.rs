@@ -3,6 +3,10 @@
 //! `packages.tags.delete`, which untags and leaves the version (manifest) and its other tags alone. A digest
 //! target goes through `packages.versions.delete?force=true`, which removes the version with its tags.
 //!
+//! Untagged manifests are the versions no tag points at. Version metadata carries each manifest's
+//! `mediaType` but not an index's children, so every tagged version that may be an index (anything but an
+//! image manifest) is read over v2 to leave its children out.
+//!
 //! A repository path maps onto Artifact Registry's names as Google documents: on `<location>-docker.pkg.dev`
 //! and `docker.<location>.rep.pkg.dev` it is `<project>/<repository>/<package…>`; on `gcr.io` hosts it is
 //! `<project>/<package…>` in the repository named after the host (`gcr.io` in `us`, `eu.gcr.io` in
@@ -14,20 +18,23 @@
 //! username is `oauth2accesstoken` (what `docker-credential-gcr` answers), else the credentials
 //! `docker-credential-gcr` would use (Application Default Credentials, metadata server, gcloud).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use reqwest::Method;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
 use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
-use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, Vendor};
+use super::{
+    BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, UntaggedManifest, Vendor,
+};
 use crate::cloudauth::Env;
+use crate::dates;
 use crate::dockerconfig::RegistryAuth;
 use crate::gcr::{USERNAME, google};
 use crate::reference::Repository;
 use crate::registry::api::ApiClient;
-use crate::registry::{ClientOptions, RegistryError};
+use crate::registry::{Client, ClientOptions, MANIFEST_MEDIA_TYPES, RegistryError};
 use crate::report::{Entry, Status};
 use crate::secret::Secret;
 
@@ -80,6 +87,7 @@ pub(super) fn build(context: Context) -> Box<dyn Vendor> {
         authorised: OnceCell::new(),
         location: context.settings.text("gcr-location").map(str::to_owned),
         parallel: context.parallel,
+        client: context.client,
     })
 }
 
@@ -90,6 +98,8 @@ struct Gcr {
     authorised: OnceCell<ApiClient>,
     location: Option<String>,
     parallel: usize,
+    /// The v2 client, for reading tagged indexes.
+    client: Client,
 }
 
 /// Where a repository path lives in Artifact Registry.
@@ -178,6 +188,23 @@ struct VersionPage {
 struct ArVersion {
     name: String,
     create_time: Option<String>,
+    /// The Docker image's fields (`mediaType`, …).
+    #[serde(default)]
+    metadata: VersionMetadata,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct VersionMetadata {
+    media_type: Option<String>,
+}
+
+/// One version as the untagged sweep needs it.
+struct Version {
+    digest: String,
+    created: Option<String>,
+    /// Only an image manifest is known not to be an index; any other (or no) media type is read.
+    image: bool,
 }
 
 /// The last segment of a resource name, percent-decoded (`…/versions/sha256%3Aab` → `sha256:ab`).
@@ -274,6 +301,91 @@ impl Gcr {
         })
     }
 
+    /// Every tag of `package`.
+    async fn tags(
+        &self,
+        repository: &Repository,
+        package: &Package,
+    ) -> Result<Vec<ArTag>, RegistryError> {
+        let operation = format!("list tags of {repository}");
+        self.pages(
+            &format!("/v1/{}/tags?pageSize={PAGE_SIZE}", package.parent),
+            &operation,
+            repository,
+            |api, response| {
+                let page: TagPage = api.json(response, &operation)?;
+                Ok((page.tags, page.next_page_token))
+            },
+        )
+        .await
+    }
+
+    /// Every version of `package`; the full view, since the basic one is not documented to carry metadata.
+    async fn versions(
+        &self,
+        repository: &Repository,
+        package: &Package,
+    ) -> Result<Vec<Version>, RegistryError> {
+        let operation = format!("list versions of {repository}");
+        let versions = self
+            .pages(
+                &format!(
+                    "/v1/{}/versions?pageSize={PAGE_SIZE}&view=FULL",
+                    package.parent
+                ),
+                &operation,
+                repository,
+                |api, response| {
+                    let page: VersionPage = api.json(response, &operation)?;
+                    Ok((page.versions, page.next_page_token))
+                },
+            )
+            .await?;
+        Ok(versions
+            .into_iter()
+            .map(|version| Version {
+                digest: last_segment(&version.name),
+                created: version.create_time,
+                image: (version.metadata.media_type.as_deref())
+                    .is_some_and(|media_type| MANIFEST_MEDIA_TYPES[..2].contains(&media_type)),
+            })
+            .collect())
+    }
+
+    /// The untagged versions of `repository`, without the children of tagged indexes.
+    async fn untagged(
+        &self,
+        repository: &Repository,
+    ) -> Result<Vec<UntaggedManifest>, RegistryError> {
+        let package = package(repository, self.location.as_deref())?;
+        let tagged: BTreeSet<String> = (self.tags(repository, &package).await?)
+            .into_iter()
+            .filter_map(|tag| tag.version.as_deref().map(last_segment))
+            .collect();
+        let versions = self.versions(repository, &package).await?;
+        let possible_indexes = versions
+            .iter()
+            .filter(|version| !version.image && tagged.contains(version.digest.as_str()))
+            .map(|version| version.digest.as_str());
+        let children = dates::index_children(
+            &self.client,
+            &repository.path,
+            possible_indexes,
+            self.parallel,
+        )
+        .await?;
+        Ok(versions
+            .into_iter()
+            .filter(|version| {
+                !tagged.contains(version.digest.as_str()) && !children.contains_key(&version.digest)
+            })
+            .map(|version| UntaggedManifest {
+                digest: version.digest,
+                created: version.created,
+            })
+            .collect())
+    }
+
     async fn delete_path(&self, path: &str, operation: &str) -> Result<Removed, CallError> {
         let api = self.client().await?;
         let response = api.send(Method::DELETE, path, operation).await?;
@@ -290,51 +402,42 @@ impl TagApi for Gcr {
 
     async fn listing(&self, repository: &Repository, want: Want) -> Result<Listing, RegistryError> {
         let package = package(repository, self.location.as_deref())?;
-        let operation = format!("list tags of {repository}");
-        let tags = self
-            .pages(
-                &format!("/v1/{}/tags?pageSize={PAGE_SIZE}", package.parent),
-                &operation,
-                repository,
-                |api, response| {
-                    let page: TagPage = api.json(response, &operation)?;
-                    Ok((page.tags, page.next_page_token))
-                },
-            )
-            .await?;
-        let created: BTreeMap<String, String> = if want.dates {
-            let operation = format!("list versions of {repository}");
-            self.pages(
-                &format!("/v1/{}/versions?pageSize={PAGE_SIZE}", package.parent),
-                &operation,
-                repository,
-                |api, response| {
-                    let page: VersionPage = api.json(response, &operation)?;
-                    Ok((page.versions, page.next_page_token))
-                },
-            )
-            .await?
-            .into_iter()
-            .filter_map(|version| Some((last_segment(&version.name), version.create_time?)))
-            .collect()
+        let tags = self.tags(repository, &package).await?;
+        // Versions give the dates, and the untagged manifests a digest target may name.
+        let versions = if want.dates || want.digests {
+            self.versions(repository, &package).await?
         } else {
-            BTreeMap::new()
+            Vec::new()
         };
+        let created: BTreeMap<&str, &str> = versions
+            .iter()
+            .filter_map(|version| Some((version.digest.as_str(), version.created.as_deref()?)))
+            .collect();
+        let tags: Vec<Listed> = tags
+            .into_iter()
+            .map(|tag| {
+                let name = last_segment(&tag.name);
+                let digest = tag.version.as_deref().map(last_segment);
+                Listed {
+                    handle: name.clone(),
+                    tag: name,
+                    created: (digest.as_deref())
+                        .and_then(|d| created.get(d))
+                        .map(|c| (*c).to_owned()),
+                    digest,
+                    refusal: None,
+                }
+            })
+            .collect();
+        let tagged: BTreeSet<&str> = tags.iter().filter_map(|t| t.digest.as_deref()).collect();
+        let untagged = versions
+            .iter()
+            .filter(|version| !tagged.contains(version.digest.as_str()))
+            .map(|version| version.digest.clone())
+            .collect();
         Ok(Listing {
-            tags: tags
-                .into_iter()
-                .map(|tag| {
-                    let name = last_segment(&tag.name);
-                    let digest = tag.version.as_deref().map(last_segment);
-                    Listed {
-                        handle: name.clone(),
-                        tag: name,
-                        created: digest.as_ref().and_then(|d| created.get(d).cloned()),
-                        digest,
-                        refusal: None,
-                    }
-                })
-                .collect(),
+            tags,
+            untagged,
             ..Listing::default()
         })
     }
@@ -396,6 +499,13 @@ impl Vendor for Gcr {
 
     fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
         Box::pin(async move { rest::delete(self, &request, self.parallel).await })
+    }
+
+    fn list_untagged<'a>(
+        &'a self,
+        repository: &'a Repository,
+    ) -> BoxFuture<'a, Result<Option<Vec<UntaggedManifest>>, RegistryError>> {
+        Box::pin(async move { self.untagged(repository).await.map(Some) })
     }
 }
 

@@ -127,7 +127,13 @@ pub struct Package {
     pub tags: BTreeMap<String, String>,
     /// Digest → `createTime`.
     pub versions: BTreeMap<String, String>,
+    /// Digest → `metadata.mediaType` (the DockerImage fields a version carries); an OCI image manifest when
+    /// absent.
+    pub media_types: BTreeMap<String, String>,
 }
+
+/// The media type of versions seeded without one.
+pub const IMAGE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// What the double knows.
 #[derive(Debug, Default)]
@@ -256,12 +262,34 @@ impl ArtifactRegistry {
                     return google_error(404, "NOT_FOUND", "Requested entity was not found.");
                 };
                 let parent = parent(request);
+                let full = request.query("view") == Some("FULL");
                 let rows: Vec<Value> = package
                     .versions
                     .iter()
                     .map(|(digest, created)| {
-                        json!({"name": format!("{parent}/versions/{}", digest.replace(':', "%3A")),
-                               "createTime": created, "updateTime": created})
+                        let media_type = package
+                            .media_types
+                            .get(digest)
+                            .map_or(IMAGE_MANIFEST, String::as_str);
+                        let mut row = json!({
+                            "name": format!("{parent}/versions/{}", digest.replace(':', "%3A")),
+                            "createTime": created, "updateTime": created,
+                            "metadata": {"mediaType": media_type, "imageSizeBytes": "1024"},
+                        });
+                        // The full view adds up to 100 related tags.
+                        if full {
+                            row["relatedTags"] = package
+                                .tags
+                                .iter()
+                                .filter(|(_, d)| *d == digest)
+                                .take(100)
+                                .map(|(tag, d)| {
+                                    json!({"name": format!("{parent}/tags/{tag}"),
+                                           "version": format!("{parent}/versions/{d}")})
+                                })
+                                .collect();
+                        }
+                        row
                     })
                     .collect();
                 let (rows, next) = page(&rows, request, state.max_page);
@@ -313,6 +341,7 @@ impl ArtifactRegistry {
                     );
                 }
                 package.versions.remove(&digest);
+                package.media_types.remove(&digest);
                 package.tags.retain(|_, d| *d != digest);
                 Reply::json(
                     200,
@@ -336,7 +365,7 @@ impl ArtifactRegistry {
             Route::new(
                 "GET",
                 versions,
-                &["pageSize", "pageToken"],
+                &["pageSize", "pageToken", "view"],
                 &[200, 401, 403, 404],
                 list_versions,
             ),
@@ -382,6 +411,50 @@ impl ArtifactRegistry {
             package.versions.entry(digest.clone()).or_insert(created);
             package.tags.insert(format!("{prefix}{i}"), digest);
         }
+    }
+
+    /// Adds a version to a package (untagged unless [`ArtifactRegistry::tag`] names it), created at `created`,
+    /// with `media_type` as its metadata.
+    pub fn version(
+        &self,
+        key: (&str, &str, &str, &str),
+        digest: &str,
+        created: &str,
+        media_type: &str,
+    ) {
+        let mut state = self.state.lock().expect("state");
+        let package = state
+            .packages
+            .entry((key.0.into(), key.1.into(), key.2.into(), key.3.into()))
+            .or_default();
+        package
+            .versions
+            .insert(digest.to_owned(), created.to_owned());
+        package
+            .media_types
+            .insert(digest.to_owned(), media_type.to_owned());
+    }
+
+    /// Points `tag` of a package at `digest`.
+    pub fn tag(&self, key: (&str, &str, &str, &str), tag: &str, digest: &str) {
+        let mut state = self.state.lock().expect("state");
+        state
+            .packages
+            .entry((key.0.into(), key.1.into(), key.2.into(), key.3.into()))
+            .or_default()
+            .tags
+            .insert(tag.to_owned(), digest.to_owned());
+    }
+
+    /// The versions (digests) of a package now, tagged or not.
+    pub fn versions(&self, key: (&str, &str, &str, &str)) -> BTreeSet<String> {
+        self.state
+            .lock()
+            .expect("state")
+            .packages
+            .get(&(key.0.into(), key.1.into(), key.2.into(), key.3.into()))
+            .map(|p| p.versions.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The tags of a package now.
