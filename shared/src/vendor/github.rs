@@ -86,8 +86,8 @@ struct Version {
 }
 
 impl Version {
-    /// The later of creation and update: a version's tags moving away updates it, so an untagged version
-    /// never looks older than the moment it lost its last tag.
+    /// The later of creation and update, so an untagged version never looks older than its last change
+    /// (such as losing its last tag), which `--older-than` measures from.
     fn last_change(&self) -> Option<String> {
         fn parsed(date: &Option<String>) -> Option<(i64, &str)> {
             let text = date.as_deref()?;
