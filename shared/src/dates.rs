@@ -207,13 +207,10 @@ pub async fn index_children(
             let Some(manifest) = client.get_manifest(repository, digest).await? else {
                 return Ok(Vec::new());
             };
-            let children = serde_json::from_slice::<ManifestDoc>(&manifest.body)
-                .ok()
-                .and_then(|doc| doc.manifests)
-                .unwrap_or_default();
+            let children = manifest_children(&manifest.body).unwrap_or_default();
             Ok(children
                 .into_iter()
-                .map(|child| (child.digest, digest.to_string()))
+                .map(|child| (child, digest.to_string()))
                 .collect())
         })
         .buffer_unordered(parallel.max(1))
@@ -224,6 +221,19 @@ pub async fn index_children(
         children.extend(pairs?);
     }
     Ok(children)
+}
+
+/// The digests an index lists in `manifests[]` (none for an image manifest); `None` when `body` is not a
+/// manifest document.
+pub(crate) fn manifest_children(body: &[u8]) -> Option<Vec<String>> {
+    let doc: ManifestDoc = serde_json::from_slice(body).ok()?;
+    Some(
+        doc.manifests
+            .unwrap_or_default()
+            .into_iter()
+            .map(|child| child.digest)
+            .collect(),
+    )
 }
 
 async fn config_date(client: &Client, repository: &str, digest: &str) -> DateResult {

@@ -47,6 +47,8 @@ pub struct Moto {
     child: Child,
     url: String,
     agent: Agent,
+    /// Holds moto's request recording (see [`Moto::start_recording`]) until the server is gone.
+    _recording: tempfile::TempDir,
 }
 
 impl Moto {
@@ -63,8 +65,13 @@ impl Moto {
             .and_then(|listener| listener.local_addr())
             .expect("find a free port")
             .port();
+        let recording = tempfile::tempdir().expect("a directory for moto's recording");
         let child = Command::new(&binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env(
+                "MOTO_RECORDER_FILEPATH",
+                recording.path().join("requests.jsonl"),
+            )
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -81,6 +88,7 @@ impl Moto {
             child,
             url: format!("http://127.0.0.1:{port}"),
             agent,
+            _recording: recording,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -210,6 +218,81 @@ impl Moto {
             .as_str()
             .expect("PutImage answers the digest")
             .to_owned()
+    }
+
+    /// Pushes an OCI image index listing `children` (digests in `repository`) under `tag` (or untagged).
+    /// moto gives a manifest without layers a random digest, so the index's own sha256 is sent with it.
+    /// Returns the digest.
+    pub fn put_index(&self, repository: &str, children: &[&str], tag: Option<&str>) -> String {
+        let manifests: Vec<Value> = children
+            .iter()
+            .map(|digest| {
+                serde_json::json!({
+                    "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                    "size": 1,
+                    "digest": digest,
+                })
+            })
+            .collect();
+        let media_type = "application/vnd.oci.image.index.v1+json";
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "manifests": manifests,
+        })
+        .to_string();
+        let digest = crate::images::sha256_digest(index.as_bytes());
+        let mut body = serde_json::json!({
+            "repositoryName": repository,
+            "imageManifest": index,
+            "imageManifestMediaType": media_type,
+            "imageDigest": digest,
+        });
+        if let Some(tag) = tag {
+            body["imageTag"] = Value::from(tag);
+        }
+        self.ecr("PutImage", &body);
+        digest
+    }
+
+    /// Starts moto's request recorder afresh: [`Moto::operations`] counts what reaches the server from now.
+    pub fn start_recording(&self) {
+        for step in ["reset-recording", "start-recording"] {
+            let response = self
+                .agent
+                .post(format!("{}/moto-api/recorder/{step}", self.url))
+                .send_empty()
+                .unwrap_or_else(|e| panic!("moto recorder {step}: {e}"));
+            assert_eq!(response.status(), 200, "moto recorder {step}");
+        }
+    }
+
+    /// The ECR operations moto received since [`Moto::start_recording`], by name, with their counts.
+    pub fn operations(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut response = self
+            .agent
+            .get(format!("{}/moto-api/recorder/download-recording", self.url))
+            .call()
+            .expect("download moto's recording");
+        assert_eq!(response.status(), 200, "moto recording");
+        let text = response.body_mut().read_to_string().expect("recording");
+        let mut counts = std::collections::BTreeMap::new();
+        for line in text.lines().filter(|line| !line.trim().is_empty()) {
+            let entry: Value = serde_json::from_str(line).expect("a recorded request");
+            let target = entry["headers"]
+                .as_object()
+                .and_then(|headers| {
+                    headers
+                        .iter()
+                        .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-target"))
+                })
+                .and_then(|(_, value)| value.as_str())
+                .map_or("(no X-Amz-Target)", |target| {
+                    target.rsplit('.').next().unwrap_or(target)
+                });
+            *counts.entry(target.to_owned()).or_insert(0) += 1;
+        }
+        counts
     }
 
     /// Every tag of `repository` → its digest, from DescribeImages.

@@ -81,8 +81,18 @@ fn deleting_250_tags_keeps_their_siblings_and_removes_lone_images() {
     let mut input: Vec<String> = (0..250).map(|i| reference(&format!("t{i}"))).collect();
     input.extend((0..5).map(|i| reference(&format!("solo{i}"))));
     input.push(reference("never-pushed"));
+    moto.start_recording();
     let run = regkit(&moto, &["delete", "--stdin"], &input.join("\n"), &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    // One listing to tell `untagged` from `deleted`, then 256 ids in batches of at most 100.
+    let calls: Vec<(String, usize)> = moto.operations().into_iter().collect();
+    assert_eq!(
+        calls,
+        [
+            ("BatchDeleteImage".to_string(), 3),
+            ("DescribeImages".to_string(), 1)
+        ]
+    );
     let entries = entries(&run);
     assert_eq!(entries.len(), 256);
     for (i, entry) in entries[..250].iter().enumerate() {

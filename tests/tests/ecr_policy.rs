@@ -193,7 +193,10 @@ fn dry_run_and_refusal_change_nothing_on_ecr() {
     clock.moto.create_repository(REPOSITORY);
     clock.push("a", Some("old"), 90);
     clock.push("b", Some("new"), 1);
+    let loose = clock.push_untagged("c", 90);
+    let multi = clock.push_index("1", Some("multi"), 1);
     let before = clock.moto.tags(REPOSITORY);
+    let untagged = untagged_digests(&clock.moto);
     let (rows, _) = json(&regkit(
         &clock.moto,
         &[
@@ -204,59 +207,222 @@ fn dry_run_and_refusal_change_nothing_on_ecr() {
             &target(),
             "--older-than",
             "7d",
+            "--untagged",
         ],
     ));
     assert_eq!(rows["old"]["result"], "planned");
     assert_eq!(rows["new"]["result"], "kept");
+    assert_eq!(rows[loose.as_str()]["result"], "planned");
+    assert_eq!(rows[loose.as_str()]["method"], "digest");
+    assert!(!rows.contains_key(&multi.children[0]));
+    assert_eq!(rows.len(), 4, "{:?}", rows.keys());
     assert_eq!(clock.moto.tags(REPOSITORY), before);
+    assert_eq!(untagged_digests(&clock.moto), untagged);
     let refused = regkit(&clock.moto, &["cleanup", &target(), "--older-than", "7d"]);
     assert_eq!(refused.status.code(), Some(2));
     assert_eq!(clock.moto.tags(REPOSITORY), before);
 }
 
-/// The ECR module does not list untagged images for the seam yet (sparing the children of tagged indexes
-/// needs the index manifests, which it does not read): the sweep must say so and remove nothing.
+/// Runs a cleanup of [`target`] with `args`, JSON on stdout and a report file; returns the rows by tag
+/// (or digest), the other stdout lines, the report document and the ECR calls moto received.
+fn recorded_cleanup(
+    clock: &FakeClock,
+    args: &[&str],
+) -> (
+    BTreeMap<String, Value>,
+    Vec<Value>,
+    Value,
+    BTreeMap<String, usize>,
+) {
+    let report = report_path(clock.dir.path());
+    let _ = std::fs::remove_file(&report);
+    let target = target();
+    let mut all = vec!["--output", "json", "cleanup", &target];
+    all.extend(args);
+    all.extend(["--report", report.to_str().unwrap()]);
+    clock.moto.start_recording();
+    let output = regkit(&clock.moto, &all);
+    let calls = clock.moto.operations();
+    let (rows, other) = json(&output);
+    let document: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    (rows, other, document, calls)
+}
+
+fn calls(expected: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    expected
+        .iter()
+        .map(|(operation, n)| (operation.to_string(), *n))
+        .collect()
+}
+
+/// Images of a multi-arch push: the children go by digest only, untagged; the index carries the tag.
+struct MultiArch {
+    index: String,
+    children: Vec<String>,
+}
+
+impl FakeClock {
+    /// Pushes an untagged image with moto's clock at `days` ago; returns its digest.
+    fn push_untagged(&self, layer: &str, days: i64) -> String {
+        self.set_days_ago(days);
+        self.moto.put_image(REPOSITORY, layer, None)
+    }
+
+    fn push_index(&self, name: &str, tag: Option<&str>, days: i64) -> MultiArch {
+        let children: Vec<String> = (0..2)
+            .map(|arch| self.push_untagged(&format!("f{name}{arch}"), days))
+            .collect();
+        self.set_days_ago(days);
+        let refs: Vec<&str> = children.iter().map(String::as_str).collect();
+        let index = self.moto.put_index(REPOSITORY, &refs, tag);
+        MultiArch { index, children }
+    }
+}
+
 #[test]
-fn untagged_sweep_on_ecr_is_reported_and_removes_nothing_yet() {
+fn untagged_sweep_spares_index_children_and_respects_older_than() {
     let clock = FakeClock::start();
     clock.moto.create_repository(REPOSITORY);
     clock.push("a", Some("old"), 90);
-    clock.push("c", None, 90);
-    clock.push("d", None, 80);
-    let untagged = untagged_digests(&clock.moto);
-    assert_eq!(untagged.len(), 2);
-    let report = report_path(clock.dir.path());
-    let output = regkit(
-        &clock.moto,
+    let c = clock.push_untagged("c", 90);
+    let d = clock.push_untagged("d", 80);
+    let e = clock.push_untagged("e", 1);
+    // A tagged multi-arch image pushed long ago: its untagged children are as old as the others.
+    let multi = clock.push_index("1", Some("multi"), 90);
+    // The tag moved on from this index: it goes, and its children wait for the next run (ECR refuses to
+    // delete an image an index still references).
+    let stale = clock.push_index("2", None, 90);
+    let before = clock.moto.tags(REPOSITORY);
+    let untagged_before = untagged_digests(&clock.moto);
+    assert_eq!(
+        untagged_before.len(),
+        8,
+        "c, d, e, the stale index and 4 children"
+    );
+
+    let (rows, _, document, made) = recorded_cleanup(
+        &clock,
         &[
-            "--output",
-            "json",
-            "cleanup",
-            &target(),
             "--untagged",
             "--older-than",
             "30d",
+            "--match",
+            "^old$",
             "--yes",
-            "--report",
-            report.to_str().unwrap(),
         ],
     );
-    let (rows, other) = json(&output);
+    // One listing serves the plan and the delete; one BatchGetImage reads both indexes.
+    assert_eq!(
+        made,
+        calls(&[
+            ("BatchDeleteImage", 1),
+            ("BatchGetImage", 1),
+            ("DescribeImages", 1)
+        ])
+    );
     assert_eq!(rows["old"]["result"], "deleted");
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    let note = other
-        .iter()
-        .find_map(|line| line.get("repository_note"))
-        .expect("a repository note");
-    assert_eq!(note["implementation"], "ecr");
+    for digest in [&c, &d, &stale.index] {
+        let row = &rows[digest.as_str()];
+        assert_eq!(row["action"], "delete", "{row}");
+        assert_eq!(row["rule"], "untagged", "{row}");
+        assert_eq!(row["result"], "deleted", "{row}");
+        assert_eq!(row["method"], "digest", "{row}");
+        assert_eq!(row["date_source"], "vendor", "{row}");
+        assert!(row["tag"].is_null(), "{row}");
+    }
     assert!(
-        note["note"]
+        rows[c.as_str()]["reason"]
             .as_str()
             .unwrap()
-            .contains("cannot list untagged manifests"),
-        "{note}"
+            .starts_with("no tag points at it, older than 30d"),
+        "{}",
+        rows[c.as_str()]["reason"]
     );
-    assert_eq!(untagged_digests(&clock.moto), untagged);
-    let document: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    assert_eq!(document["notes"][0]["implementation"], "ecr");
+    assert_eq!(rows[e.as_str()]["action"], "keep");
+    assert_eq!(rows[e.as_str()]["rule"], "too-new");
+    assert_eq!(rows[e.as_str()]["result"], "kept");
+    for child in multi.children.iter().chain(&stale.children) {
+        assert!(
+            !rows.contains_key(child),
+            "an index child is never a row: {child}"
+        );
+    }
+    assert_eq!(rows["multi"]["result"], "kept");
+    assert_eq!(rows.len(), 6, "{:?}", rows.keys());
+
+    let mut expected_tags = before.clone();
+    expected_tags.remove("old");
+    assert_eq!(clock.moto.tags(REPOSITORY), expected_tags);
+    let mut left: Vec<String> = multi
+        .children
+        .iter()
+        .chain(&stale.children)
+        .cloned()
+        .chain([e.clone()])
+        .collect();
+    left.sort();
+    assert_eq!(untagged_digests(&clock.moto), left);
+
+    let reported: Vec<&Value> = document["tags"].as_array().unwrap().iter().collect();
+    assert_eq!(reported.len(), 6);
+    let report_row = reported
+        .iter()
+        .find(|row| row["digest"] == d.as_str() && row["tag"].is_null())
+        .expect("the untagged image in the report");
+    assert_eq!(report_row["result"], "deleted");
+    assert_eq!(report_row["rule"], "untagged");
+    assert_eq!(document["summary"]["deleted"], 4);
+    assert_eq!(document["summary"]["kept"], 2);
+
+    // The stale index is gone, so its children are plain untagged images now.
+    let (rows, _, _, made) = recorded_cleanup(
+        &clock,
+        &[
+            "--untagged",
+            "--older-than",
+            "30d",
+            "--exclude",
+            "^multi$",
+            "--yes",
+        ],
+    );
+    for child in &stale.children {
+        assert_eq!(rows[child.as_str()]["result"], "deleted", "{child}");
+    }
+    assert_eq!(made["DescribeImages"], 1);
+    let mut left: Vec<String> = multi.children.iter().cloned().chain([e]).collect();
+    left.sort();
+    assert_eq!(untagged_digests(&clock.moto), left);
+    assert_eq!(clock.moto.tags(REPOSITORY), expected_tags);
+}
+
+/// A cleanup lists the repository once: the delete reuses the plan's listing.
+#[test]
+fn a_cleanup_lists_once_and_deletes_in_batches_of_100() {
+    let clock = FakeClock::start();
+    clock.moto.create_repository(REPOSITORY);
+    for i in 0..250 {
+        let layer = format!("{i:x}");
+        clock.push(&layer, Some(&format!("t{i}")), 40);
+        if i % 2 == 0 {
+            clock.push(&layer, Some(&format!("keep{i}")), 40);
+        }
+    }
+    let (rows, _, document, made) =
+        recorded_cleanup(&clock, &["--match", "^t", "--older-than", "30d", "--yes"]);
+    assert_eq!(
+        made,
+        calls(&[("BatchDeleteImage", 3), ("DescribeImages", 1)])
+    );
+    for i in 0..250 {
+        let row = &rows[&format!("t{i}")];
+        let expected = if i % 2 == 0 { "untagged" } else { "deleted" };
+        assert_eq!(row["result"], expected, "{row}");
+        assert_eq!(row["method"], "native", "{row}");
+    }
+    assert_eq!(document["summary"]["untagged"], 125);
+    assert_eq!(document["summary"]["deleted"], 125);
+    let left = clock.moto.tags(REPOSITORY);
+    assert_eq!(left.len(), 125);
+    assert!(left.keys().all(|tag| tag.starts_with("keep")));
 }

@@ -4,6 +4,12 @@
 //! with its last tag. Deleting by `imageDigest` removes the image and every tag on it, so callers do that
 //! only for digests the user named. A batch carries at most [`MAX_BATCH`] ids (the API's limit), and a
 //! batch that partly fails still succeeds as a call: every entry of `failures[]` becomes that id's outcome.
+//!
+//! Untagged images are found in the same `DescribeImages` listing (it returns tagged and untagged images
+//! alike), minus every image an index in the repository references: those index manifests are read with
+//! `BatchGetImage`.
+
+use std::collections::BTreeSet;
 
 use super::aws::{classify, ecr_client, sdk_config};
 use super::host::EcrRegistry;
@@ -14,6 +20,22 @@ use super::{EcrError, Env};
 pub const MAX_BATCH: usize = 100;
 /// The page size asked of `DescribeImages` (the API's maximum).
 const PAGE_SIZE: i32 = 1000;
+/// The most image ids one `BatchGetImage` accepts.
+const MAX_GET: usize = 100;
+/// The manifest types that list other manifests (`manifests[]`).
+const INDEX_MEDIA_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+/// Every manifest type, accepted by `BatchGetImage` so ECR hands each manifest back as stored instead of
+/// converting or refusing it.
+const ACCEPTED_MEDIA_TYPES: [&str; 5] = [
+    INDEX_MEDIA_TYPES[0],
+    INDEX_MEDIA_TYPES[1],
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.v1+json",
+];
 
 /// One image as `DescribeImages` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +46,18 @@ pub struct Image {
     pub tags: Vec<String>,
     /// When it was pushed, RFC 3339.
     pub pushed_at: Option<String>,
+    /// `imageManifestMediaType`, when ECR reports it.
+    pub media_type: Option<String>,
+}
+
+impl Image {
+    /// Whether its manifest may list other manifests: an index or manifest list, or a type ECR did not
+    /// report (read to find out rather than assume it references nothing).
+    fn may_be_index(&self) -> bool {
+        self.media_type
+            .as_deref()
+            .is_none_or(|media_type| INDEX_MEDIA_TYPES.contains(&media_type))
+    }
 }
 
 /// What to delete.
@@ -83,7 +117,16 @@ pub struct BatchResult {
     pub failures: Vec<Failure>,
 }
 
-/// The two calls the cleanup needs; the SDK implements them, unit tests fake them.
+/// The answer of one `BatchGetImage`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Manifests {
+    /// (digest, manifest body) of every image returned.
+    pub found: Vec<(String, String)>,
+    /// `failures`.
+    pub failures: Vec<Failure>,
+}
+
+/// The calls the cleanup needs; the SDK implements them, unit tests fake them.
 pub(crate) trait Api {
     async fn describe_page(
         &self,
@@ -95,6 +138,7 @@ pub(crate) trait Api {
         repository: &str,
         ids: &[ImageId],
     ) -> Result<BatchResult, EcrError>;
+    async fn batch_get(&self, repository: &str, digests: &[String]) -> Result<Manifests, EcrError>;
 }
 
 /// A private ECR registry reached through the SDK.
@@ -132,6 +176,17 @@ impl EcrRepositories {
     /// Every image of `repository`, following `nextToken`.
     pub async fn images(&self, repository: &str) -> Result<Vec<Image>, EcrError> {
         list_images(self, repository).await
+    }
+
+    /// The images of `listing` (a [`EcrRepositories::images`] answer for `repository`) that have no tag
+    /// and that no index in the repository references, tagged or not: ECR refuses to delete those
+    /// (`ImageReferencedByManifestList`), and they go in a later run once their index is gone.
+    pub async fn untagged(
+        &self,
+        repository: &str,
+        listing: &[Image],
+    ) -> Result<Vec<Image>, EcrError> {
+        untagged(self, repository, listing).await
     }
 
     /// Deletes `ids` in batches of [`MAX_BATCH`]; one outcome per distinct id, in request order.
@@ -189,6 +244,7 @@ impl Api for EcrRepositories {
                         t.fmt(aws_sdk_ecr::primitives::DateTimeFormat::DateTime)
                             .ok()
                     }),
+                    media_type: detail.image_manifest_media_type().map(str::to_owned),
                 })
             })
             .collect();
@@ -222,14 +278,6 @@ impl Api for EcrRepositories {
             .map_err(|e| {
                 self.fix_repository(classify(e, &self.host, "BatchDeleteImage"), repository)
             })?;
-        let id_of = |id: Option<&ImageIdentifier>| {
-            let id = id?;
-            match (id.image_tag(), id.image_digest()) {
-                (Some(tag), _) => Some(ImageId::Tag(tag.to_owned())),
-                (None, Some(digest)) => Some(ImageId::Digest(digest.to_owned())),
-                (None, None) => None,
-            }
-        };
         Ok(BatchResult {
             removed: output
                 .image_ids()
@@ -241,18 +289,61 @@ impl Api for EcrRepositories {
                     )
                 })
                 .collect(),
-            failures: output
-                .failures()
+            failures: output.failures().iter().map(failure).collect(),
+        })
+    }
+
+    async fn batch_get(&self, repository: &str, digests: &[String]) -> Result<Manifests, EcrError> {
+        use aws_sdk_ecr::types::ImageIdentifier;
+        let output = self
+            .client
+            .batch_get_image()
+            .registry_id(&self.registry_id)
+            .repository_name(repository)
+            .set_image_ids(Some(
+                digests
+                    .iter()
+                    .map(|digest| ImageIdentifier::builder().image_digest(digest).build())
+                    .collect(),
+            ))
+            .set_accepted_media_types(Some(
+                ACCEPTED_MEDIA_TYPES.iter().map(|t| t.to_string()).collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| {
+                self.fix_repository(classify(e, &self.host, "BatchGetImage"), repository)
+            })?;
+        Ok(Manifests {
+            found: output
+                .images()
                 .iter()
-                .map(|failure| Failure {
-                    id: id_of(failure.image_id()),
-                    code: failure
-                        .failure_code()
-                        .map_or_else(|| "Unknown".to_owned(), |code| code.as_str().to_owned()),
-                    reason: failure.failure_reason().unwrap_or_default().to_owned(),
+                .filter_map(|image| {
+                    Some((
+                        image.image_id()?.image_digest()?.to_owned(),
+                        image.image_manifest()?.to_owned(),
+                    ))
                 })
                 .collect(),
+            failures: output.failures().iter().map(failure).collect(),
         })
+    }
+}
+
+fn failure(failure: &aws_sdk_ecr::types::ImageFailure) -> Failure {
+    let id = failure
+        .image_id()
+        .and_then(|id| match (id.image_tag(), id.image_digest()) {
+            (Some(tag), _) => Some(ImageId::Tag(tag.to_owned())),
+            (None, Some(digest)) => Some(ImageId::Digest(digest.to_owned())),
+            (None, None) => None,
+        });
+    Failure {
+        id,
+        code: failure
+            .failure_code()
+            .map_or_else(|| "Unknown".to_owned(), |code| code.as_str().to_owned()),
+        reason: failure.failure_reason().unwrap_or_default().to_owned(),
     }
 }
 
@@ -277,6 +368,67 @@ pub(crate) async fn list_images(api: &impl Api, repository: &str) -> Result<Vec<
             None => return Ok(images),
         }
     }
+}
+
+/// See [`EcrRepositories::untagged`]. Every image that may be an index is read, [`MAX_GET`] per call, so
+/// nested indexes need no second round. Any index that cannot be read fails the whole answer, since a
+/// missed reference would let the cleanup delete a manifest an index still needs; one that is gone since
+/// the listing references nothing any more.
+pub(crate) async fn untagged(
+    api: &impl Api,
+    repository: &str,
+    listing: &[Image],
+) -> Result<Vec<Image>, EcrError> {
+    let indexes: Vec<String> = listing
+        .iter()
+        .filter(|image| image.may_be_index())
+        .map(|image| image.digest.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut referenced: BTreeSet<String> = BTreeSet::new();
+    for chunk in indexes.chunks(MAX_GET) {
+        let answer = api.batch_get(repository, chunk).await?;
+        let unreadable = |digest: &str, why: String| EcrError::Api {
+            registry: String::new(),
+            operation: "BatchGetImage".into(),
+            status: None,
+            message: format!(
+                "cannot read manifest {digest} of {repository} to spare the images it references: {why}"
+            ),
+        };
+        if let Some(failure) = answer.failures.iter().find(|f| f.code != "ImageNotFound") {
+            let digest = match &failure.id {
+                Some(ImageId::Digest(digest)) => digest.as_str(),
+                _ => "(unnamed)",
+            };
+            return Err(unreadable(
+                digest,
+                format!("{}: {}", failure.code, failure.reason),
+            ));
+        }
+        // moto names no digest in its `ImageNotFound` entries, so they are counted rather than matched.
+        let missing: Vec<&String> = chunk
+            .iter()
+            .filter(|digest| !answer.found.iter().any(|(found, _)| found == *digest))
+            .collect();
+        if let Some(digest) = missing.get(answer.failures.len()) {
+            return Err(unreadable(
+                digest,
+                "ECR returned neither it nor a failure".into(),
+            ));
+        }
+        for (digest, body) in &answer.found {
+            let children = crate::dates::manifest_children(body.as_bytes())
+                .ok_or_else(|| unreadable(digest, "not a manifest document".into()))?;
+            referenced.extend(children);
+        }
+    }
+    Ok(listing
+        .iter()
+        .filter(|image| image.tags.is_empty() && !referenced.contains(&image.digest))
+        .cloned()
+        .collect())
 }
 
 /// Deletes distinct `ids` in order, [`MAX_BATCH`] per call, and maps every answer back to its id.
@@ -354,11 +506,16 @@ fn map_batch(chunk: &[ImageId], result: BatchResult) -> Vec<(ImageId, Outcome)> 
                     .find(|(_, digest)| digest.as_ref() == Some(wanted)),
                 ImageId::Tag(_) => None,
             });
-            let outcome = match removed {
-                Some((_, digest)) => Outcome::Removed {
+            let outcome = match (removed, id) {
+                (Some((_, digest)), _) => Outcome::Removed {
                     digest: digest.clone(),
                 },
-                None => Outcome::Failed {
+                // moto deletes an untagged image by digest without listing it in `imageIds`. The call
+                // succeeded and `failures[]` does not name the digest, so the image is gone.
+                (None, ImageId::Digest(wanted)) => Outcome::Removed {
+                    digest: Some(wanted.clone()),
+                },
+                (None, ImageId::Tag(_)) => Outcome::Failed {
                     code: "Unreported".into(),
                     reason: "ECR reported neither a deletion nor a failure for it".into(),
                 },
@@ -406,6 +563,7 @@ mod tests {
                     digest,
                     tags,
                     pushed_at: None,
+                    media_type: Some(ACCEPTED_MEDIA_TYPES[3].into()),
                 })
                 .collect();
             let start: usize = token.map_or(0, |t| t.parse().unwrap_or(0));
@@ -470,6 +628,10 @@ mod tests {
                 }
             }
             Ok(result)
+        }
+
+        async fn batch_get(&self, _: &str, _: &[String]) -> Result<Manifests, EcrError> {
+            unreachable!("the delete tests read no manifests")
         }
     }
 
@@ -586,11 +748,40 @@ mod tests {
     }
 
     #[test]
+    fn an_unlisted_digest_without_a_failure_is_removed_but_a_tag_is_not() {
+        let ids = [
+            ImageId::Digest("sha256:untagged".into()),
+            ImageId::Tag("quiet".into()),
+        ];
+        assert_eq!(
+            map_batch(&ids, BatchResult::default()),
+            vec![
+                (
+                    ids[0].clone(),
+                    Outcome::Removed {
+                        digest: Some("sha256:untagged".into())
+                    }
+                ),
+                (
+                    ids[1].clone(),
+                    Outcome::Failed {
+                        code: "Unreported".into(),
+                        reason: "ECR reported neither a deletion nor a failure for it".into()
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn a_failed_call_fails_its_chunk_only_and_a_missing_repository_is_absent() {
         struct Broken(RefCell<usize>);
         impl Api for Broken {
             async fn describe_page(&self, _: &str, _: Option<String>) -> Result<Page, EcrError> {
                 Ok(Page::default())
+            }
+            async fn batch_get(&self, _: &str, _: &[String]) -> Result<Manifests, EcrError> {
+                Ok(Manifests::default())
             }
             async fn batch_delete(&self, _: &str, _: &[ImageId]) -> Result<BatchResult, EcrError> {
                 *self.0.borrow_mut() += 1;
@@ -616,5 +807,179 @@ mod tests {
                 .all(|(_, o)| matches!(o, Outcome::Failed { code, .. } if code == "AccessDenied"))
         );
         assert!(outcomes[100..].iter().all(|(_, o)| *o == Outcome::Absent));
+    }
+
+    /// Manifest bodies by digest for `BatchGetImage`; digests in `broken` answer `KmsError`.
+    #[derive(Default)]
+    struct Manifesto {
+        bodies: BTreeMap<String, String>,
+        broken: Vec<String>,
+        calls: RefCell<Vec<Vec<String>>>,
+    }
+
+    impl Api for Manifesto {
+        async fn describe_page(&self, _: &str, _: Option<String>) -> Result<Page, EcrError> {
+            unreachable!("the listing is given")
+        }
+        async fn batch_delete(&self, _: &str, _: &[ImageId]) -> Result<BatchResult, EcrError> {
+            unreachable!("nothing is deleted")
+        }
+        async fn batch_get(&self, _: &str, digests: &[String]) -> Result<Manifests, EcrError> {
+            assert!(
+                digests.len() <= MAX_GET,
+                "{} ids in one call",
+                digests.len()
+            );
+            self.calls.borrow_mut().push(digests.to_vec());
+            let mut answer = Manifests::default();
+            for digest in digests {
+                if self.broken.contains(digest) {
+                    answer.failures.push(Failure {
+                        id: Some(ImageId::Digest(digest.clone())),
+                        code: "KmsError".into(),
+                        reason: "key disabled".into(),
+                    });
+                } else if let Some(body) = self.bodies.get(digest) {
+                    answer.found.push((digest.clone(), body.clone()));
+                } else {
+                    // As moto does: the failure names no digest.
+                    answer.failures.push(Failure {
+                        id: Some(ImageId::Tag("null".into())),
+                        code: "ImageNotFound".into(),
+                        reason: "Requested image not found".into(),
+                    });
+                }
+            }
+            Ok(answer)
+        }
+    }
+
+    fn listed(digest: &str, tags: &[&str], media_type: Option<&str>) -> Image {
+        Image {
+            digest: digest.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            pushed_at: None,
+            media_type: media_type.map(str::to_owned),
+        }
+    }
+
+    fn index_of(children: &[&str]) -> String {
+        let manifests: Vec<serde_json::Value> = children
+            .iter()
+            .map(|digest| serde_json::json!({"mediaType": ACCEPTED_MEDIA_TYPES[2], "digest": digest, "size": 1}))
+            .collect();
+        serde_json::json!({"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPES[0], "manifests": manifests})
+            .to_string()
+    }
+
+    fn digests(images: &[Image]) -> Vec<&str> {
+        images.iter().map(|image| image.digest.as_str()).collect()
+    }
+
+    #[test]
+    fn untagged_images_spare_what_any_index_references() {
+        let (index, list, manifest) = (
+            Some(INDEX_MEDIA_TYPES[0]),
+            Some(INDEX_MEDIA_TYPES[1]),
+            Some(ACCEPTED_MEDIA_TYPES[2]),
+        );
+        let listing = vec![
+            listed("sha256:tagged-index", &["v1"], index),
+            listed("sha256:amd64", &[], manifest),
+            listed("sha256:arm64", &[], manifest),
+            // An untagged index goes; its child waits for a later run, as ECR would refuse it now.
+            listed("sha256:old-index", &[], list),
+            listed("sha256:old-child", &[], manifest),
+            // A nested index: its child is spared too.
+            listed("sha256:nested", &[], index),
+            listed("sha256:nested-child", &[], manifest),
+            listed("sha256:orphan", &[], manifest),
+            listed("sha256:plain", &["v0"], manifest),
+            // ECR did not say what it is: read, references nothing.
+            listed("sha256:untyped", &[], None),
+        ];
+        let api = Manifesto {
+            bodies: [
+                (
+                    "sha256:tagged-index",
+                    index_of(&[
+                        "sha256:amd64",
+                        "sha256:arm64",
+                        "sha256:nested",
+                        "sha256:elsewhere",
+                    ]),
+                ),
+                ("sha256:old-index", index_of(&["sha256:old-child"])),
+                ("sha256:nested", index_of(&["sha256:nested-child"])),
+                (
+                    "sha256:untyped",
+                    r#"{"schemaVersion":2,"config":{"digest":"sha256:c"}}"#.into(),
+                ),
+            ]
+            .into_iter()
+            .map(|(digest, body)| (digest.to_owned(), body))
+            .collect(),
+            ..Manifesto::default()
+        };
+        let found = ready(untagged(&api, "r", &listing)).unwrap();
+        assert_eq!(
+            digests(&found),
+            ["sha256:old-index", "sha256:orphan", "sha256:untyped"]
+        );
+        // One call: the nested index was in the listing, so it was read with the others.
+        let calls = api.calls.borrow();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(
+            calls[0],
+            [
+                "sha256:nested",
+                "sha256:old-index",
+                "sha256:tagged-index",
+                "sha256:untyped"
+            ]
+        );
+    }
+
+    #[test]
+    fn indexes_are_read_100_per_call_and_failures_fail_the_answer() {
+        let mut listing: Vec<Image> = (0..250)
+            .map(|i| {
+                listed(
+                    &format!("sha256:index{i}"),
+                    &[&format!("t{i}")],
+                    Some(INDEX_MEDIA_TYPES[0]),
+                )
+            })
+            .collect();
+        listing.push(listed("sha256:loose", &[], Some(ACCEPTED_MEDIA_TYPES[3])));
+        // Every index is gone since the listing (ImageNotFound): nothing is referenced any more.
+        let api = Manifesto::default();
+        let found = ready(untagged(&api, "r", &listing)).unwrap();
+        assert_eq!(digests(&found), ["sha256:loose"]);
+        let sizes: Vec<usize> = api.calls.borrow().iter().map(Vec::len).collect();
+        assert_eq!(sizes, [100, 100, 50]);
+
+        let broken = Manifesto {
+            broken: vec!["sha256:index7".into()],
+            ..Manifesto::default()
+        };
+        let error = ready(untagged(&broken, "r", &listing)).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("cannot read manifest sha256:index7 of r")
+                && error.to_string().contains("KmsError: key disabled"),
+            "{error}"
+        );
+
+        let garbled = Manifesto {
+            bodies: [("sha256:index0".to_owned(), "not json".to_owned())].into(),
+            ..Manifesto::default()
+        };
+        let error = ready(untagged(&garbled, "r", &listing)).unwrap_err();
+        assert!(
+            error.to_string().contains("not a manifest document"),
+            "{error}"
+        );
     }
 }

@@ -5,12 +5,19 @@
 //! (see [`crate::ecr`]), not from the docker config: the v2 client in the [`Context`] only names the host.
 //! Batches run one after another: ECR throttles `BatchDeleteImage`, and 100 tags per call is already few
 //! calls.
+//!
+//! One `DescribeImages` listing per repository serves a whole cleanup: [`Vendor::list_tags`] keeps it,
+//! and [`Vendor::list_untagged`] and the next [`Vendor::delete`] use it instead of listing again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tokio::sync::OnceCell;
 
-use super::{BoxFuture, Capabilities, Context, DeleteRequest, TagInfo, Vendor, failure_kind};
+use super::{
+    BoxFuture, Capabilities, Context, DeleteRequest, TagInfo, UntaggedManifest, Vendor,
+    failure_kind,
+};
 use crate::ecr::cleanup::{EcrRepositories, Image, ImageId, Outcome};
 use crate::ecr::{EcrError, EcrRegistry, Env};
 use crate::reference::{Repository, Target};
@@ -21,12 +28,15 @@ pub(super) fn build(context: Context) -> Box<dyn Vendor> {
     Box::new(EcrVendor {
         host: context.client.registry().to_owned(),
         api: OnceCell::new(),
+        listings: RefCell::new(HashMap::new()),
     })
 }
 
 struct EcrVendor {
     host: String,
     api: OnceCell<EcrRepositories>,
+    /// The last listing of each repository (by path) that no delete has used yet.
+    listings: RefCell<HashMap<String, Vec<Image>>>,
 }
 
 impl EcrVendor {
@@ -54,6 +64,24 @@ impl EcrVendor {
             .images(&repository.path)
             .await
             .map_err(|error| registry_error(error, &self.host))
+    }
+
+    /// Lists `repository` and keeps the listing for the calls that follow.
+    async fn list_and_keep(&self, repository: &Repository) -> Result<Vec<Image>, RegistryError> {
+        let images = self.images(repository).await?;
+        self.listings
+            .borrow_mut()
+            .insert(repository.path.clone(), images.clone());
+        Ok(images)
+    }
+
+    /// The kept listing of `repository`, else a new one (kept too).
+    async fn listing(&self, repository: &Repository) -> Result<Vec<Image>, RegistryError> {
+        let kept = self.listings.borrow().get(&repository.path).cloned();
+        match kept {
+            Some(images) => Ok(images),
+            None => self.list_and_keep(repository).await,
+        }
     }
 }
 
@@ -113,8 +141,35 @@ impl Vendor for EcrVendor {
         repository: &'a Repository,
         _with_digests: bool,
     ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
-        // DescribeImages gives digests and push times with the tags, so they always come along.
-        Box::pin(async move { Ok(tag_infos(self.images(repository).await?)) })
+        // DescribeImages gives digests and push times with the tags, so they always come along. Always a
+        // new listing: a cleanup plan starts here.
+        Box::pin(async move { Ok(tag_infos(self.list_and_keep(repository).await?)) })
+    }
+
+    fn list_untagged<'a>(
+        &'a self,
+        repository: &'a Repository,
+    ) -> BoxFuture<'a, Result<Option<Vec<UntaggedManifest>>, RegistryError>> {
+        // The unfiltered listing holds the untagged images and the indexes that reference them, so the
+        // one `list_tags` made serves here (a `tagStatus=UNTAGGED` listing would miss the indexes).
+        Box::pin(async move {
+            let listing = self.listing(repository).await?;
+            let untagged = self
+                .api()
+                .await?
+                .untagged(&repository.path, &listing)
+                .await
+                .map_err(|error| registry_error(error, &self.host))?;
+            Ok(Some(
+                untagged
+                    .into_iter()
+                    .map(|image| UntaggedManifest {
+                        digest: image.digest,
+                        created: image.pushed_at,
+                    })
+                    .collect(),
+            ))
+        })
     }
 
     fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
@@ -123,7 +178,18 @@ impl Vendor for EcrVendor {
                 repository: request.repository,
             };
             let targets = distinct(request.targets);
-            let listing = match self.images(request.repository).await {
+            // The listing `list_tags` kept moments ago serves once, instead of a second DescribeImages.
+            // Its age cannot make this delete remove more than asked: a tag is removed by name and only
+            // that tag goes (ECR keeps the image for any other tag, even one added since), and a digest
+            // is only deleted when named. What the listing decides is the report: a tag whose image got
+            // a new tag since then is reported `deleted` though ECR kept the image, the same window a
+            // fresh listing has between its answer and BatchDeleteImage.
+            let kept = self.listings.borrow_mut().remove(&request.repository.path);
+            let listed = match kept {
+                Some(images) => Ok(images),
+                None => self.images(request.repository).await,
+            };
+            let listing = match listed {
                 Ok(images) => images,
                 Err(RegistryError::RepositoryNotFound { .. }) => Vec::new(),
                 Err(error) => {
@@ -209,6 +275,7 @@ fn tag_infos(images: Vec<Image>) -> Vec<TagInfo> {
                 digest,
                 tags,
                 pushed_at,
+                ..
             } = image;
             tags.into_iter().map(move |tag| TagInfo {
                 tag,
@@ -363,6 +430,7 @@ mod tests {
             digest: digest.into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
             pushed_at: Some("2024-01-01T00:00:00Z".into()),
+            media_type: None,
         }
     }
 
