@@ -17,6 +17,12 @@ use crate::protocol::{Credentials, Error, Helper};
 #[cfg(target_os = "linux")]
 #[path = "keyring/secret_service.rs"]
 mod backend;
+#[cfg(target_os = "linux")]
+#[path = "keyring/dbus.rs"]
+mod dbus;
+#[cfg(target_os = "linux")]
+#[path = "keyring/dh.rs"]
+mod dh;
 
 /// Set to `1` to allow a plain (unencrypted) Secret Service session: one bus round trip and a few
 /// milliseconds cheaper, but the secret crosses the session bus in clear. When the service refuses a plain
