@@ -4,6 +4,8 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::Url;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use super::{ClientOptions, RegistryError, USER_AGENT};
 
@@ -229,27 +231,47 @@ pub fn build_client(
         .connect_timeout(options.request_timeout.min(Duration::from_secs(10)))
         .timeout(options.request_timeout)
         .pool_idle_timeout(Duration::from_secs(60));
-    if let Some(path) = &options.ca_file {
-        let pem = std::fs::read(path).map_err(|error| {
-            RegistryError::Config(format!(
-                "cannot read CA file {} for {registry}: {error}",
-                path.display()
-            ))
-        })?;
-        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
-            RegistryError::Config(format!(
-                "CA file {} for {registry} is not PEM: {error}",
-                path.display()
-            ))
-        })?;
-        builder = builder.tls_certs_merge(certificates);
-    }
     if options.skip_tls_verify {
         builder = builder.tls_danger_accept_invalid_certs(true);
+    } else {
+        let extra_roots = match &options.ca_file {
+            Some(path) => read_ca_file(path, registry)?,
+            None => Vec::new(),
+        };
+        let config = super::tls::client_config(extra_roots).map_err(|error| {
+            RegistryError::Config(format!("cannot set up HTTPS for {registry}: {error}"))
+        })?;
+        builder = builder.tls_backend_preconfigured(config);
     }
     builder.build().map_err(|error| {
         RegistryError::Config(format!("cannot set up HTTPS for {registry}: {error}"))
     })
+}
+
+/// The certificates of a `--ca-file` PEM bundle.
+fn read_ca_file(
+    path: &std::path::Path,
+    registry: &str,
+) -> Result<Vec<CertificateDer<'static>>, RegistryError> {
+    let pem = std::fs::read(path).map_err(|error| {
+        RegistryError::Config(format!(
+            "cannot read CA file {} for {registry}: {error}",
+            path.display()
+        ))
+    })?;
+    let not_pem = |detail: String| {
+        RegistryError::Config(format!(
+            "CA file {} for {registry} is not PEM: {detail}",
+            path.display()
+        ))
+    };
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| not_pem(error.to_string()))?;
+    if certificates.is_empty() {
+        return Err(not_pem("no certificate in it".into()));
+    }
+    Ok(certificates)
 }
 
 #[cfg(test)]

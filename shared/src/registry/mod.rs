@@ -9,6 +9,7 @@
 pub mod api;
 pub mod auth;
 pub(crate) mod http;
+mod tls;
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
