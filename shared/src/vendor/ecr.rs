@@ -178,12 +178,13 @@ impl Vendor for EcrVendor {
                 repository: request.repository,
             };
             let targets = distinct(request.targets);
-            // The listing `list_tags` kept moments ago serves once, instead of a second DescribeImages.
-            // Its age cannot make this delete remove more than asked: a tag is removed by name and only
-            // that tag goes (ECR keeps the image for any other tag, even one added since), and a digest
-            // is only deleted when named. What the listing decides is the report: a tag whose image got
-            // a new tag since then is reported `deleted` though ECR kept the image, the same window a
-            // fresh listing has between its answer and BatchDeleteImage.
+            // The listing `list_tags` kept for the cleanup's plan serves once, instead of a second
+            // DescribeImages. Its age (the plan, perhaps a confirmation prompt) cannot make this delete
+            // remove more than asked: a tag is removed by name and only that tag goes (ECR keeps the
+            // image for any other tag, even one added since), and a digest goes only when named. The
+            // listing decides the report alone: a tag whose image got a new tag since is reported
+            // `deleted` though ECR kept the image, the window a fresh listing also has before
+            // BatchDeleteImage runs.
             let kept = self.listings.borrow_mut().remove(&request.repository.path);
             let listed = match kept {
                 Some(images) => Ok(images),
