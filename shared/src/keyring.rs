@@ -24,9 +24,9 @@ mod dbus;
 #[path = "keyring/dh.rs"]
 mod dh;
 
-/// Set to `1` to allow a plain (unencrypted) Secret Service session: one bus round trip and a few
-/// milliseconds cheaper, but the secret crosses the session bus in clear. When the service refuses a plain
-/// session, the store still falls back to an encrypted one.
+/// Set to `1` to allow a plain (unencrypted) Secret Service session: it saves the Diffie-Hellman
+/// exchange (mostly the service's own, about 2 ms for gnome-keyring), but the secret crosses the session bus
+/// in clear. When the service refuses a plain session, the store still falls back to an encrypted one.
 pub const PLAIN_SESSION_ENV: &str = "REGKIT_KEYRING_PLAIN_SESSION";
 
 /// The keys under which docker, BuildKit and containers/image store Docker Hub credentials: one registry.

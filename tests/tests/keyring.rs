@@ -3,8 +3,9 @@
 //! skopeo driving it against a real htpasswd registry.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use regkit_e2e::dbus::Session;
@@ -415,6 +416,100 @@ fn plain_session_is_an_opt_in_that_interoperates() {
     );
     assert_eq!(get(&session, &helper, "h").1, format!("{CANARY}-p"));
     assert_eq!(get(&session, &peer(), "h").1, format!("{CANARY}-p"));
+}
+
+/// Everything `dbus-monitor` saw on the session bus while `action` ran, with all whitespace removed (byte
+/// arrays print as hex pairs wrapped over lines).
+fn monitored(session: &Session, action: impl FnOnce()) -> String {
+    let monitor = bins::tool("dbus-monitor", "dbus-bin");
+    let mut child = session
+        .command(monitor)
+        .arg("--session")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (ready, started) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let _ = ready.send(());
+            text.extend(line.unwrap().chars().filter(|c| !c.is_whitespace()));
+            text.push('|');
+        }
+        text
+    });
+    // Its first line (NameAcquired) shows it is listening.
+    started
+        .recv_timeout(Duration::from_secs(10))
+        .expect("dbus-monitor started");
+    action();
+    // The last replies were read by the helper, so the bus has already copied them to the monitor.
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn secrets_cross_the_bus_encrypted_unless_plain_is_opted_in() {
+    let session = Session::start();
+    let helper = ours();
+    // Non-ASCII, so dbus-monitor prints the bytes as hex; the text form is checked too.
+    let secret = format!("{CANARY}-wire-\u{e9}\u{2713}");
+    let leaked = |log: &str| log.contains(&hex(secret.as_bytes())) || log.contains(&secret);
+    let encrypted = monitored(&session, || {
+        store(&session, &helper, "wire.test", "u", &secret);
+        assert_eq!(get(&session, &helper, "wire.test").1, secret);
+        assert_eq!(get(&session, &peer(), "wire.test").1, secret);
+    });
+    assert!(
+        encrypted.contains("string\"dh-ietf1024-sha256-aes128-cbc-pkcs7\""),
+        "no DH session was opened"
+    );
+    assert!(!encrypted.contains("string\"plain\""));
+    assert!(!leaked(&encrypted), "a secret crossed the bus in clear");
+    // The check above can fail: with the opt-in, the same secret is visible on the bus.
+    let plain = monitored(&session, || {
+        let mut command = session.command(&helper);
+        command.env("REGKIT_KEYRING_PLAIN_SESSION", "1").arg("get");
+        assert_eq!(run(command, "wire.test").code, 0);
+    });
+    assert!(leaked(&plain), "the monitor did not show the plain secret");
+}
+
+#[test]
+fn non_ascii_and_block_sized_secrets_interoperate_over_dh() {
+    let session = Session::start();
+    let (helper, peer) = (ours(), peer());
+    // AES-CBC pads to 16-byte blocks: one byte short of, exactly at and one over a block boundary, a
+    // multi-block secret beyond Windows' 2560-byte limit, and non-ASCII text in both fields.
+    let secrets = [
+        format!("{CANARY}-1234"),
+        format!("{CANARY}-12345"),
+        format!("{CANARY}-123456"),
+        format!("{CANARY}-{}", "\u{1F511}x".repeat(1200)),
+        format!("{CANARY}-p\u{e4}ss w\u{f6}rd \"\\ <&> \u{7f}"),
+    ];
+    for (i, secret) in secrets.iter().enumerate() {
+        let (by_us, by_peer) = (format!("us{i}.test"), format!("peer{i}.test"));
+        let username = format!("\u{fc}ser-{i}");
+        store(&session, &helper, &by_us, &username, secret);
+        store(&session, &peer, &by_peer, &username, secret);
+        for (reader, key) in [(&peer, &by_us), (&helper, &by_peer), (&helper, &by_us)] {
+            assert_eq!(
+                get(&session, reader, key),
+                (username.clone(), secret.clone()),
+                "{key} read by {}",
+                reader.display()
+            );
+        }
+    }
 }
 
 #[test]

@@ -446,7 +446,8 @@ impl Bus {
         }
     }
 
-    fn flush(&mut self) -> Result<(), BusError> {
+    /// Sends every queued request now, so the far end can work on them while we compute.
+    pub(super) fn flush(&mut self) -> Result<(), BusError> {
         if self.out.is_empty() {
             return Ok(());
         }

@@ -92,6 +92,7 @@ fn prime() -> BigUint {
 }
 
 /// The AES-128 key of an encrypted session.
+#[derive(Clone)]
 pub(super) struct SessionKey([u8; 16]);
 
 impl std::fmt::Debug for SessionKey {

@@ -2,7 +2,8 @@
 //!
 //! `get` costs two round trips to the service after the socket connect: the SASL handshake, `Hello`,
 //! `OpenSession` and one `SearchItems` per lookup key go out in one write; then `GetSecret` and the
-//! `Attributes` read go out together. Writers (`store`, `erase`) also take a session-wide lock (a queued
+//! `Attributes` read go out together. Our two DH exponentiations each overlap a wait: the key pair is made
+//! while the bus authenticates us, the shared key while the service answers `GetSecret`. Writers (`store`, `erase`) also take a session-wide lock (a queued
 //! well-known bus name), because "delete the old items, create the new one" is not atomic in the Secret
 //! Service API and concurrent `docker login`s must never leave two entries for one server.
 
@@ -145,6 +146,8 @@ struct Opening {
 impl Opening {
     fn start(mode: SessionMode) -> Result<Opening, KeyringError> {
         let mut bus = Bus::session().map_err(|e| classify(e, open_action))?;
+        // The bus authenticates us and answers Hello while we generate the key pair.
+        bus.flush().map_err(|e| classify(e, open_action))?;
         let keypair = match mode {
             SessionMode::Encrypted => Some(Keypair::generate().map_err(crypto_failed)?),
             SessionMode::PlainAllowed => None,
@@ -183,18 +186,21 @@ impl Opening {
         let [output, Value::Str(session)] = reply.as_slice() else {
             return Err(failed("unexpected reply to OpenSession"));
         };
-        let key = match &self.keypair {
-            None => None,
+        let crypto = match self.keypair {
+            None => Crypto::Plain,
             Some(keypair) => {
                 let peer = output.unwrap_variant().as_bytes();
                 let peer = peer.ok_or_else(|| failed("OpenSession returned no public key"))?;
-                Some(keypair.session_key(peer).map_err(crypto_failed)?)
+                Crypto::Pending {
+                    keypair,
+                    peer: peer.to_vec(),
+                }
             }
         };
         Ok(Service {
             bus: self.bus,
             session: session.clone(),
-            key,
+            crypto,
         })
     }
 }
@@ -203,11 +209,33 @@ impl Opening {
 struct Service {
     bus: Bus,
     session: String,
-    /// The AES key of an encrypted session; `None` for a plain one.
-    key: Option<SessionKey>,
+    crypto: Crypto,
+}
+
+/// How secrets cross the bus in a session.
+enum Crypto {
+    Plain,
+    /// Encrypted, key not derived yet: the derivation (one modular exponentiation) waits until a request
+    /// is in flight, so that it overlaps the service's work instead of adding to it.
+    Pending {
+        keypair: Keypair,
+        peer: Vec<u8>,
+    },
+    Encrypted(SessionKey),
 }
 
 impl Service {
+    /// The key of an encrypted session (derived on first use), `None` for a plain one.
+    fn session_key(&mut self) -> Result<Option<SessionKey>, dh::CryptoError> {
+        let key = match &self.crypto {
+            Crypto::Plain => return Ok(None),
+            Crypto::Pending { keypair, peer } => keypair.session_key(peer)?,
+            Crypto::Encrypted(key) => key.clone(),
+        };
+        self.crypto = Crypto::Encrypted(key.clone());
+        Ok(Some(key))
+    }
+
     /// Searches every collection and makes the matches usable ([`Service::usable`]).
     fn search(
         &mut self,
@@ -339,6 +367,10 @@ impl Service {
             Body::new("o").str(&self.session),
         );
         let attributes = self.bus.send_get_property(item, "Attributes");
+        self.bus.flush()?;
+        let key = self
+            .session_key()
+            .map_err(|e| BusError::Protocol(e.to_string()))?;
         let secret = first(self.bus.reply(secret)?, "GetSecret")?;
         let attributes = first(self.bus.reply(attributes)?, "Get Attributes")?;
         let username = attributes.unwrap_variant().lookup("username");
@@ -350,7 +382,7 @@ impl Service {
         let (Some(parameters), Some(value)) = (parameters.as_bytes(), value.as_bytes()) else {
             return Err(unexpected());
         };
-        let secret = match &self.key {
+        let secret = match key {
             None => value.to_vec(),
             Some(key) => key
                 .decrypt(parameters, value)
@@ -393,7 +425,7 @@ impl Service {
         let server = credentials.server_url.as_str();
         let failed = |e| classify(e, || format!("store the credentials for {server}"));
         let plain = credentials.secret.expose().as_bytes();
-        let (parameters, value) = match &self.key {
+        let (parameters, value) = match self.session_key().map_err(crypto_failed)? {
             None => (Vec::new(), plain.to_vec()),
             Some(key) => {
                 let (iv, ciphertext) = key.encrypt(plain).map_err(crypto_failed)?;
