@@ -96,8 +96,7 @@ impl From<KeyringError> for Error {
     }
 }
 
-/// Which Secret Service session `get` and `store` open. `erase` and `list` move no secret and always take the
-/// cheaper plain session when the service offers one.
+/// Which Secret Service session `get` and `store` open. `erase` and `list` move no secret and open none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionMode {
     /// DH-encrypted only; an error when the service refuses it.

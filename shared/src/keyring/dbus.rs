@@ -307,9 +307,9 @@ impl Bus {
     /// Connects to the session bus (`DBUS_SESSION_BUS_ADDRESS`, else `$XDG_RUNTIME_DIR/bus`, else
     /// `/run/user/<uid>/bus`). Authentication and `Hello` are queued and complete with the first reply.
     pub(super) fn session() -> Result<Bus, BusError> {
-        let stream = match std::env::var("DBUS_SESSION_BUS_ADDRESS") {
-            Ok(address) => connect_address(&address)?,
-            Err(_) => {
+        let stream = match std::env::var_os("DBUS_SESSION_BUS_ADDRESS") {
+            Some(address) => connect_address(&address.to_string_lossy())?,
+            None => {
                 let path = match std::env::var_os("XDG_RUNTIME_DIR") {
                     Some(dir) => std::path::PathBuf::from(dir).join(RUNTIME_BUS),
                     None => format!("/run/user/{}/{RUNTIME_BUS}", uid()?).into(),

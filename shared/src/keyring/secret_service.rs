@@ -51,13 +51,13 @@ pub(super) fn get(
     // Every lookup key's search rides along with the session request: a miss costs one round trip.
     let searches: Vec<u32> = keys
         .iter()
-        .map(|key| opening.bus.send_search(&server_query(key)))
+        .map(|key| opening.service.bus.send_search(&server_query(key)))
         .collect();
-    let mut service = opening.finish()?;
+    let (mut service, mut session) = opening.finish()?;
     for (key, search) in keys.iter().zip(searches) {
         let found = service.bus.reply(search).map_err(search_failed)?;
         let found = service.usable(&found, Need::Any)?;
-        if let Some(read) = service.read_newest(key, found)? {
+        if let Some(read) = service.read_newest(&mut session, key, found)? {
             return Ok(Some(read));
         }
     }
@@ -66,7 +66,7 @@ pub(super) fn get(
 
 pub(super) fn store(mode: SessionMode, credentials: &Credentials) -> Result<(), KeyringError> {
     let server = credentials.server_url.as_str();
-    let mut service = Opening::start(mode)?.finish()?;
+    let (mut service, mut session) = Opening::start(mode)?.finish()?;
     service.lock()?;
     let stale = service.search(&server_query(server), Need::All)?;
     let collection = service
@@ -83,7 +83,7 @@ pub(super) fn store(mode: SessionMode, credentials: &Credentials) -> Result<(), 
     if collection == NO_OBJECT {
         return Err(KeyringError::NoDefaultCollection);
     }
-    let created = service.create_item(&collection, credentials)?;
+    let created = service.create_item(&mut session, &collection, credentials)?;
     // Deleting only after the new item exists means a failed store never loses the old credentials.
     // `replace` already overwrote an item with identical attributes, so skip that one.
     for item in stale.iter().filter(|item| **item != created) {
@@ -93,7 +93,7 @@ pub(super) fn store(mode: SessionMode, credentials: &Credentials) -> Result<(), 
 }
 
 pub(super) fn erase(server: &str) -> Result<(), KeyringError> {
-    let mut service = Opening::start(metadata_mode())?.finish()?;
+    let mut service = Service::connect()?;
     service.lock()?;
     for item in service.search(&server_query(server), Need::All)? {
         service.delete(&item, server)?;
@@ -102,7 +102,7 @@ pub(super) fn erase(server: &str) -> Result<(), KeyringError> {
 }
 
 pub(super) fn list() -> Result<BTreeMap<String, String>, KeyringError> {
-    let mut service = Opening::start(metadata_mode())?.finish()?;
+    let mut service = Service::connect()?;
     let items = service.search(&[("docker_cli", "1")], Need::All)?;
     let reads: Vec<u32> = items
         .iter()
@@ -124,11 +124,6 @@ pub(super) fn list() -> Result<BTreeMap<String, String>, KeyringError> {
     Ok(entries)
 }
 
-/// `erase` and `list` never move a secret, so the cheaper plain session exposes nothing.
-fn metadata_mode() -> SessionMode {
-    SessionMode::PlainAllowed
-}
-
 /// The items of one server key, whoever wrote them (with or without `xdg:schema`).
 fn server_query(server: &str) -> [(&str, &str); 2] {
     [("server", server), ("docker_cli", "1")]
@@ -136,7 +131,7 @@ fn server_query(server: &str) -> [(&str, &str); 2] {
 
 /// A connection whose `OpenSession` is queued but not yet answered, so more requests can join it.
 struct Opening {
-    bus: Bus,
+    service: Service,
     mode: SessionMode,
     request: u32,
     /// Our DH half, when the queued request is for an encrypted session.
@@ -145,16 +140,16 @@ struct Opening {
 
 impl Opening {
     fn start(mode: SessionMode) -> Result<Opening, KeyringError> {
-        let mut bus = Bus::session().map_err(|e| classify(e, open_action))?;
+        let mut service = Service::connect()?;
         // The bus authenticates us and answers Hello while we generate the key pair.
-        bus.flush().map_err(|e| classify(e, open_action))?;
+        service.bus.flush().map_err(|e| classify(e, open_action))?;
         let keypair = match mode {
             SessionMode::Encrypted => Some(Keypair::generate().map_err(crypto_failed)?),
             SessionMode::PlainAllowed => None,
         };
-        let request = bus.send_open_session(keypair.as_ref());
+        let request = service.bus.send_open_session(keypair.as_ref());
         Ok(Opening {
-            bus,
+            service,
             mode,
             request,
             keypair,
@@ -162,13 +157,14 @@ impl Opening {
     }
 
     /// Waits for the session. A service that refuses `plain` gets an encrypted request instead.
-    fn finish(mut self) -> Result<Service, KeyringError> {
-        let opened = match self.bus.reply(self.request) {
+    fn finish(mut self) -> Result<(Service, Session), KeyringError> {
+        let bus = &mut self.service.bus;
+        let opened = match bus.reply(self.request) {
             Err(e) if is_not_supported(&e) && self.keypair.is_none() => {
                 let keypair = Keypair::generate().map_err(crypto_failed)?;
-                let request = self.bus.send_open_session(Some(&keypair));
+                let request = bus.send_open_session(Some(&keypair));
                 self.keypair = Some(keypair);
-                self.bus.reply(request)
+                bus.reply(request)
             }
             opened => opened,
         };
@@ -183,7 +179,7 @@ impl Opening {
             action: open_action(),
             reason: reason.to_owned(),
         };
-        let [output, Value::Str(session)] = reply.as_slice() else {
+        let [output, Value::Str(path)] = reply.as_slice() else {
             return Err(failed("unexpected reply to OpenSession"));
         };
         let crypto = match self.keypair {
@@ -197,18 +193,23 @@ impl Opening {
                 }
             }
         };
-        Ok(Service {
-            bus: self.bus,
-            session: session.clone(),
+        let session = Session {
+            path: path.clone(),
             crypto,
-        })
+        };
+        Ok((self.service, session))
     }
 }
 
-/// An open Secret Service session.
+/// A connection to the Secret Service. Searching, unlocking, deleting and reading attributes need no
+/// session, so `erase` and `list` never open one.
 struct Service {
     bus: Bus,
-    session: String,
+}
+
+/// An open Secret Service session: what `GetSecret` and `CreateItem` need.
+struct Session {
+    path: String,
     crypto: Crypto,
 }
 
@@ -224,9 +225,9 @@ enum Crypto {
     Encrypted(SessionKey),
 }
 
-impl Service {
+impl Session {
     /// The key of an encrypted session (derived on first use), `None` for a plain one.
-    fn session_key(&mut self) -> Result<Option<SessionKey>, dh::CryptoError> {
+    fn key(&mut self) -> Result<Option<SessionKey>, dh::CryptoError> {
         let key = match &self.crypto {
             Crypto::Plain => return Ok(None),
             Crypto::Pending { keypair, peer } => keypair.session_key(peer)?,
@@ -234,6 +235,13 @@ impl Service {
         };
         self.crypto = Crypto::Encrypted(key.clone());
         Ok(Some(key))
+    }
+}
+
+impl Service {
+    fn connect() -> Result<Service, KeyringError> {
+        let bus = Bus::session().map_err(|e| classify(e, open_action))?;
+        Ok(Service { bus })
     }
 
     /// Searches every collection and makes the matches usable ([`Service::usable`]).
@@ -331,6 +339,7 @@ impl Service {
     /// search already made.
     fn read_newest(
         &mut self,
+        session: &mut Session,
         key: &str,
         mut found: Vec<String>,
     ) -> Result<Option<(String, Secret<String>)>, KeyringError> {
@@ -340,7 +349,7 @@ impl Service {
             let Some(item) = self.newest(found) else {
                 return Ok(None);
             };
-            match self.read(&item) {
+            match self.read(session, &item) {
                 Err(e) if attempts > 1 && vanished(&e) => attempts -= 1,
                 Err(e) => {
                     return Err(classify(e, || {
@@ -358,18 +367,18 @@ impl Service {
     }
 
     /// One item's username and secret: `GetSecret` and the `Attributes` read in one round trip.
-    fn read(&mut self, item: &str) -> Result<(String, Vec<u8>), BusError> {
+    fn read(&mut self, session: &mut Session, item: &str) -> Result<(String, Vec<u8>), BusError> {
         let secret = self.bus.send(
             SERVICE,
             item,
             ITEM_IFACE,
             "GetSecret",
-            Body::new("o").str(&self.session),
+            Body::new("o").str(&session.path),
         );
         let attributes = self.bus.send_get_property(item, "Attributes");
         self.bus.flush()?;
-        let key = self
-            .session_key()
+        let key = session
+            .key()
             .map_err(|e| BusError::Protocol(e.to_string()))?;
         let secret = first(self.bus.reply(secret)?, "GetSecret")?;
         let attributes = first(self.bus.reply(attributes)?, "Get Attributes")?;
@@ -419,13 +428,14 @@ impl Service {
     /// Creates the item in `collection` (replacing one with identical attributes) and returns its path.
     fn create_item(
         &mut self,
+        session: &mut Session,
         collection: &str,
         credentials: &Credentials,
     ) -> Result<String, KeyringError> {
         let server = credentials.server_url.as_str();
         let failed = |e| classify(e, || format!("store the credentials for {server}"));
         let plain = credentials.secret.expose().as_bytes();
-        let (parameters, value) = match self.session_key().map_err(crypto_failed)? {
+        let (parameters, value) = match session.key().map_err(crypto_failed)? {
             None => (Vec::new(), plain.to_vec()),
             Some(key) => {
                 let (iv, ciphertext) = key.encrypt(plain).map_err(crypto_failed)?;
@@ -460,7 +470,7 @@ impl Service {
         });
         body.structure(|secret| {
             secret
-                .str(&self.session)
+                .str(&session.path)
                 .bytes(&parameters)
                 .bytes(&value)
                 .str("text/plain");
