@@ -380,3 +380,85 @@ fn untagged_sweep_spares_children_of_tagged_indexes() {
     );
     assert_clean(&acr);
 }
+
+#[test]
+fn untagged_manifests_are_paged_and_a_locked_one_is_refused() {
+    let acr = Acr::start(TENANT);
+    roles(&acr, APP, &["AcrPull", "AcrDelete"]);
+    acr.seed("app", "t", 2, 1);
+    let orphans: Vec<String> = (1_000..1_130).map(digest).collect();
+    for orphan in &orphans {
+        acr.manifest("app", orphan, "2025-01-01T00:00:00Z", &[]);
+    }
+    let locked = digest(2_000);
+    acr.manifest("app", &locked, "2025-01-01T00:00:00Z", &[]);
+    acr.state
+        .lock()
+        .unwrap()
+        .manifests
+        .get_mut("app")
+        .unwrap()
+        .get_mut(&locked)
+        .unwrap()
+        .locked = true;
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &acr, NULL_GUID, &refresh_token(APP));
+    let repository = format!("{}/app", acr.server.host());
+    let cleanup = |dry_run: bool| {
+        let mut args = vec!["cleanup", "--untagged", "--exclude", ".", &repository];
+        args.push(if dry_run { "--dry-run" } else { "--yes" });
+        run(dir.path(), &args)
+    };
+    let before = acr.manifests("app");
+
+    let planned = cleanup(true);
+    assert_eq!(planned.code, 1, "{}\n{}", planned.stderr, planned.stdout);
+    let plan = rows(&planned);
+    assert_eq!(plan.len(), 133, "{}", planned.stdout);
+    for orphan in &orphans {
+        assert_eq!(plan[orphan]["result"], "planned", "{}", plan[orphan]);
+    }
+    // The lock is known from the listing: refused before any request, on a dry run too.
+    assert_eq!(plan[&locked]["result"], "failed");
+    assert!(
+        plan[&locked]["error"]
+            .as_str()
+            .unwrap()
+            .contains("deleteEnabled=false"),
+        "{}",
+        plan[&locked]
+    );
+    assert_eq!(acr.manifests("app"), before);
+    // 133 manifests at 100 a page: two pages for the sweep's listing and two for the delete's plan.
+    let pages = acr
+        .server
+        .log()
+        .iter()
+        .filter(|(method, path, status)| {
+            method == "GET" && path.ends_with("/_manifests") && *status == 200
+        })
+        .count();
+    assert_eq!(pages, 4);
+
+    // The double answers 405 for a locked manifest, as ACR does, when a delete reaches it.
+    acr.state
+        .lock()
+        .unwrap()
+        .manifests
+        .get_mut("app")
+        .unwrap()
+        .retain(|digest, _| digest == &locked || !orphans[3..].contains(digest));
+    let swept = cleanup(false);
+    assert_eq!(swept.code, 1, "{}\n{}", swept.stderr, swept.stdout);
+    let rows = rows(&swept);
+    assert_eq!(rows.len(), 6, "{}", swept.stdout);
+    for orphan in &orphans[..3] {
+        assert_eq!(rows[orphan]["result"], "deleted", "{}", rows[orphan]);
+    }
+    assert_eq!(rows[&locked]["result"], "failed");
+    assert_eq!(
+        acr.manifests("app"),
+        BTreeSet::from([digest(0), digest(1), locked.clone()])
+    );
+    assert_clean(&acr);
+}

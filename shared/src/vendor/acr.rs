@@ -59,6 +59,7 @@ pub(super) fn build(context: Context) -> Box<dyn Vendor> {
         api,
         auth: context.auth,
         tokens: Mutex::new(BTreeMap::new()),
+        challenge: tokio::sync::Mutex::new(()),
         parallel: context.parallel,
     })
 }
@@ -68,6 +69,9 @@ struct Acr {
     auth: RegistryAuth,
     /// Access tokens by `(repository, action)`.
     tokens: Mutex<BTreeMap<(String, &'static str), Secret<String>>>,
+    /// Held by the call that answers a challenge while no token is cached, so parallel calls (a batch of
+    /// deletes) wait for its token instead of each fetching one.
+    challenge: tokio::sync::Mutex<()>,
     parallel: usize,
 }
 
@@ -172,7 +176,17 @@ impl Acr {
     ) -> Result<ApiResponse, RegistryError> {
         let api = rest::ready(&self.api)?;
         let key = (repository.path.clone(), action);
-        let cached = self.tokens.lock().ok().and_then(|t| t.get(&key).cloned());
+        let lookup = || self.tokens.lock().ok().and_then(|t| t.get(&key).cloned());
+        let (cached, _challenge) = match lookup() {
+            Some(token) => (Some(token), None),
+            None => {
+                let guard = self.challenge.lock().await;
+                match lookup() {
+                    Some(token) => (Some(token), None),
+                    None => (None, Some(guard)),
+                }
+            }
+        };
         let response = match &cached {
             Some(token) => {
                 api.clone()
@@ -334,7 +348,8 @@ impl TagApi for Acr {
                 created: tag.created_time,
             }
         }));
-        // A digest target may name an untagged manifest, which only the manifest listing knows.
+        // Digests come with every tag; `digests` asks for digest targets, which may name an untagged
+        // manifest only the manifest listing knows.
         if want.digests {
             let untagged = self.untagged(repository).await?;
             for digest in &untagged.locked {
@@ -426,11 +441,12 @@ impl Vendor for Acr {
         repository: &'a Repository,
         _with_digests: bool,
     ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
-        // The tag list carries digests and creation times.
+        // The tag list carries digests and creation times; asking for digests would also list the
+        // manifests, which only digest targets need.
         Box::pin(async move {
             let want = Want {
                 dates: true,
-                digests: true,
+                digests: false,
             };
             Ok(rest::tag_infos(self.listing(repository, want).await?))
         })

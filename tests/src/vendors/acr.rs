@@ -41,6 +41,8 @@ pub struct Manifest {
     pub updated: String,
     /// `references`: the children of a manifest list.
     pub references: Vec<String>,
+    /// `changeableAttributes.deleteEnabled == false`.
+    pub locked: bool,
 }
 
 /// What the registry double knows.
@@ -138,6 +140,7 @@ impl State {
                         created: tag.created.clone(),
                         updated: tag.updated.clone(),
                         references: Vec::new(),
+                        locked: false,
                     };
                     (manifest, Vec::new())
                 })
@@ -317,6 +320,7 @@ impl Acr {
                                 created: tag.created,
                                 updated: tag.updated,
                                 references: Vec::new(),
+                                locked: false,
                             });
                         Reply::empty(202)
                     }
@@ -333,8 +337,16 @@ impl Acr {
                     return denied;
                 }
                 let digest = request.param("reference").to_owned();
-                if !state.manifest_rows(&name).contains_key(&digest) {
-                    return acr_error(404, "MANIFEST_UNKNOWN", "manifest unknown");
+                match state.manifest_rows(&name).get(&digest) {
+                    None => return acr_error(404, "MANIFEST_UNKNOWN", "manifest unknown"),
+                    Some((manifest, _)) if manifest.locked => {
+                        return acr_error(
+                            405,
+                            "UNSUPPORTED",
+                            "The operation is disallowed on this registry, repository or image.",
+                        );
+                    }
+                    Some(_) => {}
                 }
                 if let Some(tags) = state.repositories.get_mut(&name) {
                     tags.retain(|_, tag| tag.digest != digest);
@@ -385,8 +397,9 @@ impl Acr {
                         "lastUpdateTime": manifest.updated, "tags": tags,
                         "references": manifest.references.iter()
                             .map(|child| json!({"digest": child})).collect::<Vec<_>>(),
-                        "changeableAttributes": {"deleteEnabled": true, "writeEnabled": true,
-                                                 "readEnabled": true, "listEnabled": true},
+                        "changeableAttributes": {"deleteEnabled": !manifest.locked,
+                                                 "writeEnabled": true, "readEnabled": true,
+                                                 "listEnabled": true},
                     })).collect::<Vec<_>>(),
                 });
                 let mut reply = Reply::json(200, &body);
@@ -439,7 +452,7 @@ impl Acr {
                 "DELETE",
                 "/v2/{name}/manifests/{reference}",
                 &["api-version"],
-                &[202, 401, 403, 404],
+                &[202, 401, 403, 404, 405],
                 delete_manifest,
             ),
         ]
@@ -492,6 +505,7 @@ impl Acr {
                     created: created.to_owned(),
                     updated: created.to_owned(),
                     references: references.iter().map(|r| (*r).to_owned()).collect(),
+                    locked: false,
                 },
             );
     }
