@@ -3,12 +3,17 @@
 //! with a deleted one keeps it. The same command code runs for every implementation.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
 
 use regkit::dates::format_rfc3339;
 use regkit_e2e::images::{self, Auth};
 use regkit_e2e::registry::Registry;
+use regkit_e2e::vendors::acr::{self, Acr};
 use regkit_e2e::vendors::artifactory::Artifactory;
+use regkit_e2e::vendors::artifactregistry::{ArtifactRegistry, IMAGE_MANIFEST};
 use regkit_e2e::vendors::dockerhub::HubServer;
 use regkit_e2e::vendors::github::GitHubServer;
 use regkit_e2e::vendors::gitlab::GitLabServer;
@@ -42,12 +47,17 @@ const POLICY: [&str; 6] = ["--match", "^t-", "--older-than", "30d", "--yes", "--
 /// Runs the policy on `repository` with the vendor flags, checks the rows and returns them by tag.
 fn cleanup(flags: &[&str], repository: &str) -> BTreeMap<String, Value> {
     let config = tempfile::tempdir().unwrap();
-    let report = config.path().join("report.json");
+    cleanup_in(config.path(), flags, repository)
+}
+
+/// [`cleanup`] with the docker config (and report) in `config`, for vendors whose credentials come from it.
+fn cleanup_in(config: &Path, flags: &[&str], repository: &str) -> BTreeMap<String, Value> {
+    let report = config.join("report.json");
     let mut args: Vec<&str> = flags.to_vec();
     args.extend(["cleanup", repository]);
     args.extend(POLICY);
     args.push(report.to_str().unwrap());
-    let run: Run = regkit(config.path(), &args);
+    let run: Run = regkit(config, &args);
     assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
     let document: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let rows: BTreeMap<String, Value> = document["tags"]
@@ -419,5 +429,79 @@ fn untagged_on_quay_is_a_note() {
         quay.server.violations().is_empty(),
         "{:?}",
         quay.server.violations()
+    );
+}
+
+#[test]
+fn acr() {
+    let acr = Acr::start("72f988bf-0000-4000-8000-2d7cd011db47");
+    {
+        let mut state = acr.state.lock().unwrap();
+        let roles = ["AcrPull", "AcrDelete"].map(str::to_owned).into();
+        state
+            .users
+            .insert("myreg".into(), ("admin-pw".into(), roles));
+        let tags = state.repositories.entry("team/app".into()).or_default();
+        for (tag, n, days) in TAGS {
+            let date = format_rfc3339(days_ago(days));
+            let row = acr::Tag {
+                digest: digest(n),
+                created: date.clone(),
+                updated: date,
+                locked: false,
+            };
+            tags.insert(tag.into(), row);
+        }
+    }
+    // ACR's credentials come from the docker config only: the admin user.
+    let config = tempfile::tempdir().unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode("myreg:admin-pw");
+    let docker = serde_json::json!({"auths": {acr.server.host(): {"auth": auth}}});
+    std::fs::write(config.path().join("config.json"), docker.to_string()).unwrap();
+    let flags = ["--repo-implementation", "acr"];
+    let repository = format!("{}/team/app", acr.server.host());
+    let rows = cleanup_in(config.path(), &flags, &repository);
+    assert_eq!(rows["t-old"]["result"], "untagged");
+    let state = acr.state.lock().unwrap();
+    let tags: BTreeMap<String, String> = state.repositories["team/app"]
+        .iter()
+        .map(|(tag, row)| (tag.clone(), row.digest.clone()))
+        .collect();
+    assert_eq!(tags, expected());
+    drop(state);
+    assert!(
+        acr.server.violations().is_empty(),
+        "{:?}",
+        acr.server.violations()
+    );
+}
+
+#[test]
+fn gcr() {
+    let ar = ArtifactRegistry::start("ya29.admin", "ya29.reader");
+    let package = ("proj", "us", "repo", "team/app");
+    for (tag, n, days) in TAGS {
+        let created = format_rfc3339(days_ago(days));
+        ar.version(package, &digest(n), &created, IMAGE_MANIFEST);
+        ar.tag(package, tag, &digest(n));
+    }
+    let url = ar.server.url();
+    let flags = [
+        "--repo-implementation",
+        "gcr",
+        "--gcr-api-url",
+        &url,
+        "--gcr-location",
+        "us",
+        "--repo-gcr-token",
+        "ya29.admin",
+    ];
+    let rows = cleanup(&flags, &format!("{}/proj/repo/team/app", ar.server.host()));
+    assert_eq!(rows["t-old"]["result"], "untagged");
+    assert_eq!(ar.tags(package), expected());
+    assert!(
+        ar.server.violations().is_empty(),
+        "{:?}",
+        ar.server.violations()
     );
 }
