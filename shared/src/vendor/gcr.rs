@@ -188,15 +188,9 @@ struct VersionPage {
 struct ArVersion {
     name: String,
     create_time: Option<String>,
-    /// The Docker image's fields (`mediaType`, …).
+    /// The Docker image's fields (`mediaType`, …), untyped in the API: read leniently.
     #[serde(default)]
-    metadata: VersionMetadata,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct VersionMetadata {
-    media_type: Option<String>,
+    metadata: serde_json::Value,
 }
 
 /// One version as the untagged sweep needs it.
@@ -320,19 +314,19 @@ impl Gcr {
         .await
     }
 
-    /// Every version of `package`; the full view, since the basic one is not documented to carry metadata.
+    /// Every version of `package`. `full` asks for the full view, since the basic one (enough for dates)
+    /// is not documented to carry the metadata with the media type.
     async fn versions(
         &self,
         repository: &Repository,
         package: &Package,
+        full: bool,
     ) -> Result<Vec<Version>, RegistryError> {
         let operation = format!("list versions of {repository}");
+        let view = if full { "&view=FULL" } else { "" };
         let versions = self
             .pages(
-                &format!(
-                    "/v1/{}/versions?pageSize={PAGE_SIZE}&view=FULL",
-                    package.parent
-                ),
+                &format!("/v1/{}/versions?pageSize={PAGE_SIZE}{view}", package.parent),
                 &operation,
                 repository,
                 |api, response| {
@@ -346,7 +340,7 @@ impl Gcr {
             .map(|version| Version {
                 digest: last_segment(&version.name),
                 created: version.create_time,
-                image: (version.metadata.media_type.as_deref())
+                image: (version.metadata["mediaType"].as_str())
                     .is_some_and(|media_type| MANIFEST_MEDIA_TYPES[..2].contains(&media_type)),
             })
             .collect())
@@ -362,7 +356,7 @@ impl Gcr {
             .into_iter()
             .filter_map(|tag| tag.version.as_deref().map(last_segment))
             .collect();
-        let versions = self.versions(repository, &package).await?;
+        let versions = self.versions(repository, &package, true).await?;
         let possible_indexes = versions
             .iter()
             .filter(|version| !version.image && tagged.contains(version.digest.as_str()))
@@ -405,7 +399,7 @@ impl TagApi for Gcr {
         let tags = self.tags(repository, &package).await?;
         // Versions give the dates, and the untagged manifests a digest target may name.
         let versions = if want.dates || want.digests {
-            self.versions(repository, &package).await?
+            self.versions(repository, &package, false).await?
         } else {
             Vec::new()
         };
