@@ -244,7 +244,7 @@ fn rows(run: &Run) -> BTreeMap<String, Value> {
 }
 
 #[test]
-fn untagged_sweep_spares_children_of_tagged_indexes() {
+fn untagged_sweep_spares_index_children_until_their_index_is_gone() {
     let acr = Acr::start(TENANT);
     roles(&acr, APP, &["AcrPull", "AcrDelete"]);
     // One path segment: the double's routes take `{name}` as one segment, and the v2 delete keeps slashes.
@@ -272,7 +272,8 @@ fn untagged_sweep_spares_children_of_tagged_indexes() {
     }
     acr.manifest("app", &digest(200), old, &[]);
     acr.manifest("app", &digest(201), &recent, &[]);
-    // An untagged index goes with its child: no tag keeps either.
+    // An untagged index goes first; its child is spared while the index is listed, and goes on the next
+    // run (a recent untagged index kept by --older-than must never lose a child).
     acr.manifest("app", &gone_index, old, &[&gone_child]);
     acr.manifest("app", &gone_child, old, &[]);
     let dir = tempfile::tempdir().unwrap();
@@ -280,7 +281,7 @@ fn untagged_sweep_spares_children_of_tagged_indexes() {
     let repository = format!("{}/app", acr.server.host());
     let before = acr.manifests("app");
     assert_eq!(before.len(), 8);
-    let swept = [digest(200), gone_index.clone(), gone_child.clone()];
+    let swept = [digest(200), gone_index.clone()];
 
     let planned = run(
         dir.path(),
@@ -299,7 +300,6 @@ fn untagged_sweep_spares_children_of_tagged_indexes() {
     let mut expected_keys = BTreeSet::from(["multi", "v1"]);
     expected_keys.insert(&swept[0]);
     expected_keys.insert(&swept[1]);
-    expected_keys.insert(&swept[2]);
     let recent_orphan = digest(201);
     expected_keys.insert(&recent_orphan);
     assert_eq!(
@@ -354,7 +354,7 @@ fn untagged_sweep_spares_children_of_tagged_indexes() {
         .filter(|row| row["tag"].is_null())
         .map(|row| (row["digest"].as_str().unwrap().to_owned(), row.clone()))
         .collect();
-    assert_eq!(reported.len(), 4, "{document}");
+    assert_eq!(reported.len(), 3, "{document}");
     for digest in &swept {
         assert_eq!(
             reported[digest]["result"], "deleted",
@@ -374,6 +374,29 @@ fn untagged_sweep_spares_children_of_tagged_indexes() {
         "the children of the tagged index stay"
     );
     assert!(expected.contains(&children[0]) && expected.contains(&children[1]));
+    assert!(
+        expected.contains(&gone_child),
+        "spared while its index was listed"
+    );
+
+    let second = run(
+        dir.path(),
+        &[
+            "cleanup",
+            "--yes",
+            "--untagged",
+            "--older-than",
+            "30d",
+            &repository,
+        ],
+    );
+    assert_eq!(second.code, 0, "{}\n{}", second.stderr, second.stdout);
+    expected.remove(&gone_child);
+    assert_eq!(
+        acr.manifests("app"),
+        expected,
+        "the orphaned child goes on the next run; the tagged index's children stay"
+    );
     assert_eq!(
         acr.tags("app"),
         BTreeSet::from(["multi".to_owned(), "v1".to_owned()])

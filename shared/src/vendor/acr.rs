@@ -4,7 +4,7 @@
 //! `DELETE /v2/{name}/manifests/{digest}`, which removes the manifest with every tag on it. No `az` CLI.
 //!
 //! Untagged manifests come from `GET /acr/v1/{name}/_manifests` (manifests with an empty `tags` list). Its
-//! `references` name the children of each manifest list, so the children of a still-tagged index are left
+//! `references` name the children of each manifest list, so the children of every listed index are left
 //! out without reading any manifest body.
 //!
 //! Each call first goes out without a token; ACR's 401 challenge names the scope it needs, for which an
@@ -126,7 +126,7 @@ struct Reference {
     digest: String,
 }
 
-/// The untagged manifests of a repository, children of tagged indexes left out.
+/// The untagged manifests of a repository, children of listed indexes left out.
 #[derive(Default)]
 struct Untagged {
     /// Digest → `createdTime`.
@@ -137,9 +137,11 @@ struct Untagged {
 
 impl Untagged {
     fn from_manifests(manifests: Vec<AcrManifest>) -> Untagged {
+        // Children of untagged indexes are spared too: `--older-than` judges each manifest alone and could
+        // keep a recent untagged index (still pulled by digest) while deleting an older child it reuses.
+        // They become plain untagged manifests once their index is gone, for the next run.
         let referenced: BTreeSet<&str> = manifests
             .iter()
-            .filter(|manifest| !manifest.tags.is_empty())
             .flat_map(|manifest| manifest.references.iter().map(|r| r.digest.as_str()))
             .collect();
         let mut untagged = Untagged::default();
@@ -478,13 +480,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn children_of_tagged_indexes_are_not_untagged() {
+    fn children_of_listed_indexes_are_not_untagged() {
         let list: ManifestList = serde_json::from_value(serde_json::json!({"manifests": [
             {"digest": "sha256:index", "tags": ["multi"], "createdTime": "2026-01-01T00:00:00Z",
              "references": [{"digest": "sha256:amd64"}, {"digest": "sha256:arm64"}]},
             {"digest": "sha256:amd64", "tags": [], "createdTime": "2026-01-01T00:00:00Z"},
             {"digest": "sha256:arm64", "createdTime": "2026-01-01T00:00:00Z"},
-            {"digest": "sha256:gone-index", "tags": [], "references": [{"digest": "sha256:orphan"}]},
+            {"digest": "sha256:gone-index", "tags": [], "references": [{"digest": "sha256:child-of-gone"}]},
+            {"digest": "sha256:child-of-gone", "tags": [], "createdTime": "2025-01-01T00:00:00Z"},
             {"digest": "sha256:orphan", "tags": [], "createdTime": "2025-01-01T00:00:00Z",
              "changeableAttributes": {"deleteEnabled": false}},
             {"digest": "sha256:image", "tags": ["v1"]}

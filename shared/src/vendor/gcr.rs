@@ -98,7 +98,7 @@ struct Gcr {
     authorised: OnceCell<ApiClient>,
     location: Option<String>,
     parallel: usize,
-    /// The v2 client, for reading tagged indexes.
+    /// The v2 client, for reading indexes.
     client: Client,
 }
 
@@ -346,7 +346,9 @@ impl Gcr {
             .collect())
     }
 
-    /// The untagged versions of `repository`, without the children of tagged indexes.
+    /// The untagged versions of `repository`, without the children of any listed index (tagged or not:
+    /// `--older-than` could keep a recent untagged index while deleting an older child it reuses; children
+    /// of a removed index go on the next run).
     async fn untagged(
         &self,
         repository: &Repository,
@@ -359,7 +361,7 @@ impl Gcr {
         let versions = self.versions(repository, &package, true).await?;
         let possible_indexes = versions
             .iter()
-            .filter(|version| !version.image && tagged.contains(version.digest.as_str()))
+            .filter(|version| !version.image)
             .map(|version| version.digest.as_str());
         let children = dates::index_children(
             &self.client,
