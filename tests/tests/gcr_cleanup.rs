@@ -253,7 +253,7 @@ fn untagged_sweep_reads_tagged_indexes_and_spares_their_children() {
     let (orphan, recent_orphan) = (digest(200), digest(201));
     ar.version(PACKAGE, &orphan, old, IMAGE_MANIFEST);
     ar.version(PACKAGE, &recent_orphan, &recent, IMAGE_MANIFEST);
-    // An untagged index goes with its child: no tag keeps either (nothing reads it).
+    // An untagged index whose manifest the registry no longer serves names no children: both go.
     let (gone_index, gone_child) = (digest(300), digest(301));
     ar.version(PACKAGE, &gone_index, old, list_type);
     ar.version(PACKAGE, &gone_child, old, IMAGE_MANIFEST);
