@@ -51,8 +51,8 @@ pub(crate) struct CleanupArgs {
     /// Never tags listed in FILE: one tag or glob (*, ?) per line, # comments.
     #[arg(long, value_name = "FILE")]
     keep_list: Option<PathBuf>,
-    /// Also delete manifests no tag points at, where the registry can list them (never a child of a
-    /// tagged index); --older-than applies to them too.
+    /// Also delete manifests no tag points at, where the registry can list them (ECR, ACR, GCR, GitHub,
+    /// Harbor; never a child of an index still in the repository); --older-than applies to them too.
     #[arg(long)]
     untagged: bool,
     /// Delete without asking (required when standard input is not a terminal).
