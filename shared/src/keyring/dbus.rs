@@ -548,7 +548,9 @@ fn connect_address(list: &str) -> Result<UnixStream, BusError> {
     let mut last = format!("no usable address in `{list}`");
     for address in list.split(';').filter(|a| !a.is_empty()) {
         let Some(("unix", params)) = address.split_once(':') else {
-            last = format!("unsupported D-Bus transport in `{address}` (only unix sockets are)");
+            last = format!(
+                "unsupported D-Bus transport in `{address}`: only `unix:` addresses are supported"
+            );
             continue;
         };
         for (key, value) in params.split(',').filter_map(|p| p.split_once('=')) {
