@@ -715,3 +715,205 @@ async fn tls_trusts_a_ca_file_or_skips_verification_only_when_told() {
         .await
         .unwrap();
 }
+
+/// `regkit --output json delete REFS` with an empty docker config; the JSON entries by reference.
+fn regkit_delete(host: &str, repo: &str, tags: &[&str], dry_run: bool) -> Vec<serde_json::Value> {
+    let config = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(regkit_e2e::bins::ours("regkit"));
+    command
+        .env_clear()
+        .arg("--docker-config")
+        .arg(config.path())
+        .args(["--output", "json"]);
+    if dry_run {
+        command.arg("--dry-run");
+    }
+    let output = command
+        .arg("delete")
+        .args(tags.iter().map(|tag| format!("{host}/{repo}:{tag}")))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|entry| entry.get("summary").is_none())
+        .collect()
+}
+
+/// `(tag, status, method)` of each entry.
+fn outcomes(entries: &[serde_json::Value]) -> Vec<(String, String, String)> {
+    entries
+        .iter()
+        .map(|entry| {
+            (
+                entry["tag"].as_str().unwrap_or_default().to_string(),
+                entry["status"].as_str().unwrap_or_default().to_string(),
+                entry["method"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The request methods a proxy saw, counted.
+fn methods(
+    proxy: &regkit_e2e::faultproxy::FaultProxy,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut counted = std::collections::BTreeMap::new();
+    for head in proxy.heads() {
+        let method = head
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        *counted.entry(method).or_insert(0) += 1;
+    }
+    counted
+}
+
+#[test]
+fn deleting_tags_with_distinct_digests_costs_three_requests_per_tag() {
+    let registry = Registry::start();
+    let url = registry.url();
+    let names: Vec<String> = (0..30).map(|n| format!("t{n}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    images::push_distinct(&url, "cost/app", &refs, &Auth::None);
+    let proxy = regkit_e2e::faultproxy::FaultProxy::start(registry.host());
+    let entries = regkit_delete(proxy.host(), "cost/app", &refs, false);
+    assert_eq!(entries.len(), names.len());
+    assert!(
+        entries
+            .iter()
+            .all(|entry| entry["status"] == "deleted" && entry["method"] == "digest"),
+        "{entries:?}"
+    );
+    assert!(images::tag_digests(&url, "cost/app", &Auth::None).is_empty());
+    let counted = methods(&proxy);
+    // Per tag: the listing HEAD, the re-check GET (which also brings the body a link repair needs) and
+    // the DELETE; once per run: the vendor detection probes, the tag listing and the probe DELETE.
+    assert_eq!(counted.get("HEAD"), Some(&names.len()), "{counted:?}");
+    assert_eq!(
+        counted.get("DELETE"),
+        Some(&(names.len() + 1)),
+        "{counted:?}"
+    );
+    let manifest_gets = proxy
+        .heads()
+        .iter()
+        .filter(|head| head.starts_with("GET /v2/cost/app/manifests/t"))
+        .count();
+    assert_eq!(manifest_gets, names.len());
+    assert!(
+        counted
+            .get("GET")
+            .is_some_and(|gets| *gets <= names.len() + 5),
+        "{counted:?}"
+    );
+    assert_eq!(counted.len(), 3, "{counted:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_tagged_child_of_a_kept_index_is_untagged_so_the_index_still_pulls() {
+    let registry = Registry::start();
+    let url = registry.url();
+    let index = images::push_index(&url, "multi/app", "release", &Auth::None, Format::Oci);
+    images::push(&url, "multi/app", &["other"], &Auth::None);
+    let client = client(&registry, RegistryAuth::Anonymous);
+    let release = client
+        .get_manifest("multi/app", &index.digest)
+        .await
+        .unwrap()
+        .unwrap();
+    client
+        .put_manifest(
+            "multi/app",
+            "release-alias",
+            &release.info.media_type,
+            &release.body,
+        )
+        .await
+        .unwrap();
+    let child = client
+        .get_manifest("multi/app", &index.children[0])
+        .await
+        .unwrap()
+        .unwrap();
+    client
+        .put_manifest("multi/app", "amd64", &child.info.media_type, &child.body)
+        .await
+        .unwrap();
+    images::push_distinct(&url, "multi/app", &["solo"], &Auth::None);
+    let proxy = regkit_e2e::faultproxy::FaultProxy::start(registry.host());
+
+    let planned = regkit_delete(proxy.host(), "multi/app", &["amd64", "solo"], true);
+    assert_eq!(
+        outcomes(&planned),
+        [
+            ("amd64".into(), "planned".into(), "tombstone".into()),
+            ("solo".into(), "planned".into(), "digest".into())
+        ]
+    );
+    let entries = regkit_delete(proxy.host(), "multi/app", &["amd64", "solo"], false);
+    assert_eq!(
+        outcomes(&entries),
+        [
+            ("amd64".into(), "untagged".into(), "tombstone".into()),
+            ("solo".into(), "deleted".into(), "digest".into())
+        ]
+    );
+    let left = images::tag_digests(&url, "multi/app", &Auth::None);
+    assert_eq!(
+        left.keys().collect::<Vec<_>>(),
+        ["other", "release", "release-alias"]
+    );
+    assert_eq!(left["release"], index.digest);
+    for child in &index.children {
+        assert!(
+            client
+                .head_manifest("multi/app", child)
+                .await
+                .unwrap()
+                .is_some(),
+            "the kept index lost {child}"
+        );
+    }
+    // Each run read the index its two kept tags share once; `other`, an image, was never read.
+    let index_gets = proxy
+        .heads()
+        .iter()
+        .filter(|head| head.starts_with(&format!("GET /v2/multi/app/manifests/{}", index.digest)))
+        .count();
+    assert_eq!(index_gets, 2);
+
+    // With the index itself requested, nothing protects the child any more: both go by digest.
+    client
+        .put_manifest("multi/app", "amd64", &child.info.media_type, &child.body)
+        .await
+        .unwrap();
+    let entries = regkit_delete(
+        registry.host(),
+        "multi/app",
+        &["release", "release-alias", "amd64"],
+        false,
+    );
+    assert_eq!(
+        outcomes(&entries),
+        [
+            ("release".into(), "deleted".into(), "digest".into()),
+            ("release-alias".into(), "deleted".into(), "digest".into()),
+            ("amd64".into(), "deleted".into(), "digest".into())
+        ]
+    );
+    assert!(
+        client
+            .head_manifest("multi/app", &index.children[0])
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

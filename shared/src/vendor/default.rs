@@ -13,8 +13,11 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::RwLock;
 
 use super::{BoxFuture, Capabilities, Context, DeleteRequest, TagInfo, Vendor, failure_kind};
+use crate::dates::manifest_children;
 use crate::reference::{Repository, Target};
-use crate::registry::{Client, Deleted, RegistryError};
+use crate::registry::{
+    Client, Deleted, MANIFEST_MEDIA_TYPES, Manifest, ManifestInfo, RegistryError,
+};
 use crate::report::{Entry, FailureKind, Method, Status};
 
 /// The annotation that makes a tombstone's digest unique.
@@ -44,12 +47,12 @@ trait Store {
         &self,
         repository: &str,
         reference: &str,
-    ) -> Result<Option<String>, RegistryError>;
+    ) -> Result<Option<ManifestInfo>, RegistryError>;
     async fn get(
         &self,
         repository: &str,
-        digest: &str,
-    ) -> Result<Option<(String, Vec<u8>)>, RegistryError>;
+        reference: &str,
+    ) -> Result<Option<Manifest>, RegistryError>;
     async fn put(
         &self,
         repository: &str,
@@ -71,21 +74,15 @@ impl Store for Client {
         &self,
         repository: &str,
         reference: &str,
-    ) -> Result<Option<String>, RegistryError> {
-        Ok(self
-            .head_manifest(repository, reference)
-            .await?
-            .map(|info| info.digest))
+    ) -> Result<Option<ManifestInfo>, RegistryError> {
+        self.head_manifest(repository, reference).await
     }
     async fn get(
         &self,
         repository: &str,
-        digest: &str,
-    ) -> Result<Option<(String, Vec<u8>)>, RegistryError> {
-        Ok(self
-            .get_manifest(repository, digest)
-            .await?
-            .map(|manifest| (manifest.info.media_type, manifest.body)))
+        reference: &str,
+    ) -> Result<Option<Manifest>, RegistryError> {
+        self.get_manifest(repository, reference).await
     }
     async fn put(
         &self,
@@ -147,7 +144,7 @@ impl<S: Store> Vendor for DefaultVendor<S> {
             Ok(tags
                 .into_iter()
                 .filter_map(|tag| {
-                    let digest = digests.get(&tag)?.clone();
+                    let digest = digests.get(&tag)?.digest.clone();
                     Some(TagInfo {
                         tag,
                         digest: Some(digest),
@@ -236,6 +233,18 @@ fn plan(tags: &[String], digests: &[String], listing: &BTreeMap<String, String>)
     actions
 }
 
+/// Whether a manifest of this type may list other manifests: anything but a known image manifest, so an
+/// unusual or missing `Content-Type` errs on the side of reading it.
+fn may_be_index(info: &ManifestInfo) -> bool {
+    const IMAGE_TYPES: [&str; 4] = [
+        MANIFEST_MEDIA_TYPES[0],
+        MANIFEST_MEDIA_TYPES[1],
+        "application/vnd.docker.distribution.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    ];
+    !IMAGE_TYPES.contains(&info.media_type.as_str())
+}
+
 /// `body` with a unique tombstone annotation: OCI manifests and indexes define `annotations`, and
 /// distribution keeps unknown fields of docker v2 schema 2 manifests and lists, so all four get a new
 /// digest the registry accepts.
@@ -294,7 +303,7 @@ impl<S: Store> DefaultVendor<S> {
         &self,
         repository: &str,
         tags: &[String],
-    ) -> Result<BTreeMap<String, String>, RegistryError> {
+    ) -> Result<BTreeMap<String, ManifestInfo>, RegistryError> {
         let results: Vec<_> = stream::iter(tags)
             .map(|tag| async move { (tag, self.store.head(repository, tag).await) })
             .buffer_unordered(self.parallel)
@@ -302,11 +311,73 @@ impl<S: Store> DefaultVendor<S> {
             .await;
         let mut digests = BTreeMap::new();
         for (tag, result) in results {
-            if let Some(digest) = result? {
-                digests.insert(tag.clone(), digest);
+            if let Some(info) = result? {
+                digests.insert(tag.clone(), info);
             }
         }
         Ok(digests)
+    }
+
+    /// `actions` with every delete of a manifest that a kept index references turned into untags: the
+    /// manifest must stay for the index (a multi-arch image missing a platform), only the requested tags
+    /// go. Indexes are read only when some manifest would go by digest, each once.
+    async fn protect_index_children(
+        &self,
+        repository: &str,
+        actions: Vec<Action>,
+        requested: &[String],
+        listing: &BTreeMap<String, ManifestInfo>,
+    ) -> Result<Vec<Action>, RegistryError> {
+        let deletes_by_digest = actions.iter().any(|action| {
+            matches!(
+                action,
+                Action::DeleteDigest {
+                    explicit: false,
+                    ..
+                }
+            )
+        });
+        if !deletes_by_digest {
+            return Ok(actions);
+        }
+        let requested: HashSet<&str> = requested.iter().map(String::as_str).collect();
+        let kept_indexes: BTreeSet<&str> = listing
+            .iter()
+            .filter(|(tag, info)| !requested.contains(tag.as_str()) && may_be_index(info))
+            .map(|(_, info)| info.digest.as_str())
+            .collect();
+        if kept_indexes.is_empty() {
+            return Ok(actions);
+        }
+        let read: Vec<_> = stream::iter(kept_indexes)
+            .map(|digest| self.store.get(repository, digest))
+            .buffer_unordered(self.parallel)
+            .collect()
+            .await;
+        let mut children = HashSet::new();
+        for index in read {
+            // An index deleted since the listing references nothing any more.
+            if let Some(index) = index? {
+                children.extend(manifest_children(&index.body).unwrap_or_default());
+            }
+        }
+        Ok(actions
+            .into_iter()
+            .flat_map(|action| match action {
+                Action::DeleteDigest {
+                    digest,
+                    tags,
+                    explicit: false,
+                } if children.contains(&digest) => tags
+                    .into_iter()
+                    .map(|tag| Action::Untag {
+                        tag,
+                        digest: digest.clone(),
+                    })
+                    .collect(),
+                action => vec![action],
+            })
+            .collect())
     }
 
     async fn delete_all(&self, request: &DeleteRequest<'_>) -> Vec<Entry> {
@@ -360,7 +431,18 @@ impl<S: Store> DefaultVendor<S> {
                 Err(error) => return fail_all(&error),
             }
         };
-        let actions = plan(&tags, &digests, &listing);
+        let digest_of: BTreeMap<String, String> = listing
+            .iter()
+            .map(|(tag, info)| (tag.clone(), info.digest.clone()))
+            .collect();
+        let actions = plan(&tags, &digests, &digest_of);
+        let actions = match self
+            .protect_index_children(path, actions, &tags, &listing)
+            .await
+        {
+            Ok(actions) => actions,
+            Err(error) => return fail_all(&error),
+        };
         let results: Vec<Vec<Entry>> = stream::iter(actions)
             .map(|action| async {
                 let done = if request.dry_run {
@@ -383,7 +465,7 @@ impl<S: Store> DefaultVendor<S> {
             Action::Absent { tag } => {
                 vec![entries.done(Target::Tag(tag), None, Status::Absent, None)]
             }
-            Action::Untag { tag, .. } => vec![self.untag(entries, tag).await],
+            Action::Untag { tag, .. } => vec![self.untag(entries, tag, None).await],
             Action::DeleteDigest {
                 digest,
                 tags,
@@ -391,10 +473,12 @@ impl<S: Store> DefaultVendor<S> {
             } => {
                 let mut done = Vec::new();
                 let mut still_there = Vec::new();
-                // Re-check just before acting: a tag moved by a concurrent push must not go with this digest.
+                let mut manifest = None;
+                // Re-check just before acting: a tag moved by a concurrent push must not go with this
+                // digest. A GET rather than a HEAD also brings the body a link repair needs.
                 let rechecked: Vec<_> = stream::iter(tags)
                     .map(|tag| async move {
-                        let current = self.store.head(path, &tag).await;
+                        let current = self.store.get(path, &tag).await;
                         (tag, current)
                     })
                     .buffer_unordered(self.parallel)
@@ -402,8 +486,13 @@ impl<S: Store> DefaultVendor<S> {
                     .await;
                 for (tag, current) in rechecked {
                     match current {
-                        Ok(Some(current)) if current == digest => still_there.push(tag),
-                        Ok(Some(_)) => done.push(self.untag(entries, tag).await),
+                        Ok(Some(current)) if current.info.digest == digest => {
+                            still_there.push(tag);
+                            manifest.get_or_insert(current);
+                        }
+                        Ok(Some(current)) => {
+                            done.push(self.untag(entries, tag, Some(current)).await)
+                        }
                         Ok(None) => {
                             done.push(entries.done(Target::Tag(tag), None, Status::Absent, None))
                         }
@@ -424,12 +513,10 @@ impl<S: Store> DefaultVendor<S> {
                         Target::Digest(_) => None,
                     })
                     .collect();
-                let deleted = match self.store.get(path, &digest).await {
-                    Ok(Some(manifest)) => {
-                        self.delete_with_tags(path, &digest, &manifest, &tags).await
-                    }
-                    Ok(None) => Ok(Deleted::Absent),
-                    Err(error) => Err(error),
+                // Only a tag re-checked onto this digest can be left listed without it.
+                let deleted = match &manifest {
+                    Some(manifest) => self.delete_with_tags(path, &digest, manifest, &tags).await,
+                    None => self.delete_shared(path, &digest).await,
                 };
                 let status = match deleted {
                     Ok(Deleted::Removed) => Status::Deleted,
@@ -454,9 +541,12 @@ impl<S: Store> DefaultVendor<S> {
         }
     }
 
-    /// Removes `tag` alone, wherever it points now.
-    async fn untag(&self, entries: &Entries<'_>, tag: String) -> Entry {
-        match self.tombstone(entries.repository.path.as_str(), &tag).await {
+    /// Removes `tag` alone, wherever it points now (`current`: its manifest, read a moment ago).
+    async fn untag(&self, entries: &Entries<'_>, tag: String, current: Option<Manifest>) -> Entry {
+        match self
+            .tombstone(entries.repository.path.as_str(), &tag, current)
+            .await
+        {
             Ok(Some(digest)) => entries.done(
                 Target::Tag(tag),
                 Some(digest),
@@ -486,13 +576,22 @@ impl<S: Store> DefaultVendor<S> {
     }
 
     /// Pushes a tombstone under `tag` and deletes it; the digest `tag` had, or `None` if it was gone.
-    async fn tombstone(&self, path: &str, tag: &str) -> Result<Option<String>, Failure> {
-        let Some(digest) = self.store.head(path, tag).await? else {
-            return Ok(None);
+    /// `current` is the manifest `tag` had a moment ago; without it, it is read now.
+    async fn tombstone(
+        &self,
+        path: &str,
+        tag: &str,
+        current: Option<Manifest>,
+    ) -> Result<Option<String>, Failure> {
+        let current = match current {
+            Some(current) => current,
+            None => match self.store.get(path, tag).await? {
+                Some(current) => current,
+                None => return Ok(None),
+            },
         };
-        let Some((media_type, body)) = self.store.get(path, &digest).await? else {
-            return Ok(None);
-        };
+        let Manifest { info, body } = current;
+        let digest = info.digest;
         let manifest_error = |message: String| Failure::Manifest {
             digest: digest.clone(),
             message,
@@ -500,7 +599,7 @@ impl<S: Store> DefaultVendor<S> {
         let grave = tombstone(&body, &tombstone_marker()).map_err(manifest_error)?;
         let grave_digest = {
             let _exclusive = self.writes.write().await;
-            self.store.put(path, tag, &media_type, &grave).await?
+            self.store.put(path, tag, &info.media_type, &grave).await?
         };
         // Deleting the original digest would take the sibling tags with it; never let a registry that
         // ignored the change lead there.
@@ -509,10 +608,23 @@ impl<S: Store> DefaultVendor<S> {
                 "the registry gave the tombstone the original digest".into(),
             ));
         }
-        let grave = (media_type, grave);
+        let grave = Manifest {
+            info: ManifestInfo {
+                digest: grave_digest.clone(),
+                size: grave.len() as u64,
+                media_type: info.media_type,
+            },
+            body: grave,
+        };
         self.delete_with_tags(path, &grave_digest, &grave, &[tag.to_string()])
             .await?;
         Ok(Some(digest))
+    }
+
+    /// One manifest DELETE, alongside other DELETEs but never beside a link being written.
+    async fn delete_shared(&self, path: &str, digest: &str) -> Result<Deleted, RegistryError> {
+        let _shared = self.writes.read().await;
+        self.store.delete(path, digest).await
     }
 
     /// Deletes `digest`, which `tags` pointed at a moment ago, and makes sure they went with it.
@@ -524,13 +636,10 @@ impl<S: Store> DefaultVendor<S> {
         &self,
         path: &str,
         digest: &str,
-        manifest: &(String, Vec<u8>),
+        manifest: &Manifest,
         tags: &[String],
     ) -> Result<Deleted, RegistryError> {
-        let mut result = {
-            let _shared = self.writes.read().await;
-            self.store.delete(path, digest).await?
-        };
+        let mut result = self.delete_shared(path, digest).await?;
         for _ in 0..REPAIR_ATTEMPTS {
             if result == Deleted::Removed {
                 return Ok(result);
@@ -540,7 +649,9 @@ impl<S: Store> DefaultVendor<S> {
             let mut relinked = false;
             for tag in tags {
                 if self.store.head(path, tag).await?.is_none() {
-                    self.store.put(path, tag, &manifest.0, &manifest.1).await?;
+                    self.store
+                        .put(path, tag, &manifest.info.media_type, &manifest.body)
+                        .await?;
                     relinked = true;
                 }
             }
@@ -657,6 +768,7 @@ mod tests {
     use super::*;
 
     const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
+    const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
     /// Distribution's semantics in memory: tags point at digests, deleting a digest drops its tags.
     #[derive(Default)]
@@ -664,9 +776,14 @@ mod tests {
         tags: RefCell<BTreeMap<String, String>>,
         manifests: RefCell<BTreeMap<String, (String, Vec<u8>)>>,
         delete_disabled: bool,
-        heads: Cell<usize>,
-        /// On this HEAD call, move the tag to the digest before answering.
-        move_on_head: Option<(usize, String, String)>,
+        /// Manifest reads (HEAD or GET) so far.
+        reads: Cell<usize>,
+        /// On this read, move the tag to the digest before answering.
+        move_on_read: Option<(usize, String, String)>,
+        /// The references read by GET, in order.
+        gets: RefCell<Vec<String>>,
+        /// Manifest DELETEs so far, the registry probe included.
+        deletes: Cell<usize>,
         /// Deletes that behave like a retried DELETE whose first attempt failed half-way: the manifest goes,
         /// its tags stay listed, and the answer is 404.
         half_deletes: Cell<usize>,
@@ -690,6 +807,39 @@ mod tests {
             self.tags.borrow_mut().insert(tag.into(), digest.clone());
             digest
         }
+        /// An OCI index of `children` under `tag`.
+        fn push_index(&self, tag: &str, children: &[&str]) -> String {
+            let manifests: Vec<String> = children
+                .iter()
+                .map(|child| format!(r#"{{"mediaType":"{OCI}","digest":"{child}","size":1}}"#))
+                .collect();
+            let body = format!(
+                r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+                manifests.join(",")
+            );
+            let digest = digest_of(body.as_bytes());
+            self.manifests
+                .borrow_mut()
+                .insert(digest.clone(), (OCI_INDEX.into(), body.into_bytes()));
+            self.tags.borrow_mut().insert(tag.into(), digest.clone());
+            digest
+        }
+        /// What `reference` resolves to now, after the scheduled move if this read is the one.
+        fn read(&self, reference: &str) -> Option<(String, String, Vec<u8>)> {
+            self.reads.set(self.reads.get() + 1);
+            if let Some((call, tag, digest)) = &self.move_on_read
+                && *call == self.reads.get()
+            {
+                self.tags.borrow_mut().insert(tag.clone(), digest.clone());
+            }
+            let digest = if reference.starts_with("sha256:") {
+                reference.to_string()
+            } else {
+                self.tags.borrow().get(reference).cloned()?
+            };
+            let (media_type, body) = self.manifests.borrow().get(&digest).cloned()?;
+            Some((digest, media_type, body))
+        }
         fn snapshot(&self) -> BTreeMap<String, String> {
             self.tags.borrow().clone()
         }
@@ -708,22 +858,31 @@ mod tests {
         async fn list_tags(&self, _: &str) -> Result<Vec<String>, RegistryError> {
             Ok(self.tags.borrow().keys().rev().cloned().collect())
         }
-        async fn head(&self, _: &str, reference: &str) -> Result<Option<String>, RegistryError> {
-            self.heads.set(self.heads.get() + 1);
-            if let Some((call, tag, digest)) = &self.move_on_head
-                && *call == self.heads.get()
-            {
-                self.tags.borrow_mut().insert(tag.clone(), digest.clone());
-            }
-            let digest = self.tags.borrow().get(reference).cloned();
-            Ok(digest.filter(|digest| self.manifests.borrow().contains_key(digest)))
-        }
-        async fn get(
+        async fn head(
             &self,
             _: &str,
-            digest: &str,
-        ) -> Result<Option<(String, Vec<u8>)>, RegistryError> {
-            Ok(self.manifests.borrow().get(digest).cloned())
+            reference: &str,
+        ) -> Result<Option<ManifestInfo>, RegistryError> {
+            Ok(self
+                .read(reference)
+                .map(|(digest, media_type, body)| ManifestInfo {
+                    digest,
+                    media_type,
+                    size: body.len() as u64,
+                }))
+        }
+        async fn get(&self, _: &str, reference: &str) -> Result<Option<Manifest>, RegistryError> {
+            self.gets.borrow_mut().push(reference.to_string());
+            Ok(self
+                .read(reference)
+                .map(|(digest, media_type, body)| Manifest {
+                    info: ManifestInfo {
+                        digest,
+                        media_type,
+                        size: body.len() as u64,
+                    },
+                    body,
+                }))
         }
         async fn put(
             &self,
@@ -740,6 +899,7 @@ mod tests {
             Ok(digest)
         }
         async fn delete(&self, _: &str, digest: &str) -> Result<Deleted, RegistryError> {
+            self.deletes.set(self.deletes.get() + 1);
             if self.delete_disabled {
                 return Err(self.unsupported());
             }
@@ -952,9 +1112,9 @@ mod tests {
         let old = fake.push("a", "one");
         fake.push("b", "one");
         let new = fake.push("c", "two");
-        // Listing HEADs a, b, c (calls 1-3); the re-check of `a` is call 4.
+        // Listing HEADs a, b, c (reads 1-3); the re-check of `a` is read 4.
         let fake = Fake {
-            move_on_head: Some((4, "a".into(), new.clone())),
+            move_on_read: Some((4, "a".into(), new.clone())),
             ..fake
         };
         let (entries, fake, _) = run(fake, &[tag("a"), tag("b")], false);
@@ -1002,6 +1162,90 @@ mod tests {
         assert!(
             entries[0].error.as_deref().unwrap().contains("stay listed"),
             "{entries:?}"
+        );
+    }
+
+    #[test]
+    fn distinct_digests_cost_one_listing_read_one_recheck_and_one_delete_each() {
+        let fake = Fake::default();
+        let names: Vec<String> = (0..20).map(|n| format!("t{n}")).collect();
+        for name in &names {
+            fake.push(name, name);
+        }
+        let targets: Vec<Target> = names.iter().map(|name| tag(name)).collect();
+        let (entries, fake, _) = run(fake, &targets, false);
+        assert!(entries.iter().all(|e| e.status == Status::Deleted));
+        assert!(fake.snapshot().is_empty());
+        assert_eq!(
+            fake.reads.get(),
+            2 * names.len(),
+            "a HEAD and a GET per tag"
+        );
+        assert_eq!(
+            fake.gets.borrow().iter().collect::<BTreeSet<_>>(),
+            names.iter().collect(),
+            "only the re-checks GET, by tag"
+        );
+        assert_eq!(fake.deletes.get(), names.len() + 1, "one DELETE per tag");
+    }
+
+    #[test]
+    fn a_manifest_a_kept_index_references_is_untagged_not_deleted() {
+        let fake = Fake::default();
+        let amd64 = fake.push("amd64", "amd64");
+        let arm64 = fake.push("arm64-build", "arm64");
+        let lonely = fake.push("lonely", "lonely");
+        let index = fake.push_index("multi", &[&amd64, &arm64]);
+        fake.tags
+            .borrow_mut()
+            .insert("multi-alias".into(), index.clone());
+        let (entries, fake, _) = run(fake, &[tag("amd64"), tag("lonely")], false);
+        assert_eq!(
+            statuses(&entries),
+            vec![
+                (
+                    "fake/a/b:amd64".into(),
+                    Status::Untagged,
+                    Some(Method::Tombstone)
+                ),
+                (
+                    "fake/a/b:lonely".into(),
+                    Status::Deleted,
+                    Some(Method::Digest)
+                ),
+            ]
+        );
+        assert!(
+            fake.manifests.borrow().contains_key(&amd64),
+            "the kept index needs it"
+        );
+        assert!(!fake.manifests.borrow().contains_key(&lonely));
+        assert_eq!(
+            fake.snapshot().keys().collect::<Vec<_>>(),
+            ["arm64-build", "multi", "multi-alias"]
+        );
+        let index_reads = fake.gets.borrow().iter().filter(|r| **r == index).count();
+        assert_eq!(index_reads, 1, "two kept tags, one index, one read");
+
+        // Nothing deleted by digest (the only requested tag has a kept sibling): no index is read.
+        fake.tags
+            .borrow_mut()
+            .insert("lonely-2".into(), arm64.clone());
+        fake.gets.borrow_mut().clear();
+        let (entries, fake, _) = run(fake, &[tag("arm64-build")], false);
+        assert_eq!(entries[0].status, Status::Untagged);
+        assert!(!fake.gets.borrow().contains(&index));
+        // The dry run shows the untag too.
+        let amd64_again = fake.push("amd64", "amd64");
+        assert_eq!(amd64_again, amd64);
+        let (entries, _, _) = run(fake, &[tag("amd64")], true);
+        assert_eq!(
+            statuses(&entries),
+            vec![(
+                "fake/a/b:amd64".into(),
+                Status::Planned,
+                Some(Method::Tombstone)
+            )]
         );
     }
 
