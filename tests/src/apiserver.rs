@@ -10,6 +10,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::http::request::Parts;
+use hyper_util::rt::TokioIo;
+use tokio::sync::oneshot;
 
 /// A request as a handler sees it.
 #[derive(Debug, Clone)]
@@ -175,52 +183,53 @@ struct Shared {
     routes: Vec<Route>,
     violations: Mutex<Vec<String>>,
     log: Mutex<Vec<(String, String, u16)>>,
+    requests: AtomicUsize,
 }
 
 /// A running server on 127.0.0.1; stops on drop.
 pub struct ApiServer {
-    server: Arc<tiny_http::Server>,
     shared: Arc<Shared>,
     addr: String,
-    workers: Vec<JoinHandle<()>>,
-    requests: Arc<AtomicUsize>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl ApiServer {
     /// Starts a server answering `routes` on an ephemeral loopback port.
     pub fn start(routes: Vec<Route>) -> ApiServer {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind API server"));
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .expect("IP listener")
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind API server");
+        let addr = listener
+            .local_addr()
+            .expect("API server address")
             .to_string();
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking API listener");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("API server runtime");
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).expect("API listener")
+        };
         let shared = Arc::new(Shared {
             routes,
             violations: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
+            requests: AtomicUsize::new(0),
         });
-        let requests = Arc::new(AtomicUsize::new(0));
-        // Several workers, so a client's concurrent requests are served concurrently.
-        let workers = (0..8)
-            .map(|_| {
-                let server = Arc::clone(&server);
-                let shared = Arc::clone(&shared);
-                let requests = Arc::clone(&requests);
-                std::thread::spawn(move || {
-                    while let Ok(request) = server.recv() {
-                        requests.fetch_add(1, Ordering::SeqCst);
-                        serve(&shared, request);
-                    }
-                })
-            })
-            .collect();
+        let (stop, stopped) = oneshot::channel();
+        let thread = std::thread::spawn({
+            let shared = Arc::clone(&shared);
+            // Dropping the runtime when the accept loop ends closes every connection still open.
+            move || runtime.block_on(accept(listener, shared, stopped))
+        });
         ApiServer {
-            server,
             shared,
             addr,
-            workers,
-            requests,
+            stop: Some(stop),
+            thread: Some(thread),
         }
     }
 
@@ -236,7 +245,7 @@ impl ApiServer {
 
     /// Requests served so far.
     pub fn request_count(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
+        self.shared.requests.load(Ordering::SeqCst)
     }
 
     /// Every `(method, path, status)` answered, oldest first.
@@ -274,21 +283,88 @@ pub fn declared(routes: &[Route]) -> Vec<Declared> {
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        self.server.unblock();
-        for _ in 1..self.workers.len() {
-            self.server.unblock();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
 
-fn serve(shared: &Shared, mut request: tiny_http::Request) {
-    let method = request.method().as_str().to_uppercase();
-    let url = request.url().to_string();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let query: Vec<(String, String)> = query
+/// Serves every connection as its own task until `stop` fires. A connection lives as long as the client keeps
+/// it alive, so none may wait for another to close (tiny_http's connection pool queued connections behind
+/// busy threads: a client's request on a queued keep-alive connection went unanswered until its timeout).
+async fn accept(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of descriptors or a connection reset before it was accepted: try again shortly
+                // rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |request| answer(Arc::clone(&shared), request));
+            // A client dropping its connection mid-request is no concern of the server's.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// One request: the whole body is read, then the route's handler answers.
+async fn answer(
+    shared: Arc<Shared>,
+    request: hyper::Request<Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, hyper::Error> {
+    let (head, body) = request.into_parts();
+    let body = body.collect().await?.to_bytes().to_vec();
+    let target = format!("{} {}", head.method, head.uri.path());
+    // Handlers are synchronous and may wait on shared state: they run off the connections' I/O thread.
+    let reply = tokio::task::spawn_blocking({
+        let shared = Arc::clone(&shared);
+        move || serve(&shared, &head, body)
+    })
+    .await
+    .unwrap_or_else(|_| {
+        violation(&shared, format!("{target}: handler panicked"));
+        Reply::empty(500)
+    });
+    let mut response = hyper::Response::new(Full::new(Bytes::from(reply.body)));
+    *response.status_mut() = hyper::StatusCode::from_u16(reply.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in reply.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    Ok(response)
+}
+
+fn serve(shared: &Shared, head: &Parts, body: Vec<u8>) -> Reply {
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    let method = head.method.as_str().to_uppercase();
+    let path = head.uri.path();
+    let query: Vec<(String, String)> = head
+        .uri
+        .query()
+        .unwrap_or("")
         .split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
@@ -299,18 +375,16 @@ fn serve(shared: &Shared, mut request: tiny_http::Request) {
             )
         })
         .collect();
-    let headers = request
-        .headers()
+    let headers = head
+        .headers
         .iter()
-        .map(|h| {
+        .map(|(name, value)| {
             (
-                h.field.as_str().as_str().to_ascii_lowercase(),
-                h.value.as_str().to_string(),
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
             )
         })
         .collect();
-    let mut body = Vec::new();
-    let _ = request.as_reader().read_to_end(&mut body);
     let matched = shared
         .routes
         .iter()
@@ -360,13 +434,7 @@ fn serve(shared: &Shared, mut request: tiny_http::Request) {
         .lock()
         .expect("log lock")
         .push((method, path.to_string(), reply.status));
-    let mut response = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
-    for (name, value) in reply.headers {
-        if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            response.add_header(header);
-        }
-    }
-    let _ = request.respond(response);
+    reply
 }
 
 fn violation(shared: &Shared, message: String) {
@@ -447,5 +515,89 @@ mod tests {
         assert_eq!(get("/things/bad"), 500);
         assert_eq!(get("/other"), 404);
         assert_eq!(server.violations().len(), 3, "{:?}", server.violations());
+    }
+
+    /// regkit's parallel calls: a burst of new keep-alive connections, every request answered within a short
+    /// timeout. Each round starts a fresh server, as the first burst of connections to a server was what
+    /// tiny_http's pool left unserved (it had 4 idle threads and could queue later connections behind them).
+    #[tokio::test]
+    async fn parallel_keep_alive_requests_are_all_answered() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        for round in 0..5 {
+            let server = ApiServer::start(vec![
+                Route::new("GET", "/items/{id}", &[], &[200], |r| {
+                    Reply::json(200, &serde_json::json!({"id": r.param("id")}))
+                }),
+                Route::new("DELETE", "/items/{id}", &[], &[204], |_| Reply::empty(204)),
+                Route::new("POST", "/items", &[], &[200], |r| {
+                    Reply::json(200, &serde_json::json!({"size": r.body.len()}))
+                }),
+            ]);
+            let failures = burst(&server.url(), 400, 16).await;
+            assert!(
+                failures.is_empty(),
+                "round {round}: {} failed: {failures:?}",
+                failures.len()
+            );
+            assert_eq!(server.request_count(), 400);
+            assert!(server.violations().is_empty(), "{:?}", server.violations());
+        }
+    }
+
+    /// `total` requests (GET, DELETE, POST with a large and an empty body) from `tasks` concurrent tasks
+    /// sharing one pooled client; the failures.
+    async fn burst(url: &str, total: usize, tasks: usize) -> Vec<String> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("client");
+        let next = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..tasks)
+            .map(|_| {
+                let (client, url, next) = (client.clone(), url.to_string(), Arc::clone(&next));
+                tokio::spawn(async move {
+                    let mut failures = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        if i >= total {
+                            return failures;
+                        }
+                        let (request, size) = match i % 4 {
+                            0 => (client.get(format!("{url}/items/{i}")), None),
+                            1 => (client.delete(format!("{url}/items/{i}")), None),
+                            2 => (
+                                client.post(format!("{url}/items")).body(vec![b'x'; 4000]),
+                                Some(4000),
+                            ),
+                            _ => (client.post(format!("{url}/items")).body(""), Some(0)),
+                        };
+                        let answer = match request.send().await {
+                            Ok(response) if response.status().is_success() => {
+                                response.bytes().await.map_err(|e| format!("body: {e}"))
+                            }
+                            Ok(response) => Err(response.status().to_string()),
+                            Err(e) => Err(format!("{e} (timed out: {})", e.is_timeout())),
+                        };
+                        match (answer, size) {
+                            (Err(error), _) => failures.push(format!("request {i}: {error}")),
+                            (Ok(body), Some(size)) => {
+                                let echoed = serde_json::from_slice::<serde_json::Value>(&body)
+                                    .expect("JSON")["size"]
+                                    .as_u64();
+                                if echoed != Some(size) {
+                                    failures.push(format!("request {i}: body size {echoed:?}"));
+                                }
+                            }
+                            (Ok(_), None) => {}
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut failures = Vec::new();
+        for task in tasks {
+            failures.extend(task.await.expect("task"));
+        }
+        failures
     }
 }
