@@ -626,113 +626,6 @@ fn list_tags(runs: u32) -> Vec<Row> {
     }]
 }
 
-/// A loopback HTTP proxy in front of moto that counts the API calls it forwards, by `X-Amz-Target`.
-struct CountingProxy {
-    url: String,
-    calls: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>,
-    server: std::sync::Arc<tiny_http::Server>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl CountingProxy {
-    fn start(upstream: &str) -> CountingProxy {
-        let server =
-            std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind proxy"));
-        let url = format!(
-            "http://{}",
-            server.server_addr().to_ip().expect("an IP listener")
-        );
-        let calls = std::sync::Arc::default();
-        let thread = {
-            let (server, calls, upstream) = (
-                std::sync::Arc::clone(&server),
-                std::sync::Arc::clone(&calls),
-                upstream.to_string(),
-            );
-            std::thread::spawn(move || forward_all(&server, &calls, &upstream))
-        };
-        CountingProxy {
-            url,
-            calls,
-            server,
-            thread: Some(thread),
-        }
-    }
-
-    fn calls(&self) -> std::collections::BTreeMap<String, usize> {
-        self.calls.lock().expect("counts").clone()
-    }
-}
-
-impl Drop for CountingProxy {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn forward_all(
-    server: &tiny_http::Server,
-    calls: &std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
-    upstream: &str,
-) {
-    let agent = raw_agent();
-    for mut request in server.incoming_requests() {
-        let mut target = "(no X-Amz-Target)".to_string();
-        let mut forward = ureq::http::Request::builder()
-            .method(request.method().as_str())
-            .uri(format!("{upstream}{}", request.url()));
-        for header in request.headers() {
-            let name = header.field.as_str().as_str();
-            if name.eq_ignore_ascii_case("x-amz-target") {
-                target = header
-                    .value
-                    .as_str()
-                    .rsplit('.')
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-            }
-            if !["host", "content-length", "connection", "transfer-encoding"]
-                .iter()
-                .any(|h| name.eq_ignore_ascii_case(h))
-            {
-                forward = forward.header(name, header.value.as_str());
-            }
-        }
-        *calls.lock().expect("counts").entry(target).or_default() += 1;
-        let mut body = Vec::new();
-        let _ = std::io::Read::read_to_end(request.as_reader(), &mut body);
-        let answer = forward
-            .body(body)
-            .map_err(|e| e.to_string())
-            .and_then(|r| agent.run(r).map_err(|e| e.to_string()));
-        let _ = match answer {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                let content_type = response
-                    .headers()
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("application/x-amz-json-1.1")
-                    .to_string();
-                let bytes = response.body_mut().read_to_vec().unwrap_or_default();
-                request.respond(
-                    tiny_http::Response::from_data(bytes)
-                        .with_status_code(status)
-                        .with_header(
-                            tiny_http::Header::from_bytes("content-type", content_type)
-                                .expect("header"),
-                        ),
-                )
-            }
-            Err(_) => request.respond(tiny_http::Response::empty(502)),
-        };
-    }
-}
-
 /// ECR cleanup of 1 000 tags on moto (half of them with a kept sibling tag), API calls counted by a proxy
 /// in front of moto.
 fn ecr_cleanup() -> Row {
@@ -746,19 +639,9 @@ fn ecr_cleanup() -> Row {
             moto.put_image("bench/app", &layer, Some(&format!("keep{i}")));
         }
     }
-    let proxy = CountingProxy::start(moto.url());
     let home = tempfile::tempdir().expect("home");
-    let env: Vec<(String, String)> = moto
-        .env()
-        .into_iter()
-        .map(|(name, value)| {
-            if value == moto.url() {
-                (name, proxy.url.clone())
-            } else {
-                (name, value)
-            }
-        })
-        .collect();
+    let env = moto.env();
+    moto.start_recording();
     let repository = format!("{}/bench/app", moto::REGISTRY);
     let started = Instant::now();
     let kib = peak_kib(
@@ -782,7 +665,7 @@ fn ecr_cleanup() -> Row {
         },
     );
     let wall = started.elapsed();
-    let calls = proxy.calls();
+    let calls = moto.operations();
     let left = moto.tags("bench/app");
     assert_eq!(left.len(), TAGS / 2, "only the kept siblings stay");
     assert!(left.keys().all(|tag| tag.starts_with("keep")));
@@ -790,7 +673,7 @@ fn ecr_cleanup() -> Row {
     let detail: Vec<String> = calls.iter().map(|(op, n)| format!("{n}× {op}")).collect();
     Row {
         what: format!(
-            "ECR cleanup: `regkit cleanup --match '^t' --yes` deleting {TAGS} of {} tags on moto (half with a kept sibling), API calls counted by a proxy in front of moto",
+            "ECR cleanup: `regkit cleanup --match '^t' --yes` deleting {TAGS} of {} tags on moto (half with a kept sibling), API calls counted by moto's request recorder",
             TAGS + TAGS / 2
         ),
         ours: format!(
