@@ -40,7 +40,7 @@ lint:
 # suite runs 256 cases of each. Override with `make fuzz FUZZ_CASES=…`.
 FUZZ_CASES ?= 200000
 fuzz:
-	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p regkit --all-features --locked --lib fuzz_tests
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p regkit --all-features --locked --lib fuzz_
 
 # Starts a throwaway registry on 127.0.0.1, pushes a few images and shows what `regkit` does with them.
 demo: deps
