@@ -288,14 +288,14 @@ fn reference(repository: &str, tag: Option<&str>, digest: Option<&str>) -> Strin
 }
 
 /// The vendor and v2 client for `registry`, made on first use.
-fn handle<'h>(
+async fn handle<'h>(
     setup: &Setup<'_>,
     handles: &'h mut Handles,
     registry: &str,
 ) -> Result<&'h (Box<dyn Vendor>, Client), Fatal> {
     Ok(match handles.entry(registry.to_string()) {
         Slot::Occupied(known) => known.into_mut(),
-        Slot::Vacant(slot) => slot.insert(setup.vendor_and_client(registry)?),
+        Slot::Vacant(slot) => slot.insert(setup.vendor_and_client(registry).await?),
     })
 }
 
@@ -345,11 +345,11 @@ async fn expand(
     for name in named {
         match name {
             Named::One(repository) => {
-                handle(setup, handles, &repository.registry)?;
+                handle(setup, handles, &repository.registry).await?;
                 repositories.push(repository);
             }
             Named::Prefix { registry, prefix } => {
-                let (vendor, client) = handle(setup, handles, &registry)?;
+                let (vendor, client) = handle(setup, handles, &registry).await?;
                 let listed = match vendor.list_repositories(&prefix).await {
                     Ok(Some(paths)) => Ok(paths),
                     Ok(None) => client.catalog(&prefix).await,

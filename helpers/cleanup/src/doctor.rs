@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use regkit::dockerconfig::RegistryAuth;
-use regkit::registry::{Client, ClientOptions, Deleted, RegistryError};
+use regkit::registry::{Client, Deleted, RegistryError};
 use regkit::report::{EXIT_AUTH, EXIT_OK};
 use regkit::vendor;
 
@@ -75,7 +75,9 @@ impl Check {
 pub(crate) async fn run(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
     let repository = parse_repository(repository)?;
     let registry = repository.registry.as_str();
-    let detection = setup.detection(registry)?;
+    let detection = setup
+        .detection(registry, &setup.anonymous_client(registry)?)
+        .await?;
     let mut checks = vec![Check::new(
         "implementation",
         if vendor::implemented(detection.name) {
@@ -116,12 +118,7 @@ pub(crate) async fn run(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal
         }
     };
     if let Some(auth) = auth {
-        let options = ClientOptions {
-            insecure: setup.options.insecure_registry,
-            skip_tls_verify: setup.options.skip_tls_verify_registry,
-            ..ClientOptions::default()
-        };
-        let client = Client::new(registry, auth, &options)?;
+        let client = Client::new(registry, auth, &setup.client_options())?;
         checks.push(match client.ping().await {
             Ok(()) => Check::new(
                 "registry",
@@ -147,7 +144,7 @@ pub(crate) async fn run(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal
 }
 
 async fn listing(setup: &Setup<'_>, repository: &regkit::reference::Repository) -> Check {
-    let vendor = match setup.vendor(&repository.registry) {
+    let vendor = match setup.vendor(&repository.registry).await {
         Ok(vendor) => vendor,
         Err(fatal) => {
             return Check {

@@ -272,7 +272,7 @@ async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
         } => tags(&setup, repository, *digests).await,
         Command::Delete { references, stdin } => delete(&setup, references, *stdin).await,
         Command::Cleanup(args) => cleanup::cleanup(&setup, args).await,
-        Command::Detect { repository } => detect(&setup, repository),
+        Command::Detect { repository } => detect(&setup, repository).await,
         Command::Configure(args) => configure::run(args, setup.config.dir(), setup.options.dry_run),
         Command::Doctor { repository } => doctor::run(&setup, repository).await,
         Command::CiEnv(args) => cienv::run(args, setup.config.dir()),
@@ -289,31 +289,23 @@ struct Setup<'a> {
 
 impl Setup<'_> {
     /// The implementation: forced, else from the host, else by probing the host for self-hosted products
-    /// (Harbor, Nexus, Artifactory), else plain v2.
-    fn detection(&self, registry: &str) -> Result<Detection, Fatal> {
+    /// (Harbor, Nexus, Artifactory) over `client`'s connections, else plain v2.
+    async fn detection(&self, registry: &str, client: &Client) -> Result<Detection, Fatal> {
         let detection = vendor::detect(registry, self.options.repo_implementation.as_deref())
             .map_err(|error| Fatal::Usage(error.to_string()))?;
         if detection.chosen != Chosen::Fallback {
             return Ok(detection);
         }
-        // Commands reach this from inside the single-threaded runtime, before any request of theirs is
-        // under way: the probe gets a runtime of its own on a scoped thread rather than making every
-        // caller async.
-        let options = self.client_options();
-        let probed = std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .ok()?
-                        .block_on(vendor::probe(registry, &options))
-                })
-                .join()
-                .ok()
-                .flatten()
-        });
-        Ok(probed.unwrap_or(detection))
+        Ok(vendor::probe(client).await.unwrap_or(detection))
+    }
+
+    /// A client without credentials, for commands that only probe or describe.
+    fn anonymous_client(&self, registry: &str) -> Result<Client, Fatal> {
+        Ok(Client::new(
+            registry,
+            RegistryAuth::Anonymous,
+            &self.client_options(),
+        )?)
     }
 
     fn client_options(&self) -> ClientOptions {
@@ -331,15 +323,18 @@ impl Setup<'_> {
         })
     }
 
-    fn vendor(&self, registry: &str) -> Result<Box<dyn Vendor>, Fatal> {
-        self.vendor_and_client(registry).map(|(vendor, _)| vendor)
+    async fn vendor(&self, registry: &str) -> Result<Box<dyn Vendor>, Fatal> {
+        self.vendor_and_client(registry)
+            .await
+            .map(|(vendor, _)| vendor)
     }
 
     /// The vendor, and a v2 client to the same registry with the same credentials (cleanup reads image
     /// configs through it for tags the vendor lists without a date).
-    fn vendor_and_client(&self, registry: &str) -> Result<(Box<dyn Vendor>, Client), Fatal> {
-        let detection = self.detection(registry)?;
+    async fn vendor_and_client(&self, registry: &str) -> Result<(Box<dyn Vendor>, Client), Fatal> {
         let (auth, source) = self.credentials(registry)?;
+        let client = Client::new(registry, auth.clone(), &self.client_options())?;
+        let detection = self.detection(registry, &client).await?;
         if self.options.verbose {
             eprintln!(
                 "regkit: {registry}: implementation {} ({}); credentials: {}",
@@ -348,7 +343,6 @@ impl Setup<'_> {
                 describe_credentials(&auth, &source)
             );
         }
-        let client = Client::new(registry, auth.clone(), &self.client_options())?;
         let context = Context {
             client: client.clone(),
             auth,
@@ -376,7 +370,7 @@ fn parse_repository(input: &str) -> Result<Repository, Fatal> {
 
 async fn tags(setup: &Setup<'_>, repository: &str, digests: bool) -> Result<u8, Fatal> {
     let repository = parse_repository(repository)?;
-    let vendor = setup.vendor(&repository.registry)?;
+    let vendor = setup.vendor(&repository.registry).await?;
     let listed = vendor.list_tags(&repository, digests).await?;
     let rows: Vec<TagRow> = listed
         .into_iter()
@@ -420,7 +414,10 @@ async fn delete(setup: &Setup<'_>, arguments: &[String], stdin: bool) -> Result<
     let mut vendors: BTreeMap<&str, Box<dyn Vendor>> = BTreeMap::new();
     for (repository, _) in &groups {
         if !vendors.contains_key(repository.registry.as_str()) {
-            vendors.insert(&repository.registry, setup.vendor(&repository.registry)?);
+            vendors.insert(
+                &repository.registry,
+                setup.vendor(&repository.registry).await?,
+            );
         }
     }
     let total: usize = groups.iter().map(|(_, targets)| targets.len()).sum();
@@ -465,9 +462,10 @@ fn progress_bar(setup: &Setup<'_>, total: usize) -> Option<ProgressBar> {
     Some(bar)
 }
 
-fn detect(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
+async fn detect(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
     let repository = parse_repository(repository)?;
-    let detection = setup.detection(&repository.registry)?;
+    let client = setup.anonymous_client(&repository.registry)?;
+    let detection = setup.detection(&repository.registry, &client).await?;
     let (auth, source) = setup.credentials(&repository.registry)?;
     let supported = vendor::implemented(detection.name);
     if setup.json() {

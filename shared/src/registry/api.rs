@@ -16,6 +16,29 @@ use super::http::{self, ReadError};
 use super::{ClientOptions, RegistryError};
 use crate::secret::Secret;
 
+/// `base_url` parsed, refused when it is not HTTP(S) or is plain HTTP to a non-loopback host without
+/// `insecure`.
+fn checked_base(
+    base_url: &str,
+    label: &str,
+    options: &ClientOptions,
+) -> Result<Url, RegistryError> {
+    let base = Url::parse(base_url).map_err(|error| {
+        RegistryError::Config(format!("invalid {label} URL {base_url:?}: {error}"))
+    })?;
+    if !matches!(base.scheme(), "https" | "http") {
+        return Err(RegistryError::Config(format!(
+            "invalid {label} URL {base_url:?}: use https://"
+        )));
+    }
+    if base.scheme() == "http" && !http::is_loopback(&base) && !options.insecure {
+        return Err(RegistryError::Config(format!(
+            "refusing plain HTTP to the {label} at {base}: use HTTPS or --insecure-registry"
+        )));
+    }
+    Ok(base)
+}
+
 /// Largest vendor API body read (a page of tags or artifacts).
 pub const MAX_API_BYTES: usize = 16 << 20;
 
@@ -118,27 +141,43 @@ impl ApiClient {
         label: &str,
         options: &ClientOptions,
     ) -> Result<Self, RegistryError> {
-        let base = Url::parse(base_url).map_err(|error| {
-            RegistryError::Config(format!("invalid {label} URL {base_url:?}: {error}"))
-        })?;
-        if !matches!(base.scheme(), "https" | "http") {
-            return Err(RegistryError::Config(format!(
-                "invalid {label} URL {base_url:?}: use https://"
-            )));
-        }
-        if base.scheme() == "http" && !http::is_loopback(&base) && !options.insecure {
-            return Err(RegistryError::Config(format!(
-                "refusing plain HTTP to the {label} at {base}: use HTTPS or --insecure-registry"
-            )));
-        }
-        Ok(ApiClient {
-            http: http::build_client(options, label)?,
+        let base = checked_base(base_url, label, options)?;
+        Ok(Self::over(
+            http::build_client(options, label)?,
+            base,
+            label,
+            options,
+        ))
+    }
+
+    /// A client for the API at `base_url` over `registry`'s connections and options: an API on the
+    /// registry's own host reuses its open connections (no second TCP or TLS handshake). No credential
+    /// of the registry client's comes along: they are added per request there.
+    pub fn sharing(
+        registry: &super::Client,
+        base_url: &str,
+        label: &str,
+    ) -> Result<Self, RegistryError> {
+        let options = registry.options();
+        let base = checked_base(base_url, label, options)?;
+        Ok(Self::over(registry.http().clone(), base, label, options))
+    }
+
+    fn over(http: reqwest::Client, base: Url, label: &str, options: &ClientOptions) -> Self {
+        ApiClient {
+            http,
             base,
             label: label.to_string(),
             authorization: None,
             insecure: options.insecure,
             retry_budget: options.retry_budget,
-        })
+        }
+    }
+
+    /// The same client giving up after the first failed attempt (for probes whose failure is an answer).
+    pub fn without_retries(mut self) -> Self {
+        self.retry_budget = Duration::ZERO;
+        self
     }
 
     /// The same client sending `Authorization: Bearer <token>`.

@@ -329,6 +329,16 @@ impl Client {
         &self.inner.options
     }
 
+    /// The connection pool, for [`api::ApiClient::sharing`].
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// `scheme://host[:port]` requests go to (`registry-1.docker.io` for `docker.io`).
+    pub fn base_url(&self) -> &Url {
+        &self.inner.base
+    }
+
     /// `GET /v2/`: checks that the registry speaks the API and that the credentials are accepted.
     pub async fn ping(&self) -> Result<(), RegistryError> {
         let operation = "GET /v2/";

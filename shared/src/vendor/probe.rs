@@ -15,7 +15,7 @@ use std::time::Duration;
 use reqwest::Method;
 
 use super::{Chosen, Detection};
-use crate::registry::ClientOptions;
+use crate::registry::Client;
 use crate::registry::api::{ApiClient, ApiResponse};
 
 /// Bound on each probe.
@@ -39,18 +39,22 @@ const PROBES: [(&str, &str, Recognise); 3] = [
     }),
 ];
 
-/// The self-hosted product answering on `registry`'s host, if any.
-pub async fn probe(registry: &str, options: &ClientOptions) -> Option<Detection> {
-    let base = super::rest::host_base(registry, options);
-    let options = ClientOptions {
-        request_timeout: PROBE_TIMEOUT,
-        retry_budget: Duration::ZERO,
-        ..options.clone()
-    };
-    let client = ApiClient::new(&base, "registry", &options).ok()?;
+/// The self-hosted product answering on `registry`'s host, if any. The probes travel over the registry
+/// client's connections, which the requests after detection then reuse.
+pub async fn probe(registry: &Client) -> Option<Detection> {
+    let client = ApiClient::sharing(registry, registry.base_url().as_str(), "registry")
+        .ok()?
+        .without_retries();
     let answers = futures_util::future::join_all(PROBES.iter().map(|(_, path, _)| {
         let client = &client;
-        async move { client.send(Method::GET, path, "probe").await.ok() }
+        async move {
+            client
+                .send_with(Method::GET, path, "probe", |request| {
+                    request.timeout(PROBE_TIMEOUT)
+                })
+                .await
+                .ok()
+        }
     }))
     .await;
     PROBES

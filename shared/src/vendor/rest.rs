@@ -79,11 +79,7 @@ pub(super) fn api_client(
     label: &str,
     credentials: Credentials,
 ) -> Result<ApiClient, RegistryError> {
-    let client = ApiClient::new(
-        &api_base(context, url_flag),
-        label,
-        context.client.options(),
-    )?;
+    let client = ApiClient::sharing(&context.client, &api_base(context, url_flag), label)?;
     match credentials {
         Credentials::Anonymous => Ok(client),
         Credentials::Basic(username, password) => client.with_basic(&username, &password),
