@@ -3,7 +3,12 @@
 //! v2 can only delete a manifest by digest, which removes every tag on it. So a tag whose digest other,
 //! unrequested tags share is removed by pushing a unique *tombstone* manifest under it (same content plus a
 //! unique annotation, hence a digest nobody else has) and deleting the tombstone. A digest is deleted
-//! directly only when every tag on it was requested, or when the user named the digest.
+//! directly only when every tag on it was requested and no kept index lists it (deleting a platform
+//! image would break the index), or when the user named the digest.
+//!
+//! Requests per requested tag: the listing HEAD, a GET by tag right before acting (the re-check, which
+//! also holds the body a link repair needs) and the DELETE; kept indexes are read once each, only when
+//! something would be deleted by digest.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
