@@ -426,3 +426,131 @@ fn a_cleanup_lists_once_and_deletes_in_batches_of_100() {
     assert_eq!(left.len(), 125);
     assert!(left.keys().all(|tag| tag.starts_with("keep")));
 }
+
+/// The JSON lines of a multi-repository run: result by (repository path, tag), repository notes, summary.
+type Lines = (BTreeMap<(String, String), String>, Vec<Value>, Value);
+
+fn lines_by_repository(output: &Output) -> Lines {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut results = BTreeMap::new();
+    let mut notes = Vec::new();
+    let mut summary = Value::Null;
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let value: Value = serde_json::from_str(line).unwrap();
+        if let Some(found) = value.get("summary") {
+            summary = found.clone();
+        } else if let Some(note) = value.get("repository_note") {
+            notes.push(note.clone());
+        } else {
+            let repository = value["repository"].as_str().unwrap();
+            let path = repository
+                .strip_prefix(&format!("{REGISTRY}/"))
+                .unwrap_or_else(|| panic!("a row of another registry: {value}"));
+            results.insert(
+                (path.to_string(), value["tag"].as_str().unwrap().to_string()),
+                value["result"].as_str().unwrap().to_string(),
+            );
+        }
+    }
+    (results, notes, summary)
+}
+
+/// ECR has no `_catalog`: `REGISTRY/PREFIX/*` comes from one DescribeRepositories, filtered on the prefix
+/// with its slash as the catalog path filters (`teams/d` is not under `team/`), and a prefix that matches
+/// nothing is the same "no repository matches" note.
+#[test]
+fn prefix_pattern_is_expanded_from_describe_repositories() {
+    let clock = FakeClock::start();
+    let all = ["team/a", "team/b", "other/c", "teams/d"];
+    for (i, repository) in all.iter().enumerate() {
+        clock.moto.create_repository(repository);
+        clock.set_days_ago(10);
+        clock
+            .moto
+            .put_image(repository, &format!("{i}1"), Some("old"));
+        clock.set_days_ago(1);
+        clock
+            .moto
+            .put_image(repository, &format!("{i}2"), Some("new"));
+    }
+    let before: BTreeMap<&str, _> = all.iter().map(|r| (*r, clock.moto.tags(r))).collect();
+
+    clock.moto.start_recording();
+    let output = regkit(
+        &clock.moto,
+        &[
+            "--output",
+            "json",
+            "cleanup",
+            &format!("{REGISTRY}/team/*"),
+            "--keep-last",
+            "1",
+            "--yes",
+        ],
+    );
+    let made = clock.moto.operations();
+    let (results, notes, summary) = lines_by_repository(&output);
+    let expected: BTreeMap<(String, String), String> = [
+        ("team/a", "new", "kept"),
+        ("team/a", "old", "deleted"),
+        ("team/b", "new", "kept"),
+        ("team/b", "old", "deleted"),
+    ]
+    .iter()
+    .map(|(path, tag, result)| ((path.to_string(), tag.to_string()), result.to_string()))
+    .collect();
+    assert_eq!(results, expected);
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(summary["repositories"], 2, "{summary}");
+    assert_eq!(
+        made,
+        calls(&[
+            ("BatchDeleteImage", 2),
+            ("DescribeImages", 2),
+            ("DescribeRepositories", 1)
+        ])
+    );
+    for repository in all {
+        let mut expected = before[repository].clone();
+        if repository.starts_with("team/") {
+            expected.remove("old");
+        }
+        assert_eq!(clock.moto.tags(repository), expected, "{repository}");
+    }
+
+    let left: BTreeMap<&str, _> = all.iter().map(|r| (*r, clock.moto.tags(r))).collect();
+    let output = regkit(
+        &clock.moto,
+        &[
+            "--output",
+            "json",
+            "cleanup",
+            &format!("{REGISTRY}/nothing/*"),
+            "--keep-last",
+            "1",
+            "--yes",
+        ],
+    );
+    let (results, notes, summary) = lines_by_repository(&output);
+    assert!(results.is_empty(), "{results:?}");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["note"], "no repository matches");
+    assert_eq!(notes[0]["implementation"], "ecr");
+    assert_eq!(
+        notes[0]["repository"],
+        format!("{REGISTRY}/nothing/*").as_str()
+    );
+    assert_eq!(summary["repositories"], 0, "{summary}");
+    for repository in all {
+        assert_eq!(
+            clock.moto.tags(repository),
+            left[repository],
+            "{repository}"
+        );
+    }
+}

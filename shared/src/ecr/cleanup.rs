@@ -8,6 +8,8 @@
 //! Untagged images are found in the same `DescribeImages` listing (it returns tagged and untagged images
 //! alike), minus every image an index in the repository references: those index manifests are read with
 //! `BatchGetImage`.
+//!
+//! ECR has no v2 `_catalog`: `REGISTRY/PREFIX/*` is expanded from `DescribeRepositories`.
 
 use std::collections::BTreeSet;
 
@@ -18,7 +20,7 @@ use super::{EcrError, Env};
 
 /// The most image ids one `BatchDeleteImage` accepts.
 pub const MAX_BATCH: usize = 100;
-/// The page size asked of `DescribeImages` (the API's maximum).
+/// The page size asked of `DescribeImages` and `DescribeRepositories` (both APIs' maximum).
 const PAGE_SIZE: i32 = 1000;
 /// The most image ids one `BatchGetImage` accepts.
 const MAX_GET: usize = 100;
@@ -141,6 +143,15 @@ pub(crate) trait Api {
     async fn batch_get(&self, repository: &str, digests: &[String]) -> Result<Manifests, EcrError>;
 }
 
+/// The one call that lists repositories; the SDK implements it, unit tests fake it.
+pub(crate) trait RepositoryApi {
+    /// One page of `DescribeRepositories`: the repository names and the next page's token.
+    async fn repositories_page(
+        &self,
+        token: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), EcrError>;
+}
+
 /// A private ECR registry reached through the SDK.
 #[derive(Debug, Clone)]
 pub struct EcrRepositories {
@@ -176,6 +187,12 @@ impl EcrRepositories {
     /// Every image of `repository`, following `nextToken`.
     pub async fn images(&self, repository: &str) -> Result<Vec<Image>, EcrError> {
         list_images(self, repository).await
+    }
+
+    /// The names of the registry's repositories that start with `prefix` (as `_catalog` is filtered),
+    /// sorted.
+    pub async fn repositories(&self, prefix: &str) -> Result<Vec<String>, EcrError> {
+        list_repositories(self, prefix).await
     }
 
     /// The images of `listing` (a [`EcrRepositories::images`] answer for `repository`) that have no tag
@@ -330,6 +347,29 @@ impl Api for EcrRepositories {
     }
 }
 
+impl RepositoryApi for EcrRepositories {
+    async fn repositories_page(
+        &self,
+        token: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), EcrError> {
+        let output = self
+            .client
+            .describe_repositories()
+            .registry_id(&self.registry_id)
+            .max_results(PAGE_SIZE)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| classify(e, &self.host, "DescribeRepositories"))?;
+        let names = output
+            .repositories()
+            .iter()
+            .filter_map(|repository| repository.repository_name().map(str::to_owned))
+            .collect();
+        Ok((names, output.next_token().map(str::to_owned)))
+    }
+}
+
 fn failure(failure: &aws_sdk_ecr::types::ImageFailure) -> Failure {
     let id = failure
         .image_id()
@@ -347,25 +387,59 @@ fn failure(failure: &aws_sdk_ecr::types::ImageFailure) -> Failure {
     }
 }
 
-/// Follows `nextToken` to the end. A token seen twice ends the listing with an error instead of looping.
+/// Every image of `repository`, following `nextToken` to the end.
 pub(crate) async fn list_images(api: &impl Api, repository: &str) -> Result<Vec<Image>, EcrError> {
-    let mut images = Vec::new();
+    follow_tokens("DescribeImages", repository, |token| async move {
+        let page = api.describe_page(repository, token).await?;
+        Ok((page.images, page.next_token))
+    })
+    .await
+}
+
+/// See [`EcrRepositories::repositories`]. `DescribeRepositories` has no name filter, so every page is
+/// read and filtered here.
+pub(crate) async fn list_repositories(
+    api: &impl RepositoryApi,
+    prefix: &str,
+) -> Result<Vec<String>, EcrError> {
+    let mut names = follow_tokens("DescribeRepositories", "the repository list", |token| {
+        api.repositories_page(token)
+    })
+    .await?;
+    names.retain(|name| name.starts_with(prefix));
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Calls `page` with each `nextToken` until there is none; `what` names the listing in errors. A token
+/// seen twice ends the listing with an error instead of looping.
+async fn follow_tokens<T, F, Fut>(
+    operation: &str,
+    what: &str,
+    mut page: F,
+) -> Result<Vec<T>, EcrError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>), EcrError>>,
+{
+    let mut items = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut token = None;
     loop {
-        let page = api.describe_page(repository, token).await?;
-        images.extend(page.images);
-        match page.next_token {
+        let (found, next_token) = page(token).await?;
+        items.extend(found);
+        match next_token {
             Some(next) if !seen.insert(next.clone()) => {
                 return Err(EcrError::Api {
                     registry: String::new(),
-                    operation: "DescribeImages".into(),
+                    operation: operation.into(),
                     status: None,
-                    message: format!("pagination repeats nextToken for {repository}"),
+                    message: format!("pagination repeats nextToken for {what}"),
                 });
             }
             Some(next) => token = Some(next),
-            None => return Ok(images),
+            None => return Ok(items),
         }
     }
 }
@@ -656,6 +730,51 @@ mod tests {
             }
         }
         fake
+    }
+
+    /// `DescribeRepositories` in pages of fixed names; the token is the next page's index.
+    struct Catalog {
+        pages: Vec<Vec<&'static str>>,
+        calls: RefCell<Vec<Option<String>>>,
+    }
+
+    impl RepositoryApi for Catalog {
+        async fn repositories_page(
+            &self,
+            token: Option<String>,
+        ) -> Result<(Vec<String>, Option<String>), EcrError> {
+            self.calls.borrow_mut().push(token.clone());
+            let index: usize = token.map_or(0, |t| t.parse().unwrap());
+            let names = self.pages[index].iter().map(|n| n.to_string()).collect();
+            let next = (index + 1 < self.pages.len()).then(|| (index + 1).to_string());
+            Ok((names, next))
+        }
+    }
+
+    #[test]
+    fn repositories_are_read_from_every_page_and_filtered_by_prefix() {
+        let catalog = Catalog {
+            pages: vec![
+                vec!["team/b", "other/c", "teams/x"],
+                vec!["team/a", "team"],
+                vec!["team/a/deep"],
+            ],
+            calls: RefCell::new(Vec::new()),
+        };
+        assert_eq!(
+            ready(list_repositories(&catalog, "team/")).unwrap(),
+            ["team/a", "team/a/deep", "team/b"]
+        );
+        assert_eq!(
+            *catalog.calls.borrow(),
+            [None, Some("1".to_string()), Some("2".to_string())]
+        );
+        assert_eq!(ready(list_repositories(&catalog, "")).unwrap().len(), 6);
+        assert!(
+            ready(list_repositories(&catalog, "none/"))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

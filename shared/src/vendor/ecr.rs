@@ -8,6 +8,9 @@
 //!
 //! One `DescribeImages` listing per repository serves a whole cleanup: [`Vendor::list_tags`] keeps it,
 //! and [`Vendor::list_untagged`] and the next [`Vendor::delete`] use it instead of listing again.
+//!
+//! ECR has no v2 `_catalog`, so [`Vendor::list_repositories`] answers `REGISTRY/PREFIX/*` from
+//! `DescribeRepositories`.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -169,6 +172,21 @@ impl Vendor for EcrVendor {
                     })
                     .collect(),
             ))
+        })
+    }
+
+    fn list_repositories<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, RegistryError>> {
+        Box::pin(async move {
+            let names = self
+                .api()
+                .await?
+                .repositories(prefix)
+                .await
+                .map_err(|error| registry_error(error, &self.host))?;
+            Ok(Some(names))
         })
     }
 
