@@ -3,7 +3,8 @@
 //! while its siblings stay, whole versions go when all their tags are asked for, user and organisation
 //! owners, paginated versions, the last-version refusal and `--github-delete-package`, a bad token (exit 3
 //! with the scopes), a 429 waited out, and `cleanup --untagged`: untagged versions go by digest while the
-//! children of indexes still listed stay (a child of an untagged index goes on the next run).
+//! children of indexes still listed stay (a child of an untagged index goes on the next run); `cleanup
+//! OWNER/*` takes the owner's container packages from the packages listing (ghcr.io has no catalog).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -459,6 +460,85 @@ fn an_untagged_sweep_emptying_the_package_is_refused_unless_it_is_named() {
     assert!(github.server.log().iter().any(|(m, p, s)| m == "DELETE"
         && p == "/orgs/octo-org/packages/container/gone"
         && *s == 204));
+    assert!(
+        github.server.violations().is_empty(),
+        "{:?}",
+        github.server.violations()
+    );
+}
+
+/// The repositories a cleanup's JSON rows delete tags in, and how many tags each.
+fn cleaned(run: &Run) -> BTreeMap<String, usize> {
+    let mut repositories = BTreeMap::new();
+    for row in run
+        .stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|row| row["result"] == "deleted")
+    {
+        *repositories
+            .entry(row["repository"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    repositories
+}
+
+#[test]
+fn an_owner_pattern_cleans_the_owners_container_packages() {
+    let registry = Registry::start();
+    let github = GitHubServer::start(&registry.url(), TOKEN, "octocat");
+    github.add_organisation("octo-org");
+    let host = registry.host();
+    for repo in ["octo-org/app", "octo-org/tools/cli", "octocat/app"] {
+        images::push_distinct(&registry.url(), repo, &["v1", "v2"], &Auth::None);
+    }
+    let pattern = format!("{host}/octo-org/*");
+    let swept = run(
+        &github,
+        TOKEN,
+        &["cleanup", &pattern, "--keep-last", "1", "--yes"],
+    );
+    assert_eq!(swept.code, 0, "{}\n{}", swept.stderr, swept.stdout);
+    assert_eq!(
+        cleaned(&swept),
+        BTreeMap::from([
+            (format!("{host}/octo-org/app"), 1),
+            (format!("{host}/octo-org/tools/cli"), 1),
+        ]),
+        "{}",
+        swept.stdout
+    );
+    assert_eq!(tags(&registry, "octo-org/app").len(), 1);
+    assert_eq!(tags(&registry, "octo-org/tools/cli").len(), 1);
+    assert_eq!(tags(&registry, "octocat/app").len(), 2);
+    // A user's packages come from /users/{username}/packages, whoever owns the token.
+    let user = run(
+        &github,
+        TOKEN,
+        &[
+            "cleanup",
+            &format!("{host}/octocat/*"),
+            "--keep-last",
+            "1",
+            "--yes",
+        ],
+    );
+    assert_eq!(user.code, 0, "{}\n{}", user.stderr, user.stdout);
+    assert_eq!(
+        cleaned(&user),
+        BTreeMap::from([(format!("{host}/octocat/app"), 1)])
+    );
+    let lists: Vec<String> = github
+        .server
+        .log()
+        .into_iter()
+        .filter(|(_, p, _)| p.ends_with("/packages"))
+        .map(|(_, p, _)| p)
+        .collect();
+    assert_eq!(
+        lists,
+        ["/orgs/octo-org/packages", "/users/octocat/packages"]
+    );
     assert!(
         github.server.violations().is_empty(),
         "{:?}",

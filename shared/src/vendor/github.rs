@@ -15,6 +15,9 @@
 //!
 //! The owner's kind comes from `GET /users/{owner}` (werf-registries.md §3.3; outside the packages
 //! description): organisations use `/orgs/{owner}/…`, users `/user/…` (the token owner's packages).
+//!
+//! ghcr.io has no `_catalog`, so `regkit cleanup ghcr.io/OWNER/*` lists the owner's container packages
+//! (`/users/{owner}/packages` for a user, who need not own the token).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -165,12 +168,8 @@ impl GitHub {
         }
     }
 
-    async fn package(&self, repository: &Repository) -> Result<Package, RegistryError> {
-        let Some((owner, name)) = repository.path.split_once('/') else {
-            return Err(RegistryError::Config(format!(
-                "{repository}: GitHub packages are named OWNER/PACKAGE"
-            )));
-        };
+    /// Whether `owner` is an organisation (else a user), from `GET /users/{owner}`.
+    async fn is_organisation(&self, owner: &str) -> Result<bool, RegistryError> {
         let operation = format!("look up owner {owner}");
         let response = self
             .send(Http::GET, &format!("users/{owner}"), &operation)
@@ -183,9 +182,19 @@ impl GitHub {
             r#type: String,
         }
         let kind: Owner = self.api().await?.json(&response, &operation)?;
-        let prefix = match kind.r#type.as_str() {
-            "User" => "user".to_string(),
-            _ => format!("orgs/{owner}"),
+        Ok(kind.r#type != "User")
+    }
+
+    async fn package(&self, repository: &Repository) -> Result<Package, RegistryError> {
+        let Some((owner, name)) = repository.path.split_once('/') else {
+            return Err(RegistryError::Config(format!(
+                "{repository}: GitHub packages are named OWNER/PACKAGE"
+            )));
+        };
+        let prefix = if self.is_organisation(owner).await? {
+            format!("orgs/{owner}")
+        } else {
+            "user".to_string()
         };
         Ok(Package {
             api_path: format!("{prefix}/packages/container/{}", name.replace('/', "%2F")),
@@ -193,37 +202,44 @@ impl GitHub {
         })
     }
 
-    async fn versions(&self, package: &Package) -> Result<Vec<Version>, RegistryError> {
-        let operation = format!("list versions of package {}", package.name);
-        let mut path = format!("{}/versions?per_page={PER_PAGE}", package.api_path);
-        let mut versions = Vec::new();
+    /// Every item of a paginated listing starting at `path`; a 404 is `not_found` when given.
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        mut path: String,
+        operation: &str,
+        mut not_found: Option<RegistryError>,
+    ) -> Result<Vec<T>, RegistryError> {
+        let mut items = Vec::new();
         for _ in 0..MAX_PAGES {
-            let response = self.send(Http::GET, &path, &operation).await?;
+            let response = self.send(Http::GET, &path, operation).await?;
             match response.status {
                 200 => {}
-                404 => {
-                    return Err(RegistryError::RepositoryNotFound {
-                        registry: "GitHub API".into(),
-                        repository: package.name.clone(),
-                    });
-                }
-                _ => return Err(self.status_error(&response, &operation).await),
+                404 if let Some(error) = not_found.take() => return Err(error),
+                _ => return Err(self.status_error(&response, operation).await),
             }
-            versions.extend(
-                self.api()
-                    .await?
-                    .json::<Vec<Version>>(&response, &operation)?,
-            );
+            items.extend(self.api().await?.json::<Vec<T>>(&response, operation)?);
             match response.next_link() {
                 Some(next) => path = next,
-                None => return Ok(versions),
+                None => return Ok(items),
             }
         }
         Err(RegistryError::InvalidResponse {
             registry: "GitHub API".into(),
-            operation,
+            operation: operation.to_string(),
             message: format!("more than {MAX_PAGES} pages"),
         })
+    }
+
+    async fn versions(&self, package: &Package) -> Result<Vec<Version>, RegistryError> {
+        self.list(
+            format!("{}/versions?per_page={PER_PAGE}", package.api_path),
+            &format!("list versions of package {}", package.name),
+            Some(RegistryError::RepositoryNotFound {
+                registry: "GitHub API".into(),
+                repository: package.name.clone(),
+            }),
+        )
+        .await
     }
 
     async fn delete_path(&self, path: &str, operation: &str) -> Result<(), RegistryError> {
@@ -422,6 +438,45 @@ impl Vendor for GitHub {
                     })
                     .collect(),
             ))
+        })
+    }
+
+    fn list_repositories<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, RegistryError>> {
+        // ghcr.io has no catalog: the owner's container packages are its repositories.
+        Box::pin(async move {
+            let Some((owner, _)) = prefix.split_once('/') else {
+                return Err(RegistryError::Config(
+                    "GitHub lists packages per owner: name one, as ghcr.io/OWNER/*".into(),
+                ));
+            };
+            // `/users/{owner}/…` rather than `/user/…`: the owner need not be the token's.
+            let base = if self.is_organisation(owner).await? {
+                format!("orgs/{owner}")
+            } else {
+                format!("users/{owner}")
+            };
+            #[derive(serde::Deserialize)]
+            struct Listed {
+                name: String,
+            }
+            let packages: Vec<Listed> = self
+                .list(
+                    format!("{base}/packages?package_type=container&per_page={PER_PAGE}"),
+                    &format!("list container packages of {owner}"),
+                    None,
+                )
+                .await?;
+            let mut paths: Vec<String> = packages
+                .into_iter()
+                .map(|package| format!("{owner}/{}", package.name))
+                .filter(|path| path.starts_with(prefix))
+                .collect();
+            paths.sort();
+            paths.dedup();
+            Ok(Some(paths))
         })
     }
 

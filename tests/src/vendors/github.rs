@@ -4,7 +4,8 @@
 //! in the registry. So a manifest pushed through v2 (a tombstone) shows up as a new version, as on GitHub.
 //! A manifest that has no tag is a version only once the stand-in has seen it: [`GitHubServer::sync`]
 //! records what a push made (an index's children among them, untagged versions on GitHub), so a tag moved
-//! away later leaves an untagged version behind, as on GitHub.
+//! away later leaves an untagged version behind, as on GitHub. An owner's container packages are the
+//! registry's tagged repositories under `OWNER/`.
 //!
 //! Routes come from `github/api.github.com.packages-extract.json`, except `GET /users/{username}` (GitHub's
 //! users API, outside the packages extract; werf-registries.md §3.3 uses it for the owner's kind).
@@ -168,6 +169,20 @@ fn versions_reply(state: &mut State, request: &Request, owner: &str) -> Reply {
     if versions.is_empty() {
         return Reply::json(404, &json!({"message": "Package not found."}));
     }
+    let items: Vec<_> = versions
+        .iter()
+        .map(|(id, digest, tags)| {
+            json!({"id": id, "name": digest, "url": "", "package_html_url": "",
+                   "created_at": state.ids[digest].1, "updated_at": state.ids[digest].1,
+                   "metadata": {"package_type": "container", "container": {"tags": tags}}})
+        })
+        .collect();
+    page_reply(state, request, items)
+}
+
+/// One page of `items` as `page` and `per_page` ask (GitHub's default 30, at most 100), with a `Link` to
+/// the next.
+fn page_reply(state: &State, request: &Request, items: Vec<serde_json::Value>) -> Reply {
     let page: usize = request
         .query("page")
         .and_then(|p| p.parse().ok())
@@ -179,22 +194,18 @@ fn versions_reply(state: &mut State, request: &Request, owner: &str) -> Reply {
         .unwrap_or(30)
         .clamp(1, 100);
     let start = (page - 1) * per_page;
-    let items: Vec<_> = versions
-        .iter()
-        .skip(start)
-        .take(per_page)
-        .map(|(id, digest, tags)| {
-            json!({"id": id, "name": digest, "url": "", "package_html_url": "",
-                   "created_at": state.ids[digest].1, "updated_at": state.ids[digest].1,
-                   "metadata": {"package_type": "container", "container": {"tags": tags}}})
-        })
-        .collect();
+    let total = items.len();
+    let items: Vec<_> = items.into_iter().skip(start).take(per_page).collect();
     let mut reply = Reply::json(200, &json!(items));
-    if start + per_page < versions.len() {
+    if start + per_page < total {
+        let kind = request
+            .query("package_type")
+            .map(|kind| format!("package_type={kind}&"))
+            .unwrap_or_default();
         reply = reply.with_header(
             "Link",
             format!(
-                "<{}{}?per_page={per_page}&page={}>; rel=\"next\"",
+                "<{}{}?{kind}per_page={per_page}&page={}>; rel=\"next\"",
                 state.base_url,
                 request.path,
                 page + 1
@@ -202,6 +213,39 @@ fn versions_reply(state: &mut State, request: &Request, owner: &str) -> Reply {
         );
     }
     reply
+}
+
+/// The owner's container packages: every repository under `owner/` the registry's catalog lists with a
+/// tag, named by the path after the owner.
+fn packages_reply(state: &State, request: &Request, owner: &str) -> Reply {
+    if request.bearer() != Some(state.token.as_str()) {
+        return Reply::json(401, &json!({"message": "Bad credentials"}));
+    }
+    if request.query("package_type") != Some("container") {
+        return Reply::json(200, &json!([]));
+    }
+    let mut response = ureq::get(format!("{}/v2/_catalog?n=1000", state.registry_url))
+        .call()
+        .expect("registry catalog");
+    let catalog: serde_json::Value =
+        serde_json::from_slice(&response.body_mut().read_to_vec().expect("catalog body"))
+            .expect("catalog JSON");
+    let pusher = Pusher::new(&state.registry_url, &Auth::None);
+    let items: Vec<_> = catalog["repositories"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|repo| repo.as_str())
+        .filter(|repo| !pusher.list_tags(repo).is_empty())
+        .filter_map(|repo| repo.strip_prefix(&format!("{owner}/")).map(String::from))
+        .enumerate()
+        .map(|(i, name)| {
+            json!({"id": i + 1, "name": name, "package_type": "container", "url": "", "html_url": "",
+                   "visibility": "private", "created_at": "2024-05-01T12:00:00Z",
+                   "updated_at": "2024-05-01T12:00:00Z"})
+        })
+        .collect();
+    page_reply(state, request, items)
 }
 
 fn delete_version(state: &mut State, request: &Request, owner: &str) -> Reply {
@@ -252,7 +296,30 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
         s(state),
         s(state),
     );
+    let (org_packages, user_packages) = (s(state), s(state));
     vec![
+        Route::new(
+            "GET",
+            "/orgs/{org}/packages",
+            &["package_type", "page", "per_page"],
+            &[200, 401],
+            move |r| packages_reply(&org_packages.lock().unwrap(), r, r.param("org")),
+        ),
+        // `/users/{username}/…` lists anyone's packages; here only the token's user has any.
+        Route::new(
+            "GET",
+            "/users/{username}/packages",
+            &["package_type", "page", "per_page"],
+            &[200, 401],
+            move |r| {
+                let state = user_packages.lock().unwrap();
+                if r.param("username") == state.user {
+                    packages_reply(&state, r, &state.user)
+                } else {
+                    Reply::json(200, &json!([]))
+                }
+            },
+        ),
         Route::new(USERS_ROUTE.0, USERS_ROUTE.1, &[], &[200, 404], move |r| {
             let state = users.lock().unwrap();
             let name = r.param("username");
