@@ -1,6 +1,7 @@
 //! `regkit --repo-implementation dockerhub` against a Hub API stand-in: paginated listing with dates, one
 //! tag deleted while its siblings stay, `x` and `library/x` as one repository, absent tags, sign-in
-//! failures and PAT refusal (exit 3 with the credential that works), and a 429 waited out.
+//! failures and PAT refusal (exit 3 with the credential that works), a 429 waited out, and `cleanup
+//! NAMESPACE/*` over the namespace's repositories from Hub's listing.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -396,5 +397,67 @@ fn routes_follow_the_published_description_except_the_tag_delete() {
         .iter()
         .filter(|d| (d.method, d.template) != UNDOCUMENTED_DELETE)
         .collect();
-    assert_eq!(documented.len(), 3);
+    assert_eq!(documented.len(), 4);
+}
+
+#[test]
+fn a_namespace_pattern_cleans_the_namespaces_repositories() {
+    let hub = hub();
+    for (n, repo) in ["alice/app", "alice/tool", "bob/app"]
+        .into_iter()
+        .enumerate()
+    {
+        hub.push(repo, "old", &digest(2 * n), "2024-01-01T00:00:00Z");
+        hub.push(repo, "new", &digest(2 * n + 1), "2024-02-01T00:00:00Z");
+    }
+    let config = tempfile::tempdir().unwrap();
+    let host = hub.server.host();
+    let pattern = format!("{host}/alice/*");
+    let swept = run(
+        &hub,
+        config.path(),
+        &login(),
+        &["cleanup", &pattern, "--keep-last", "1", "--yes"],
+    );
+    assert_eq!(swept.code, 0, "{}\n{}", swept.stderr, swept.stdout);
+    let deleted: Vec<String> = swept
+        .stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|row| row["result"] == "untagged" || row["result"] == "deleted")
+        .map(|row| {
+            format!(
+                "{}:{}",
+                row["repository"].as_str().unwrap(),
+                row["tag"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            format!("{host}/alice/app:old"),
+            format!("{host}/alice/tool:old")
+        ],
+        "{}",
+        swept.stdout
+    );
+    for repo in ["alice/app", "alice/tool"] {
+        assert_eq!(hub.tags(repo).into_keys().collect::<Vec<_>>(), ["new"]);
+    }
+    assert_eq!(hub.tags("bob/app").len(), 2);
+    // Listed through Hub's API, not the registry's catalog.
+    assert!(
+        hub.server
+            .log()
+            .iter()
+            .any(|(m, p, s)| m == "GET" && p == "/v2/namespaces/alice/repositories" && *s == 200),
+        "{:?}",
+        hub.server.log()
+    );
+    assert!(
+        hub.server.violations().is_empty(),
+        "{:?}",
+        hub.server.violations()
+    );
 }

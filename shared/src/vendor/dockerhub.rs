@@ -6,6 +6,9 @@
 //! Hub's own UI, hub-tool and werf use (research: registry-apis.md §2, werf-registries.md §3.2); it is the one
 //! call here that is not in the description. Hub has no API that deletes a manifest by digest: a digest
 //! target fails with "cannot delete" (exit 4) and names the tags to delete instead.
+//!
+//! Hub's registry has no usable `_catalog`, so `regkit cleanup docker.io/NAMESPACE/*` lists the namespace's
+//! repositories from `GET /v2/namespaces/{namespace}/repositories`.
 
 use std::collections::BTreeMap;
 
@@ -73,12 +76,18 @@ struct DockerHub {
     api: OnceCell<ApiClient>,
 }
 
-/// One page of `GET /v2/namespaces/{namespace}/repositories/{repository}/tags`.
+/// One page of a Hub listing (tags of a repository, repositories of a namespace).
 #[derive(serde::Deserialize)]
-struct Page {
+struct Page<T> {
     next: Option<String>,
-    #[serde(default)]
-    results: Vec<HubTag>,
+    #[serde(default = "Vec::new")]
+    results: Vec<T>,
+}
+
+/// One entry of `GET /v2/namespaces/{namespace}/repositories`.
+#[derive(serde::Deserialize)]
+struct HubRepository {
+    name: String,
 }
 
 #[derive(serde::Deserialize)]
@@ -177,34 +186,46 @@ impl DockerHub {
 
     async fn list(&self, repository: &Repository) -> Result<Vec<HubTag>, RegistryError> {
         let (namespace, name) = hub_name(repository)?;
+        self.pages(
+            format!("v2/namespaces/{namespace}/repositories/{name}/tags?page_size={PAGE_SIZE}"),
+            &format!("list tags of {namespace}/{name}"),
+            &format!("{namespace}/{name}"),
+        )
+        .await
+    }
+
+    /// Every result of a paginated listing starting at `path`; a 404 means `missing` does not exist.
+    async fn pages<T: serde::de::DeserializeOwned>(
+        &self,
+        mut path: String,
+        operation: &str,
+        missing: &str,
+    ) -> Result<Vec<T>, RegistryError> {
         let api = self.api().await?;
-        let operation = format!("list tags of {namespace}/{name}");
-        let mut path =
-            format!("v2/namespaces/{namespace}/repositories/{name}/tags?page_size={PAGE_SIZE}");
-        let mut tags = Vec::new();
+        let mut results = Vec::new();
         for _ in 0..MAX_PAGES {
-            let response = api.send(Http::GET, &path, &operation).await?;
+            let response = api.send(Http::GET, &path, operation).await?;
             match response.status {
                 200 => {}
                 404 => {
                     return Err(RegistryError::RepositoryNotFound {
                         registry: api.label().to_string(),
-                        repository: format!("{namespace}/{name}"),
+                        repository: missing.to_string(),
                     });
                 }
-                _ => return Err(api.status_error(&response, &operation, CREDENTIAL_HINT)),
+                _ => return Err(api.status_error(&response, operation, CREDENTIAL_HINT)),
             }
-            let page: Page = api.json(&response, &operation)?;
-            tags.extend(page.results);
+            let page: Page<T> = api.json(&response, operation)?;
+            results.extend(page.results);
             match page.next.filter(|next| !next.is_empty()) {
                 Some(next) => path = next,
-                None => return Ok(tags),
+                None => return Ok(results),
             }
         }
         Err(RegistryError::InvalidResponse {
             registry: api.label().to_string(),
-            operation,
-            message: format!("more than {MAX_PAGES} pages of tags"),
+            operation: operation.to_string(),
+            message: format!("more than {MAX_PAGES} pages"),
         })
     }
 
@@ -330,6 +351,36 @@ impl Vendor for DockerHub {
                 }
             }
             Ok(tags)
+        })
+    }
+
+    fn list_repositories<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, RegistryError>> {
+        // Hub's registry has no usable catalog; Hub lists a namespace's repositories.
+        Box::pin(async move {
+            let Some((namespace, _)) = prefix.split_once('/') else {
+                return Err(RegistryError::Config(
+                    "Docker Hub lists repositories per namespace: name one, as docker.io/NAMESPACE/*"
+                        .into(),
+                ));
+            };
+            let listed: Vec<HubRepository> = self
+                .pages(
+                    format!("v2/namespaces/{namespace}/repositories?page_size={PAGE_SIZE}"),
+                    &format!("list repositories of namespace {namespace}"),
+                    namespace,
+                )
+                .await?;
+            let mut paths: Vec<String> = listed
+                .into_iter()
+                .map(|repository| format!("{namespace}/{}", repository.name))
+                .filter(|path| path.starts_with(prefix))
+                .collect();
+            paths.sort();
+            paths.dedup();
+            Ok(Some(paths))
         })
     }
 

@@ -1,5 +1,6 @@
 //! A Docker Hub API stand-in: accounts with passwords and personal access tokens, sign-in, paginated tag
-//! listings with dates, and tag deletion, with switchable rate limiting and PAT refusal.
+//! listings with dates, a namespace's repositories, and tag deletion, with switchable rate limiting and PAT
+//! refusal.
 //!
 //! Routes come from `docker-hub/hub-api-latest.extract.yaml`, except [`UNDOCUMENTED_DELETE`]: the published
 //! description has no delete operation; `DELETE /v2/repositories/{namespace}/{repository}/tags/{tag}/` is
@@ -151,12 +152,41 @@ fn throttled(state: &mut State) -> Option<Reply> {
     })
 }
 
+/// One page of `results` as `page` and `page_size` ask (Hub's default 10, at most 100), with `next`.
+fn paged(state: &State, r: &Request, results: Vec<serde_json::Value>) -> Reply {
+    let page: usize = r.query("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let size: usize = r
+        .query("page_size")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(10)
+        .clamp(1, 100);
+    let count = results.len();
+    if page == 0 || (page - 1) * size > count {
+        return Reply::json(404, &json!({"detail": "Invalid page"}));
+    }
+    let start = (page - 1) * size;
+    let next = (start + size < count).then(|| {
+        format!(
+            "{}{}?page={}&page_size={size}",
+            state.base_url,
+            r.path,
+            page + 1
+        )
+    });
+    let results: Vec<_> = results.into_iter().skip(start).take(size).collect();
+    Reply::json(
+        200,
+        &json!({"count": count, "next": next, "previous": null, "results": results}),
+    )
+}
+
 /// The route table over `state` (also used without a server, for the description check).
 fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
     let token = Arc::clone(state);
     let login = Arc::clone(state);
     let list = Arc::clone(state);
     let delete = Arc::clone(state);
+    let namespaces = Arc::clone(state);
     vec![
         // AuthCreateAccessToken.
         Route::new("POST", "/v2/auth/token", &[], &[200, 401], move |r| {
@@ -196,39 +226,43 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
                 let Some(tags) = state.repositories.get(&name) else {
                     return Reply::json(404, &json!({"detail": "Object not found"}));
                 };
-                let page: usize = r.query("page").and_then(|p| p.parse().ok()).unwrap_or(1);
-                let size: usize = r
-                    .query("page_size")
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or(10)
-                    .clamp(1, 100);
-                let start = (page - 1) * size;
-                if start > tags.len() || page == 0 {
-                    return Reply::json(404, &json!({"detail": "Invalid page"}));
-                }
                 let results: Vec<_> = tags
                     .iter()
-                    .skip(start)
-                    .take(size)
                     .map(|(tag, details)| {
                         json!({"name": tag, "last_updated": details.pushed,
                                "tag_last_pushed": details.pushed, "status": "active",
                                "images": {"digest": details.digest, "architecture": "amd64", "os": "linux"}})
                     })
                     .collect();
-                let next = (start + size < tags.len()).then(|| {
-                    format!(
-                        "{}/v2/namespaces/{}/repositories/{}/tags?page={}&page_size={size}",
-                        state.base_url,
-                        r.param("namespace"),
-                        r.param("repository"),
-                        page + 1
-                    )
-                });
-                Reply::json(
-                    200,
-                    &json!({"count": tags.len(), "next": next, "previous": null, "results": results}),
-                )
+                paged(&state, r, results)
+            },
+        ),
+        // listNamespaceRepositories: a namespace is an account or the first segment of a repository.
+        Route::new(
+            "GET",
+            "/v2/namespaces/{namespace}/repositories",
+            &["page", "page_size"],
+            &[200, 403, 404],
+            move |r| {
+                let state = namespaces.lock().unwrap();
+                if r.bearer().is_some() && token_kind(&state, r).is_none() {
+                    return Reply::json(403, &json!({"detail": "forbidden"}));
+                }
+                let namespace = r.param("namespace");
+                let results: Vec<_> = state
+                    .repositories
+                    .keys()
+                    .filter_map(|name| name.strip_prefix(&format!("{namespace}/")))
+                    .map(|name| {
+                        json!({"name": name, "namespace": namespace, "repository_type": "image",
+                               "status": 1, "status_description": "active", "is_private": false,
+                               "last_updated": "2024-01-01T00:00:00Z"})
+                    })
+                    .collect();
+                if results.is_empty() && !state.passwords.contains_key(namespace) {
+                    return Reply::json(404, &json!({"detail": "Object not found"}));
+                }
+                paged(&state, r, results)
             },
         ),
         // Undocumented: see UNDOCUMENTED_DELETE.
