@@ -1,14 +1,14 @@
 //! `regkit --repo-implementation gitlab` against a GitLab API stand-in: the project found from the
 //! repository path, paginated tag names, details (digest, `created_at`) fetched only when asked, one tag
 //! deleted while its siblings stay, a protected tag failing alone, absent tags, a bad token (exit 3 with
-//! the hint) and a 429 waited out.
+//! the hint), a 429 waited out, and `cleanup GROUP/*` over the group's registry repositories.
 
 use regkit::dockerconfig::RegistryAuth;
 use regkit::reference::Repository;
 use regkit::registry::{Client, ClientOptions};
 use regkit::vendor::{self, Context, Settings};
 use regkit_e2e::specs::OpenApi;
-use regkit_e2e::vendors::gitlab::{GitLabServer, declared};
+use regkit_e2e::vendors::gitlab::{GROUPS_ROUTE, GitLabServer, declared};
 use regkit_e2e::vendors::{Run, digest, regkit};
 
 const TOKEN: &str = "glpat-test-token";
@@ -245,11 +245,80 @@ fn a_rate_limited_listing_is_retried_after_the_wait() {
 #[test]
 fn routes_follow_the_published_description() {
     let spec = OpenApi::load("gitlab/openapi_v2.container-registry.extract.yaml");
-    // 429 is GitLab's general rate-limit answer (registry-apis.md §8), not listed per operation.
+    // 429 is GitLab's general rate-limit answer (registry-apis.md §8), not listed per operation; the
+    // group listing is described in container_registry.md only (the extract leaves it out).
     assert_eq!(
         spec.mismatches(&declared()),
         [
-            "GET /api/v4/projects/{id}/registry/repositories/{repository_id}/tags: status 429 is not described"
+            format!("{} {} is not in the description", GROUPS_ROUTE.0, GROUPS_ROUTE.1),
+            "GET /api/v4/projects/{id}/registry/repositories/{repository_id}/tags: status 429 is not described".to_string(),
         ]
+    );
+    let markdown =
+        std::fs::read_to_string(regkit_e2e::specs::dir().join("gitlab/container_registry.md"))
+            .unwrap();
+    assert!(markdown.contains("GET /groups/:id/registry/repositories"));
+}
+
+#[test]
+fn a_group_pattern_cleans_the_groups_registry_repositories() {
+    let gitlab = GitLabServer::start(TOKEN);
+    for (n, (project, path)) in [
+        ("acme/app", "acme/app"),
+        ("acme/tool", "acme/tool/cli"),
+        ("other/app", "other/app"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        gitlab.push(project, path, "old", &digest(2 * n), "2024-01-01T00:00:00Z");
+        gitlab.push(
+            project,
+            path,
+            "new",
+            &digest(2 * n + 1),
+            "2024-02-01T00:00:00Z",
+        );
+    }
+    let host = gitlab.server.host();
+    let pattern = format!("{host}/acme/*");
+    let swept = run(
+        &gitlab,
+        TOKEN,
+        &["cleanup", &pattern, "--keep-last", "1", "--yes"],
+    );
+    assert_eq!(swept.code, 0, "{}\n{}", swept.stderr, swept.stdout);
+    let removed: Vec<String> = swept
+        .stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|row| row["result"] == "untagged" || row["result"] == "deleted")
+        .map(|row| {
+            format!(
+                "{}:{}",
+                row["repository"].as_str().unwrap(),
+                row["tag"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            format!("{host}/acme/app:old"),
+            format!("{host}/acme/tool/cli:old")
+        ],
+        "{}",
+        swept.stdout
+    );
+    // Each repository's tags went in its own project: one vendor serves both.
+    for path in ["acme/app", "acme/tool/cli"] {
+        assert_eq!(gitlab.tags(path).into_keys().collect::<Vec<_>>(), ["new"]);
+    }
+    assert_eq!(gitlab.tags("other/app").len(), 2);
+    assert_eq!(requests(&gitlab, "/groups/acme/registry/repositories"), 1);
+    assert!(
+        gitlab.server.violations().is_empty(),
+        "{:?}",
+        gitlab.server.violations()
     );
 }

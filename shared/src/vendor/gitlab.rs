@@ -6,6 +6,13 @@
 //! digests; [`Vendor::list_tags`] with `with_digests` means "details wanted" and fetches each tag's digest
 //! and `created_at` (one request per tag, bounded by `--parallel`), so runs that need neither pay nothing.
 //! A tag protected by a protection rule (403) fails alone; the rest of the run goes on.
+//!
+//! GitLab's registry has no usable `_catalog`, so `regkit cleanup HOST/GROUP/*` lists the registry
+//! repositories of the longest leading part of the prefix that is a group (`/groups/{id}/registry/
+//! repositories`, in container_registry.md) or a project, and keeps those under the prefix.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use futures_util::stream::{self, StreamExt};
 use reqwest::Method as Http;
@@ -47,15 +54,17 @@ pub(super) const FLAGS: &[Flag] = &[
 pub(super) fn build(context: Context) -> Box<dyn Vendor> {
     Box::new(GitLab {
         context,
-        project: OnceCell::new(),
+        api: OnceCell::new(),
+        locations: RefCell::new(HashMap::new()),
     })
 }
 
 struct GitLab {
     context: Context,
-    /// The API client and the registry repository, found once per run (a run covers one repository per
-    /// vendor call, but the lookup costs several requests).
-    project: OnceCell<(ApiClient, Location)>,
+    api: OnceCell<ApiClient>,
+    /// Registry repository path → where it lives, found once per repository: the lookup costs several
+    /// requests, and one vendor serves every repository of a run. Never borrowed across an await.
+    locations: RefCell<HashMap<String, Location>>,
 }
 
 /// Where a registry repository lives in GitLab's API.
@@ -154,12 +163,8 @@ impl GitLab {
         })
     }
 
-    /// The API client and the registry repository for `repository`.
-    async fn locate(
-        &self,
-        repository: &Repository,
-    ) -> Result<&(ApiClient, Location), RegistryError> {
-        self.project
+    async fn api(&self) -> Result<&ApiClient, RegistryError> {
+        self.api
             .get_or_try_init(|| async {
                 let url = self
                     .context
@@ -167,47 +172,72 @@ impl GitLab {
                     .text("gitlab-api-url")
                     .unwrap_or(DEFAULT_API_URL);
                 // A trailing slash keeps `/api/v4` when relative paths are joined.
-                let api = ApiClient::new(
+                ApiClient::new(
                     &format!("{}/", url.trim_end_matches('/')),
                     "GitLab API",
                     self.context.client.options(),
-                )?;
-                let path = repository.path.as_str();
-                let segments: Vec<&str> = path.split('/').collect();
-                for length in (1..=segments.len()).rev() {
-                    let project = segments[..length].join("/");
-                    let operation = format!("list registry repositories of project {project}");
-                    let first = format!(
-                        "projects/{}/registry/repositories?per_page={PER_PAGE}",
-                        encode(&project)
-                    );
-                    let Some(found) = self
-                        .pages::<RegistryRepository>(&api, &first, &operation)
-                        .await?
-                    else {
-                        continue;
-                    };
-                    if let Some(registry) = found.iter().find(|r| r.path.eq_ignore_ascii_case(path)) {
-                        let location = Location {
-                            path: path.to_string(),
-                            api_path: format!(
-                                "projects/{}/registry/repositories/{}",
-                                encode(&project),
-                                registry.id
-                            ),
-                        };
-                        return Ok((api, location));
-                    }
-                }
-                Err(RegistryError::RepositoryNotFound {
-                    registry: api.label().to_string(),
-                    repository: format!(
-                        "{path} (no GitLab project at {} has it; check --gitlab-api-url and the token's access)",
-                        api.base()
-                    ),
-                })
+                )
             })
             .await
+    }
+
+    /// The registry repositories of group or project `scope` (`kind` is `groups` or `projects`); `None`
+    /// when there is no such group or project.
+    async fn registry_repositories(
+        &self,
+        api: &ApiClient,
+        kind: &str,
+        scope: &str,
+    ) -> Result<Option<Vec<RegistryRepository>>, RegistryError> {
+        let operation = format!("list registry repositories of {kind} {scope}");
+        let first = format!(
+            "{kind}/{}/registry/repositories?per_page={PER_PAGE}",
+            encode(scope)
+        );
+        self.pages(api, &first, &operation).await
+    }
+
+    /// The API client and the registry repository for `repository`.
+    async fn locate(
+        &self,
+        repository: &Repository,
+    ) -> Result<(&ApiClient, Location), RegistryError> {
+        let api = self.api().await?;
+        let path = repository.path.as_str();
+        if let Some(known) = self.locations.borrow().get(path) {
+            return Ok((api, known.clone()));
+        }
+        let segments: Vec<&str> = path.split('/').collect();
+        for length in (1..=segments.len()).rev() {
+            let project = segments[..length].join("/");
+            let Some(found) = self
+                .registry_repositories(api, "projects", &project)
+                .await?
+            else {
+                continue;
+            };
+            if let Some(registry) = found.iter().find(|r| r.path.eq_ignore_ascii_case(path)) {
+                let location = Location {
+                    path: path.to_string(),
+                    api_path: format!(
+                        "projects/{}/registry/repositories/{}",
+                        encode(&project),
+                        registry.id
+                    ),
+                };
+                self.locations
+                    .borrow_mut()
+                    .insert(path.to_string(), location.clone());
+                return Ok((api, location));
+            }
+        }
+        Err(RegistryError::RepositoryNotFound {
+            registry: api.label().to_string(),
+            repository: format!(
+                "{path} (no GitLab project at {} has it; check --gitlab-api-url and the token's access)",
+                api.base()
+            ),
+        })
     }
 
     async fn tag_names(&self, repository: &Repository) -> Result<Vec<String>, RegistryError> {
@@ -334,6 +364,46 @@ impl Vendor for GitLab {
                 }
             }
             Ok(tags)
+        })
+    }
+
+    fn list_repositories<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, RegistryError>> {
+        Box::pin(async move {
+            let api = self.api().await?;
+            let base = prefix.trim_end_matches('/');
+            if base.is_empty() {
+                return Err(RegistryError::Config(
+                    "GitLab lists registry repositories per group or project: name one, as registry.gitlab.com/GROUP/*"
+                        .into(),
+                ));
+            }
+            let segments: Vec<&str> = base.split('/').collect();
+            for length in (1..=segments.len()).rev() {
+                let scope = segments[..length].join("/");
+                // A path is a group or a project, never both.
+                for kind in ["groups", "projects"] {
+                    if let Some(found) = self.registry_repositories(api, kind, &scope).await? {
+                        let mut paths: Vec<String> = found
+                            .into_iter()
+                            .map(|repository| repository.path)
+                            .filter(|path| path.starts_with(prefix))
+                            .collect();
+                        paths.sort();
+                        paths.dedup();
+                        return Ok(Some(paths));
+                    }
+                }
+            }
+            Err(RegistryError::RepositoryNotFound {
+                registry: api.label().to_string(),
+                repository: format!(
+                    "{prefix}* (no GitLab group or project at {} holds it; check --gitlab-api-url and the token's access)",
+                    api.base()
+                ),
+            })
         })
     }
 

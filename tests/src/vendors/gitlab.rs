@@ -2,7 +2,10 @@
 //! their registry repositories, paginated tag names, tag details with digest and `created_at`, tag deletion
 //! with protection rules (403), access tokens and switchable rate limiting.
 //!
-//! Routes come from `gitlab/openapi_v2.container-registry.extract.yaml` (and `container_registry.md`).
+//! Routes come from `gitlab/openapi_v2.container-registry.extract.yaml`, except [`GROUPS_ROUTE`], which
+//! only `gitlab/container_registry.md` describes (the extract leaves it out). A group's registry
+//! repositories are those of the projects directly in it (the description does not say whether subgroups
+//! count).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -10,6 +13,9 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 
 use crate::apiserver::{ApiServer, Declared, Reply, Request, Route};
+
+/// The group listing, described in `container_registry.md` only.
+pub const GROUPS_ROUTE: (&str, &str) = ("GET", "/api/v4/groups/{id}/registry/repositories");
 
 /// A registry repository: its path and tag → (digest, created_at).
 type RegistryRepository = (String, BTreeMap<String, (String, String)>);
@@ -136,7 +142,19 @@ fn page(request: &Request, base_url: &str, items: Vec<serde_json::Value>) -> Rep
     reply
 }
 
+/// The registry repositories `ids` as GitLab lists them.
+fn listed(state: &State, ids: &[u64]) -> Vec<serde_json::Value> {
+    ids.iter()
+        .map(|id| {
+            let path = &state.repositories[*id as usize - 1].0;
+            json!({"id": id, "name": path.rsplit('/').next(), "path": path,
+                   "project_id": 1, "location": format!("registry.example/{path}")})
+        })
+        .collect()
+}
+
 fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
+    let groups = Arc::clone(state);
     let (repos, list, details, delete) = (
         Arc::clone(state),
         Arc::clone(state),
@@ -157,14 +175,39 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
                 let Some(ids) = state.projects.get(r.param("id")) else {
                     return Reply::json(404, &json!({"message": "404 Project Not Found"}));
                 };
-                let items = ids
+                let items = listed(&state, ids);
+                page(r, &state.base_url, items)
+            },
+        ),
+        // A group exists when a project lies under it; its listing holds its direct projects'.
+        Route::new(
+            GROUPS_ROUTE.0,
+            GROUPS_ROUTE.1,
+            &["page", "per_page"],
+            &[200, 401, 404],
+            move |r| {
+                let state = groups.lock().unwrap();
+                if !authorised(&state, r) {
+                    return unauthorised();
+                }
+                let group = r.param("id");
+                let under = |project: &str| {
+                    project
+                        .strip_prefix(group)
+                        .is_some_and(|rest| rest.starts_with('/'))
+                };
+                if !state.projects.keys().any(|project| under(project)) {
+                    return Reply::json(404, &json!({"message": "404 Group Not Found"}));
+                }
+                let ids: Vec<u64> = state
+                    .projects
                     .iter()
-                    .map(|id| {
-                        let path = &state.repositories[*id as usize - 1].0;
-                        json!({"id": id, "name": path.rsplit('/').next(), "path": path,
-                               "project_id": 1, "location": format!("registry.example/{path}")})
+                    .filter(|(project, _)| {
+                        under(project) && !project[group.len() + 1..].contains('/')
                     })
+                    .flat_map(|(_, ids)| ids.iter().copied())
                     .collect();
+                let items = listed(&state, &ids);
                 page(r, &state.base_url, items)
             },
         ),
