@@ -28,6 +28,7 @@ class Regkit < Formula
       page = buildpath/"packaging/man/docker-credential-#{binary}.1"
       man1.install page if page.exist?
     end
+    man1.install buildpath/"packaging/man/regkit-ecr-token.1"
     %w[bash zsh fish].each do |shell|
       system bin/"regkit", "generate", "completions", shell, buildpath/"generated/completions"
     end
