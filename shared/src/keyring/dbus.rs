@@ -758,7 +758,8 @@ fn alignment(code: u8) -> usize {
 mod tests {
     use super::*;
 
-    fn decode(body: &Body) -> Vec<Value> {
+    /// A method return carrying `body` under `signature`, as read from the bus.
+    fn reply(signature: String, big_endian: bool, body: Vec<u8>) -> Message {
         Message {
             kind: METHOD_RETURN,
             reply_serial: None,
@@ -766,12 +767,16 @@ mod tests {
             interface: None,
             member: None,
             error_name: None,
-            signature: body.signature.to_owned(),
-            big_endian: false,
-            body: body.buf.clone(),
+            signature,
+            big_endian,
+            body,
         }
-        .values()
-        .unwrap()
+    }
+
+    fn decode(body: &Body) -> Vec<Value> {
+        reply(body.signature.to_owned(), false, body.buf.clone())
+            .values()
+            .unwrap()
     }
 
     #[test]
@@ -829,17 +834,7 @@ mod tests {
             ("s", vec![1, 0, 0, 0, 0xc3, 0]),
             ("z", vec![0]),
         ] {
-            let message = Message {
-                kind: METHOD_RETURN,
-                reply_serial: None,
-                path: None,
-                interface: None,
-                member: None,
-                error_name: None,
-                signature: signature.to_owned(),
-                big_endian: false,
-                body: bytes,
-            };
+            let message = reply(signature.to_owned(), false, bytes);
             assert!(message.values().is_err(), "{signature}");
         }
     }
@@ -865,18 +860,7 @@ mod tests {
             signature in "[ybnqiuxtdsogva(){}]{0,12}",
             big_endian in proptest::prelude::any::<bool>(),
         ) {
-            let message = Message {
-                kind: METHOD_RETURN,
-                reply_serial: None,
-                path: None,
-                interface: None,
-                member: None,
-                error_name: None,
-                signature,
-                big_endian,
-                body,
-            };
-            let _ = message.values();
+            let _ = reply(signature, big_endian, body).values();
         }
 
         #[test]
