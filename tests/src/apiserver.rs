@@ -262,6 +262,13 @@ impl ApiServer {
             .clone()
     }
 
+    /// Fails the test, listing them, when any request or answer broke the route table's declarations.
+    #[track_caller]
+    pub fn assert_no_violations(&self) {
+        let violations = self.violations();
+        assert!(violations.is_empty(), "{violations:?}");
+    }
+
     /// The declared operations, for [`crate::specs`] checks.
     pub fn declared(&self) -> Vec<Declared> {
         declared(&self.shared.routes)

@@ -46,11 +46,7 @@ fn run(dir: &Path, args: &[&str]) -> Run {
 }
 
 fn assert_clean(acr: &Acr) {
-    assert!(
-        acr.server.violations().is_empty(),
-        "{:?}",
-        acr.server.violations()
-    );
+    acr.server.assert_no_violations();
 }
 
 #[test]

@@ -112,16 +112,8 @@ impl Setup {
     }
 
     fn assert_clean(&self) {
-        assert!(
-            self.entra.server.violations().is_empty(),
-            "{:?}",
-            self.entra.server.violations()
-        );
-        assert!(
-            self.acr.server.violations().is_empty(),
-            "{:?}",
-            self.acr.server.violations()
-        );
+        self.entra.server.assert_no_violations();
+        self.acr.server.assert_no_violations();
     }
 }
 

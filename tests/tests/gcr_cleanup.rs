@@ -66,11 +66,7 @@ fn repository(ar: &ArtifactRegistry) -> String {
 }
 
 fn assert_clean(ar: &ArtifactRegistry) {
-    assert!(
-        ar.server.violations().is_empty(),
-        "{:?}",
-        ar.server.violations()
-    );
+    ar.server.assert_no_violations();
 }
 
 #[test]

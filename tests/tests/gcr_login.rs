@@ -95,11 +95,7 @@ impl Setup {
     }
 
     fn assert_clean(&self) {
-        assert!(
-            self.google.server.violations().is_empty(),
-            "{:?}",
-            self.google.server.violations()
-        );
+        self.google.server.assert_no_violations();
     }
 }
 

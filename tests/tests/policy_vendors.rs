@@ -119,11 +119,7 @@ fn quay() {
     ];
     cleanup(&flags, &format!("{}/org/app", quay.server.host()));
     assert_eq!(quay.tags(), expected());
-    assert!(
-        quay.server.violations().is_empty(),
-        "{:?}",
-        quay.server.violations()
-    );
+    quay.server.assert_no_violations();
 }
 
 #[test]
@@ -151,11 +147,7 @@ fn dockerhub() {
     ];
     cleanup(&flags, &format!("{}/alice/app", hub.server.host()));
     assert_eq!(hub.tags("alice/app"), expected());
-    assert!(
-        hub.server.violations().is_empty(),
-        "{:?}",
-        hub.server.violations()
-    );
+    hub.server.assert_no_violations();
 }
 
 #[test]
@@ -181,11 +173,7 @@ fn gitlab() {
     ];
     cleanup(&flags, &format!("{}/group/app/img", gitlab.server.host()));
     assert_eq!(gitlab.tags("group/app/img"), expected());
-    assert!(
-        gitlab.server.violations().is_empty(),
-        "{:?}",
-        gitlab.server.violations()
-    );
+    gitlab.server.assert_no_violations();
 }
 
 #[test]
@@ -224,11 +212,7 @@ fn harbor() {
     let rows = cleanup(&flags, &format!("{}/{repository}", harbor.server.host()));
     assert_eq!(rows["t-old"]["result"], "untagged");
     assert_eq!(harbor.tags(repository), expected());
-    assert!(
-        harbor.server.violations().is_empty(),
-        "{:?}",
-        harbor.server.violations()
-    );
+    harbor.server.assert_no_violations();
 }
 
 #[test]
@@ -258,11 +242,7 @@ fn artifactory() {
             .collect::<Vec<_>>(),
         ["pin", "t-new"]
     );
-    assert!(
-        artifactory.server.violations().is_empty(),
-        "{:?}",
-        artifactory.server.violations()
-    );
+    artifactory.server.assert_no_violations();
 }
 
 /// Nexus deletes whole components, so it refuses a tag whose manifest a kept tag shares: the policy run
@@ -316,11 +296,7 @@ fn nexus() {
         ["keep-me", "pin", "t-old"]
     );
     assert_eq!(after["pin"], format!("{:064x}", 1));
-    assert!(
-        nexus.server.violations().is_empty(),
-        "{:?}",
-        nexus.server.violations()
-    );
+    nexus.server.assert_no_violations();
 }
 
 /// GitHub's versions are the real registry's manifests behind the stand-in; the policy is by name here
@@ -361,11 +337,7 @@ fn github() {
             .into_iter()
             .collect();
     assert_eq!(after, expected);
-    assert!(
-        github.server.violations().is_empty(),
-        "{:?}",
-        github.server.violations()
-    );
+    github.server.assert_no_violations();
 }
 
 /// A vendor whose API has no untagged manifests to list (Quay) answers `--untagged` with a repository note
@@ -425,11 +397,7 @@ fn untagged_on_quay_is_a_note() {
         "{document}"
     );
     assert_eq!(quay.tags(), before);
-    assert!(
-        quay.server.violations().is_empty(),
-        "{:?}",
-        quay.server.violations()
-    );
+    quay.server.assert_no_violations();
 }
 
 #[test]
@@ -469,11 +437,7 @@ fn acr() {
         .collect();
     assert_eq!(tags, expected());
     drop(state);
-    assert!(
-        acr.server.violations().is_empty(),
-        "{:?}",
-        acr.server.violations()
-    );
+    acr.server.assert_no_violations();
 }
 
 #[test]
@@ -499,9 +463,5 @@ fn gcr() {
     let rows = cleanup(&flags, &format!("{}/proj/repo/team/app", ar.server.host()));
     assert_eq!(rows["t-old"]["result"], "untagged");
     assert_eq!(ar.tags(package), expected());
-    assert!(
-        ar.server.violations().is_empty(),
-        "{:?}",
-        ar.server.violations()
-    );
+    ar.server.assert_no_violations();
 }

@@ -322,11 +322,7 @@ fn acr_and_google_hosts_route_to_their_doubles() {
     }
     assert_eq!(google.tokens_issued(), 1);
     assert_eq!(entra.tokens_issued(), 1);
-    assert!(
-        acr.server.violations().is_empty(),
-        "{:?}",
-        acr.server.violations()
-    );
+    acr.server.assert_no_violations();
 }
 
 #[test]

@@ -52,11 +52,7 @@ fn tags_page_and_a_deleted_tag_keeps_its_siblings() {
     let mut expected = before;
     expected.remove("t003");
     assert_eq!(artifactory.tags(), expected);
-    assert!(
-        artifactory.server.violations().is_empty(),
-        "{:?}",
-        artifactory.server.violations()
-    );
+    artifactory.server.assert_no_violations();
 }
 
 #[test]

@@ -129,11 +129,7 @@ fn lists_every_page_with_digests_and_dates() {
     assert_eq!(infos[29].tag, "t029");
     assert_eq!(infos[29].created.as_deref(), Some("2024-02-02T10:00:00Z"));
     assert_eq!(infos[29].digest, Some(digest(29 % 7)));
-    assert!(
-        hub.server.violations().is_empty(),
-        "{:?}",
-        hub.server.violations()
-    );
+    hub.server.assert_no_violations();
 }
 
 #[test]
@@ -197,11 +193,7 @@ fn deleting_tags_keeps_their_siblings_and_library_is_implied() {
         by_digest.stderr
     );
     assert_eq!(hub.tags(REPO), expected);
-    assert!(
-        hub.server.violations().is_empty(),
-        "{:?}",
-        hub.server.violations()
-    );
+    hub.server.assert_no_violations();
 }
 
 #[test]
@@ -236,11 +228,7 @@ fn docker_config_credentials_and_dry_run() {
         hub.tags(REPO),
         BTreeMap::from([("b".to_string(), digest(1))])
     );
-    assert!(
-        hub.server.violations().is_empty(),
-        "{:?}",
-        hub.server.violations()
-    );
+    hub.server.assert_no_violations();
 }
 
 #[test]
@@ -291,11 +279,7 @@ fn a_wrong_password_exits_3_naming_the_credentials_that_work() {
         anonymous.stderr
     );
     assert_eq!(hub.tags(REPO).len(), 1);
-    assert!(
-        hub.server.violations().is_empty(),
-        "{:?}",
-        hub.server.violations()
-    );
+    hub.server.assert_no_violations();
 }
 
 #[test]
@@ -333,11 +317,7 @@ fn a_refused_personal_access_token_exits_3_naming_the_password() {
     );
     assert_eq!(deleted.code, 0, "{}", deleted.stderr);
     assert_eq!(hub.tags(REPO).keys().collect::<Vec<_>>(), ["b"]);
-    assert!(
-        hub.server.violations().is_empty(),
-        "{:?}",
-        hub.server.violations()
-    );
+    hub.server.assert_no_violations();
 }
 
 #[test]
@@ -365,11 +345,7 @@ fn rate_limits_are_waited_out_with_a_given_token() {
     let statuses: Vec<u16> = hub.server.log().into_iter().map(|(_, _, s)| s).collect();
     assert_eq!(statuses, [429, 429, 200, 204]);
     assert_eq!(hub.tags(REPO).keys().collect::<Vec<_>>(), ["b"]);
-    assert!(
-        hub.server.violations().is_empty(),
-        "{:?}",
-        hub.server.violations()
-    );
+    hub.server.assert_no_violations();
 }
 
 #[test]
@@ -455,9 +431,5 @@ fn a_namespace_pattern_cleans_the_namespaces_repositories() {
         "{:?}",
         hub.server.log()
     );
-    assert!(
-        hub.server.violations().is_empty(),
-        "{:?}",
-        hub.server.violations()
-    );
+    hub.server.assert_no_violations();
 }

@@ -97,11 +97,7 @@ fn organisation_tags_go_by_tombstone_or_whole_version_and_siblings_stay() {
             .iter()
             .all(|p| p.starts_with("/orgs/octo-org/packages/container/app/versions/"))
     );
-    assert!(
-        github.server.violations().is_empty(),
-        "{:?}",
-        github.server.violations()
-    );
+    github.server.assert_no_violations();
 }
 
 #[test]
@@ -156,11 +152,7 @@ fn user_packages_page_through_versions() {
             .any(|(m, p, _)| m == "DELETE"
                 && p.starts_with("/user/packages/container/tool/versions/"))
     );
-    assert!(
-        github.server.violations().is_empty(),
-        "{:?}",
-        github.server.violations()
-    );
+    github.server.assert_no_violations();
 }
 
 #[test]
@@ -185,11 +177,7 @@ fn organisation_listing_waits_out_a_429() {
         .map(|(_, _, s)| s)
         .collect();
     assert_eq!(pages, [429, 200]);
-    assert!(
-        github.server.violations().is_empty(),
-        "{:?}",
-        github.server.violations()
-    );
+    github.server.assert_no_violations();
 }
 
 #[test]
@@ -251,11 +239,7 @@ fn the_last_version_is_refused_unless_the_package_is_named() {
     assert!(github.server.log().iter().any(|(m, p, s)| m == "DELETE"
         && p == "/orgs/octo-org/packages/container/one"
         && *s == 204));
-    assert!(
-        github.server.violations().is_empty(),
-        "{:?}",
-        github.server.violations()
-    );
+    github.server.assert_no_violations();
 }
 
 #[test]
@@ -278,11 +262,7 @@ fn a_bad_token_exits_3_naming_the_scopes() {
     );
     assert!(!failed.stderr.contains("ghp_wrong"));
     assert_eq!(tags(&registry, "octo-org/app").len(), 2);
-    assert!(
-        github.server.violations().is_empty(),
-        "{:?}",
-        github.server.violations()
-    );
+    github.server.assert_no_violations();
 }
 
 #[test]
@@ -420,11 +400,7 @@ fn untagged_sweep_removes_untagged_versions_and_spares_index_children() {
     }
     assert_eq!(present(&registry, repo, &every), left);
     assert_eq!(tags(&registry, repo), tags_before);
-    assert!(
-        github.server.violations().is_empty(),
-        "{:?}",
-        github.server.violations()
-    );
+    github.server.assert_no_violations();
 }
 
 /// A sweep that would remove every version (the last tag and the untagged rest) meets GitHub's
@@ -460,11 +436,7 @@ fn an_untagged_sweep_emptying_the_package_is_refused_unless_it_is_named() {
     assert!(github.server.log().iter().any(|(m, p, s)| m == "DELETE"
         && p == "/orgs/octo-org/packages/container/gone"
         && *s == 204));
-    assert!(
-        github.server.violations().is_empty(),
-        "{:?}",
-        github.server.violations()
-    );
+    github.server.assert_no_violations();
 }
 
 /// The repositories a cleanup's JSON rows delete tags in, and how many tags each.
@@ -539,9 +511,5 @@ fn an_owner_pattern_cleans_the_owners_container_packages() {
         lists,
         ["/orgs/octo-org/packages", "/users/octocat/packages"]
     );
-    assert!(
-        github.server.violations().is_empty(),
-        "{:?}",
-        github.server.violations()
-    );
+    github.server.assert_no_violations();
 }

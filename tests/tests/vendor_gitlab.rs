@@ -127,11 +127,7 @@ fn lists_every_page_and_fetches_details_only_when_asked() {
         infos[30].created.as_deref(),
         Some("2024-03-03T08:00:00.000Z")
     );
-    assert!(
-        gitlab.server.violations().is_empty(),
-        "{:?}",
-        gitlab.server.violations()
-    );
+    gitlab.server.assert_no_violations();
 }
 
 #[test]
@@ -182,11 +178,7 @@ fn deleting_a_tag_keeps_its_siblings_and_a_protected_tag_fails_alone() {
         .collect();
     assert_eq!(statuses, ["planned", "absent"]);
     assert_eq!(gitlab.tags(PATH), expected);
-    assert!(
-        gitlab.server.violations().is_empty(),
-        "{:?}",
-        gitlab.server.violations()
-    );
+    gitlab.server.assert_no_violations();
 }
 
 #[test]
@@ -206,11 +198,7 @@ fn a_bad_token_exits_3_with_the_hint() {
     );
     assert!(!failed.stderr.contains("glpat-wrong"));
     assert_eq!(gitlab.tags(PATH).len(), 1);
-    assert!(
-        gitlab.server.violations().is_empty(),
-        "{:?}",
-        gitlab.server.violations()
-    );
+    gitlab.server.assert_no_violations();
 }
 
 #[test]
@@ -235,11 +223,7 @@ fn a_rate_limited_listing_is_retried_after_the_wait() {
         .map(|(_, _, s)| *s)
         .collect();
     assert_eq!(statuses, [429, 200]);
-    assert!(
-        gitlab.server.violations().is_empty(),
-        "{:?}",
-        gitlab.server.violations()
-    );
+    gitlab.server.assert_no_violations();
 }
 
 #[test]
@@ -316,9 +300,5 @@ fn a_group_pattern_cleans_the_groups_registry_repositories() {
     }
     assert_eq!(gitlab.tags("other/app").len(), 2);
     assert_eq!(requests(&gitlab, "/groups/acme/registry/repositories"), 1);
-    assert!(
-        gitlab.server.violations().is_empty(),
-        "{:?}",
-        gitlab.server.violations()
-    );
+    gitlab.server.assert_no_violations();
 }

@@ -110,11 +110,7 @@ fn listing_pages_through_artifacts_with_push_times() {
         tags[61].created.as_deref(),
         Some("2024-01-01T00:01:01.000Z")
     );
-    assert!(
-        harbor.server.violations().is_empty(),
-        "{:?}",
-        harbor.server.violations()
-    );
+    harbor.server.assert_no_violations();
 }
 
 #[test]
@@ -232,11 +228,7 @@ fn deleting_a_tag_keeps_its_siblings_and_refusals_are_per_tag() {
     assert_eq!(by_digest.code, 0, "{}", by_digest.stderr);
     assert_eq!(by_digest.entries()[0]["status"], "deleted");
     assert!(!harbor.digests(REPOSITORY).contains(&digest(2)));
-    assert!(
-        harbor.server.violations().is_empty(),
-        "{:?}",
-        harbor.server.violations()
-    );
+    harbor.server.assert_no_violations();
 }
 
 #[test]
@@ -252,11 +244,7 @@ fn a_wrong_robot_secret_exits_3_naming_the_credentials() {
     );
     assert!(!denied.stderr.contains(SECRET));
     assert_eq!(harbor.tags(REPOSITORY).len(), 1);
-    assert!(
-        harbor.server.violations().is_empty(),
-        "{:?}",
-        harbor.server.violations()
-    );
+    harbor.server.assert_no_violations();
 }
 
 /// Harbor runs on hosts of any name: when no host rule matches, its `systeminfo` endpoint identifies it.
@@ -424,9 +412,5 @@ fn untagged_sweep_removes_untagged_artifacts_and_spares_index_children() {
         digests(&[10, 11, 12, 30, 41])
     );
     assert_eq!(harbor.tags(REPOSITORY), tags_before);
-    assert!(
-        harbor.server.violations().is_empty(),
-        "{:?}",
-        harbor.server.violations()
-    );
+    harbor.server.assert_no_violations();
 }

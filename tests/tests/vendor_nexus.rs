@@ -83,11 +83,7 @@ fn components_page_and_shared_manifests_are_refused() {
         expected.remove(gone);
     }
     assert_eq!(nexus.tags("team/app"), expected);
-    assert!(
-        nexus.server.violations().is_empty(),
-        "{:?}",
-        nexus.server.violations()
-    );
+    nexus.server.assert_no_violations();
 }
 
 #[test]

@@ -106,11 +106,7 @@ fn listing_pages_and_deletes_keep_siblings() {
         "two listings of two pages: {:?}",
         quay.server.log()
     );
-    assert!(
-        quay.server.violations().is_empty(),
-        "{:?}",
-        quay.server.violations()
-    );
+    quay.server.assert_no_violations();
 }
 
 #[test]
