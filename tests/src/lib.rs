@@ -11,6 +11,7 @@ pub mod moto;
 pub mod pki;
 pub mod process;
 pub mod registry;
+pub mod report;
 pub mod specs;
 pub mod tokenserver;
 pub mod vendors;

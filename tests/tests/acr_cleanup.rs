@@ -342,14 +342,7 @@ fn untagged_sweep_spares_index_children_until_their_index_is_gone() {
         "{}\n{}",
         swept_run.stderr, swept_run.stdout
     );
-    let document: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    let reported: BTreeMap<String, Value> = document["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|row| row["tag"].is_null())
-        .map(|row| (row["digest"].as_str().unwrap().to_owned(), row.clone()))
-        .collect();
+    let (reported, document) = regkit_e2e::report::untagged_rows(&report);
     assert_eq!(reported.len(), 3, "{document}");
     for digest in &swept {
         assert_eq!(

@@ -308,15 +308,7 @@ fn sweep(
     args.extend_from_slice(extra);
     let swept = run(github, TOKEN, &args);
     assert_eq!(swept.code, 0, "{}\n{}", swept.stderr, swept.stdout);
-    let document: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    let rows = document["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|row| row["tag"].is_null())
-        .map(|row| (row["digest"].as_str().unwrap().to_string(), row.clone()))
-        .collect();
-    (rows, document)
+    regkit_e2e::report::untagged_rows(&report)
 }
 
 #[test]
