@@ -1,7 +1,22 @@
-//! The library behind every regkit program: the docker credential-helper protocol, secrets that never
-//! print, docker config resolution, and the credential stores.
+//! The library behind every regkit program. Each binary in `helpers/` is a thin `main` over this crate;
+//! `ARCHITECTURE.md` draws the whole map.
 //!
-//! Each binary in `helpers/` is a thin `main` over this crate; see `ARCHITECTURE.md` for the map.
+//! **Credentials** (the `docker-credential-*` helpers):
+//! - [`protocol`]: the docker credential-helper protocol (the `Helper` trait and the loop that owns stdin,
+//!   stdout and exit codes); [`secret`]: `Secret<T>`, which never prints.
+//! - [`dockerconfig`]: docker's and the containers' auth files, external helpers, atomic writes.
+//! - `keyring`: the OS keyring store; [`envhelper`]: credentials from the environment.
+//! - `ecr`, [`ecr_host`], `acr`, `gcr`, `cloudauth`, `tokencache`: the cloud providers, their host patterns,
+//!   the shared cached-token `get` flow and its cache file.
+//! - `router`, [`kubelet`]: routing hosts to providers; the kubelet credential-provider protocol.
+//!
+//! **Registries** (`regkit`):
+//! - [`reference`]: image references and repositories; `registry`: the v2/OCI client and the vendor-API
+//!   client over the same transport.
+//! - `implementation`: one file per registry implementation (plain distribution, ECR, ACR, Docker Hub,
+//!   Artifact Registry, GitHub, GitLab, Harbor, Quay, Artifactory, Nexus), detection and settings.
+//! - `policy`, `dates`: what a cleanup keeps, and image dates from configs; [`report`]: per-tag results,
+//!   output and exit codes.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -23,6 +38,8 @@ pub mod envvars;
 mod fuzz_tests;
 #[cfg(feature = "gcr")]
 pub mod gcr;
+#[cfg(feature = "registry")]
+pub mod implementation;
 #[cfg(feature = "keyring")]
 pub mod keyring;
 pub mod kubelet;
@@ -41,5 +58,3 @@ pub mod secret;
 #[cfg(any(feature = "ecr", feature = "acr", feature = "gcr"))]
 #[clippy::msrv = "1.89"]
 pub mod tokencache;
-#[cfg(feature = "registry")]
-pub mod vendor;

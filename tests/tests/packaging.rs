@@ -142,7 +142,7 @@ fn completions_for_bash_zsh_and_fish_know_every_subcommand_and_vendor_flag() {
         ] {
             assert!(script.contains(word), "{file} lacks {word}");
         }
-        // Vendor flags are added at run time; the completions must come from that full definition.
+        // Implementation flags are added at run time; the completions must come from that full definition.
         for flag in help
             .lines()
             .filter_map(|line| line.split_whitespace().next())

@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use base64::Engine;
 use regkit::dockerconfig::RegistryAuth;
+use regkit::implementation::{self, Context, Settings};
 use regkit::reference::Repository;
 use regkit::registry::{Client, ClientOptions};
-use regkit::vendor::{self, Context, Settings};
 use regkit_e2e::specs::OpenApi;
 use regkit_e2e::vendors::dockerhub::{HubServer, PAT_REFUSAL, UNDOCUMENTED_DELETE};
 use regkit_e2e::vendors::{Run, digest, regkit};
@@ -117,7 +117,7 @@ fn lists_every_page_with_digests_and_dates() {
         parallel: 4,
         settings,
     };
-    let vendor = vendor::build("dockerhub", context).unwrap();
+    let vendor = implementation::build("dockerhub", context).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

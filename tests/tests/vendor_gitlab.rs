@@ -4,9 +4,9 @@
 //! the hint), a 429 waited out, and `cleanup GROUP/*` over the group's registry repositories.
 
 use regkit::dockerconfig::RegistryAuth;
+use regkit::implementation::{self, Context, Settings};
 use regkit::reference::Repository;
 use regkit::registry::{Client, ClientOptions};
-use regkit::vendor::{self, Context, Settings};
 use regkit_e2e::specs::OpenApi;
 use regkit_e2e::vendors::gitlab::{GROUPS_ROUTE, GitLabServer, declared};
 use regkit_e2e::vendors::{Run, digest, regkit};
@@ -114,7 +114,7 @@ fn lists_every_page_and_fetches_details_only_when_asked() {
         parallel: 4,
         settings,
     };
-    let vendor = vendor::build("gitlab", context).unwrap();
+    let vendor = implementation::build("gitlab", context).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

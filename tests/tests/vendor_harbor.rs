@@ -85,7 +85,7 @@ fn listing_pages_through_artifacts_with_push_times() {
         .enable_all()
         .build()
         .unwrap();
-    let context = regkit::vendor::Context {
+    let context = regkit::implementation::Context {
         client: regkit::registry::Client::new(
             harbor.server.host(),
             Default::default(),
@@ -97,9 +97,9 @@ fn listing_pages_through_artifacts_with_push_times() {
             password: regkit::secret::Secret::new(SECRET.into()),
         },
         parallel: 4,
-        settings: regkit::vendor::Settings::with_environment(Vec::new(), Vec::new()),
+        settings: regkit::implementation::Settings::with_environment(Vec::new(), Vec::new()),
     };
-    let vendor = regkit::vendor::build("harbor", context).unwrap();
+    let vendor = regkit::implementation::build("harbor", context).unwrap();
     let repository = regkit::reference::Repository::parse(&repository).unwrap();
     let tags = runtime
         .block_on(vendor.list_tags(&repository, false))

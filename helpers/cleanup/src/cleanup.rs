@@ -2,9 +2,9 @@
 //! tag-safe vendor path as `regkit delete`, so a kept tag never loses the manifest it shares with a deleted
 //! one.
 //!
-//! Every step is vendor-neutral: tags and dates come from [`Vendor::list_tags`], dates missing there are read
-//! from image configs over v2, untagged manifests from [`Vendor::list_untagged`], repositories under a
-//! prefix from [`Vendor::list_repositories`] or `_catalog`. A vendor that lands later needs nothing here.
+//! Every step is vendor-neutral: tags and dates come from [`Implementation::list_tags`], dates missing there are read
+//! from image configs over v2, untagged manifests from [`Implementation::list_untagged`], repositories under a
+//! prefix from [`Implementation::list_repositories`] or `_catalog`. A vendor that lands later needs nothing here.
 //!
 //! Output: one row per tag seen (and per untagged manifest considered) with `repository`, `tag`, `digest`,
 //! `created`, `date_source`, `age`, `action` (`keep`/`delete`), `rule` (a [`Rule`] name or `untagged`),
@@ -19,11 +19,11 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use regkit::dates::{self, DateResult};
+use regkit::implementation::{self, DeleteRequest, Implementation};
 use regkit::policy::{self, Decision, KeepList, Policy, Rule, TagRecord};
 use regkit::reference::{Repository, Target};
 use regkit::registry::{Client, RegistryError};
 use regkit::report::{self, Entry, Method};
-use regkit::vendor::{self, DeleteRequest, Vendor};
 use serde::Serialize;
 
 use crate::{Fatal, Setup, parse_repository, print_with, progress_bar};
@@ -151,7 +151,7 @@ struct Planned {
 }
 
 /// Registry handles, made once per registry host.
-type Handles = BTreeMap<String, (Box<dyn Vendor>, Client)>;
+type Handles = BTreeMap<String, (Box<dyn Implementation>, Client)>;
 
 pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8, Fatal> {
     let keep_list = match &args.keep_list {
@@ -225,7 +225,7 @@ pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8,
                 implementation: Some(vendor.name()),
                 error: Some(error.to_string()),
                 note: None,
-                exit: vendor::failure_kind(&error).exit_code(),
+                exit: implementation::failure_kind(&error).exit_code(),
             }),
         }
     }
@@ -292,7 +292,7 @@ async fn handle<'h>(
     setup: &Setup<'_>,
     handles: &'h mut Handles,
     registry: &str,
-) -> Result<&'h (Box<dyn Vendor>, Client), Fatal> {
+) -> Result<&'h (Box<dyn Implementation>, Client), Fatal> {
     Ok(match handles.entry(registry.to_string()) {
         Slot::Occupied(known) => known.into_mut(),
         Slot::Vacant(slot) => slot.insert(setup.vendor_and_client(registry).await?),
@@ -376,7 +376,7 @@ async fn expand(
                         implementation: Some(vendor.name()),
                         error: Some(format!("cannot list the repositories: {error}")),
                         note: None,
-                        exit: vendor::failure_kind(&error).exit_code(),
+                        exit: implementation::failure_kind(&error).exit_code(),
                     }),
                 }
             }
@@ -399,7 +399,7 @@ async fn plan(
     setup: &Setup<'_>,
     args: &CleanupArgs,
     policy: &Policy,
-    vendor: &dyn Vendor,
+    vendor: &dyn Implementation,
     client: &Client,
     repository: &Repository,
     now: i64,

@@ -119,7 +119,7 @@ fn routes(registries: &[String], chosen: Option<&str>) -> Result<Vec<Route>, Fat
 }
 
 fn default_helper(host: &str) -> &'static str {
-    match regkit::vendor::detect(host, None) {
+    match regkit::implementation::detect(host, None) {
         Ok(detection) if detection.name == "ecr" => "ecr-login",
         _ => "keyring",
     }

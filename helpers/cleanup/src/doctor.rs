@@ -14,9 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use regkit::dockerconfig::RegistryAuth;
+use regkit::implementation;
 use regkit::registry::{Client, Deleted, RegistryError};
 use regkit::report::{EXIT_AUTH, EXIT_OK};
-use regkit::vendor;
 
 use super::{Fatal, Setup, auth_kind, describe_credentials, parse_repository, print_with};
 
@@ -66,7 +66,7 @@ impl Check {
             name,
             status: Status::Failed,
             detail: error.to_string(),
-            exit: vendor::failure_kind(error).exit_code(),
+            exit: implementation::failure_kind(error).exit_code(),
         }
     }
 }
@@ -80,14 +80,14 @@ pub(crate) async fn run(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal
         .await?;
     let mut checks = vec![Check::new(
         "implementation",
-        if vendor::implemented(detection.name) {
+        if implementation::implemented(detection.name) {
             Status::Ok
         } else {
             Status::Failed
         },
-        format!("{} ({})", detection.name, detection.chosen),
+        format!("{} ({})", detection.name, detection.by),
     )];
-    if !vendor::implemented(detection.name) {
+    if !implementation::implemented(detection.name) {
         checks[0].detail.push_str(
             " — not supported yet; --repo-implementation default deletes through the plain v2 API",
         );
@@ -130,7 +130,7 @@ pub(crate) async fn run(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal
             ),
             Err(error) => Check::failed("registry", &error),
         });
-        if vendor::implemented(detection.name) {
+        if implementation::implemented(detection.name) {
             checks.push(listing(setup, &repository).await);
             checks.push(delete_rights(&client, detection.name, &repository.path).await);
         }

@@ -15,10 +15,12 @@ use clap::builder::BoolishValueParser;
 use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget};
 use regkit::dockerconfig::{AuthSource, DockerConfig, RegistryAuth};
+use regkit::implementation::{
+    self, Context, DeleteRequest, DetectedBy, Detection, Implementation, Settings,
+};
 use regkit::reference::{Reference, Repository, Target};
 use regkit::registry::{Client, ClientOptions, RegistryError};
 use regkit::report::{self, EXIT_CODES_HELP, EXIT_USAGE, TagRow};
-use regkit::vendor::{self, Chosen, Context, DeleteRequest, Detection, Settings, Vendor};
 
 #[derive(Parser)]
 #[command(
@@ -176,7 +178,7 @@ impl Fatal {
     fn exit(&self) -> u8 {
         match self {
             Fatal::Usage(_) => EXIT_USAGE,
-            Fatal::Registry(error) => vendor::failure_kind(error).exit_code(),
+            Fatal::Registry(error) => implementation::failure_kind(error).exit_code(),
         }
     }
 }
@@ -201,7 +203,7 @@ impl From<RegistryError> for Fatal {
 
 /// The derived command plus every vendor module's flags (they live with the vendor, not here).
 fn command() -> clap::Command {
-    Cli::command().args(vendor::flags().map(|flag| {
+    Cli::command().args(implementation::flags().map(|flag| {
         let variable = flag.name.replace('-', "_").to_ascii_uppercase();
         Arg::new(flag.name)
             .long(flag.name)
@@ -215,7 +217,7 @@ fn command() -> clap::Command {
 }
 
 fn vendor_settings(matches: &ArgMatches) -> Settings {
-    Settings::new(vendor::flags().filter_map(|flag| {
+    Settings::new(implementation::flags().filter_map(|flag| {
         matches
             .get_one::<String>(flag.name)
             .map(|value| (flag.name.to_string(), value.clone()))
@@ -291,12 +293,13 @@ impl Setup<'_> {
     /// The implementation: forced, else from the host, else by probing the host for self-hosted products
     /// (Harbor, Nexus, Artifactory) over `client`'s connections, else plain v2.
     async fn detection(&self, registry: &str, client: &Client) -> Result<Detection, Fatal> {
-        let detection = vendor::detect(registry, self.options.repo_implementation.as_deref())
-            .map_err(|error| Fatal::Usage(error.to_string()))?;
-        if detection.chosen != Chosen::Fallback {
+        let detection =
+            implementation::detect(registry, self.options.repo_implementation.as_deref())
+                .map_err(|error| Fatal::Usage(error.to_string()))?;
+        if detection.by != DetectedBy::Fallback {
             return Ok(detection);
         }
-        Ok(vendor::probe(client).await.unwrap_or(detection))
+        Ok(implementation::probe(client).await.unwrap_or(detection))
     }
 
     /// A client without credentials, for commands that only probe or describe.
@@ -323,7 +326,7 @@ impl Setup<'_> {
         })
     }
 
-    async fn vendor(&self, registry: &str) -> Result<Box<dyn Vendor>, Fatal> {
+    async fn vendor(&self, registry: &str) -> Result<Box<dyn Implementation>, Fatal> {
         self.vendor_and_client(registry)
             .await
             .map(|(vendor, _)| vendor)
@@ -331,7 +334,10 @@ impl Setup<'_> {
 
     /// The vendor, and a v2 client to the same registry with the same credentials (cleanup reads image
     /// configs through it for tags the vendor lists without a date).
-    async fn vendor_and_client(&self, registry: &str) -> Result<(Box<dyn Vendor>, Client), Fatal> {
+    async fn vendor_and_client(
+        &self,
+        registry: &str,
+    ) -> Result<(Box<dyn Implementation>, Client), Fatal> {
         let (auth, source) = self.credentials(registry)?;
         let client = Client::new(registry, auth.clone(), &self.client_options())?;
         let detection = self.detection(registry, &client).await?;
@@ -339,7 +345,7 @@ impl Setup<'_> {
             eprintln!(
                 "regkit: {registry}: implementation {} ({}); credentials: {}",
                 detection.name,
-                detection.chosen,
+                detection.by,
                 describe_credentials(&auth, &source)
             );
         }
@@ -349,7 +355,7 @@ impl Setup<'_> {
             parallel: usize::from(self.options.parallel),
             settings: self.settings.clone(),
         };
-        let vendor = vendor::build(detection.name, context)
+        let vendor = implementation::build(detection.name, context)
             .map_err(|error| Fatal::Usage(error.to_string()))?;
         if self.options.verbose && !vendor.capabilities().tag_only_delete {
             eprintln!(
@@ -411,7 +417,7 @@ async fn delete(setup: &Setup<'_>, arguments: &[String], stdin: bool) -> Result<
             None => groups.push((reference.repository, vec![reference.target])),
         }
     }
-    let mut vendors: BTreeMap<&str, Box<dyn Vendor>> = BTreeMap::new();
+    let mut vendors: BTreeMap<&str, Box<dyn Implementation>> = BTreeMap::new();
     for (repository, _) in &groups {
         if !vendors.contains_key(repository.registry.as_str()) {
             vendors.insert(
@@ -467,14 +473,14 @@ async fn detect(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
     let client = setup.anonymous_client(&repository.registry)?;
     let detection = setup.detection(&repository.registry, &client).await?;
     let (auth, source) = setup.credentials(&repository.registry)?;
-    let supported = vendor::implemented(detection.name);
+    let supported = implementation::implemented(detection.name);
     if setup.json() {
         let (kind, username) = auth_kind(&auth);
         let line = serde_json::json!({
             "repository": repository.to_string(),
             "registry": repository.registry,
             "implementation": detection.name,
-            "chosen": detection.chosen.to_string(),
+            "chosen": detection.by.to_string(),
             "supported": supported,
             "credentials": {"kind": kind, "username": username, "source": describe_source(&source)},
         });
@@ -490,7 +496,7 @@ async fn detect(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
             writeln!(
                 out,
                 "implementation:  {} ({}){support}",
-                detection.name, detection.chosen
+                detection.name, detection.by
             )?;
             writeln!(
                 out,

@@ -17,8 +17,8 @@ pub mod aws;
 // the crate keeps the workspace MSRV.
 #[clippy::msrv = "1.89"]
 pub mod cache;
-pub mod cleanup;
 pub mod helper;
+pub mod images;
 pub use crate::ecr_host as host;
 pub mod identity;
 pub mod token;

@@ -1,4 +1,4 @@
-//! The vendor seam: one [`Vendor`] per registry implementation, chosen by host or by flag.
+//! The implementation seam: one [`Implementation`] per registry implementation, chosen by host or by flag.
 //!
 //! Detection only yields an implementation *name*; [`IMPLEMENTATIONS`] maps the names that have a module to
 //! their constructor. Adding a vendor is one new file here plus one line in that table, and `default.rs`
@@ -8,7 +8,7 @@
 #[cfg(feature = "acr")]
 mod acr;
 mod artifactory;
-mod default;
+mod distribution;
 mod dockerhub;
 #[cfg(feature = "ecr")]
 mod ecr;
@@ -35,7 +35,7 @@ use crate::report::{Entry, FailureKind};
 pub use probe::probe;
 pub use settings::Settings;
 
-/// A boxed future, so [`Vendor`] stays object-safe. Not `Send`: the cleanup tool drives every vendor on one
+/// A boxed future, so [`Implementation`] stays object-safe. Not `Send`: the cleanup tool drives every vendor on one
 /// thread, and vendors need not make their HTTP futures `Send`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
@@ -72,7 +72,7 @@ pub struct DeleteRequest<'a> {
 }
 
 /// A registry implementation.
-pub trait Vendor {
+pub trait Implementation {
     /// The implementation name (`default`, `ecr`, …).
     fn name(&self) -> &'static str;
 
@@ -110,7 +110,7 @@ pub trait Vendor {
     }
 }
 
-/// A manifest no tag points at, as [`Vendor::list_untagged`] lists it.
+/// A manifest no tag points at, as [`Implementation::list_untagged`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UntaggedManifest {
     /// Its digest.
@@ -132,7 +132,7 @@ pub struct Context {
     pub settings: Settings,
 }
 
-type Constructor = fn(Context) -> Box<dyn Vendor>;
+type Constructor = fn(Context) -> Box<dyn Implementation>;
 
 /// A command-line flag a vendor module reads through [`Settings`] (also `REGKIT_<NAME>`, `WERF_<NAME>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +147,7 @@ pub struct Flag {
 
 /// The implementations that have a module: name, constructor, and the flags it reads. One line per vendor.
 const IMPLEMENTATIONS: &[(&str, Constructor, &[Flag])] = &[
-    ("default", default::build, &[]),
+    ("default", distribution::build, &[]),
     ("dockerhub", dockerhub::build, dockerhub::FLAGS),
     ("github", github::build, github::FLAGS),
     ("gitlab", gitlab::build, gitlab::FLAGS),
@@ -257,7 +257,7 @@ const DETECTION: &[(&str, &[HostRule])] = &[
 
 /// How an implementation was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Chosen {
+pub enum DetectedBy {
     /// `--repo-implementation` (or its environment variables).
     Flag,
     /// The host matched this rule.
@@ -268,13 +268,13 @@ pub enum Chosen {
     Probed(&'static str),
 }
 
-impl fmt::Display for Chosen {
+impl fmt::Display for DetectedBy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Chosen::Flag => f.write_str("forced by --repo-implementation"),
-            Chosen::Host(rule) => write!(f, "host matches {rule}"),
-            Chosen::Fallback => f.write_str("no vendor host pattern matched"),
-            Chosen::Probed(path) => write!(f, "the registry host answered GET {path}"),
+            DetectedBy::Flag => f.write_str("forced by --repo-implementation"),
+            DetectedBy::Host(rule) => write!(f, "host matches {rule}"),
+            DetectedBy::Fallback => f.write_str("no vendor host pattern matched"),
+            DetectedBy::Probed(path) => write!(f, "the registry host answered GET {path}"),
         }
     }
 }
@@ -285,12 +285,12 @@ pub struct Detection {
     /// One of [`NAMES`].
     pub name: &'static str,
     /// Why.
-    pub chosen: Chosen,
+    pub by: DetectedBy,
 }
 
 /// Why no vendor could be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VendorError {
+pub enum ImplementationError {
     /// `--repo-implementation` named no known implementation.
     #[error("unknown registry implementation {name:?}; use one of: {}", NAMES.join(", "))]
     Unknown {
@@ -309,18 +309,18 @@ pub enum VendorError {
 
 /// Picks the implementation for `registry` (a normalised host, e.g. from [`Repository`]). `forced` is the
 /// `--repo-implementation` value; empty and `auto` mean detect, as in werf.
-pub fn detect(registry: &str, forced: Option<&str>) -> Result<Detection, VendorError> {
+pub fn detect(registry: &str, forced: Option<&str>) -> Result<Detection, ImplementationError> {
     match forced.map(str::trim) {
         Some(name) if !name.is_empty() && name != "auto" => {
             let lower = name.to_ascii_lowercase();
             let known = NAMES.iter().find(|known| **known == lower).ok_or_else(|| {
-                VendorError::Unknown {
+                ImplementationError::Unknown {
                     name: name.to_string(),
                 }
             })?;
             Ok(Detection {
                 name: known,
-                chosen: Chosen::Flag,
+                by: DetectedBy::Flag,
             })
         }
         _ => {
@@ -329,28 +329,31 @@ pub fn detect(registry: &str, forced: Option<&str>) -> Result<Detection, VendorE
                 if let Some(rule) = rules.iter().find(|rule| rule.matches(&host)) {
                     return Ok(Detection {
                         name,
-                        chosen: Chosen::Host(*rule),
+                        by: DetectedBy::Host(*rule),
                     });
                 }
             }
             Ok(Detection {
                 name: "default",
-                chosen: Chosen::Fallback,
+                by: DetectedBy::Fallback,
             })
         }
     }
 }
 
 /// Constructs the detected implementation.
-pub fn build(name: &'static str, context: Context) -> Result<Box<dyn Vendor>, VendorError> {
+pub fn build(
+    name: &'static str,
+    context: Context,
+) -> Result<Box<dyn Implementation>, ImplementationError> {
     IMPLEMENTATIONS
         .iter()
         .find(|(known, _, _)| *known == name)
         .map(|(_, constructor, _)| constructor(context))
-        .ok_or(VendorError::NotSupportedYet { name })
+        .ok_or(ImplementationError::NotSupportedYet { name })
 }
 
-/// Whether `name` has a module (otherwise [`build`] answers [`VendorError::NotSupportedYet`]).
+/// Whether `name` has a module (otherwise [`build`] answers [`ImplementationError::NotSupportedYet`]).
 pub fn implemented(name: &str) -> bool {
     IMPLEMENTATIONS.iter().any(|(known, _, _)| *known == name)
 }
@@ -428,7 +431,7 @@ mod tests {
                 detection,
                 Detection {
                     name: "default",
-                    chosen: Chosen::Fallback
+                    by: DetectedBy::Fallback
                 },
                 "{host}"
             );
@@ -441,7 +444,7 @@ mod tests {
             detect("ghcr.io", Some("harbor")).unwrap(),
             Detection {
                 name: "harbor",
-                chosen: Chosen::Flag
+                by: DetectedBy::Flag
             }
         );
         assert_eq!(detect("ghcr.io", Some("Nexus")).unwrap().name, "nexus");
@@ -454,7 +457,7 @@ mod tests {
                 .starts_with("unknown registry implementation \"ecs\"; use one of: default, ecr")
         );
         assert_eq!(
-            detect("quay.io", None).unwrap().chosen.to_string(),
+            detect("quay.io", None).unwrap().by.to_string(),
             "host matches quay.io"
         );
     }
@@ -471,7 +474,7 @@ mod tests {
             assert!(NAMES.contains(name), "{name}");
         }
         assert_eq!(
-            VendorError::NotSupportedYet { name: "quay" }.to_string(),
+            ImplementationError::NotSupportedYet { name: "quay" }.to_string(),
             "implementation quay is not supported yet; use --repo-implementation default to delete through the plain v2 API"
         );
     }

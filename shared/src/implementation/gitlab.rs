@@ -3,7 +3,7 @@
 //!
 //! The project is found from the repository path: the longest leading part that is a project (looked up by
 //! its URL-encoded path), whose registry repositories include this path. Tag names come without dates or
-//! digests; [`Vendor::list_tags`] with `with_digests` means "details wanted" and fetches each tag's digest
+//! digests; [`Implementation::list_tags`] with `with_digests` means "details wanted" and fetches each tag's digest
 //! and `created_at` (one request per tag, bounded by `--parallel`), so runs that need neither pay nothing.
 //! A tag protected by a protection rule (403) fails alone; the rest of the run goes on.
 //!
@@ -18,7 +18,9 @@ use futures_util::stream::{self, StreamExt};
 use reqwest::Method as Http;
 use tokio::sync::OnceCell;
 
-use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, Vendor, failure_kind};
+use super::{
+    BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo, failure_kind,
+};
 use crate::reference::{Repository, Target};
 use crate::registry::api::{ApiClient, ApiResponse};
 use crate::registry::{Deleted, RegistryError};
@@ -51,7 +53,7 @@ pub(super) const FLAGS: &[Flag] = &[
     },
 ];
 
-pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+pub(super) fn build(context: Context) -> Box<dyn Implementation> {
     Box::new(GitLab {
         context,
         api: OnceCell::new(),
@@ -315,7 +317,7 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
-impl Vendor for GitLab {
+impl Implementation for GitLab {
     fn name(&self) -> &'static str {
         "gitlab"
     }

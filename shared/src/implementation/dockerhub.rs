@@ -16,7 +16,9 @@ use futures_util::stream::{self, StreamExt};
 use reqwest::Method as Http;
 use tokio::sync::OnceCell;
 
-use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, Vendor, failure_kind};
+use super::{
+    BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo, failure_kind,
+};
 use crate::dockerconfig::RegistryAuth;
 use crate::reference::{Repository, Target};
 use crate::registry::RegistryError;
@@ -63,7 +65,7 @@ pub(super) const FLAGS: &[Flag] = &[
     },
 ];
 
-pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+pub(super) fn build(context: Context) -> Box<dyn Implementation> {
     Box::new(DockerHub {
         context,
         api: OnceCell::new(),
@@ -302,7 +304,7 @@ fn refusal(api: &ApiClient, response: &ApiResponse, operation: &str) -> Registry
     api.status_error(response, operation, hint)
 }
 
-impl Vendor for DockerHub {
+impl Implementation for DockerHub {
     fn name(&self) -> &'static str {
         "dockerhub"
     }

@@ -17,7 +17,7 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
-use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, Vendor};
+use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo};
 use crate::reference::Repository;
 use crate::registry::RegistryError;
 use crate::registry::api::ApiClient;
@@ -57,7 +57,7 @@ const PAGE_SIZE: usize = 1000;
 
 const AUTH_HINT: &str = "give an access token (--repo-artifactory-token) or a user (--repo-artifactory-username/--repo-artifactory-password) with read and delete permissions on the repository";
 
-pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+pub(super) fn build(context: Context) -> Box<dyn Implementation> {
     let credentials = rest::credentials(
         &context,
         Some("repo-artifactory-token"),
@@ -256,7 +256,7 @@ impl TagApi for Artifactory {
     }
 }
 
-impl Vendor for Artifactory {
+impl Implementation for Artifactory {
     fn name(&self) -> &'static str {
         "artifactory"
     }

@@ -22,7 +22,8 @@ use serde::de::DeserializeOwned;
 
 use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, UntaggedManifest, Vendor,
+    BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo,
+    UntaggedManifest,
 };
 use crate::acr::NULL_GUID;
 use crate::dockerconfig::RegistryAuth;
@@ -49,7 +50,7 @@ const LIST_HINT: &str = "the identity needs the AcrPull role (or a repository-sc
 const DELETE_HINT: &str = "the identity needs the AcrDelete role on the registry (or a repository-scoped token with content/delete)";
 const TOKEN_HINT: &str = "log in through docker-credential-acr (Entra ID) or `az acr login`, or use the admin user or a repository-scoped token";
 
-pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+pub(super) fn build(context: Context) -> Box<dyn Implementation> {
     let api = ApiClient::new(
         &rest::api_base(&context, "acr-api-url"),
         "ACR API",
@@ -427,7 +428,7 @@ impl TagApi for Acr {
     }
 }
 
-impl Vendor for Acr {
+impl Implementation for Acr {
     fn name(&self) -> &'static str {
         "acr"
     }

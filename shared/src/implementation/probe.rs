@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 
-use super::{Chosen, Detection};
+use super::{DetectedBy, Detection};
 use crate::registry::Client;
 use crate::registry::api::{ApiClient, ApiResponse};
 
@@ -63,7 +63,7 @@ pub async fn probe(registry: &Client) -> Option<Detection> {
         .find_map(|((name, path, recognise), answer)| {
             answer.filter(recognise).map(|_| Detection {
                 name,
-                chosen: Chosen::Probed(path),
+                by: DetectedBy::Probed(path),
             })
         })
 }

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
-use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, Vendor};
+use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo};
 use crate::reference::Repository;
 use crate::registry::RegistryError;
 use crate::registry::api::ApiClient;
@@ -37,7 +37,7 @@ const PAGE_SIZE: usize = 100;
 
 const AUTH_HINT: &str = "give an OAuth application token with the repo:read and repo:write scopes (--repo-quay-token) for a user with write access to the repository";
 
-pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+pub(super) fn build(context: Context) -> Box<dyn Implementation> {
     let credentials = rest::credentials(&context, Some("repo-quay-token"), "", "");
     Box::new(Quay {
         api: rest::api_client(&context, "quay-api-url", "Quay API", credentials),
@@ -181,7 +181,7 @@ impl TagApi for Quay {
     }
 }
 
-impl Vendor for Quay {
+impl Implementation for Quay {
     fn name(&self) -> &'static str {
         "quay"
     }

@@ -17,7 +17,7 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
-use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, Vendor};
+use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo};
 use crate::reference::Repository;
 use crate::registry::RegistryError;
 use crate::registry::api::ApiClient;
@@ -49,7 +49,7 @@ pub(super) const FLAGS: &[Flag] = &[
 
 const AUTH_HINT: &str = "give a Nexus user with the nx-repository-view-docker-<repository>-browse, -read and -delete privileges (--repo-nexus-username/--repo-nexus-password or docker login)";
 
-pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+pub(super) fn build(context: Context) -> Box<dyn Implementation> {
     let credentials =
         rest::credentials(&context, None, "repo-nexus-username", "repo-nexus-password");
     Box::new(Nexus {
@@ -223,7 +223,7 @@ impl TagApi for Nexus {
     }
 }
 
-impl Vendor for Nexus {
+impl Implementation for Nexus {
     fn name(&self) -> &'static str {
         "nexus"
     }

@@ -26,7 +26,8 @@ use tokio::sync::OnceCell;
 
 use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, UntaggedManifest, Vendor,
+    BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo,
+    UntaggedManifest,
 };
 use crate::cloudauth::Env;
 use crate::dates;
@@ -66,7 +67,7 @@ const MAX_PAGES: usize = 10_000;
 const LIST_HINT: &str = "the caller needs artifactregistry.tags.list and artifactregistry.versions.list (roles/artifactregistry.reader) on the repository";
 const DELETE_HINT: &str = "the caller needs artifactregistry.repositories.deleteArtifacts and artifactregistry.tags.delete (roles/artifactregistry.repoAdmin) on the repository";
 
-pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+pub(super) fn build(context: Context) -> Box<dyn Implementation> {
     let base = context.settings.text("gcr-api-url").map_or_else(
         || DEFAULT_API.to_owned(),
         |url| url.trim_end_matches('/').to_owned(),
@@ -468,7 +469,7 @@ impl TagApi for Gcr {
     }
 }
 
-impl Vendor for Gcr {
+impl Implementation for Gcr {
     fn name(&self) -> &'static str {
         "gcr"
     }

@@ -17,7 +17,8 @@ use serde::Deserialize;
 
 use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, UntaggedManifest, Vendor,
+    BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo,
+    UntaggedManifest,
 };
 use crate::reference::Repository;
 use crate::registry::RegistryError;
@@ -48,7 +49,7 @@ const PAGE_SIZE: usize = 100;
 
 const AUTH_HINT: &str = "give a Harbor user or robot account (robot$…) with list and read rights on the repository and delete rights on tags, with --repo-harbor-username/--repo-harbor-password or docker login";
 
-pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+pub(super) fn build(context: Context) -> Box<dyn Implementation> {
     let credentials = rest::credentials(
         &context,
         None,
@@ -234,7 +235,7 @@ impl TagApi for Harbor {
     }
 }
 
-impl Vendor for Harbor {
+impl Implementation for Harbor {
     fn name(&self) -> &'static str {
         "harbor"
     }

@@ -6,10 +6,10 @@
 //! Batches run one after another: ECR throttles `BatchDeleteImage`, and 100 tags per call is already few
 //! calls.
 //!
-//! One `DescribeImages` listing per repository serves a whole cleanup: [`Vendor::list_tags`] keeps it,
-//! and [`Vendor::list_untagged`] and the next [`Vendor::delete`] use it instead of listing again.
+//! One `DescribeImages` listing per repository serves a whole cleanup: [`Implementation::list_tags`] keeps it,
+//! and [`Implementation::list_untagged`] and the next [`Implementation::delete`] use it instead of listing again.
 //!
-//! ECR has no v2 `_catalog`, so [`Vendor::list_repositories`] answers `REGISTRY/PREFIX/*` from
+//! ECR has no v2 `_catalog`, so [`Implementation::list_repositories`] answers `REGISTRY/PREFIX/*` from
 //! `DescribeRepositories`.
 
 use std::cell::RefCell;
@@ -18,31 +18,31 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tokio::sync::OnceCell;
 
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRequest, TagInfo, UntaggedManifest, Vendor,
+    BoxFuture, Capabilities, Context, DeleteRequest, Implementation, TagInfo, UntaggedManifest,
     failure_kind,
 };
-use crate::ecr::cleanup::{EcrRepositories, Image, ImageId, Outcome};
+use crate::ecr::images::{EcrRepositories, Image, ImageId, Outcome};
 use crate::ecr::{EcrError, EcrRegistry, Env};
 use crate::reference::{Repository, Target};
 use crate::registry::RegistryError;
 use crate::report::{Entry, FailureKind, Method, Status};
 
-pub(super) fn build(context: Context) -> Box<dyn Vendor> {
-    Box::new(EcrVendor {
+pub(super) fn build(context: Context) -> Box<dyn Implementation> {
+    Box::new(Ecr {
         host: context.client.registry().to_owned(),
         api: OnceCell::new(),
         listings: RefCell::new(HashMap::new()),
     })
 }
 
-struct EcrVendor {
+struct Ecr {
     host: String,
     api: OnceCell<EcrRepositories>,
     /// The last listing of each repository (by path) that no delete has used yet.
     listings: RefCell<HashMap<String, Vec<Image>>>,
 }
 
-impl EcrVendor {
+impl Ecr {
     /// The SDK client, made on first use (building it is async and needs the runtime).
     async fn api(&self) -> Result<&EcrRepositories, RegistryError> {
         self.api
@@ -128,7 +128,7 @@ fn registry_error(error: EcrError, host: &str) -> RegistryError {
     }
 }
 
-impl Vendor for EcrVendor {
+impl Implementation for Ecr {
     fn name(&self) -> &'static str {
         "ecr"
     }

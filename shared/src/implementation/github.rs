@@ -24,10 +24,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use reqwest::Method as Http;
 use tokio::sync::OnceCell;
 
-use super::default::unique_tombstone;
+use super::distribution::unique_tombstone;
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRequest, Flag, TagInfo, UntaggedManifest, Vendor,
-    failure_kind,
+    BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo,
+    UntaggedManifest, failure_kind,
 };
 use crate::dates;
 use crate::reference::{Repository, Target};
@@ -65,7 +65,7 @@ pub(super) const FLAGS: &[Flag] = &[
     },
 ];
 
-pub(super) fn build(context: Context) -> Box<dyn Vendor> {
+pub(super) fn build(context: Context) -> Box<dyn Implementation> {
     Box::new(GitHub {
         context,
         api: OnceCell::new(),
@@ -364,7 +364,7 @@ fn plan(targets: &[Target], versions: &[Version]) -> Vec<Action> {
     actions
 }
 
-impl Vendor for GitHub {
+impl Implementation for GitHub {
     fn name(&self) -> &'static str {
         "github"
     }

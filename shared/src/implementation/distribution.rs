@@ -17,7 +17,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::RwLock;
 
-use super::{BoxFuture, Capabilities, Context, DeleteRequest, TagInfo, Vendor, failure_kind};
+use super::{
+    BoxFuture, Capabilities, Context, DeleteRequest, Implementation, TagInfo, failure_kind,
+};
 use crate::dates::manifest_children;
 use crate::reference::{Repository, Target};
 use crate::registry::{
@@ -36,8 +38,8 @@ const PROBE_DIGEST: &str =
 /// How often a manifest whose tags outlived its deletion is re-linked and deleted again.
 const REPAIR_ATTEMPTS: usize = 3;
 
-pub(super) fn build(context: Context) -> Box<dyn Vendor> {
-    Box::new(DefaultVendor {
+pub(super) fn build(context: Context) -> Box<dyn Implementation> {
+    Box::new(Distribution {
         store: context.client,
         parallel: context.parallel.max(1),
         writes: RwLock::new(()),
@@ -103,7 +105,7 @@ impl Store for Client {
     }
 }
 
-struct DefaultVendor<S> {
+struct Distribution<S> {
     store: S,
     parallel: usize,
     /// Shared by manifest DELETEs, exclusive for manifest PUTs. Distribution answers a manifest DELETE by
@@ -114,7 +116,7 @@ struct DefaultVendor<S> {
     writes: RwLock<()>,
 }
 
-impl<S: Store> Vendor for DefaultVendor<S> {
+impl<S: Store> Implementation for Distribution<S> {
     fn name(&self) -> &'static str {
         "default"
     }
@@ -302,7 +304,7 @@ fn tombstone_marker() -> String {
     )
 }
 
-impl<S: Store> DefaultVendor<S> {
+impl<S: Store> Distribution<S> {
     /// HEADs `tags` with bounded concurrency; tags that no longer exist are left out.
     async fn resolve(
         &self,
@@ -935,7 +937,7 @@ mod tests {
             registry: "fake".into(),
             path: "a/b".into(),
         };
-        let vendor = DefaultVendor {
+        let vendor = Distribution {
             store: fake,
             parallel: 3,
             writes: RwLock::new(()),
