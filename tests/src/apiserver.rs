@@ -253,6 +253,15 @@ impl ApiServer {
         self.shared.log.lock().expect("log lock").clone()
     }
 
+    /// The `(path, status)` of every DELETE answered, oldest first: what a run removed, or tried to.
+    pub fn deletes(&self) -> Vec<(String, u16)> {
+        self.log()
+            .into_iter()
+            .filter(|(method, _, _)| method == "DELETE")
+            .map(|(_, path, status)| (path, status))
+            .collect()
+    }
+
     /// Requests or answers that broke the route table's declarations.
     pub fn violations(&self) -> Vec<String> {
         self.shared

@@ -164,9 +164,9 @@ fn untag_keeps_siblings_and_digests_go_with_their_tags_only() {
     assert_eq!(ar.tags(PACKAGE).len(), 8);
     assert!(
         ar.server
-            .log()
+            .deletes()
             .iter()
-            .any(|(m, p, _)| m == "DELETE" && p.contains("/versions/sha256")),
+            .any(|(path, _)| path.contains("/versions/sha256")),
         "{:?}",
         ar.server.log()
     );
@@ -282,14 +282,7 @@ fn untagged_sweep_reads_tagged_indexes_and_spares_their_children() {
     assert_eq!(plan[&recent_orphan]["action"], "keep");
     assert_eq!(plan[&recent_orphan]["rule"], "too-new");
     assert_eq!(ar.versions(PACKAGE), before, "a dry run changes nothing");
-    assert!(
-        !ar.server
-            .log()
-            .iter()
-            .any(|(method, _, _)| method == "DELETE"),
-        "{:?}",
-        ar.server.log()
-    );
+    assert!(ar.server.deletes().is_empty(), "{:?}", ar.server.log());
 
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
@@ -319,13 +312,12 @@ fn untagged_sweep_reads_tagged_indexes_and_spares_their_children() {
     assert_eq!(ar.versions(PACKAGE), expected);
     assert!(index.children.iter().all(|child| expected.contains(child)));
     assert_eq!(ar.tags(PACKAGE).len(), 2);
-    let deletes: Vec<String> = (ar.server.log().into_iter())
-        .filter(|(method, _, _)| method == "DELETE")
-        .map(|(_, path, _)| path)
-        .collect();
+    let deletes = ar.server.deletes();
     assert_eq!(deletes.len(), 3, "{deletes:?}");
     assert!(
-        deletes.iter().all(|path| path.contains("/versions/sha256")),
+        deletes
+            .iter()
+            .all(|(path, _)| path.contains("/versions/sha256")),
         "{deletes:?}"
     );
     assert_clean(&ar);

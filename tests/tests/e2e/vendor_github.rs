@@ -84,18 +84,12 @@ fn organisation_tags_go_by_tombstone_or_whole_version_and_siblings_stay() {
     expected.remove("solo");
     assert_eq!(tags(&registry, repo), expected);
     // The tombstone was pushed through v2 and its own version deleted through the organisation's API.
-    let deletes: Vec<String> = github
-        .server
-        .log()
-        .into_iter()
-        .filter(|(m, _, _)| m == "DELETE")
-        .map(|(_, p, _)| p)
-        .collect();
+    let deletes = github.server.deletes();
     assert_eq!(deletes.len(), 2, "{deletes:?}");
     assert!(
         deletes
             .iter()
-            .all(|p| p.starts_with("/orgs/octo-org/packages/container/app/versions/"))
+            .all(|(p, _)| p.starts_with("/orgs/octo-org/packages/container/app/versions/"))
     );
     github.server.assert_no_violations();
 }
@@ -147,10 +141,9 @@ fn user_packages_page_through_versions() {
     assert!(
         github
             .server
-            .log()
+            .deletes()
             .iter()
-            .any(|(m, p, _)| m == "DELETE"
-                && p.starts_with("/user/packages/container/tool/versions/"))
+            .any(|(p, _)| p.starts_with("/user/packages/container/tool/versions/"))
     );
     github.server.assert_no_violations();
 }
@@ -200,7 +193,7 @@ fn the_last_version_is_refused_unless_the_package_is_named() {
         refused.stderr
     );
     assert_eq!(tags(&registry, repo).len(), 2);
-    assert!(!github.server.log().iter().any(|(m, _, _)| m == "DELETE"));
+    assert!(github.server.deletes().is_empty());
 
     let wrong = run(
         &github,
@@ -236,9 +229,12 @@ fn the_last_version_is_refused_unless_the_package_is_named() {
         ]
     );
     assert!(tags(&registry, repo).is_empty());
-    assert!(github.server.log().iter().any(|(m, p, s)| m == "DELETE"
-        && p == "/orgs/octo-org/packages/container/one"
-        && *s == 204));
+    assert!(
+        github
+            .server
+            .deletes()
+            .contains(&("/orgs/octo-org/packages/container/one".into(), 204))
+    );
     github.server.assert_no_violations();
 }
 
@@ -354,7 +350,7 @@ fn untagged_sweep_removes_untagged_versions_and_spares_index_children() {
     }
     assert_eq!(document["summary"]["planned"], 2, "{document}");
     assert_eq!(present(&registry, repo, &every).len(), every.len());
-    assert!(!github.server.log().iter().any(|(m, _, _)| m == "DELETE"));
+    assert!(github.server.deletes().is_empty());
 
     let (deleted, document) = sweep(&github, &repository, &["--yes"]);
     assert_eq!(deleted.keys().cloned().collect::<BTreeSet<_>>(), swept);
@@ -367,18 +363,12 @@ fn untagged_sweep_removes_untagged_versions_and_spares_index_children() {
     left.retain(|digest| !swept.contains(digest));
     assert_eq!(present(&registry, repo, &every), left);
     assert_eq!(tags(&registry, repo), tags_before);
-    let deletes: Vec<String> = github
-        .server
-        .log()
-        .into_iter()
-        .filter(|(m, _, _)| m == "DELETE")
-        .map(|(_, p, _)| p)
-        .collect();
+    let deletes = github.server.deletes();
     assert_eq!(deletes.len(), 2, "{deletes:?}");
     assert!(
         deletes
             .iter()
-            .all(|p| p.starts_with("/orgs/octo-org/packages/container/multi/versions/"))
+            .all(|(p, _)| p.starts_with("/orgs/octo-org/packages/container/multi/versions/"))
     );
 
     // The old index is gone, so its children are plain untagged versions now; the tagged indexes' stay.
@@ -418,16 +408,19 @@ fn an_untagged_sweep_emptying_the_package_is_refused_unless_it_is_named() {
         refused.stderr
     );
     assert_eq!(present(&registry, repo, &every).len(), 2);
-    assert!(!github.server.log().iter().any(|(m, _, _)| m == "DELETE"));
+    assert!(github.server.deletes().is_empty());
 
     let mut named = vec!["--github-delete-package", "gone"];
     named.extend(args);
     let deleted = run(&github, TOKEN, &named);
     assert_eq!(deleted.code, 0, "{}\n{}", deleted.stderr, deleted.stdout);
     assert!(present(&registry, repo, &every).is_empty());
-    assert!(github.server.log().iter().any(|(m, p, s)| m == "DELETE"
-        && p == "/orgs/octo-org/packages/container/gone"
-        && *s == 204));
+    assert!(
+        github
+            .server
+            .deletes()
+            .contains(&("/orgs/octo-org/packages/container/gone".into(), 204))
+    );
     github.server.assert_no_violations();
 }
 

@@ -207,13 +207,9 @@ fn deleting_a_tag_keeps_its_siblings_and_refusals_are_per_tag() {
     assert!(harbor.digests(REPOSITORY).contains(&digest(10)));
     // The double encoding reached the server: `team/app` travelled as `team%252Fapp`.
     assert!(
-        harbor
-            .server
-            .log()
-            .iter()
-            .any(|(method, path, status)| method == "DELETE"
-                && path.contains("/repositories/team%252Fapp/artifacts/")
-                && *status == 200),
+        harbor.server.deletes().iter().any(|(path, status)| {
+            path.contains("/repositories/team%252Fapp/artifacts/") && *status == 200
+        }),
         "{:?}",
         harbor.server.log()
     );
@@ -334,15 +330,6 @@ fn untagged_sweep_removes_untagged_artifacts_and_spares_index_children() {
     let digests =
         |numbers: &[usize]| -> BTreeSet<String> { numbers.iter().map(|n| digest(*n)).collect() };
     let listed = |rows: &BTreeMap<String, Value>| rows.keys().cloned().collect::<BTreeSet<_>>();
-    let deletes = |harbor: &Harbor| {
-        harbor
-            .server
-            .log()
-            .into_iter()
-            .filter(|(method, _, _)| method == "DELETE")
-            .map(|(_, path, _)| path)
-            .collect::<Vec<_>>()
-    };
 
     let (planned, document) = sweep(&harbor, &["--dry-run"]);
     assert_eq!(listed(&planned), digests(&[20, 40, 41]));
@@ -366,7 +353,7 @@ fn untagged_sweep_removes_untagged_artifacts_and_spares_index_children() {
             .collect::<BTreeSet<_>>(),
         all
     );
-    assert!(deletes(&harbor).is_empty());
+    assert!(harbor.server.deletes().is_empty());
 
     let (deleted, document) = sweep(&harbor, &["--yes"]);
     assert_eq!(listed(&deleted), digests(&[20, 40, 41]));
@@ -385,12 +372,12 @@ fn untagged_sweep_removes_untagged_artifacts_and_spares_index_children() {
         digests(&[10, 11, 12, 21, 22, 30, 41])
     );
     assert_eq!(harbor.tags(REPOSITORY), tags_before);
-    let paths = deletes(&harbor);
-    assert_eq!(paths.len(), 2, "{paths:?}");
+    let deletes = harbor.server.deletes();
+    assert_eq!(deletes.len(), 2, "{deletes:?}");
     assert!(
-        paths.iter().all(|path| path
+        deletes.iter().all(|(path, _)| path
             .starts_with("/api/v2.0/projects/proj/repositories/team%252Fapp/artifacts/sha256:")),
-        "{paths:?}"
+        "{deletes:?}"
     );
 
     // The untagged index is gone, so its children are plain untagged artifacts now.
