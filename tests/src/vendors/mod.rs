@@ -13,6 +13,7 @@ pub mod harbor;
 pub mod nexus;
 pub mod quay;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -39,6 +40,20 @@ impl Run {
             .lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
             .filter(|line| line.get("status").is_some())
+            .collect()
+    }
+
+    /// The rows of a `regkit cleanup` run's JSON Lines (those with an `action`), by tag, or by digest for
+    /// untagged manifests.
+    pub fn rows(&self) -> BTreeMap<String, Value> {
+        self.stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|row| row.get("action").is_some())
+            .map(|row| {
+                let key = row["tag"].as_str().or(row["digest"].as_str()).unwrap();
+                (key.to_owned(), row.clone())
+            })
             .collect()
     }
 }

@@ -4,7 +4,7 @@
 //! and absent tags, digest deletes, 429 then success, 401/403 → exit 3 naming what is missing, and the
 //! `--untagged` sweep from the manifest listing (children of a tagged index spared).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use base64::Engine;
@@ -13,7 +13,7 @@ use regkit_e2e::specs::OpenApi;
 use regkit_e2e::vendors::acr::{Acr, SPEC, Tag};
 use regkit_e2e::vendors::entra::{jwt, now};
 use regkit_e2e::vendors::{Run, digest, regkit};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const TENANT: &str = "72f988bf-0000-4000-8000-2d7cd011db47";
 const APP: &str = "11111111-2222-3333-4444-555555555555";
@@ -226,19 +226,6 @@ fn wrong_admin_credentials_exit_3_and_right_ones_work() {
     assert_clean(&acr);
 }
 
-/// Rows of a cleanup run's JSON Lines output by tag, or by digest for untagged manifests.
-fn rows(run: &Run) -> BTreeMap<String, Value> {
-    run.stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|row| row.get("action").is_some())
-        .map(|row| {
-            let key = row["tag"].as_str().or(row["digest"].as_str()).unwrap();
-            (key.to_owned(), row.clone())
-        })
-        .collect()
-}
-
 #[test]
 fn untagged_sweep_spares_index_children_until_their_index_is_gone() {
     let acr = Acr::start(TENANT);
@@ -291,7 +278,7 @@ fn untagged_sweep_spares_index_children_until_their_index_is_gone() {
         ],
     );
     assert_eq!(planned.code, 0, "{}\n{}", planned.stderr, planned.stdout);
-    let plan = rows(&planned);
+    let plan = planned.rows();
     let keys: BTreeSet<&str> = plan.keys().map(String::as_str).collect();
     let mut expected_keys = BTreeSet::from(["multi", "v1"]);
     expected_keys.insert(&swept[0]);
@@ -418,7 +405,7 @@ fn untagged_manifests_are_paged_and_a_locked_one_is_refused() {
 
     let planned = cleanup(true);
     assert_eq!(planned.code, 1, "{}\n{}", planned.stderr, planned.stdout);
-    let plan = rows(&planned);
+    let plan = planned.rows();
     assert_eq!(plan.len(), 133, "{}", planned.stdout);
     for orphan in &orphans {
         assert_eq!(plan[orphan]["result"], "planned", "{}", plan[orphan]);
@@ -455,7 +442,7 @@ fn untagged_manifests_are_paged_and_a_locked_one_is_refused() {
         .retain(|digest, _| digest == &locked || !orphans[3..].contains(digest));
     let swept = cleanup(false);
     assert_eq!(swept.code, 1, "{}\n{}", swept.stderr, swept.stdout);
-    let rows = rows(&swept);
+    let rows = swept.rows();
     assert_eq!(rows.len(), 6, "{}", swept.stdout);
     for orphan in &orphans[..3] {
         assert_eq!(rows[orphan]["result"], "deleted", "{}", rows[orphan]);

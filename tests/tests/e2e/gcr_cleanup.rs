@@ -4,7 +4,7 @@
 //! (tagged indexes read from a real distribution registry, so their children are spared). Every run points
 //! the metadata host at a closed loopback port and leaves `gcloud` out, so nothing can leave 127.0.0.1.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -210,19 +210,6 @@ fn no_or_bad_credentials_exit_3() {
     assert_clean(&ar);
 }
 
-/// Rows of a cleanup run's JSON Lines output by tag, or by digest for untagged manifests.
-fn rows(run: &Run) -> BTreeMap<String, Value> {
-    run.stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|row| row.get("action").is_some())
-        .map(|row| {
-            let key = row["tag"].as_str().or(row["digest"].as_str()).unwrap();
-            (key.to_owned(), row.clone())
-        })
-        .collect()
-}
-
 #[test]
 fn untagged_sweep_reads_tagged_indexes_and_spares_their_children() {
     // The manifests live in a real registry (the tagged index is read there over v2); the API double lists
@@ -263,7 +250,7 @@ fn untagged_sweep_reads_tagged_indexes_and_spares_their_children() {
     args.extend(policy);
     let planned = run_on(&ar, registry.host(), ADMIN, &args);
     assert_eq!(planned.code, 0, "{}\n{}", planned.stderr, planned.stdout);
-    let plan = rows(&planned);
+    let plan = planned.rows();
     let keys: BTreeSet<&str> = plan.keys().map(String::as_str).collect();
     let mut expected_keys = BTreeSet::from(["multi", "v1", recent_orphan.as_str()]);
     expected_keys.extend(swept.iter().map(String::as_str));
