@@ -15,7 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use regkit::dockerconfig::RegistryAuth;
 use regkit::implementation;
-use regkit::registry::{Client, Deleted, RegistryError};
+use regkit::registry::{Client, Deleted, RegistryError, failure_kind};
 use regkit::report::{EXIT_AUTH, EXIT_OK};
 
 use super::{Fatal, Setup, auth_kind, describe_credentials, parse_repository, print_with};
@@ -66,7 +66,7 @@ impl Check {
             name,
             status: Status::Failed,
             detail: error.to_string(),
-            exit: implementation::failure_kind(error).exit_code(),
+            exit: failure_kind(error).exit_code(),
         }
     }
 }

@@ -16,13 +16,11 @@ use futures_util::stream::{self, StreamExt};
 use reqwest::Method as Http;
 use tokio::sync::OnceCell;
 
-use super::{
-    BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo, failure_kind,
-};
+use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo};
 use crate::dockerconfig::RegistryAuth;
 use crate::reference::{Repository, Target};
-use crate::registry::RegistryError;
 use crate::registry::api::{ApiClient, ApiResponse};
+use crate::registry::{RegistryError, failure_kind};
 use crate::report::{Entry, Method, Status};
 use crate::secret::Secret;
 

@@ -18,12 +18,10 @@ use futures_util::stream::{self, StreamExt};
 use reqwest::Method as Http;
 use tokio::sync::OnceCell;
 
-use super::{
-    BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo, failure_kind,
-};
+use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo};
 use crate::reference::{Repository, Target};
 use crate::registry::api::{ApiClient, ApiResponse};
-use crate::registry::{Deleted, RegistryError};
+use crate::registry::{Deleted, RegistryError, failure_kind};
 use crate::report::{Entry, FailureKind, Method, Status};
 use crate::secret::Secret;
 

@@ -366,17 +366,7 @@ impl ApiClient {
     }
 
     fn transport(&self, operation: &str, error: &reqwest::Error) -> RegistryError {
-        let mut message = format!("{operation}: {error}");
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        RegistryError::Transport {
-            registry: self.label.clone(),
-            message,
-        }
+        super::error::transport(&self.label, operation, error)
     }
 }
 
