@@ -260,6 +260,7 @@ async fn sign_in(
         token: Option<String>,
     }
     let operation = "sign in to Docker Hub";
+    let base = base.clone().redacting([password]);
     let current = serde_json::json!({"identifier": username, "secret": password.expose()});
     let legacy = serde_json::json!({"username": username, "password": password.expose()});
     let first = base

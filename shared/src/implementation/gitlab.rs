@@ -122,11 +122,13 @@ impl GitLab {
             Token::Job(token) => Some(("JOB-TOKEN", token)),
             Token::None => None,
         };
-        api.send_with(method, path, operation, |request| match header {
-            Some((name, token)) => request.header(name, token.expose().as_str()),
-            None => request,
-        })
-        .await
+        api.clone()
+            .redacting(header.map(|(_, token)| token))
+            .send_with(method, path, operation, |request| match header {
+                Some((name, token)) => request.header(name, token.expose().as_str()),
+                None => request,
+            })
+            .await
     }
 
     /// Every item of a paginated listing (`Link: rel="next"`, else `X-Next-Page`); `None` on 404.

@@ -185,6 +185,19 @@ impl TokenCache {
         (Instant::now() < *expires).then(|| Secret::new(token.expose().clone()))
     }
 
+    /// Every unexpired token.
+    pub fn tokens(&self) -> Vec<Secret<String>> {
+        let Ok(tokens) = self.tokens.lock() else {
+            return Vec::new();
+        };
+        let now = Instant::now();
+        tokens
+            .values()
+            .filter(|(_, expires)| now < *expires)
+            .map(|(token, _)| token.clone())
+            .collect()
+    }
+
     /// Remembers `token` for every scope in `scopes` for `lifetime` (at least [`MIN_TOKEN_LIFETIME`]),
     /// less a margin so a token never expires in flight.
     pub fn insert(&self, scopes: &[&str], token: &Secret<String>, lifetime: Duration) {
@@ -225,6 +238,23 @@ struct TokenResponse {
 }
 
 impl Client {
+    /// Every credential this client sends: its own (a Basic password also as the encoded header value)
+    /// and the tokens it holds, for cutting them out of what the registry answers.
+    pub(super) fn sent_credentials(&self) -> Vec<Secret<String>> {
+        let mut sent = self.inner.tokens.tokens();
+        match &self.inner.auth {
+            RegistryAuth::Anonymous => {}
+            RegistryAuth::Basic { username, password } => {
+                sent.push(password.clone());
+                sent.push(Secret::new(basic_credentials(username, password)));
+            }
+            RegistryAuth::IdentityToken(token) | RegistryAuth::RegistryToken(token) => {
+                sent.push(token.clone());
+            }
+        }
+        sent
+    }
+
     /// Sends `call`, answering 401 challenges (at most two token fetches) and mapping 403 to `Denied`.
     pub(super) async fn send(&self, call: &Call<'_>) -> Result<reqwest::Response, RegistryError> {
         let mut authorization = self.initial_authorization(call)?;
@@ -506,12 +536,11 @@ impl Client {
         password: &Secret<String>,
     ) -> Result<Authorization, RegistryError> {
         self.guard_plain_http(url, "Basic credentials")?;
-        let encoded = base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            format!("{username}:{}", password.expose()),
-        );
         Ok(Authorization {
-            value: sensitive(&format!("Basic {encoded}"), &self.inner.registry)?,
+            value: sensitive(
+                &format!("Basic {}", basic_credentials(username, password)),
+                &self.inner.registry,
+            )?,
             kind: AuthKind::Basic,
         })
     }
@@ -531,6 +560,14 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// `username:password`, base64-encoded as the `Basic` scheme sends it.
+pub(crate) fn basic_credentials(username: &str, password: &Secret<String>) -> String {
+    base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{username}:{}", password.expose()),
+    )
 }
 
 fn sensitive(value: &str, registry: &str) -> Result<HeaderValue, RegistryError> {

@@ -696,7 +696,7 @@ impl Client {
         let body = http::read_bounded(response, MAX_SMALL_BYTES)
             .await
             .unwrap_or_default();
-        error_summary(status, &body)
+        error_summary(status, &body, &self.sent_credentials())
     }
 
     async fn status_error(&self, response: reqwest::Response, operation: &str) -> RegistryError {
@@ -724,7 +724,12 @@ impl Client {
     }
 
     fn transport(&self, operation: &str, error: &reqwest::Error) -> RegistryError {
-        error::transport(&self.inner.registry, operation, error)
+        error::transport(
+            &self.inner.registry,
+            operation,
+            error,
+            &self.sent_credentials(),
+        )
     }
 }
 
