@@ -419,7 +419,9 @@ impl Client {
         )))
     }
 
-    /// A bearer token for `scope` from the challenge's realm, and its lifetime.
+    /// A bearer token for `scope` from the challenge's realm, and its lifetime. The credentials go to the
+    /// realm whatever its origin, as docker's do (Docker Hub's realm is `auth.docker.io`): the registry
+    /// names its token service. Plain HTTP is refused unless the realm is loopback or `insecure`.
     async fn fetch_token(
         &self,
         challenge: &Challenge,

@@ -2,9 +2,10 @@
 //!
 //! One [`Client`] per registry host: a pooled HTTP/1.1+2 connection set over rustls, Basic or bearer-token
 //! auth (tokens cached per scope, the challenge's scope always preferred), bounded retries that honour
-//! `Retry-After`, size-bounded bodies and digest-verified manifests. Credentials never leave the
-//! registry's origin (redirects drop them, pagination links to other hosts are refused) and never travel
-//! over plain HTTP to a non-loopback host unless [`ClientOptions::insecure`] says so.
+//! `Retry-After`, size-bounded bodies and digest-verified manifests. Credentials never follow a redirect
+//! or a pagination link to another origin, and never travel over plain HTTP to a non-loopback host unless
+//! [`ClientOptions::insecure`] says so; as docker does, they go to the token realm the registry's challenge
+//! names, whatever its host (see [`auth`]).
 
 pub mod api;
 pub mod auth;
