@@ -319,6 +319,11 @@ mod tests {
         }
         assert_eq!(format_rfc3339(1_709_208_000), "2024-02-29T12:00:00Z");
         assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
+        assert_eq!(format_rfc3339(1_767_225_600), "2026-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_rfc3339(1_735_689_599), "2024-12-31T23:59:59Z");
     }
 
     #[test]

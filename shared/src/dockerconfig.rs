@@ -30,7 +30,7 @@ pub use helper::DEFAULT_HELPER_TIMEOUT;
 pub use keys::{
     CONTAINERS_HUB_KEY, INDEX_SERVER, containers_key, hostname, is_docker_hub, registry_key,
 };
-pub use write::ConfigDocument;
+pub use write::{ConfigDocument, NewFileMode, write_atomically};
 
 use file::ConfigFile;
 

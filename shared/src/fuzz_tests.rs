@@ -396,7 +396,7 @@ mod registry {
             if let Ok(value) = reqwest::header::HeaderValue::from_str(&link) {
                 headers.insert(reqwest::header::LINK, value);
             }
-            let response = ApiResponse { status, headers, body };
+            let response = ApiResponse { status, headers, body, sent: Vec::new() };
             let text = response.error_text();
             // Error text is bounded: a gigantic body cannot flood a terminal or a log.
             prop_assert!(text.chars().count() <= 320, "{}", text.len());

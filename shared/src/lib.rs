@@ -53,8 +53,5 @@ pub mod report;
 #[cfg(feature = "router")]
 pub mod router;
 pub mod secret;
-// Cross-process locking uses `File::lock` (std, Rust 1.89): the features that cache tokens need 1.89 while
-// the rest of the crate keeps the workspace MSRV.
 #[cfg(any(feature = "ecr", feature = "acr", feature = "gcr"))]
-#[clippy::msrv = "1.89"]
 pub mod tokencache;

@@ -1,11 +1,7 @@
-//! [`Secret`]: a value that never shows up in `Debug`, `Display` or an error message.
+//! [`Secret`]: a value that never shows up in `Debug`, `Display` or an error message, and [`redact`], which
+//! cuts the credentials a client sent out of what a server sends back.
 
 use std::fmt;
-use std::sync::Mutex;
-
-/// Every secret value that has left the process through [`Secret::expose`], for [`redact`]: a server that
-/// echoes a request back in its error body must not get the secret printed in our error message.
-static EXPOSED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Shorter values (a repository key such as `docker`) occur in ordinary text too often to be cut out of it.
 const MIN_REDACTED_CHARS: usize = 8;
@@ -13,16 +9,16 @@ const MIN_REDACTED_CHARS: usize = 8;
 /// Authorization schemes whose credentials an echoed request header shows in encoded form.
 const SCHEMES: [&str; 3] = ["basic ", "bearer ", "token "];
 
-/// `text` with every secret this process has exposed replaced by `REDACTED`. For text that came from
-/// outside (a server's error body) before it goes into an error message or a log line.
-pub fn redact(text: &str) -> String {
-    let exposed = EXPOSED
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+/// `text` with each of `sent` (the credentials a client sent with the request) and the credentials after
+/// an authorization scheme replaced by `REDACTED`. For text that came from outside (a server's error body,
+/// which may echo the request) before it goes into an error message or a log line. Only what the caller
+/// names is cut: settings, URLs and other values read through [`Secret::expose`] stay readable.
+pub fn redact<'a>(text: &str, sent: impl IntoIterator<Item = &'a Secret<String>>) -> String {
     let mut text = text.to_string();
-    for value in exposed.iter() {
-        if text.contains(value.as_str()) {
-            text = text.replace(value.as_str(), "REDACTED");
+    for value in sent {
+        let value = value.0.as_str();
+        if value.chars().count() >= MIN_REDACTED_CHARS && text.contains(value) {
+            text = text.replace(value, "REDACTED");
         }
     }
     redact_schemes(&text)
@@ -75,16 +71,9 @@ impl<T> Secret<T> {
 
 impl Secret<String> {
     /// Reads the wrapped value. Call it only where the value must leave the process (stdout of `get`, a
-    /// request header, a keyring write). The value is remembered for [`redact`].
+    /// request header, a keyring write). A client that sends it also passes it to [`redact`] for the
+    /// answers it reads back.
     pub fn expose(&self) -> &String {
-        if self.0.chars().count() >= MIN_REDACTED_CHARS {
-            let mut exposed = EXPOSED
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if !exposed.contains(&self.0) {
-                exposed.push(self.0.clone());
-            }
-        }
         &self.0
     }
 
@@ -126,24 +115,43 @@ mod tests {
     }
 
     #[test]
-    fn exposed_values_are_redacted_from_foreign_text() {
+    fn sent_values_are_redacted_from_foreign_text() {
         let secret = Secret::new(String::from("canary-redact-91"));
         let echoed = "HTTP 401: private-token: canary-redact-91";
-        assert_eq!(redact(echoed), echoed);
-        let _ = secret.expose();
-        assert_eq!(redact(echoed), "HTTP 401: private-token: REDACTED");
+        assert_eq!(redact(echoed, []), echoed);
+        assert_eq!(
+            redact(echoed, [&secret]),
+            "HTTP 401: private-token: REDACTED"
+        );
         // Short values are left alone: they would cut ordinary words.
-        let _ = Secret::new(String::from("docker")).expose();
-        assert_eq!(redact("/api/docker/v2"), "/api/docker/v2");
+        let short = Secret::new(String::from("docker"));
+        assert_eq!(redact("/api/docker/v2", [&short]), "/api/docker/v2");
         // Echoed Authorization headers lose their credentials whatever the encoding.
         assert_eq!(
-            redact("authorization: Basic c3dlZXAtdXNlcjpjYW5hcnk=\r\nPRIVATE-TOKEN x"),
+            redact(
+                "authorization: Basic c3dlZXAtdXNlcjpjYW5hcnk=\r\nPRIVATE-TOKEN x",
+                []
+            ),
             "authorization: Basic REDACTED\r\nPRIVATE-TOKEN x"
         );
         assert_eq!(
-            redact("Bearer eyJhbGciOi.x.y, then"),
+            redact("Bearer eyJhbGciOi.x.y, then", []),
             "Bearer REDACTED, then"
         );
-        assert_eq!(redact("a token is missing"), "a token is missing");
+        assert_eq!(redact("a token is missing", []), "a token is missing");
+    }
+
+    #[test]
+    fn exposing_a_value_leaves_no_trace_in_other_text() {
+        // A setting read through a Secret (an API URL) must stay readable in every later message.
+        let url = Secret::new(String::from("http://127.0.0.1:5999/api"));
+        assert_eq!(url.expose(), "http://127.0.0.1:5999/api");
+        let token = Secret::new(String::from("canary-token-5f1c"));
+        let _ = token.expose();
+        let text = "cannot reach http://127.0.0.1:5999/api: you sent canary-token-5f1c";
+        assert_eq!(
+            redact(text, [&token]),
+            "cannot reach http://127.0.0.1:5999/api: you sent REDACTED"
+        );
     }
 }

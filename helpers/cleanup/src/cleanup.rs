@@ -19,10 +19,10 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use regkit::dates::{self, DateResult};
-use regkit::implementation::{self, DeleteRequest, Implementation};
+use regkit::implementation::{DeleteRequest, Implementation};
 use regkit::policy::{self, Decision, KeepList, Policy, Rule, TagRecord};
 use regkit::reference::{Repository, Target};
-use regkit::registry::{Client, RegistryError};
+use regkit::registry::{Client, RegistryError, failure_kind};
 use regkit::report::{self, Entry, Method};
 use serde::Serialize;
 
@@ -225,7 +225,7 @@ pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8,
                 implementation: Some(vendor.name()),
                 error: Some(error.to_string()),
                 note: None,
-                exit: implementation::failure_kind(&error).exit_code(),
+                exit: failure_kind(&error).exit_code(),
             }),
         }
     }
@@ -376,7 +376,7 @@ async fn expand(
                         implementation: Some(vendor.name()),
                         error: Some(format!("cannot list the repositories: {error}")),
                         note: None,
-                        exit: implementation::failure_kind(&error).exit_code(),
+                        exit: failure_kind(&error).exit_code(),
                     }),
                 }
             }

@@ -1,14 +1,12 @@
 //! `regkit configure`: routes registries to a credential helper in docker's `config.json` and, with
 //! `--podman`, in a `registries.conf.d` drop-in that podman, skopeo and buildah read.
 
-use std::ffi::OsString;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use regkit::dockerconfig::{AuthMap, CONTAINERS_HUB_KEY, ConfigDocument, INDEX_SERVER};
-use regkit::dockerconfig::{hostname, is_docker_hub, registry_key};
+use regkit::dockerconfig::{NewFileMode, hostname, is_docker_hub, registry_key, write_atomically};
 use serde_json::{Map, Value};
 
 use super::Fatal;
@@ -335,27 +333,11 @@ fn configure_podman(helpers: &[&str], dir: &Path, dry_run: bool) -> Result<(), F
         print_diff(&shown, &before, &content);
         return Ok(());
     }
-    write_atomically(&path, content.as_bytes())
-        .map_err(|error| Fatal::Usage(format!("cannot write {shown}: {error}")))?;
+    // Written whole or not at all, so podman never reads half a file; other users' podman reads it too.
+    write_atomically(&path, content.as_bytes(), NewFileMode::Shared)
+        .map_err(|error| Fatal::Usage(error.to_string()))?;
     println!("{shown}: credential-helpers = [{}]", list.join(", "));
     Ok(())
-}
-
-/// A temp file beside `path`, renamed over it, so podman never reads half a file.
-fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let mut name = OsString::from(".");
-    name.push(path.file_name().unwrap_or_default());
-    name.push(format!(".{}.tmp", std::process::id()));
-    let temp = dir.join(name);
-    let written = fs::File::create(&temp)
-        .and_then(|mut file| file.write_all(content).and_then(|()| file.sync_all()))
-        .and_then(|()| fs::rename(&temp, path));
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    written
 }
 
 /// The document with every secret-bearing `auths` field replaced, so a diff can be shown on a terminal.

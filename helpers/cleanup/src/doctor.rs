@@ -13,9 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use regkit::dates::format_rfc3339;
 use regkit::dockerconfig::RegistryAuth;
 use regkit::implementation;
-use regkit::registry::{Client, Deleted, RegistryError};
+use regkit::registry::{Client, Deleted, RegistryError, failure_kind};
 use regkit::report::{EXIT_AUTH, EXIT_OK};
 
 use super::{Fatal, Setup, auth_kind, describe_credentials, parse_repository, print_with};
@@ -66,7 +67,7 @@ impl Check {
             name,
             status: Status::Failed,
             detail: error.to_string(),
-            exit: implementation::failure_kind(error).exit_code(),
+            exit: failure_kind(error).exit_code(),
         }
     }
 }
@@ -215,10 +216,10 @@ fn token_expiry(auth: &RegistryAuth) -> String {
     match expiry(secret) {
         Some(expires) if expires <= now => format!(
             "expired at {} ({} ago): log in again",
-            rfc3339(expires),
+            format_rfc3339(expires),
             human(now - expires)
         ),
-        Some(expires) => format!("{} (in {})", rfc3339(expires), human(expires - now)),
+        Some(expires) => format!("{} (in {})", format_rfc3339(expires), human(expires - now)),
         None => {
             let (kind, _) = auth_kind(auth);
             format!(
@@ -243,28 +244,6 @@ fn expiry(secret: &str) -> Option<i64> {
         .get("exp")
         .or_else(|| claims.get("expiration"))
         .and_then(serde_json::Value::as_i64)
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (UTC, proleptic Gregorian).
-fn rfc3339(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let time = seconds.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        time / 3600,
-        time % 3600 / 60,
-        time % 60
-    )
 }
 
 fn human(seconds: i64) -> String {
@@ -313,13 +292,6 @@ fn print_report(setup: &Setup<'_>, repository: &str, checks: &[Check]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_are_utc_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_735_689_599), "2024-12-31T23:59:59Z");
-    }
 
     #[test]
     fn expiry_of_jwts_and_ecr_tokens() {

@@ -19,7 +19,7 @@ use regkit::implementation::{
     self, Context, DeleteRequest, DetectedBy, Detection, Implementation, Settings,
 };
 use regkit::reference::{Reference, Repository, Target};
-use regkit::registry::{Client, ClientOptions, RegistryError};
+use regkit::registry::{Client, ClientOptions, RegistryError, failure_kind};
 use regkit::report::{self, EXIT_CODES_HELP, EXIT_USAGE, TagRow};
 
 #[derive(Parser)]
@@ -178,7 +178,7 @@ impl Fatal {
     fn exit(&self) -> u8 {
         match self {
             Fatal::Usage(_) => EXIT_USAGE,
-            Fatal::Registry(error) => implementation::failure_kind(error).exit_code(),
+            Fatal::Registry(error) => failure_kind(error).exit_code(),
         }
     }
 }

@@ -302,9 +302,7 @@ async fn client_credentials(
     ]);
     let operation = "request an Entra ID token";
     let response = api
-        .send_with(Method::POST, &path, operation, |request| {
-            request.form(&form)
-        })
+        .send_form(Method::POST, &path, operation, &form)
         .await
         .map_err(|error| error.to_string())?;
     let answer = token_answer(&api, &response, operation, |text| {
@@ -320,7 +318,9 @@ async fn managed_identity(env: &Env) -> Result<Secret<String>, String> {
     if let (Some(endpoint), Some(header)) =
         (env.var("IDENTITY_ENDPOINT"), env.var("IDENTITY_HEADER"))
     {
-        let api = token_client(&endpoint, "managed identity endpoint", false)?;
+        // The header proves the caller runs inside the resource: a credential like any other.
+        let header = Secret::new(header);
+        let api = token_client(&endpoint, "managed identity endpoint", false)?.redacting([&header]);
         let mut query = vec![("api-version", "2019-08-01"), ("resource", RESOURCE)];
         if let Some(id) = &client_id {
             query.push(("client_id", id));
@@ -330,7 +330,7 @@ async fn managed_identity(env: &Env) -> Result<Secret<String>, String> {
             .send_with(Method::GET, "", operation, |request| {
                 request
                     .query(&query)
-                    .header("X-IDENTITY-HEADER", header.as_str())
+                    .header("X-IDENTITY-HEADER", header.expose().as_str())
             })
             .await
             .map_err(|error| error.to_string())?;

@@ -50,9 +50,7 @@ async fn exchange(
     ];
     let operation = "exchange the Entra ID token";
     let response = api
-        .send_with(Method::POST, "/oauth2/exchange", operation, |request| {
-            request.form(&form)
-        })
+        .send_form(Method::POST, "/oauth2/exchange", operation, &form)
         .await
         .map_err(|error| error.to_string())?;
     token_answer::<Exchanged>(&api, &response, operation, |text| {

@@ -85,69 +85,89 @@ impl ConfigDocument {
         }
     }
 
-    /// Writes the document atomically: a temp file in the target's directory, then a rename over it. A
-    /// symlinked `config.json` keeps its link (the target is replaced); the file's mode is kept, and a new
-    /// file gets 0600 because it may hold passwords.
+    /// Writes the document atomically ([`write_atomically`]); a new file gets 0600 because it may hold
+    /// passwords.
     pub fn save(&self) -> Result<(), ConfigError> {
-        let write_error = |path: &Path, source| ConfigError::Write {
-            path: path.to_owned(),
-            source,
-        };
-        let target = match fs::canonicalize(&self.path) {
-            Ok(target) => target,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // A dangling symlink names the file to create; docker's EvalSymlinks would fail here,
-                // but writing through the link is what its owner meant.
-                match fs::read_link(&self.path) {
-                    Ok(link) => self
-                        .path
-                        .parent()
-                        .map(|dir| dir.join(&link))
-                        .unwrap_or(link),
-                    Err(_) => self.path.clone(),
-                }
-            }
-            Err(source) => return Err(write_error(&self.path, source)),
-        };
-        let dir = target
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        create_private_dir(dir).map_err(|e| write_error(dir, e))?;
-        let mode = existing_mode(&target);
         let mut text = serde_json::to_string_pretty(&self.root).map_err(|e| {
             ConfigError::Other(format!("cannot encode {}: {e}", self.path.display()))
         })?;
         text.push('\n');
-        let (temp_path, mut temp) = create_temp(dir).map_err(|e| write_error(dir, e))?;
-        let written = set_mode(&temp_path, mode)
-            .and_then(|()| temp.write_all(text.as_bytes()))
-            .and_then(|()| temp.sync_all())
-            .and_then(|()| fs::rename(&temp_path, &target));
-        if let Err(source) = written {
-            let _ = fs::remove_file(&temp_path);
-            return Err(write_error(&target, source));
-        }
-        Ok(())
+        write_atomically(&self.path, text.as_bytes(), NewFileMode::Private)
     }
 }
 
-/// A new, private file next to the target, so the rename stays on one file system.
-fn create_temp(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {
+/// Who may read a file [`write_atomically`] creates; an existing file keeps its own mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewFileMode {
+    /// 0600, in directories created 0700: the file may hold credentials.
+    Private,
+    /// 0644, in directories created 0755 (less the umask): configuration that other users' tools read.
+    Shared,
+}
+
+/// Replaces `path` with `content` atomically: a temp file in the target's directory, flushed, then renamed
+/// over it, so no reader ever sees half a file. A symlinked `path` keeps its link (the target is replaced);
+/// the file's mode is kept, and a new file gets `mode`'s.
+pub fn write_atomically(path: &Path, content: &[u8], mode: NewFileMode) -> Result<(), ConfigError> {
+    let write_error = |path: &Path, source| ConfigError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let target = match fs::canonicalize(path) {
+        Ok(target) => target,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A dangling symlink names the file to create; docker's EvalSymlinks would fail here,
+            // but writing through the link is what its owner meant.
+            match fs::read_link(path) {
+                Ok(link) => path.parent().map(|dir| dir.join(&link)).unwrap_or(link),
+                Err(_) => path.to_owned(),
+            }
+        }
+        Err(source) => return Err(write_error(path, source)),
+    };
+    let dir = target
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // A shared file is created 0644 and left to the umask; a private one, or the mode an existing file
+    // had, is set exactly.
+    let (dir_mode, created_mode, exact_mode) = match (mode, existing_mode(&target)) {
+        (NewFileMode::Private, existing) => (0o700, 0o600, Some(existing.unwrap_or(0o600))),
+        (NewFileMode::Shared, Some(existing)) => (0o755, 0o600, Some(existing)),
+        (NewFileMode::Shared, None) => (0o755, 0o644, None),
+    };
+    create_dir(dir, dir_mode).map_err(|e| write_error(dir, e))?;
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    let (temp_path, mut temp) =
+        create_temp(dir, &name, created_mode).map_err(|e| write_error(dir, e))?;
+    let written = exact_mode
+        .map_or(Ok(()), |mode| set_mode(&temp_path, mode))
+        .and_then(|()| temp.write_all(content))
+        .and_then(|()| temp.sync_all())
+        .and_then(|()| fs::rename(&temp_path, &target));
+    if let Err(source) = written {
+        let _ = fs::remove_file(&temp_path);
+        return Err(write_error(&target, source));
+    }
+    Ok(())
+}
+
+/// A new file next to the target (so the rename stays on one file system), created with `mode`.
+fn create_temp(dir: &Path, name: &str, mode: u32) -> std::io::Result<(PathBuf, fs::File)> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     let mut attempt = 0u32;
     loop {
         let path = dir.join(format!(
-            ".config.json.{}.{}.tmp",
+            ".{name}.{}.{}.tmp",
             std::process::id(),
             stamp.wrapping_add(attempt)
         ));
         let mut options = fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
         match options.open(&path) {
             Ok(file) => return Ok((path, file)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
@@ -159,28 +179,27 @@ fn create_temp(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {
 }
 
 #[cfg(unix)]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+fn create_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    fs::DirBuilder::new().recursive(true).mode(mode).create(dir)
 }
 
 #[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+fn create_dir(dir: &Path, _mode: u32) -> std::io::Result<()> {
     fs::create_dir_all(dir)
 }
 
 #[cfg(unix)]
-fn existing_mode(path: &Path) -> u32 {
+fn existing_mode(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
-    fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o7777)
+    fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777)
 }
 
 #[cfg(not(unix))]
-fn existing_mode(_path: &Path) -> u32 {
-    0o600
+fn existing_mode(_path: &Path) -> Option<u32> {
+    None
 }
 
 #[cfg(unix)]
@@ -292,5 +311,18 @@ mod tests {
         doc.set_cred_helper("a.test", "env");
         assert_eq!(doc.root()["credHelpers"]["a.test"], "env");
         assert_eq!(doc.path(), temp.path().join("config.json"));
+    }
+
+    #[test]
+    fn shared_files_keep_an_existing_mode_and_leave_no_temp_file() {
+        let temp = tempfile::tempdir().unwrap();
+        let path = temp.path().join("conf.d").join("50-x.conf");
+        write_atomically(&path, b"one\n", NewFileMode::Shared).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "one\n");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomically(&path, b"two\n", NewFileMode::Shared).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "two\n");
+        assert_eq!(mode(&path), 0o640);
+        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
     }
 }

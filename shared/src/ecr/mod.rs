@@ -13,9 +13,6 @@
 //! `AWS_ENDPOINT_URL_ECR=""` and builds `Region("")` from `AWS_REGION=""`.
 
 pub mod aws;
-// Cross-process locking uses `File::lock` (std, Rust 1.89): the `ecr` feature needs 1.89 while the rest of
-// the crate keeps the workspace MSRV.
-#[clippy::msrv = "1.89"]
 pub mod cache;
 pub mod helper;
 pub mod images;

@@ -152,7 +152,7 @@ async fn post_form(
     let api = token_client(url, label, false)?;
     let operation = format!("request a token from the {label}");
     let response = api
-        .send_with(Method::POST, "", &operation, |request| request.form(form))
+        .send_form(Method::POST, "", &operation, form)
         .await
         .map_err(|error| error.to_string())?;
     let answer: OAuthAnswer = token_answer(&api, &response, &operation, |text| {

@@ -292,10 +292,8 @@ impl Acr {
                     ("scope", scope),
                     ("refresh_token", refresh.expose().as_str()),
                 ];
-                api.send_with(Method::POST, "/oauth2/token", &operation, |request| {
-                    request.form(&form)
-                })
-                .await?
+                api.send_form(Method::POST, "/oauth2/token", &operation, &form)
+                    .await?
             }
             (RegistryAuth::RegistryToken(token), None) => return Ok(token.clone()),
             (auth, None) => {

@@ -17,13 +17,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::RwLock;
 
-use super::{
-    BoxFuture, Capabilities, Context, DeleteRequest, Implementation, TagInfo, failure_kind,
-};
+use super::{BoxFuture, Capabilities, Context, DeleteRequest, Implementation, TagInfo};
 use crate::dates::manifest_children;
 use crate::reference::{Repository, Target};
 use crate::registry::{
-    Client, Deleted, MANIFEST_MEDIA_TYPES, Manifest, ManifestInfo, RegistryError,
+    Client, Deleted, MANIFEST_MEDIA_TYPES, Manifest, ManifestInfo, RegistryError, failure_kind,
 };
 use crate::report::{Entry, FailureKind, Method, Status};
 

@@ -16,13 +16,11 @@ use futures_util::stream::{self, StreamExt};
 use reqwest::Method as Http;
 use tokio::sync::OnceCell;
 
-use super::{
-    BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo, failure_kind,
-};
+use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo};
 use crate::dockerconfig::RegistryAuth;
 use crate::reference::{Repository, Target};
-use crate::registry::RegistryError;
 use crate::registry::api::{ApiClient, ApiResponse};
+use crate::registry::{RegistryError, failure_kind};
 use crate::report::{Entry, Method, Status};
 use crate::secret::Secret;
 
@@ -262,6 +260,7 @@ async fn sign_in(
         token: Option<String>,
     }
     let operation = "sign in to Docker Hub";
+    let base = base.clone().redacting([password]);
     let current = serde_json::json!({"identifier": username, "secret": password.expose()});
     let legacy = serde_json::json!({"username": username, "password": password.expose()});
     let first = base

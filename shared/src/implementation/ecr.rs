@@ -19,12 +19,11 @@ use tokio::sync::OnceCell;
 
 use super::{
     BoxFuture, Capabilities, Context, DeleteRequest, Implementation, TagInfo, UntaggedManifest,
-    failure_kind,
 };
 use crate::ecr::images::{EcrRepositories, Image, ImageId, Outcome};
 use crate::ecr::{EcrError, EcrRegistry, Env};
 use crate::reference::{Repository, Target};
-use crate::registry::RegistryError;
+use crate::registry::{RegistryError, failure_kind};
 use crate::report::{Entry, FailureKind, Method, Status};
 
 pub(super) fn build(context: Context) -> Box<dyn Implementation> {

@@ -27,12 +27,12 @@ use tokio::sync::OnceCell;
 use super::distribution::unique_tombstone;
 use super::{
     BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo,
-    UntaggedManifest, failure_kind,
+    UntaggedManifest,
 };
 use crate::dates;
 use crate::reference::{Repository, Target};
-use crate::registry::RegistryError;
 use crate::registry::api::{ApiClient, ApiResponse};
+use crate::registry::{RegistryError, failure_kind};
 use crate::report::{Entry, FailureKind, Method, Status};
 
 /// GitHub.com's REST API.

@@ -18,12 +18,10 @@ use futures_util::stream::{self, StreamExt};
 use reqwest::Method as Http;
 use tokio::sync::OnceCell;
 
-use super::{
-    BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo, failure_kind,
-};
+use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo};
 use crate::reference::{Repository, Target};
 use crate::registry::api::{ApiClient, ApiResponse};
-use crate::registry::{Deleted, RegistryError};
+use crate::registry::{Deleted, RegistryError, failure_kind};
 use crate::report::{Entry, FailureKind, Method, Status};
 use crate::secret::Secret;
 
@@ -124,11 +122,13 @@ impl GitLab {
             Token::Job(token) => Some(("JOB-TOKEN", token)),
             Token::None => None,
         };
-        api.send_with(method, path, operation, |request| match header {
-            Some((name, token)) => request.header(name, token.expose().as_str()),
-            None => request,
-        })
-        .await
+        api.clone()
+            .redacting(header.map(|(_, token)| token))
+            .send_with(method, path, operation, |request| match header {
+                Some((name, token)) => request.header(name, token.expose().as_str()),
+                None => request,
+            })
+            .await
     }
 
     /// Every item of a paginated listing (`Link: rel="next"`, else `X-Next-Page`); `None` on 404.

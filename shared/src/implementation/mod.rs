@@ -30,7 +30,7 @@ use std::pin::Pin;
 use crate::dockerconfig::RegistryAuth;
 use crate::reference::{Repository, Target};
 use crate::registry::{Client, RegistryError};
-use crate::report::{Entry, FailureKind};
+use crate::report::Entry;
 
 pub use probe::probe;
 pub use settings::Settings;
@@ -356,15 +356,6 @@ pub fn build(
 /// Whether `name` has a module (otherwise [`build`] answers [`ImplementationError::NotSupportedYet`]).
 pub fn implemented(name: &str) -> bool {
     IMPLEMENTATIONS.iter().any(|(known, _, _)| *known == name)
-}
-
-/// The exit-code class of a registry error.
-pub fn failure_kind(error: &RegistryError) -> FailureKind {
-    match error {
-        RegistryError::Unauthorized { .. } | RegistryError::Denied { .. } => FailureKind::Auth,
-        RegistryError::DeleteUnsupported { .. } => FailureKind::DeleteUnsupported,
-        _ => FailureKind::Other,
-    }
 }
 
 #[cfg(test)]

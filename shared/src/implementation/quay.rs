@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
 use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo};
+use crate::dates::format_rfc3339;
 use crate::reference::Repository;
 use crate::registry::RegistryError;
 use crate::registry::api::ApiClient;
@@ -80,28 +81,6 @@ fn repository_path(repository: &Repository) -> Result<String, RegistryError> {
     }
 }
 
-/// Seconds since the epoch as RFC 3339 UTC.
-fn rfc3339(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let rest = seconds.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
 impl TagApi for Quay {
     const REMOVED: Status = Status::Untagged;
 
@@ -145,7 +124,7 @@ impl TagApi for Quay {
                         handle: tag.name.clone(),
                         tag: tag.name,
                         digest: tag.manifest_digest,
-                        created: tag.start_ts.map(rfc3339),
+                        created: tag.start_ts.map(format_rfc3339),
                         refusal: None,
                     }),
             );
@@ -215,13 +194,6 @@ impl Implementation for Quay {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn epoch_seconds_become_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
-        assert_eq!(rfc3339(1_767_225_600), "2026-01-01T00:00:00Z");
-    }
 
     #[test]
     fn repositories_are_namespace_and_name() {

@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures_util::stream::{self, StreamExt};
 use reqwest::Url;
 
-use super::{Context, DeleteRequest, TagInfo, failure_kind};
+use super::{Context, DeleteRequest, TagInfo};
 use crate::reference::{Repository, Target};
 use crate::registry::api::ApiClient;
-use crate::registry::{ClientOptions, RegistryError, http};
+use crate::registry::{ClientOptions, RegistryError, failure_kind, http};
 use crate::report::{Entry, FailureKind, Method, Status};
 use crate::secret::Secret;
 

@@ -12,9 +12,10 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 
+use super::auth::basic_credentials;
 use super::http::{self, ReadError};
 use super::{ClientOptions, RegistryError};
-use crate::secret::Secret;
+use crate::secret::{Secret, redact};
 
 /// `base_url` parsed, refused when it is not HTTP(S) or is plain HTTP to a non-loopback host without
 /// `insecure`.
@@ -42,6 +43,18 @@ fn checked_base(
 /// Largest vendor API body read (a page of tags or artifacts).
 pub const MAX_API_BYTES: usize = 16 << 20;
 
+/// The OAuth 2.0 form parameters that carry a credential (RFC 6749, 7523, 8693; Azure's exchange).
+const CREDENTIAL_PARAMETERS: [&str; 8] = [
+    "password",
+    "client_secret",
+    "client_assertion",
+    "assertion",
+    "refresh_token",
+    "access_token",
+    "subject_token",
+    "actor_token",
+];
+
 /// A vendor REST API at one base URL, with one `Authorization` (or none).
 #[derive(Clone)]
 pub struct ApiClient {
@@ -49,6 +62,8 @@ pub struct ApiClient {
     base: Url,
     label: String,
     authorization: Option<HeaderValue>,
+    /// The credentials this client sends, cut from the error texts of its answers.
+    sent: Vec<Secret<String>>,
     insecure: bool,
     retry_budget: Duration,
 }
@@ -72,6 +87,8 @@ pub struct ApiResponse {
     pub headers: HeaderMap,
     /// The body.
     pub body: Vec<u8>,
+    /// The credentials the request carried, cut from [`ApiResponse::error_text`].
+    pub(crate) sent: Vec<Secret<String>>,
 }
 
 impl ApiResponse {
@@ -119,7 +136,7 @@ impl ApiResponse {
                     .to_string()
             });
         // A server may echo the request, credentials included, in its error body.
-        let text = crate::secret::redact(&text);
+        let text = redact(&text, &self.sent);
         let text = text.trim();
         let mut short: String = text.chars().take(300).collect();
         if short.len() < text.len() {
@@ -169,6 +186,7 @@ impl ApiClient {
             base,
             label: label.to_string(),
             authorization: None,
+            sent: Vec::new(),
             insecure: options.insecure,
             retry_budget: options.retry_budget,
         }
@@ -183,7 +201,7 @@ impl ApiClient {
     /// The same client sending `Authorization: Bearer <token>`.
     pub fn with_bearer(self, token: &Secret<String>) -> Result<Self, RegistryError> {
         let value = format!("Bearer {}", token.expose());
-        self.with_authorization(&value)
+        Ok(self.with_authorization(&value)?.redacting([token]))
     }
 
     /// The same client sending `Authorization: <scheme> <value>` for schemes other than Bearer and Basic
@@ -194,7 +212,7 @@ impl ApiClient {
         token: &Secret<String>,
     ) -> Result<Self, RegistryError> {
         let value = format!("{scheme} {}", token.expose());
-        self.with_authorization(&value)
+        Ok(self.with_authorization(&value)?.redacting([token]))
     }
 
     /// The same client sending Basic credentials.
@@ -203,11 +221,18 @@ impl ApiClient {
         username: &str,
         password: &Secret<String>,
     ) -> Result<Self, RegistryError> {
-        let encoded = base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            format!("{username}:{}", password.expose()),
-        );
-        self.with_authorization(&format!("Basic {encoded}"))
+        let encoded = Secret::new(basic_credentials(username, password));
+        Ok(self
+            .with_authorization(&format!("Basic {}", encoded.expose()))?
+            .redacting([password, &encoded]))
+    }
+
+    /// The same client also cutting `secrets` from the error texts of its answers: for credentials a
+    /// request carries in its body or in a header of its own ([`ApiClient::send_with`],
+    /// [`ApiClient::send_json`]).
+    pub fn redacting<'a>(mut self, secrets: impl IntoIterator<Item = &'a Secret<String>>) -> Self {
+        self.sent.extend(secrets.into_iter().cloned());
+        self
     }
 
     fn with_authorization(mut self, value: &str) -> Result<Self, RegistryError> {
@@ -283,6 +308,26 @@ impl ApiClient {
             .await
     }
 
+    /// Sends a form (`application/x-www-form-urlencoded`); the values of its OAuth 2.0 credential
+    /// parameters (`client_secret`, `refresh_token`, `assertion`, …) are cut from the answer's error text.
+    pub async fn send_form(
+        &self,
+        method: Method,
+        path: &str,
+        operation: &str,
+        form: &[(&str, &str)],
+    ) -> Result<ApiResponse, RegistryError> {
+        let credentials: Vec<Secret<String>> = form
+            .iter()
+            .filter(|(name, _)| CREDENTIAL_PARAMETERS.contains(name))
+            .map(|(_, value)| Secret::new(value.to_string()))
+            .collect();
+        self.clone()
+            .redacting(&credentials)
+            .send_with(method, path, operation, |request| request.form(form))
+            .await
+    }
+
     /// Sends a request shaped by `customise` (extra headers, a form, a query), with the client's
     /// authorization and retry policy.
     pub async fn send_with(
@@ -323,6 +368,7 @@ impl ApiClient {
             status,
             headers,
             body,
+            sent: self.sent.clone(),
         })
     }
 
@@ -366,17 +412,7 @@ impl ApiClient {
     }
 
     fn transport(&self, operation: &str, error: &reqwest::Error) -> RegistryError {
-        let mut message = format!("{operation}: {error}");
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        RegistryError::Transport {
-            registry: self.label.clone(),
-            message,
-        }
+        super::error::transport(&self.label, operation, error, &self.sent)
     }
 }
 
@@ -428,6 +464,7 @@ mod tests {
             status: 403,
             headers: HeaderMap::new(),
             body: format!("{{\"detail\":\"{}\"}}", "x".repeat(1000)).into_bytes(),
+            sent: Vec::new(),
         };
         let text = response.error_text();
         assert!(text.starts_with("HTTP 403: xxx") && text.ends_with('…'));

@@ -2,12 +2,14 @@
 //!
 //! One [`Client`] per registry host: a pooled HTTP/1.1+2 connection set over rustls, Basic or bearer-token
 //! auth (tokens cached per scope, the challenge's scope always preferred), bounded retries that honour
-//! `Retry-After`, size-bounded bodies and digest-verified manifests. Credentials never leave the
-//! registry's origin (redirects drop them, pagination links to other hosts are refused) and never travel
-//! over plain HTTP to a non-loopback host unless [`ClientOptions::insecure`] says so.
+//! `Retry-After`, size-bounded bodies and digest-verified manifests. Credentials never follow a redirect
+//! or a pagination link to another origin, and never travel over plain HTTP to a non-loopback host unless
+//! [`ClientOptions::insecure`] says so; as docker does, they go to the token realm the registry's challenge
+//! names, whatever its host (see [`auth`]).
 
 pub mod api;
 pub mod auth;
+mod error;
 pub(crate) mod http;
 mod tls;
 
@@ -15,14 +17,15 @@ use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode, Url};
 use sha2::{Digest, Sha256};
 
-use self::auth::{Challenge, TokenCache};
+use self::auth::{Authorization, TokenCache};
+use self::error::error_summary;
+pub use self::error::{RegistryError, failure_kind};
 use self::http::ReadError;
 use crate::dockerconfig::RegistryAuth;
-use crate::secret::Secret;
 
 /// The four manifest media types, in the `Accept` order every request sends.
 pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
@@ -88,78 +91,6 @@ pub enum Deleted {
     Absent,
 }
 
-/// Why a registry call failed. `Display` is one line naming the registry and what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    /// 401 after trying the available credentials, or a token service refusal.
-    #[error("authentication to {registry} failed: {message}")]
-    Unauthorized {
-        /// Registry host.
-        registry: String,
-        /// What the registry said and what to do.
-        message: String,
-    },
-    /// 403 / `DENIED` / insufficient scope after retrying with the challenged scope.
-    #[error("permission denied by {registry}: {message}")]
-    Denied {
-        /// Registry host.
-        registry: String,
-        /// What the registry said and what to do.
-        message: String,
-    },
-    /// 404 `NAME_UNKNOWN`.
-    #[error("repository {repository} not found on {registry}")]
-    RepositoryNotFound {
-        /// Registry host.
-        registry: String,
-        /// Repository path.
-        repository: String,
-    },
-    /// 405 `UNSUPPORTED` on a delete: the registry cannot delete.
-    #[error(
-        "{registry} refuses deletes ({message}); enable them (distribution: storage.delete.enabled: true)"
-    )]
-    DeleteUnsupported {
-        /// Registry host.
-        registry: String,
-        /// What the registry said.
-        message: String,
-    },
-    /// Any other HTTP error status.
-    #[error("{registry} answered {status} to {operation}: {message}")]
-    Status {
-        /// Registry host.
-        registry: String,
-        /// What was attempted (`DELETE manifest sha256:…`).
-        operation: String,
-        /// HTTP status code.
-        status: u16,
-        /// The registry's error code and message.
-        message: String,
-    },
-    /// A response that breaks the protocol (digest mismatch, bad JSON, oversized body, foreign Link host).
-    #[error("{registry} sent an invalid response to {operation}: {message}")]
-    InvalidResponse {
-        /// Registry host.
-        registry: String,
-        /// What was attempted.
-        operation: String,
-        /// What was wrong.
-        message: String,
-    },
-    /// Connection, TLS or timeout failure after the retry budget.
-    #[error("cannot reach {registry}: {message}")]
-    Transport {
-        /// Registry host.
-        registry: String,
-        /// The cause.
-        message: String,
-    },
-    /// Refused before sending (Basic credentials over plain HTTP to a non-loopback host, bad options).
-    #[error("{0}")]
-    Config(String),
-}
-
 /// Largest manifest accepted (distribution's own limit is 4 MiB).
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 /// Largest tag-list or catalog page.
@@ -207,21 +138,6 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// What is sent as `Authorization`, and why (to decide what a 401 means).
-struct Authorization {
-    value: HeaderValue,
-    kind: AuthKind,
-}
-
-#[derive(PartialEq, Eq)]
-enum AuthKind {
-    Basic,
-    /// A token obtained (or cached) for this scope.
-    Token(String),
-    /// `RegistryAuth::RegistryToken`, sent as is.
-    Static,
-}
-
 /// One logical request.
 struct Call<'a> {
     method: Method,
@@ -232,13 +148,6 @@ struct Call<'a> {
     accept: Option<&'a str>,
     content_type: Option<&'a str>,
     body: Option<&'a [u8]>,
-}
-
-#[derive(serde::Deserialize)]
-struct TokenResponse {
-    token: Option<String>,
-    access_token: Option<String>,
-    expires_in: Option<u64>,
 }
 
 impl Client {
@@ -702,280 +611,6 @@ impl Client {
         Err(self.invalid(operation, format!("more than {MAX_PAGES} pages")))
     }
 
-    /// Sends `call`, answering 401 challenges (at most two token fetches) and mapping 403 to `Denied`.
-    async fn send(&self, call: &Call<'_>) -> Result<reqwest::Response, RegistryError> {
-        let mut authorization = self.initial_authorization(call)?;
-        let mut token_fetches = 0;
-        loop {
-            let response = self
-                .execute(call.operation, || self.build(call, authorization.as_ref()))
-                .await?;
-            match response.status() {
-                StatusCode::UNAUTHORIZED => {}
-                StatusCode::FORBIDDEN => {
-                    return Err(RegistryError::Denied {
-                        registry: self.inner.registry.clone(),
-                        message: format!(
-                            "{} ({}); check the account's permissions",
-                            call.operation,
-                            self.error_message(response).await
-                        ),
-                    });
-                }
-                _ => return Ok(response),
-            }
-            let challenges: Vec<Challenge> = response
-                .headers()
-                .get_all(header::WWW_AUTHENTICATE)
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-                .flat_map(auth::parse_www_authenticate)
-                .collect();
-            let message = self.error_message(response).await;
-            let sent = authorization.take();
-            authorization = Some(
-                self.answer(call, &challenges, sent, &mut token_fetches, &message)
-                    .await?,
-            );
-        }
-    }
-
-    /// What to send before any challenge: a static or cached token, or Basic once the registry asked.
-    fn initial_authorization(
-        &self,
-        call: &Call<'_>,
-    ) -> Result<Option<Authorization>, RegistryError> {
-        match &self.inner.auth {
-            RegistryAuth::RegistryToken(token) => Ok(Some(Authorization {
-                value: self.bearer(token)?,
-                kind: AuthKind::Static,
-            })),
-            RegistryAuth::Basic { username, password }
-                if self
-                    .inner
-                    .basic_preferred
-                    .load(std::sync::atomic::Ordering::Relaxed) =>
-            {
-                self.basic_authorization(&call.url, username, password)
-                    .map(Some)
-            }
-            _ => {
-                let scope = call.scope.clone().unwrap_or_default();
-                match self.inner.tokens.get(&scope) {
-                    Some(token) => Ok(Some(Authorization {
-                        value: self.bearer(&token)?,
-                        kind: AuthKind::Token(scope),
-                    })),
-                    None => Ok(None),
-                }
-            }
-        }
-    }
-
-    /// The `Authorization` answering a 401, or why there is none.
-    async fn answer(
-        &self,
-        call: &Call<'_>,
-        challenges: &[Challenge],
-        sent: Option<Authorization>,
-        token_fetches: &mut u32,
-        message: &str,
-    ) -> Result<Authorization, RegistryError> {
-        let registry = &self.inner.registry;
-        let unauthorized = |message: String| RegistryError::Unauthorized {
-            registry: registry.clone(),
-            message,
-        };
-        if sent
-            .as_ref()
-            .is_some_and(|sent| sent.kind == AuthKind::Static)
-        {
-            return Err(unauthorized(format!(
-                "the registry token was refused ({message}); log in again"
-            )));
-        }
-        let bearer = challenges.iter().find(|c| c.scheme == "bearer");
-        let basic = challenges.iter().find(|c| c.scheme == "basic");
-        if let Some(challenge) = bearer {
-            let scope = challenge
-                .param("scope")
-                .map(str::to_string)
-                .or_else(|| call.scope.clone())
-                .unwrap_or_default();
-            let insufficient = challenge.param("error") == Some("insufficient_scope");
-            let sent_value = sent.as_ref().map(|sent| sent.value.clone());
-            let same_scope = sent.is_some_and(|sent| sent.kind == AuthKind::Token(scope.clone()));
-            if (same_scope && *token_fetches >= 1) || *token_fetches >= 2 {
-                return Err(if insufficient {
-                    RegistryError::Denied {
-                        registry: registry.clone(),
-                        message: format!(
-                            "{} needs {scope}, which the token service did not grant; check the account's permissions",
-                            call.operation
-                        ),
-                    }
-                } else {
-                    unauthorized(format!(
-                        "{} was refused with a fresh token ({message}); check the credentials",
-                        call.operation
-                    ))
-                });
-            }
-            // One fetch at a time: concurrent requests that hit the same challenge wait for the first
-            // fetch and reuse its token instead of each asking the token service.
-            let _fetching = self.inner.token_fetch.lock().await;
-            if let Some(cached) = self.inner.tokens.get(&scope) {
-                let value = self.bearer(&cached)?;
-                if sent_value.as_ref() != Some(&value) {
-                    return Ok(Authorization {
-                        value,
-                        kind: AuthKind::Token(scope),
-                    });
-                }
-            }
-            *token_fetches += 1;
-            let token = self.fetch_token(challenge, &scope).await?;
-            let mut scopes = vec![scope.as_str()];
-            if let Some(own) = &call.scope {
-                scopes.push(own);
-            }
-            self.inner.tokens.insert(&scopes, &token.0, token.1);
-            return Ok(Authorization {
-                value: self.bearer(&token.0)?,
-                kind: AuthKind::Token(scope),
-            });
-        }
-        if basic.is_some() {
-            return match &self.inner.auth {
-                RegistryAuth::Basic { username, password } if sent.is_none() => {
-                    self.inner
-                        .basic_preferred
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                    self.basic_authorization(&call.url, username, password)
-                }
-                RegistryAuth::Basic { username, .. } => Err(unauthorized(format!(
-                    "the registry refused the password for {username} ({message}); check it or run docker login {registry}"
-                ))),
-                _ => Err(unauthorized(format!(
-                    "the registry wants a username and password ({message}); run docker login {registry}"
-                ))),
-            };
-        }
-        Err(unauthorized(format!(
-            "401 without a Basic or Bearer challenge ({message})"
-        )))
-    }
-
-    /// A bearer token for `scope` from the challenge's realm, and its lifetime.
-    async fn fetch_token(
-        &self,
-        challenge: &Challenge,
-        scope: &str,
-    ) -> Result<(Secret<String>, Duration), RegistryError> {
-        let registry = &self.inner.registry;
-        let realm = challenge.param("realm").ok_or_else(|| {
-            self.invalid(
-                "authentication",
-                "a Bearer challenge without a realm".into(),
-            )
-        })?;
-        let realm = self.inner.base.join(realm).map_err(|error| {
-            self.invalid(
-                "authentication",
-                format!("bad token realm {realm:?}: {error}"),
-            )
-        })?;
-        if !matches!(realm.scheme(), "https" | "http") {
-            return Err(self.invalid(
-                "authentication",
-                format!("token realm {realm} is not HTTP(S)"),
-            ));
-        }
-        self.guard_plain_http(&realm, "a token request")?;
-        let realm_host = realm.origin().ascii_serialization();
-        let operation = format!("token request to {realm_host}");
-        let mut query: Vec<(&str, &str)> = Vec::new();
-        if let Some(service) = challenge.param("service") {
-            query.push(("service", service));
-        }
-        for scope in scope.split_whitespace() {
-            query.push(("scope", scope));
-        }
-        let get = |user: Option<(&str, &str)>| {
-            let mut request = self.inner.http.get(realm.clone()).query(&query);
-            if let Some((user, password)) = user {
-                if !user.is_empty() {
-                    request = request.query(&[("account", user)]);
-                }
-                request = request.basic_auth(user, Some(password));
-            }
-            request
-        };
-        let response = match &self.inner.auth {
-            RegistryAuth::Basic { username, password } => {
-                self.execute(&operation, || get(Some((username, password.expose()))))
-                    .await?
-            }
-            RegistryAuth::IdentityToken(refresh) => {
-                let mut form = vec![
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", refresh.expose().as_str()),
-                    ("client_id", "regkit"),
-                ];
-                form.extend(
-                    challenge
-                        .param("service")
-                        .map(|service| ("service", service)),
-                );
-                let joined = scope.split_whitespace().collect::<Vec<_>>().join(" ");
-                if !joined.is_empty() {
-                    form.push(("scope", &joined));
-                }
-                let response = self
-                    .execute(&operation, || {
-                        self.inner.http.post(realm.clone()).form(&form)
-                    })
-                    .await?;
-                // Token services without OAuth2 answer POST with 404/405; BuildKit then retries with GET,
-                // the refresh token as the Basic password.
-                if matches!(response.status().as_u16(), 404 | 405) {
-                    self.execute(&operation, || get(Some(("", refresh.expose()))))
-                        .await?
-                } else {
-                    response
-                }
-            }
-            RegistryAuth::Anonymous | RegistryAuth::RegistryToken(_) => {
-                self.execute(&operation, || get(None)).await?
-            }
-        };
-        let status = response.status();
-        if matches!(status.as_u16(), 401 | 403) {
-            return Err(RegistryError::Unauthorized {
-                registry: registry.clone(),
-                message: format!(
-                    "the token service {realm_host} refused the credentials ({}); check them or run docker login {registry}",
-                    self.error_message(response).await
-                ),
-            });
-        }
-        if !status.is_success() {
-            return Err(self.status_error(response, &operation).await);
-        }
-        let body = self.read(response, MAX_SMALL_BYTES, &operation).await?;
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|error| {
-            self.invalid(&operation, format!("token response is not JSON: {error}"))
-        })?;
-        let token = parsed
-            .token
-            .filter(|token| !token.is_empty())
-            .or(parsed.access_token)
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| self.invalid(&operation, "token response without a token".into()))?;
-        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60));
-        Ok((Secret::new(token), lifetime))
-    }
-
     /// One request with the shared retry policy ([`http::send_with_retries`]) within the retry budget.
     async fn execute(
         &self,
@@ -1009,39 +644,6 @@ impl Client {
             request = request.header(header::AUTHORIZATION, authorization.value.clone());
         }
         request
-    }
-
-    fn basic_authorization(
-        &self,
-        url: &Url,
-        username: &str,
-        password: &Secret<String>,
-    ) -> Result<Authorization, RegistryError> {
-        self.guard_plain_http(url, "Basic credentials")?;
-        let encoded = base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            format!("{username}:{}", password.expose()),
-        );
-        Ok(Authorization {
-            value: sensitive(&format!("Basic {encoded}"), &self.inner.registry)?,
-            kind: AuthKind::Basic,
-        })
-    }
-
-    fn bearer(&self, token: &Secret<String>) -> Result<HeaderValue, RegistryError> {
-        sensitive(&format!("Bearer {}", token.expose()), &self.inner.registry)
-    }
-
-    /// Refuses to send secrets over plain HTTP to a host that is not this machine, unless `insecure`.
-    fn guard_plain_http(&self, url: &Url, what: &str) -> Result<(), RegistryError> {
-        if url.scheme() == "http" && !http::is_loopback(url) && !self.inner.insecure {
-            return Err(RegistryError::Config(format!(
-                "refusing to send {what} to {} over plain HTTP (registry {}); use HTTPS or --insecure",
-                url.host_str().unwrap_or("?"),
-                self.inner.registry
-            )));
-        }
-        Ok(())
     }
 
     fn url(&self, path: &str) -> Result<Url, RegistryError> {
@@ -1095,7 +697,7 @@ impl Client {
         let body = http::read_bounded(response, MAX_SMALL_BYTES)
             .await
             .unwrap_or_default();
-        error_summary(status, &body)
+        error_summary(status, &body, &self.sent_credentials())
     }
 
     async fn status_error(&self, response: reqwest::Response, operation: &str) -> RegistryError {
@@ -1123,32 +725,17 @@ impl Client {
     }
 
     fn transport(&self, operation: &str, error: &reqwest::Error) -> RegistryError {
-        let mut message = format!("{operation}: {error}");
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        RegistryError::Transport {
-            registry: self.inner.registry.clone(),
-            message: one_line(&message),
-        }
+        error::transport(
+            &self.inner.registry,
+            operation,
+            error,
+            &self.sent_credentials(),
+        )
     }
 }
 
 /// The `Accept` value for manifests: all four types.
 static ACCEPT_MANIFESTS: LazyLock<String> = LazyLock::new(|| MANIFEST_MEDIA_TYPES.join(", "));
-
-fn sensitive(value: &str, registry: &str) -> Result<HeaderValue, RegistryError> {
-    let mut value = HeaderValue::from_str(value).map_err(|_| {
-        RegistryError::Config(format!(
-            "the credentials for {registry} contain characters that cannot go in an HTTP header"
-        ))
-    })?;
-    value.set_sensitive(true);
-    Ok(value)
-}
 
 fn pull_scope(repository: &str) -> String {
     format!("repository:{repository}:pull")
@@ -1238,64 +825,10 @@ fn parse_page(body: &[u8], key: &str) -> Result<Vec<String>, String> {
     }
 }
 
-/// `CODE: message` for each error in a registry error body, else the status line.
-fn error_summary(status: StatusCode, body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Errors {
-        errors: Vec<ErrorEntry>,
-    }
-    #[derive(serde::Deserialize)]
-    struct ErrorEntry {
-        #[serde(default)]
-        code: String,
-        #[serde(default)]
-        message: String,
-    }
-    let summary = match serde_json::from_slice::<Errors>(body) {
-        Ok(parsed) if !parsed.errors.is_empty() => parsed
-            .errors
-            .iter()
-            .map(
-                |entry| match (entry.code.is_empty(), entry.message.is_empty()) {
-                    (false, false) => format!("{}: {}", entry.code, entry.message),
-                    (false, true) => entry.code.clone(),
-                    _ => entry.message.clone(),
-                },
-            )
-            .collect::<Vec<_>>()
-            .join("; "),
-        _ => {
-            let text = String::from_utf8_lossy(body);
-            let text = text.trim();
-            if text.is_empty() || text.starts_with('<') {
-                status.to_string()
-            } else {
-                format!("{status}: {text}")
-            }
-        }
-    };
-    one_line(&summary)
-}
-
-/// Control characters become spaces and long text is cut, so a message stays one readable line.
-fn one_line(text: &str) -> String {
-    const MAX_CHARS: usize = 400;
-    // A registry may echo the request, credentials included, in its error body.
-    let text = &crate::secret::redact(text);
-    let mut line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_CHARS)
-        .collect();
-    if text.chars().count() > MAX_CHARS {
-        line.push('…');
-    }
-    line
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
 
     #[test]
     fn digests_and_references() {
@@ -1335,24 +868,6 @@ mod tests {
         assert!(parse_page(br#"{"tags":"a"}"#, "tags").is_err());
         assert!(parse_page(br#"{"tags":[1]}"#, "tags").is_err());
         assert!(parse_page(b"<html>", "tags").is_err());
-    }
-
-    #[test]
-    fn error_bodies_become_one_line() {
-        let body = br#"{"errors":[{"code":"DENIED","message":"requested access\nto the resource is denied"}]}"#;
-        assert_eq!(
-            error_summary(StatusCode::FORBIDDEN, body),
-            "DENIED: requested access to the resource is denied"
-        );
-        assert_eq!(
-            error_summary(StatusCode::BAD_GATEWAY, b"<html>oops</html>"),
-            "502 Bad Gateway"
-        );
-        assert_eq!(
-            error_summary(StatusCode::BAD_REQUEST, b"plain"),
-            "400 Bad Request: plain"
-        );
-        assert!(one_line(&"x".repeat(1000)).chars().count() <= 401);
     }
 
     fn client(registry: &str, insecure: bool) -> Result<Client, RegistryError> {
