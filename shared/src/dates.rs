@@ -104,6 +104,35 @@ pub fn format_rfc3339(seconds: i64) -> String {
     )
 }
 
+/// A point in time to the second, as registries date pushes: what a listing hands the cleanup, parsed
+/// once where the registry's own format is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// `seconds` since the Unix epoch.
+    pub fn from_unix_seconds(seconds: i64) -> Timestamp {
+        Timestamp(seconds)
+    }
+
+    /// An RFC 3339 timestamp, as [`parse_rfc3339`] reads it.
+    pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+        parse_rfc3339(text).map(Timestamp)
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn unix_seconds(self) -> i64 {
+        self.0
+    }
+}
+
+/// RFC 3339 in UTC, as [`format_rfc3339`] writes it.
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_rfc3339(self.0))
+    }
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
@@ -274,6 +303,14 @@ mod tests {
         assert_eq!(parse_rfc3339("2024-02-29T12:00:00z"), Some(1_709_208_000));
         assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Some(-1));
         assert_eq!(parse_rfc3339("2000-03-01T00:00:00Z"), Some(951_868_800));
+    }
+
+    #[test]
+    fn epoch_seconds_become_rfc3339() {
+        let rfc3339 = |seconds| Timestamp::from_unix_seconds(seconds).to_string();
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
+        assert_eq!(rfc3339(1_767_225_600), "2026-01-01T00:00:00Z");
     }
 
     #[test]

@@ -4,6 +4,8 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use crate::reference::{Repository, Target};
+
 /// Exit code: everything requested is done (already absent counts as done).
 pub const EXIT_OK: u8 = 0;
 /// Exit code: some tags failed.
@@ -108,8 +110,72 @@ pub struct Entry {
     pub failure: Option<FailureKind>,
 }
 
+/// How one target ended, as [`Entry::new`] records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The manifest was deleted, and the tag with it.
+    Deleted(Method),
+    /// Only the tag was removed; the manifest stays for its other tags.
+    Untagged(Method),
+    /// It did not exist (any more).
+    Absent,
+    /// Dry run: it would be removed this way.
+    Planned(Method),
+    /// It could not be removed.
+    Failed {
+        /// Why, one line.
+        error: String,
+        /// Its exit-code class.
+        kind: FailureKind,
+    },
+}
+
 impl Entry {
-    /// A failed entry.
+    /// The entry for `target` of `repository`. `digest` is what a tag pointed at, when known; a digest
+    /// target is its own digest.
+    pub fn new(
+        repository: &Repository,
+        target: &Target,
+        digest: Option<String>,
+        outcome: Outcome,
+    ) -> Entry {
+        let (tag, digest) = match target {
+            Target::Tag(tag) => (Some(tag.clone()), digest),
+            Target::Digest(named) => (None, Some(named.clone())),
+        };
+        let (status, method, error, failure) = match outcome {
+            Outcome::Deleted(method) => (Status::Deleted, Some(method), None, None),
+            Outcome::Untagged(method) => (Status::Untagged, Some(method), None, None),
+            Outcome::Absent => (Status::Absent, None, None, None),
+            Outcome::Planned(method) => (Status::Planned, Some(method), None, None),
+            Outcome::Failed { error, kind } => (Status::Failed, None, Some(error), Some(kind)),
+        };
+        Entry {
+            reference: format!("{repository}{target}"),
+            repository: repository.to_string(),
+            tag,
+            digest,
+            status,
+            method,
+            error,
+            failure,
+        }
+    }
+
+    /// The entry for a target that does not exist.
+    pub fn absent(repository: &Repository, target: &Target) -> Entry {
+        Entry::new(repository, target, None, Outcome::Absent)
+    }
+
+    /// The target this entry reports on.
+    pub fn target(&self) -> Target {
+        match &self.tag {
+            Some(tag) => Target::Tag(tag.clone()),
+            None => Target::Digest(self.digest.clone().unwrap_or_default()),
+        }
+    }
+
+    /// A failed entry for a row that has no [`Repository`] or [`Target`] at hand.
     pub fn failed(
         reference: String,
         repository: String,

@@ -18,8 +18,8 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use regkit::dates::{self, DateResult};
-use regkit::implementation::{DeleteRequest, Implementation};
+use regkit::dates::{self, DateResult, Timestamp};
+use regkit::implementation::{DeleteRemoves, DeleteRequest, Implementation};
 use regkit::policy::{self, Decision, KeepList, Policy, Rule, TagRecord};
 use regkit::reference::{Repository, Target};
 use regkit::registry::{Client, RegistryError, failure_kind};
@@ -408,7 +408,7 @@ async fn plan(
     let mut created: Vec<(Option<i64>, Option<&'static str>)> = tags
         .iter()
         .map(|info| {
-            let parsed = info.created.as_deref().and_then(dates::parse_rfc3339);
+            let parsed = info.created.map(Timestamp::unix_seconds);
             (parsed, parsed.map(|_| "vendor"))
         })
         .collect();
@@ -490,9 +490,9 @@ async fn plan(
             )
         })
         .collect();
-    // A vendor that deletes by digest would remove, with a deleted tag, a manifest that a kept index still
-    // references; tag-only vendors leave the manifest to the index.
-    if !vendor.capabilities().tag_only_delete {
+    // A vendor whose tag delete takes the manifest would remove, with a deleted tag, a manifest that a
+    // kept index still references; the others leave it to the index (or refuse, as ECR does).
+    if vendor.capabilities().delete_removes == DeleteRemoves::Manifest {
         protect_index_children(setup, client, repository, &mut rows).await?;
     }
     let mut note = None;
@@ -514,7 +514,7 @@ async fn plan(
                     if tagged.contains(manifest.digest.as_str()) {
                         continue;
                     }
-                    let date = manifest.created.as_deref().and_then(dates::parse_rfc3339);
+                    let date = manifest.created.map(Timestamp::unix_seconds);
                     let decision = untagged_decision(policy, date, now);
                     let reason = decision.reason.clone();
                     let mut untagged_row = row(

@@ -16,7 +16,7 @@ use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcom
 use indicatif::{ProgressBar, ProgressDrawTarget};
 use regkit::dockerconfig::{AuthSource, DockerConfig, RegistryAuth};
 use regkit::implementation::{
-    self, Context, DeleteRequest, DetectedBy, Detection, Implementation, Settings,
+    self, Context, DeleteRemoves, DeleteRequest, DetectedBy, Detection, Implementation, Settings,
 };
 use regkit::reference::{Reference, Repository, Target};
 use regkit::registry::{Client, ClientOptions, RegistryError, failure_kind};
@@ -357,9 +357,9 @@ impl Setup<'_> {
         };
         let vendor = implementation::build(detection.name, context)
             .map_err(|error| Fatal::Usage(error.to_string()))?;
-        if self.options.verbose && !vendor.capabilities().tag_only_delete {
+        if self.options.verbose && vendor.capabilities().delete_removes == DeleteRemoves::Manifest {
             eprintln!(
-                "regkit: {registry}: no tag-only delete API; a tag sharing its image with other tags is removed through a tombstone manifest"
+                "regkit: {registry}: deleting a tag can delete its manifest here; a tag whose manifest a kept index lists is kept"
             );
         }
         Ok((vendor, client))

@@ -17,6 +17,7 @@ use super::aws::{classify, ecr_client, sdk_config};
 use super::host::EcrRegistry;
 use super::identity::{Identity, IdentityMap};
 use super::{EcrError, Env};
+use crate::dates::Timestamp;
 
 /// The most image ids one `BatchDeleteImage` accepts.
 pub const MAX_BATCH: usize = 100;
@@ -46,8 +47,8 @@ pub struct Image {
     pub digest: String,
     /// Its tags (empty when untagged).
     pub tags: Vec<String>,
-    /// When it was pushed, RFC 3339.
-    pub pushed_at: Option<String>,
+    /// When it was pushed.
+    pub pushed_at: Option<Timestamp>,
     /// `imageManifestMediaType`, when ECR reports it.
     pub media_type: Option<String>,
 }
@@ -257,10 +258,8 @@ impl Api for EcrRepositories {
                 Some(Image {
                     digest: detail.image_digest()?.to_owned(),
                     tags: detail.image_tags().to_vec(),
-                    pushed_at: detail.image_pushed_at().and_then(|t| {
-                        t.fmt(aws_sdk_ecr::primitives::DateTimeFormat::DateTime)
-                            .ok()
-                    }),
+                    pushed_at: (detail.image_pushed_at())
+                        .map(|pushed| Timestamp::from_unix_seconds(pushed.secs())),
                     media_type: detail.image_manifest_media_type().map(str::to_owned),
                 })
             })

@@ -20,18 +20,15 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
-use super::{
-    BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo,
-    UntaggedManifest,
-};
+use super::rest::{self, CallError, ListedTag, Listing, ListingNeeds, TagApi};
+use super::{Context, DeleteRemoves, Flag, Implementation, UntaggedManifest};
 use crate::acr::NULL_GUID;
+use crate::dates::Timestamp;
 use crate::dockerconfig::RegistryAuth;
 use crate::reference::Repository;
 use crate::registry::api::{ApiClient, ApiResponse};
 use crate::registry::auth::parse_www_authenticate;
-use crate::registry::{ClientOptions, RegistryError};
-use crate::report::{Entry, Status};
+use crate::registry::{ClientOptions, Deleted, RegistryError};
 use crate::secret::Secret;
 
 /// The flags the ACR module reads.
@@ -177,7 +174,7 @@ impl Acr {
         repository: &Repository,
         action: &'static str,
     ) -> Result<ApiResponse, RegistryError> {
-        let api = rest::ready(&self.api)?;
+        let api = rest::built_client(&self.api)?;
         let key = (repository.path.clone(), action);
         let lookup = || self.tokens.lock().ok().and_then(|t| t.get(&key).cloned());
         let (cached, _challenge) = match lookup() {
@@ -239,7 +236,7 @@ impl Acr {
             let response = self
                 .call(Method::GET, &path, operation, repository, "metadata_read")
                 .await?;
-            let api = rest::ready(&self.api)?;
+            let api = rest::built_client(&self.api)?;
             match response.status {
                 200 => {}
                 404 => {
@@ -327,9 +324,27 @@ impl Acr {
 }
 
 impl TagApi for Acr {
-    const REMOVED: Status = Status::Untagged;
+    const NAME: &'static str = "acr";
+    const REMOVES: DeleteRemoves = DeleteRemoves::Tag;
 
-    async fn listing(&self, repository: &Repository, want: Want) -> Result<Listing, RegistryError> {
+    fn parallel(&self) -> usize {
+        self.parallel
+    }
+
+    /// The tag list carries digests and creation times; asking for digests would also list the
+    /// manifests, which only digest targets need.
+    fn tag_listing_needs(_with_digests: bool) -> ListingNeeds {
+        ListingNeeds {
+            dates: true,
+            digests: false,
+        }
+    }
+
+    async fn listing(
+        &self,
+        repository: &Repository,
+        needs: ListingNeeds,
+    ) -> Result<Listing, RegistryError> {
         let operation = format!("list tags of {repository}");
         let path = format!(
             "/acr/v1/{}/_tags?api-version={API_VERSION}&n={PAGE_SIZE}&orderby=timedesc",
@@ -339,19 +354,19 @@ impl TagApi for Acr {
         let mut listing = Listing::default();
         listing.tags.extend(pages.into_iter().flat_map(|page| page.tags).map(|tag| {
             let locked = Changeable::locked(tag.changeable_attributes.as_ref());
-            Listed {
+            ListedTag {
                 handle: tag.name.clone(),
                 refusal: locked.then(|| {
                     "the tag is locked (deleteEnabled=false); unlock it with `az acr repository update --delete-enabled true`".to_owned()
                 }),
                 tag: tag.name,
                 digest: tag.digest,
-                created: tag.created_time,
+                created: (tag.created_time.as_deref()).and_then(Timestamp::parse_rfc3339),
             }
         }));
         // Digests come with every tag; `digests` asks for digest targets, which may name an untagged
         // manifest only the manifest listing knows.
-        if want.digests {
+        if needs.digests {
             let untagged = self.untagged(repository).await?;
             for digest in &untagged.locked {
                 listing.digest_refusals.insert(
@@ -367,8 +382,8 @@ impl TagApi for Acr {
     async fn delete_tag(
         &self,
         repository: &Repository,
-        tag: &Listed,
-    ) -> Result<Removed, CallError> {
+        tag: &ListedTag,
+    ) -> Result<Deleted, CallError> {
         let operation = format!("delete tag {repository}:{}", tag.tag);
         let path = format!(
             "/acr/v1/{}/_tags/{}?api-version={API_VERSION}",
@@ -379,13 +394,13 @@ impl TagApi for Acr {
             .call(Method::DELETE, &path, &operation, repository, "delete")
             .await?;
         match response.status {
-            200 | 202 | 204 => Ok(Removed::Done),
-            404 => Ok(Removed::Absent),
+            200 | 202 | 204 => Ok(Deleted::Removed),
+            404 => Ok(Deleted::Absent),
             405 => Err(CallError::Refused(format!(
                 "ACR refuses the delete ({}); the tag, its manifest or the repository is locked (deleteEnabled=false)",
                 response.error_text()
             ))),
-            _ => Err(rest::ready(&self.api)?
+            _ => Err(rest::built_client(&self.api)?
                 .status_error(&response, &operation, DELETE_HINT)
                 .into()),
         }
@@ -395,8 +410,8 @@ impl TagApi for Acr {
         &self,
         repository: &Repository,
         digest: &str,
-        _tags: &[&Listed],
-    ) -> Result<Removed, CallError> {
+        _tags: &[ListedTag],
+    ) -> Result<Deleted, CallError> {
         let operation = format!("delete manifest {repository}@{digest}");
         // The v2 route takes the repository path with its slashes, as the distribution API does.
         let path = format!(
@@ -413,64 +428,33 @@ impl TagApi for Acr {
             .call(Method::DELETE, &path, &operation, repository, "delete")
             .await?;
         match response.status {
-            200 | 202 => Ok(Removed::Done),
-            404 => Ok(Removed::Absent),
+            200 | 202 => Ok(Deleted::Removed),
+            404 => Ok(Deleted::Absent),
             405 => Err(CallError::Refused(format!(
                 "ACR refuses the delete ({}); the manifest or repository is locked (deleteEnabled=false)",
                 response.error_text()
             ))),
-            _ => Err(rest::ready(&self.api)?
+            _ => Err(rest::built_client(&self.api)?
                 .status_error(&response, &operation, DELETE_HINT)
                 .into()),
         }
     }
-}
 
-impl Implementation for Acr {
-    fn name(&self) -> &'static str {
-        "acr"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            tag_only_delete: true,
-        }
-    }
-
-    fn list_tags<'a>(
-        &'a self,
-        repository: &'a Repository,
-        _with_digests: bool,
-    ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
-        // The tag list carries digests and creation times; asking for digests would also list the
-        // manifests, which only digest targets need.
-        Box::pin(async move {
-            let want = Want {
-                dates: true,
-                digests: false,
-            };
-            Ok(rest::tag_infos(self.listing(repository, want).await?))
-        })
-    }
-
-    fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
-        Box::pin(async move { rest::delete(self, &request, self.parallel).await })
-    }
-
-    fn list_untagged<'a>(
-        &'a self,
-        repository: &'a Repository,
-    ) -> BoxFuture<'a, Result<Option<Vec<UntaggedManifest>>, RegistryError>> {
-        Box::pin(async move {
-            let untagged = self.untagged(repository).await?;
-            Ok(Some(
-                untagged
-                    .manifests
-                    .into_iter()
-                    .map(|(digest, created)| UntaggedManifest { digest, created })
-                    .collect(),
-            ))
-        })
+    async fn untagged(
+        &self,
+        repository: &Repository,
+    ) -> Result<Option<Vec<UntaggedManifest>>, RegistryError> {
+        let untagged = Acr::untagged(self, repository).await?;
+        Ok(Some(
+            untagged
+                .manifests
+                .into_iter()
+                .map(|(digest, created)| UntaggedManifest {
+                    digest,
+                    created: created.as_deref().and_then(Timestamp::parse_rfc3339),
+                })
+                .collect(),
+        ))
     }
 }
 

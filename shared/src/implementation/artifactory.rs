@@ -16,12 +16,12 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
-use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo};
+use super::rest::{self, CallError, ListedTag, Listing, ListingNeeds, TagApi};
+use super::{Context, DeleteRemoves, Flag, Implementation};
+use crate::dates::Timestamp;
 use crate::reference::Repository;
-use crate::registry::RegistryError;
 use crate::registry::api::ApiClient;
-use crate::report::{Entry, Status};
+use crate::registry::{Deleted, RegistryError};
 
 /// The flags the Artifactory module reads.
 pub(super) const FLAGS: &[Flag] = &[
@@ -125,7 +125,7 @@ impl Artifactory {
     }
 
     async fn item(&self, path: &str, operation: &str) -> Result<Option<ItemInfo>, RegistryError> {
-        let api = rest::ready(&self.api)?;
+        let api = rest::built_client(&self.api)?;
         let response = api
             .send(
                 Method::GET,
@@ -146,16 +146,16 @@ impl Artifactory {
         key: &str,
         image: &str,
         tag: String,
-        want: Want,
-    ) -> Result<Listed, RegistryError> {
-        let mut listed = Listed {
+        needs: ListingNeeds,
+    ) -> Result<ListedTag, RegistryError> {
+        let mut listed = ListedTag {
             handle: rest::encode(&tag),
             tag,
             digest: None,
             created: None,
             refusal: None,
         };
-        if !want.dates && !want.digests {
+        if !needs.dates && !needs.digests {
             return Ok(listed);
         }
         let folder = format!("{key}/{image}/{}", listed.handle);
@@ -163,8 +163,8 @@ impl Artifactory {
         let Some(info) = self.item(&folder, &operation).await? else {
             return Ok(listed);
         };
-        listed.created = info.created;
-        if want.digests {
+        listed.created = (info.created.as_deref()).and_then(Timestamp::parse_rfc3339);
+        if needs.digests {
             // A multi-arch tag holds list.manifest.json instead of manifest.json.
             if let Some(manifest) = info
                 .children
@@ -187,10 +187,27 @@ impl Artifactory {
 }
 
 impl TagApi for Artifactory {
-    const REMOVED: Status = Status::Deleted;
+    const NAME: &'static str = "artifactory";
+    const REMOVES: DeleteRemoves = DeleteRemoves::Manifest;
 
-    async fn listing(&self, repository: &Repository, want: Want) -> Result<Listing, RegistryError> {
-        let api = rest::ready(&self.api)?;
+    fn parallel(&self) -> usize {
+        self.parallel
+    }
+
+    /// Dates come with the tag folder; digests cost a read of its manifest file each.
+    fn tag_listing_needs(with_digests: bool) -> ListingNeeds {
+        ListingNeeds {
+            dates: true,
+            digests: with_digests,
+        }
+    }
+
+    async fn listing(
+        &self,
+        repository: &Repository,
+        needs: ListingNeeds,
+    ) -> Result<Listing, RegistryError> {
+        let api = rest::built_client(&self.api)?;
         let (key, image) = self.locate(repository)?;
         let operation = format!("list tags of {repository}");
         let mut tags: Vec<String> = Vec::new();
@@ -223,7 +240,7 @@ impl TagApi for Artifactory {
         }
         let (key, image) = (&key, &image);
         let tags = stream::iter(tags)
-            .map(|tag| self.details(key, image, tag, want))
+            .map(|tag| self.details(key, image, tag, needs))
             .buffered(self.parallel)
             .try_collect()
             .await?;
@@ -236,9 +253,9 @@ impl TagApi for Artifactory {
     async fn delete_tag(
         &self,
         repository: &Repository,
-        tag: &Listed,
-    ) -> Result<Removed, CallError> {
-        let api = rest::ready(&self.api)?;
+        tag: &ListedTag,
+    ) -> Result<Deleted, CallError> {
+        let api = rest::built_client(&self.api)?;
         let (key, image) = self.locate(repository)?;
         let operation = format!("delete the tag folder of {repository}:{}", tag.tag);
         let response = api
@@ -249,39 +266,9 @@ impl TagApi for Artifactory {
             )
             .await?;
         match response.status {
-            200 | 202 | 204 => Ok(Removed::Done),
-            404 => Ok(Removed::Absent),
+            200 | 202 | 204 => Ok(Deleted::Removed),
+            404 => Ok(Deleted::Absent),
             _ => Err(api.status_error(&response, &operation, AUTH_HINT).into()),
         }
-    }
-}
-
-impl Implementation for Artifactory {
-    fn name(&self) -> &'static str {
-        "artifactory"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            tag_only_delete: true,
-        }
-    }
-
-    fn list_tags<'a>(
-        &'a self,
-        repository: &'a Repository,
-        with_digests: bool,
-    ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
-        Box::pin(async move {
-            let want = Want {
-                dates: true,
-                digests: with_digests,
-            };
-            Ok(rest::tag_infos(self.listing(repository, want).await?))
-        })
-    }
-
-    fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
-        Box::pin(async move { rest::delete(self, &request, self.parallel).await })
     }
 }

@@ -10,20 +10,23 @@
 //! also holds the body a link repair needs) and the DELETE; kept indexes are read once each, only when
 //! something would be deleted by digest.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::RwLock;
 
-use super::{BoxFuture, Capabilities, Context, DeleteRequest, Implementation, TagInfo};
+use super::delete::{self, Deletion, Planned, Removal, Step};
+use super::{
+    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Implementation, TagInfo,
+};
 use crate::dates::manifest_children;
 use crate::reference::{Repository, Target};
 use crate::registry::{
-    Client, Deleted, MANIFEST_MEDIA_TYPES, Manifest, ManifestInfo, RegistryError, failure_kind,
+    Client, Deleted, MANIFEST_MEDIA_TYPES, Manifest, ManifestInfo, RegistryError,
 };
-use crate::report::{Entry, FailureKind, Method, Status};
+use crate::report::{Entry, FailureKind, Method, Outcome};
 
 /// The annotation that makes a tombstone's digest unique.
 pub const TOMBSTONE_ANNOTATION: &str = "io.regkit.tombstone";
@@ -121,7 +124,7 @@ impl<S: Store> Implementation for Distribution<S> {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            tag_only_delete: false,
+            delete_removes: DeleteRemoves::Manifest,
         }
     }
 
@@ -161,23 +164,7 @@ impl<S: Store> Implementation for Distribution<S> {
     }
 
     fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
-        Box::pin(async move {
-            let mut entries = self.delete_all(&request).await;
-            let order: HashMap<&Target, usize> = request
-                .targets
-                .iter()
-                .enumerate()
-                .map(|(index, target)| (target, index))
-                .collect();
-            entries.sort_by_key(|entry| {
-                let target = match &entry.tag {
-                    Some(tag) => Target::Tag(tag.clone()),
-                    None => Target::Digest(entry.digest.clone().unwrap_or_default()),
-                };
-                order.get(&target).copied().unwrap_or(usize::MAX)
-            });
-            entries
-        })
+        Box::pin(delete::run(self, request))
     }
 }
 
@@ -302,6 +289,95 @@ fn tombstone_marker() -> String {
     )
 }
 
+impl<S: Store> Deletion for Distribution<S> {
+    type Action = Action;
+
+    fn parallel(&self) -> usize {
+        self.parallel
+    }
+
+    async fn plan(&self, request: &DeleteRequest<'_>) -> Result<Vec<Step<Action>>, RegistryError> {
+        let (repository, targets) = (request.repository, request.targets);
+        let mut tags = Vec::new();
+        let mut digests = Vec::new();
+        for target in targets {
+            match target {
+                Target::Tag(tag) => tags.push(tag.clone()),
+                Target::Digest(digest) => digests.push(digest.clone()),
+            }
+        }
+        let path = repository.path.as_str();
+        if !request.dry_run {
+            match self.store.delete(path, PROBE_DIGEST).await {
+                Ok(_) | Err(RegistryError::RepositoryNotFound { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        let listing = if tags.is_empty() {
+            BTreeMap::new()
+        } else {
+            match self.store.list_tags(path).await {
+                Ok(mut listed) => {
+                    // A requested tag pushed after the listing must count too.
+                    listed.extend(tags.iter().cloned());
+                    listed.sort();
+                    listed.dedup();
+                    self.resolve(path, &listed).await?
+                }
+                Err(RegistryError::RepositoryNotFound { .. }) => BTreeMap::new(),
+                Err(error) => return Err(error),
+            }
+        };
+        let digest_of: BTreeMap<String, String> = listing
+            .iter()
+            .map(|(tag, info)| (tag.clone(), info.digest.clone()))
+            .collect();
+        let actions = plan(&tags, &digests, &digest_of);
+        let actions = self
+            .protect_index_children(path, actions, &tags, &listing)
+            .await?;
+        Ok(actions
+            .into_iter()
+            .map(|action| step(repository, action))
+            .collect())
+    }
+
+    async fn remove(
+        &self,
+        repository: &Repository,
+        removal: Removal<Action>,
+        _progress: &dyn Fn(u64),
+    ) -> Vec<Entry> {
+        self.execute(repository, removal.action).await
+    }
+}
+
+/// The step that carries out `action`, with what a dry run reports for it.
+fn step(repository: &Repository, action: Action) -> Step<Action> {
+    let planned = match &action {
+        Action::Absent { tag } => {
+            return Step::Settled(Entry::absent(repository, &Target::Tag(tag.clone())));
+        }
+        Action::Untag { tag, digest } => vec![Planned::new(
+            Target::Tag(tag.clone()),
+            Some(digest.clone()),
+            Method::Tombstone,
+        )],
+        Action::DeleteDigest {
+            digest,
+            tags,
+            explicit,
+        } => tags
+            .iter()
+            .cloned()
+            .map(Target::Tag)
+            .chain(explicit.then(|| Target::Digest(digest.clone())))
+            .map(|target| Planned::new(target, Some(digest.clone()), Method::Digest))
+            .collect(),
+    };
+    Step::Remove(Removal { planned, action })
+}
+
 impl<S: Store> Distribution<S> {
     /// HEADs `tags` with bounded concurrency; tags that no longer exist are left out.
     async fn resolve(
@@ -385,92 +461,11 @@ impl<S: Store> Distribution<S> {
             .collect())
     }
 
-    async fn delete_all(&self, request: &DeleteRequest<'_>) -> Vec<Entry> {
-        let mut seen = HashSet::new();
-        let mut tags = Vec::new();
-        let mut digests = Vec::new();
-        for target in request.targets.iter().filter(|target| seen.insert(*target)) {
-            match target {
-                Target::Tag(tag) => tags.push(tag.clone()),
-                Target::Digest(digest) => digests.push(digest.clone()),
-            }
-        }
-        let entries = Entries {
-            repository: request.repository,
-        };
-        let fail_all = |error: &RegistryError| {
-            let failed: Vec<Entry> = tags
-                .iter()
-                .map(|tag| entries.failed(Target::Tag(tag.clone()), error))
-                .chain(
-                    digests
-                        .iter()
-                        .map(|digest| entries.failed(Target::Digest(digest.clone()), error)),
-                )
-                .collect();
-            (request.progress)(failed.len() as u64);
-            failed
-        };
-        let path = request.repository.path.as_str();
-        if !request.dry_run {
-            match self.store.delete(path, PROBE_DIGEST).await {
-                Ok(_) | Err(RegistryError::RepositoryNotFound { .. }) => {}
-                Err(error) => return fail_all(&error),
-            }
-        }
-        let listing = if tags.is_empty() {
-            BTreeMap::new()
-        } else {
-            match self.store.list_tags(path).await {
-                Ok(mut listed) => {
-                    // A requested tag pushed after the listing must count too.
-                    listed.extend(tags.iter().cloned());
-                    listed.sort();
-                    listed.dedup();
-                    match self.resolve(path, &listed).await {
-                        Ok(listing) => listing,
-                        Err(error) => return fail_all(&error),
-                    }
-                }
-                Err(RegistryError::RepositoryNotFound { .. }) => BTreeMap::new(),
-                Err(error) => return fail_all(&error),
-            }
-        };
-        let digest_of: BTreeMap<String, String> = listing
-            .iter()
-            .map(|(tag, info)| (tag.clone(), info.digest.clone()))
-            .collect();
-        let actions = plan(&tags, &digests, &digest_of);
-        let actions = match self
-            .protect_index_children(path, actions, &tags, &listing)
-            .await
-        {
-            Ok(actions) => actions,
-            Err(error) => return fail_all(&error),
-        };
-        let results: Vec<Vec<Entry>> = stream::iter(actions)
-            .map(|action| async {
-                let done = if request.dry_run {
-                    entries.planned(action)
-                } else {
-                    self.execute(&entries, action).await
-                };
-                (request.progress)(done.len() as u64);
-                done
-            })
-            .buffer_unordered(self.parallel)
-            .collect()
-            .await;
-        results.into_iter().flatten().collect()
-    }
-
-    async fn execute(&self, entries: &Entries<'_>, action: Action) -> Vec<Entry> {
-        let path = entries.repository.path.as_str();
+    async fn execute(&self, repository: &Repository, action: Action) -> Vec<Entry> {
+        let path = repository.path.as_str();
         match action {
-            Action::Absent { tag } => {
-                vec![entries.done(Target::Tag(tag), None, Status::Absent, None)]
-            }
-            Action::Untag { tag, .. } => vec![self.untag(entries, tag, None).await],
+            Action::Absent { tag } => vec![Entry::absent(repository, &Target::Tag(tag))],
+            Action::Untag { tag, .. } => vec![self.untag(repository, tag, None).await],
             Action::DeleteDigest {
                 digest,
                 tags,
@@ -496,12 +491,12 @@ impl<S: Store> Distribution<S> {
                             manifest.get_or_insert(current);
                         }
                         Ok(Some(current)) => {
-                            done.push(self.untag(entries, tag, Some(current)).await)
+                            done.push(self.untag(repository, tag, Some(current)).await)
                         }
-                        Ok(None) => {
-                            done.push(entries.done(Target::Tag(tag), None, Status::Absent, None))
+                        Ok(None) => done.push(Entry::absent(repository, &Target::Tag(tag))),
+                        Err(error) => {
+                            done.push(delete::failed(repository, &Target::Tag(tag), None, &error))
                         }
-                        Err(error) => done.push(entries.failed(Target::Tag(tag), &error)),
                     }
                 }
                 if still_there.is_empty() && !explicit {
@@ -523,59 +518,61 @@ impl<S: Store> Distribution<S> {
                     Some(manifest) => self.delete_with_tags(path, &digest, manifest, &tags).await,
                     None => self.delete_shared(path, &digest).await,
                 };
-                let status = match deleted {
-                    Ok(Deleted::Removed) => Status::Deleted,
-                    Ok(Deleted::Absent) => Status::Absent,
+                let outcome = match deleted {
+                    Ok(Deleted::Removed) => Outcome::Deleted(Method::Digest),
+                    Ok(Deleted::Absent) => Outcome::Absent,
                     Err(error) => {
                         done.extend(
                             targets
-                                .into_iter()
-                                .map(|target| entries.failed(target, &error)),
+                                .iter()
+                                .map(|target| delete::failed(repository, target, None, &error)),
                         );
                         return done;
                     }
                 };
-                let method = (status == Status::Deleted).then_some(Method::Digest);
-                done.extend(
-                    targets
-                        .into_iter()
-                        .map(|target| entries.done(target, Some(digest.clone()), status, method)),
-                );
+                done.extend(targets.iter().map(|target| {
+                    Entry::new(repository, target, Some(digest.clone()), outcome.clone())
+                }));
                 done
             }
         }
     }
 
     /// Removes `tag` alone, wherever it points now (`current`: its manifest, read a moment ago).
-    async fn untag(&self, entries: &Entries<'_>, tag: String, current: Option<Manifest>) -> Entry {
-        match self
-            .tombstone(entries.repository.path.as_str(), &tag, current)
-            .await
-        {
-            Ok(Some(digest)) => entries.done(
-                Target::Tag(tag),
+    async fn untag(
+        &self,
+        repository: &Repository,
+        tag: String,
+        current: Option<Manifest>,
+    ) -> Entry {
+        let result = self
+            .tombstone(repository.path.as_str(), &tag, current)
+            .await;
+        let target = Target::Tag(tag);
+        match result {
+            Ok(Some(digest)) => Entry::new(
+                repository,
+                &target,
                 Some(digest),
-                Status::Untagged,
-                Some(Method::Tombstone),
+                Outcome::Untagged(Method::Tombstone),
             ),
-            Ok(None) => entries.done(Target::Tag(tag), None, Status::Absent, None),
-            Err(Failure::Registry(error)) => entries.failed(Target::Tag(tag), &error),
+            Ok(None) => Entry::absent(repository, &target),
+            Err(Failure::Registry(error)) => delete::failed(repository, &target, None, &error),
             Err(Failure::Manifest { digest, message }) => {
                 let error = format!(
-                    "cannot untag {}:{tag} on {} without touching other tags: manifest {digest}: {message}",
-                    entries.repository.path,
+                    "cannot untag {}{target} on {} without touching other tags: manifest {digest}: {message}",
+                    repository.path,
                     self.store.registry()
                 );
-                Entry {
-                    digest: Some(digest),
-                    ..Entry::failed(
-                        entries.reference(&Target::Tag(tag.clone())),
-                        entries.repository.to_string(),
-                        Some(tag),
-                        FailureKind::Other,
+                Entry::new(
+                    repository,
+                    &target,
+                    Some(digest),
+                    Outcome::Failed {
                         error,
-                    )
-                }
+                        kind: FailureKind::Other,
+                    },
+                )
             }
         }
     }
@@ -690,78 +687,6 @@ impl From<RegistryError> for Failure {
     }
 }
 
-/// Builds report entries for one repository.
-struct Entries<'a> {
-    repository: &'a Repository,
-}
-
-impl Entries<'_> {
-    fn reference(&self, target: &Target) -> String {
-        format!("{}{target}", self.repository)
-    }
-
-    fn done(
-        &self,
-        target: Target,
-        digest: Option<String>,
-        status: Status,
-        method: Option<Method>,
-    ) -> Entry {
-        let (tag, digest) = match target {
-            Target::Tag(ref tag) => (Some(tag.clone()), digest),
-            Target::Digest(ref named) => (None, Some(named.clone())),
-        };
-        Entry {
-            reference: self.reference(&target),
-            repository: self.repository.to_string(),
-            tag,
-            digest,
-            status,
-            method,
-            error: None,
-            failure: None,
-        }
-    }
-
-    fn failed(&self, target: Target, error: &RegistryError) -> Entry {
-        let mut entry = self.done(target, None, Status::Failed, None);
-        entry.error = Some(error.to_string());
-        entry.failure = Some(failure_kind(error));
-        entry
-    }
-
-    fn planned(&self, action: Action) -> Vec<Entry> {
-        match action {
-            Action::Absent { tag } => vec![self.done(Target::Tag(tag), None, Status::Absent, None)],
-            Action::Untag { tag, digest } => {
-                vec![self.done(
-                    Target::Tag(tag),
-                    Some(digest),
-                    Status::Planned,
-                    Some(Method::Tombstone),
-                )]
-            }
-            Action::DeleteDigest {
-                digest,
-                tags,
-                explicit,
-            } => tags
-                .into_iter()
-                .map(Target::Tag)
-                .chain(explicit.then(|| Target::Digest(digest.clone())))
-                .map(|target| {
-                    self.done(
-                        target,
-                        Some(digest.clone()),
-                        Status::Planned,
-                        Some(Method::Digest),
-                    )
-                })
-                .collect(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::cell::{Cell, RefCell};
@@ -771,6 +696,7 @@ mod tests {
     use std::task::{Context as TaskContext, Poll, Waker};
 
     use super::*;
+    use crate::report::Status;
 
     const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
     const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

@@ -16,12 +16,16 @@ use futures_util::stream::{self, StreamExt};
 use reqwest::Method as Http;
 use tokio::sync::OnceCell;
 
-use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo};
+use super::delete::{self, Deletion, Removal, Step};
+use super::{
+    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Flag, Implementation, TagInfo,
+};
+use crate::dates::Timestamp;
 use crate::dockerconfig::RegistryAuth;
 use crate::reference::{Repository, Target};
 use crate::registry::api::{ApiClient, ApiResponse};
-use crate::registry::{RegistryError, failure_kind};
-use crate::report::{Entry, Method, Status};
+use crate::registry::{Deleted, RegistryError};
+use crate::report::{Entry, Method, Outcome};
 use crate::secret::Secret;
 
 /// The public Docker Hub API.
@@ -234,14 +238,14 @@ impl DockerHub {
         namespace: &str,
         name: &str,
         tag: &str,
-    ) -> Result<Status, RegistryError> {
+    ) -> Result<Deleted, RegistryError> {
         let api = self.api().await?;
         let operation = format!("delete tag {namespace}/{name}:{tag}");
         let path = format!("v2/repositories/{namespace}/{name}/tags/{tag}/");
         let response = api.send(Http::DELETE, &path, &operation).await?;
         match response.status {
-            200 | 202 | 204 => Ok(Status::Untagged),
-            404 => Ok(Status::Absent),
+            200 | 202 | 204 => Ok(Deleted::Removed),
+            404 => Ok(Deleted::Absent),
             _ => Err(refusal(api, &response, &operation)),
         }
     }
@@ -310,7 +314,7 @@ impl Implementation for DockerHub {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            tag_only_delete: true,
+            delete_removes: DeleteRemoves::Tag,
         }
     }
 
@@ -325,7 +329,9 @@ impl Implementation for DockerHub {
                 .into_iter()
                 .map(|tag| TagInfo {
                     digest: tag.digest(),
-                    created: tag.tag_last_pushed.clone().or(tag.last_updated.clone()),
+                    created: (tag.tag_last_pushed.as_deref())
+                        .or(tag.last_updated.as_deref())
+                        .and_then(Timestamp::parse_rfc3339),
                     tag: tag.name,
                 })
                 .collect();
@@ -386,105 +392,87 @@ impl Implementation for DockerHub {
     }
 
     fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
-        Box::pin(async move {
-            let repository = request.repository;
-            let targets = distinct(request.targets);
-            let fail_all = |error: &RegistryError| {
-                (request.progress)(targets.len() as u64);
-                targets
+        Box::pin(delete::run(self, request))
+    }
+}
+
+impl Deletion for DockerHub {
+    /// The tag to delete.
+    type Action = String;
+
+    fn parallel(&self) -> usize {
+        self.context.parallel
+    }
+
+    async fn plan(&self, request: &DeleteRequest<'_>) -> Result<Vec<Step<String>>, RegistryError> {
+        let (repository, targets) = (request.repository, request.targets);
+        hub_name(repository)?;
+        let listing: BTreeMap<String, Option<String>> = match self.list(repository).await {
+            Ok(tags) => tags
+                .into_iter()
+                .map(|tag| (tag.digest(), tag.name))
+                .map(|(digest, tag)| (tag, digest))
+                .collect(),
+            Err(RegistryError::RepositoryNotFound { .. }) => BTreeMap::new(),
+            Err(error) => return Err(error),
+        };
+        let step = |target: &Target| match target {
+            Target::Digest(digest) => {
+                let tags: Vec<&str> = listing
                     .iter()
-                    .map(|target| failed(repository, target, error))
-                    .collect::<Vec<_>>()
-            };
-            let (namespace, name) = match hub_name(repository) {
-                Ok(names) => names,
-                Err(error) => return fail_all(&error),
-            };
-            let listing: BTreeMap<String, Option<String>> = match self.list(repository).await {
-                Ok(tags) => tags
-                    .into_iter()
-                    .map(|tag| (tag.digest(), tag.name))
-                    .map(|(digest, tag)| (tag, digest))
-                    .collect(),
-                Err(RegistryError::RepositoryNotFound { .. }) => BTreeMap::new(),
-                Err(error) => return fail_all(&error),
-            };
-            stream::iter(targets.iter())
-                .map(|target| async {
-                    let entry = match target {
-                        Target::Digest(digest) => {
-                            let tags: Vec<&str> = listing
-                                .iter()
-                                .filter(|(_, known)| known.as_deref() == Some(digest.as_str()))
-                                .map(|(tag, _)| tag.as_str())
-                                .collect();
-                            let error = RegistryError::DeleteUnsupported {
-                                registry: repository.registry.clone(),
-                                message: format!(
-                                    "Docker Hub has no API to delete a manifest by digest; delete its tags instead ({})",
-                                    if tags.is_empty() { "none listed".to_string() } else { tags.join(", ") }
-                                ),
-                            };
-                            failed(repository, target, &error)
+                    .filter(|(_, known)| known.as_deref() == Some(digest.as_str()))
+                    .map(|(tag, _)| tag.as_str())
+                    .collect();
+                let error = RegistryError::DeleteUnsupported {
+                    registry: repository.registry.clone(),
+                    message: format!(
+                        "Docker Hub has no API to delete a manifest by digest; delete its tags instead ({})",
+                        if tags.is_empty() {
+                            "none listed".to_string()
+                        } else {
+                            tags.join(", ")
                         }
-                        Target::Tag(tag) => {
-                            let digest = listing.get(tag).cloned().flatten();
-                            if request.dry_run {
-                                match listing.contains_key(tag) {
-                                    true => done(repository, target, digest, Status::Planned),
-                                    false => done(repository, target, None, Status::Absent),
-                                }
-                            } else {
-                                match self.delete_tag(namespace, name, tag).await {
-                                    Ok(Status::Absent) => done(repository, target, None, Status::Absent),
-                                    Ok(status) => done(repository, target, digest, status),
-                                    Err(error) => failed(repository, target, &error),
-                                }
-                            }
-                        }
-                    };
-                    (request.progress)(1);
-                    entry
-                })
-                .buffered(self.context.parallel.max(1))
-                .collect()
-                .await
-        })
+                    ),
+                };
+                Step::Settled(delete::failed(repository, target, None, &error))
+            }
+            Target::Tag(tag) => match listing.get(tag) {
+                Some(digest) => {
+                    Step::removal(target.clone(), digest.clone(), Method::Native, tag.clone())
+                }
+                None => Step::Settled(Entry::absent(repository, target)),
+            },
+        };
+        Ok(targets.iter().map(step).collect())
     }
-}
 
-fn distinct(targets: &[Target]) -> Vec<Target> {
-    let mut seen = std::collections::HashSet::new();
-    targets
-        .iter()
-        .filter(|target| seen.insert(*target))
-        .cloned()
-        .collect()
-}
-
-fn done(repository: &Repository, target: &Target, digest: Option<String>, status: Status) -> Entry {
-    let (tag, digest) = match target {
-        Target::Tag(tag) => (Some(tag.clone()), digest),
-        Target::Digest(named) => (None, Some(named.clone())),
-    };
-    let method = matches!(status, Status::Untagged | Status::Planned).then_some(Method::Native);
-    Entry {
-        reference: format!("{repository}{target}"),
-        repository: repository.to_string(),
-        tag,
-        digest,
-        status,
-        method,
-        error: None,
-        failure: None,
-    }
-}
-
-fn failed(repository: &Repository, target: &Target, error: &RegistryError) -> Entry {
-    Entry {
-        error: Some(error.to_string()),
-        failure: Some(failure_kind(error)),
-        ..done(repository, target, None, Status::Failed)
+    async fn remove(
+        &self,
+        repository: &Repository,
+        removal: Removal<String>,
+        _progress: &dyn Fn(u64),
+    ) -> Vec<Entry> {
+        let tag = removal.action;
+        let target = Target::Tag(tag.clone());
+        let digest = removal
+            .planned
+            .into_iter()
+            .next()
+            .and_then(|planned| planned.digest);
+        let deleted = match hub_name(repository) {
+            Ok((namespace, name)) => self.delete_tag(namespace, name, &tag).await,
+            Err(error) => Err(error),
+        };
+        vec![match deleted {
+            Ok(Deleted::Removed) => Entry::new(
+                repository,
+                &target,
+                digest,
+                Outcome::Untagged(Method::Native),
+            ),
+            Ok(Deleted::Absent) => Entry::absent(repository, &target),
+            Err(error) => delete::failed(repository, &target, None, &error),
+        }]
     }
 }
 

@@ -17,14 +17,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tokio::sync::OnceCell;
 
+use super::delete::{self, Deletion, Planned, Removal, Step};
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRequest, Implementation, TagInfo, UntaggedManifest,
+    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Implementation, TagInfo,
+    UntaggedManifest,
 };
 use crate::ecr::images::{EcrRepositories, Image, ImageId, Outcome};
 use crate::ecr::{EcrError, EcrRegistry, Env};
 use crate::reference::{Repository, Target};
-use crate::registry::{RegistryError, failure_kind};
-use crate::report::{Entry, FailureKind, Method, Status};
+use crate::registry::RegistryError;
+use crate::report::{Entry, FailureKind, Method, Outcome as EntryOutcome};
 
 pub(super) fn build(context: Context) -> Box<dyn Implementation> {
     Box::new(Ecr {
@@ -134,7 +136,7 @@ impl Implementation for Ecr {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            tag_only_delete: true,
+            delete_removes: DeleteRemoves::UnreferencedManifest,
         }
     }
 
@@ -190,97 +192,109 @@ impl Implementation for Ecr {
     }
 
     fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
-        Box::pin(async move {
-            let entries = Entries {
-                repository: request.repository,
-            };
-            let targets = distinct(request.targets);
-            // The listing `list_tags` kept for the cleanup's plan serves once, instead of a second
-            // DescribeImages. Its age (the plan, perhaps a confirmation prompt) cannot make this delete
-            // remove more than asked: a tag is removed by name and only that tag goes (ECR keeps the
-            // image for any other tag, even one added since), and a digest goes only when named. The
-            // listing decides the report alone: a tag whose image got a new tag since is reported
-            // `deleted` though ECR kept the image, the window a fresh listing also has before
-            // BatchDeleteImage runs.
-            let kept = self.listings.borrow_mut().remove(&request.repository.path);
-            let listed = match kept {
-                Some(images) => Ok(images),
-                None => self.images(request.repository).await,
-            };
-            let listing = match listed {
-                Ok(images) => images,
-                Err(RegistryError::RepositoryNotFound { .. }) => Vec::new(),
-                Err(error) => {
-                    let failed: Vec<Entry> = targets
-                        .into_iter()
-                        .map(|target| entries.failed(target, &error))
-                        .collect();
-                    (request.progress)(failed.len() as u64);
-                    return failed;
+        Box::pin(delete::run(self, request))
+    }
+}
+
+/// One `BatchDeleteImage` run for every target the listing knows, and that listing, which decides the
+/// report.
+struct Batch {
+    ids: Vec<ImageId>,
+    listing: Vec<Image>,
+}
+
+impl Deletion for Ecr {
+    type Action = Batch;
+
+    /// Batches run one after another (see the module documentation); the plan makes one removal.
+    fn parallel(&self) -> usize {
+        1
+    }
+
+    async fn plan(&self, request: &DeleteRequest<'_>) -> Result<Vec<Step<Batch>>, RegistryError> {
+        let (repository, targets) = (request.repository, request.targets);
+        // The listing `list_tags` kept for the cleanup's plan serves once, instead of a second
+        // DescribeImages. Its age (the plan, perhaps a confirmation prompt) cannot make this delete
+        // remove more than asked: a tag is removed by name and only that tag goes (ECR keeps the image
+        // for any other tag, even one added since), and a digest goes only when named. The listing
+        // decides the report alone: a tag whose image got a new tag since is reported `deleted` though
+        // ECR kept the image, the window a fresh listing also has before BatchDeleteImage runs.
+        let kept = self.listings.borrow_mut().remove(&repository.path);
+        let listed = match kept {
+            Some(images) => Ok(images),
+            None => self.images(repository).await,
+        };
+        let listing = match listed {
+            Ok(images) => images,
+            Err(RegistryError::RepositoryNotFound { .. }) => Vec::new(),
+            Err(error) => return Err(error),
+        };
+        let digest_of_tag: BTreeMap<&str, &str> = listing
+            .iter()
+            .flat_map(|image| {
+                image
+                    .tags
+                    .iter()
+                    .map(|tag| (tag.as_str(), image.digest.as_str()))
+            })
+            .collect();
+        let known_digests: BTreeSet<&str> =
+            listing.iter().map(|image| image.digest.as_str()).collect();
+        let mut steps = Vec::new();
+        let mut planned = Vec::new();
+        for target in targets {
+            match target {
+                Target::Tag(tag) => match digest_of_tag.get(tag.as_str()) {
+                    Some(digest) => planned.push(Planned::new(
+                        target.clone(),
+                        Some(digest.to_string()),
+                        Method::Native,
+                    )),
+                    None => steps.push(Step::Settled(Entry::absent(repository, target))),
+                },
+                Target::Digest(digest) if known_digests.contains(digest.as_str()) => {
+                    planned.push(Planned::new(target.clone(), None, Method::Digest))
                 }
-            };
-            let digest_of_tag: BTreeMap<&str, &str> = listing
-                .iter()
-                .flat_map(|image| {
-                    image
-                        .tags
-                        .iter()
-                        .map(|tag| (tag.as_str(), image.digest.as_str()))
-                })
-                .collect();
-            let known_digests: BTreeSet<&str> =
-                listing.iter().map(|image| image.digest.as_str()).collect();
-            if request.dry_run {
-                let planned: Vec<Entry> = targets
-                    .into_iter()
-                    .map(|target| match &target {
-                        Target::Tag(tag) => match digest_of_tag.get(tag.as_str()) {
-                            Some(digest) => entries.done(
-                                target.clone(),
-                                Some(digest.to_string()),
-                                Status::Planned,
-                                Some(Method::Native),
-                            ),
-                            None => entries.done(target.clone(), None, Status::Absent, None),
-                        },
-                        Target::Digest(digest) if known_digests.contains(digest.as_str()) => {
-                            entries.done(
-                                target.clone(),
-                                None,
-                                Status::Planned,
-                                Some(Method::Digest),
-                            )
-                        }
-                        Target::Digest(_) => {
-                            entries.done(target.clone(), None, Status::Absent, None)
-                        }
-                    })
-                    .collect();
-                (request.progress)(planned.len() as u64);
-                return planned;
+                Target::Digest(_) => steps.push(Step::Settled(Entry::absent(repository, target))),
             }
-            let ids: Vec<ImageId> = targets
+        }
+        if !planned.is_empty() {
+            let ids = planned
                 .iter()
-                .map(|target| match target {
+                .map(|planned| match &planned.target {
                     Target::Tag(tag) => ImageId::Tag(tag.clone()),
                     Target::Digest(digest) => ImageId::Digest(digest.clone()),
                 })
                 .collect();
-            let api = match self.api().await {
-                Ok(api) => api,
-                Err(error) => {
-                    (request.progress)(targets.len() as u64);
-                    return targets
-                        .into_iter()
-                        .map(|target| entries.failed(target, &error))
-                        .collect();
-                }
-            };
-            let outcomes = api
-                .delete_with_progress(&request.repository.path, &ids, request.progress)
-                .await;
-            report(&entries, &listing, outcomes)
-        })
+            steps.push(Step::Remove(Removal {
+                planned,
+                action: Batch { ids, listing },
+            }));
+        }
+        Ok(steps)
+    }
+
+    async fn remove(
+        &self,
+        repository: &Repository,
+        removal: Removal<Batch>,
+        progress: &dyn Fn(u64),
+    ) -> Vec<Entry> {
+        let Batch { ids, listing } = removal.action;
+        let api = match self.api().await {
+            Ok(api) => api,
+            Err(error) => {
+                return removal
+                    .planned
+                    .iter()
+                    .map(|planned| delete::failed(repository, &planned.target, None, &error))
+                    .collect();
+            }
+        };
+        let outcomes = api
+            .delete_with_progress(&repository.path, &ids, progress)
+            .await;
+        report(repository, &listing, outcomes)
     }
 }
 
@@ -298,7 +312,7 @@ fn tag_infos(images: Vec<Image>) -> Vec<TagInfo> {
             tags.into_iter().map(move |tag| TagInfo {
                 tag,
                 digest: Some(digest.clone()),
-                created: pushed_at.clone(),
+                created: pushed_at,
             })
         })
         .collect();
@@ -307,19 +321,10 @@ fn tag_infos(images: Vec<Image>) -> Vec<TagInfo> {
     tags
 }
 
-fn distinct(targets: &[Target]) -> Vec<Target> {
-    let mut seen = BTreeSet::new();
-    targets
-        .iter()
-        .filter(|target| seen.insert((*target).clone()))
-        .cloned()
-        .collect()
-}
-
 /// Entries in request order. A removed tag is `deleted` when no tag of its image is left (ECR deleted the
 /// image with its last tag), else `untagged`.
 fn report(
-    entries: &Entries<'_>,
+    repository: &Repository,
     listing: &[Image],
     outcomes: Vec<(ImageId, Outcome)>,
 ) -> Vec<Entry> {
@@ -365,20 +370,19 @@ fn report(
                             .map(|image| image.digest.clone()),
                         ImageId::Digest(digest) => Some(digest.clone()),
                     });
-                    let (status, method) = match id {
-                        ImageId::Digest(_) => (Status::Deleted, Method::Digest),
+                    let (removed, method): (fn(Method) -> EntryOutcome, _) = match id {
+                        ImageId::Digest(_) => (EntryOutcome::Deleted, Method::Digest),
                         ImageId::Tag(_) if digest.as_deref().is_some_and(image_gone) => {
-                            (Status::Deleted, Method::Native)
+                            (EntryOutcome::Deleted, Method::Native)
                         }
-                        ImageId::Tag(_) => (Status::Untagged, Method::Native),
+                        ImageId::Tag(_) => (EntryOutcome::Untagged, Method::Native),
                     };
-                    entries.done(target, digest, status, Some(method))
+                    Entry::new(repository, &target, digest, removed(method))
                 }
-                Outcome::Absent => entries.done(target, None, Status::Absent, None),
+                Outcome::Absent => Entry::absent(repository, &target),
                 Outcome::Failed { code, reason } => {
-                    let mut entry = entries.done(target, None, Status::Failed, None);
                     // Call-level failures (see `delete_ids`) carry the whole error as their reason.
-                    let (error, failure) = match code.as_str() {
+                    let (error, kind) = match code.as_str() {
                         "Credentials" | "AccessDenied" => (reason.clone(), FailureKind::Auth),
                         "Transport" | "Error" => (reason.clone(), FailureKind::Other),
                         _ => (
@@ -386,55 +390,24 @@ fn report(
                             FailureKind::Other,
                         ),
                     };
-                    entry.error = Some(error);
-                    entry.failure = Some(failure);
-                    entry
+                    Entry::new(
+                        repository,
+                        &target,
+                        None,
+                        EntryOutcome::Failed { error, kind },
+                    )
                 }
             }
         })
         .collect()
 }
 
-struct Entries<'a> {
-    repository: &'a Repository,
-}
-
-impl Entries<'_> {
-    fn done(
-        &self,
-        target: Target,
-        digest: Option<String>,
-        status: Status,
-        method: Option<Method>,
-    ) -> Entry {
-        let reference = format!("{}{target}", self.repository);
-        let (tag, digest) = match target {
-            Target::Tag(tag) => (Some(tag), digest),
-            Target::Digest(named) => (None, Some(named)),
-        };
-        Entry {
-            reference,
-            repository: self.repository.to_string(),
-            tag,
-            digest,
-            status,
-            method,
-            error: None,
-            failure: None,
-        }
-    }
-
-    fn failed(&self, target: Target, error: &RegistryError) -> Entry {
-        let mut entry = self.done(target, None, Status::Failed, None);
-        entry.error = Some(error.to_string());
-        entry.failure = Some(failure_kind(error));
-        entry
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dates::Timestamp;
+    use crate::registry::failure_kind;
+    use crate::report::Status;
 
     fn repository() -> Repository {
         Repository {
@@ -447,7 +420,7 @@ mod tests {
         Image {
             digest: digest.into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
-            pushed_at: Some("2024-01-01T00:00:00Z".into()),
+            pushed_at: Timestamp::parse_rfc3339("2024-01-01T00:00:00Z"),
             media_type: None,
         }
     }
@@ -460,15 +433,18 @@ mod tests {
             ["a", "z"]
         );
         assert_eq!(infos[0].digest.as_deref(), Some("sha256:b"));
-        assert_eq!(infos[0].created.as_deref(), Some("2024-01-01T00:00:00Z"));
+        assert_eq!(
+            infos[0]
+                .created
+                .map(|created| created.to_string())
+                .as_deref(),
+            Some("2024-01-01T00:00:00Z")
+        );
     }
 
     #[test]
     fn outcomes_become_entries() {
         let repository = repository();
-        let entries = Entries {
-            repository: &repository,
-        };
         let listing = vec![
             image("sha256:a", &["a1", "a2"]),
             image("sha256:b", &["b1", "b2"]),
@@ -491,7 +467,7 @@ mod tests {
             ),
             (ImageId::Digest("sha256:x".into()), removed("sha256:x")),
         ];
-        let report = report(&entries, &listing, outcomes);
+        let report = report(&repository, &listing, outcomes);
         let summary: Vec<(String, Status, Option<Method>)> = report
             .iter()
             .map(|e| (e.reference.clone(), e.status, e.method))

@@ -24,19 +24,15 @@ use reqwest::Method;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
-use super::{
-    BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo,
-    UntaggedManifest,
-};
+use super::rest::{self, CallError, ListedTag, Listing, ListingNeeds, TagApi};
+use super::{Context, DeleteRemoves, Flag, Implementation, UntaggedManifest};
 use crate::cloudauth::Env;
-use crate::dates;
+use crate::dates::{self, Timestamp};
 use crate::dockerconfig::RegistryAuth;
 use crate::gcr::{USERNAME, google};
 use crate::reference::Repository;
 use crate::registry::api::ApiClient;
-use crate::registry::{Client, ClientOptions, MANIFEST_MEDIA_TYPES, RegistryError};
-use crate::report::{Entry, Status};
+use crate::registry::{Client, ClientOptions, Deleted, MANIFEST_MEDIA_TYPES, RegistryError};
 use crate::secret::Secret;
 
 /// The flags the GCR/Artifact Registry module reads.
@@ -197,7 +193,7 @@ struct ArVersion {
 /// One version as the untagged sweep needs it.
 struct Version {
     digest: String,
-    created: Option<String>,
+    created: Option<Timestamp>,
     /// Only an image manifest is known not to be an index; any other (or no) media type is read.
     image: bool,
 }
@@ -232,7 +228,7 @@ impl Gcr {
     async fn client(&self) -> Result<&ApiClient, RegistryError> {
         self.authorised
             .get_or_try_init(|| async {
-                let api = rest::ready(&self.api)?.clone();
+                let api = rest::built_client(&self.api)?.clone();
                 let token = match &self.token {
                     Some(token) => token.clone(),
                     None => {
@@ -340,7 +336,7 @@ impl Gcr {
             .into_iter()
             .map(|version| Version {
                 digest: last_segment(&version.name),
-                created: version.create_time,
+                created: (version.create_time.as_deref()).and_then(Timestamp::parse_rfc3339),
                 image: (version.metadata["mediaType"].as_str())
                     .is_some_and(|media_type| MANIFEST_MEDIA_TYPES[..2].contains(&media_type)),
             })
@@ -383,44 +379,51 @@ impl Gcr {
             .collect())
     }
 
-    async fn delete_path(&self, path: &str, operation: &str) -> Result<Removed, CallError> {
+    async fn delete_path(&self, path: &str, operation: &str) -> Result<Deleted, CallError> {
         let api = self.client().await?;
         let response = api.send(Method::DELETE, path, operation).await?;
         match response.status {
-            200 | 204 => Ok(Removed::Done),
-            404 => Ok(Removed::Absent),
+            200 | 204 => Ok(Deleted::Removed),
+            404 => Ok(Deleted::Absent),
             _ => Err(api.status_error(&response, operation, DELETE_HINT).into()),
         }
     }
 }
 
 impl TagApi for Gcr {
-    const REMOVED: Status = Status::Untagged;
+    const NAME: &'static str = "gcr";
+    const REMOVES: DeleteRemoves = DeleteRemoves::Tag;
 
-    async fn listing(&self, repository: &Repository, want: Want) -> Result<Listing, RegistryError> {
+    fn parallel(&self) -> usize {
+        self.parallel
+    }
+
+    async fn listing(
+        &self,
+        repository: &Repository,
+        needs: ListingNeeds,
+    ) -> Result<Listing, RegistryError> {
         let package = package(repository, self.location.as_deref())?;
         let tags = self.tags(repository, &package).await?;
         // Versions give the dates, and the untagged manifests a digest target may name.
-        let versions = if want.dates || want.digests {
+        let versions = if needs.dates || needs.digests {
             self.versions(repository, &package, false).await?
         } else {
             Vec::new()
         };
-        let created: BTreeMap<&str, &str> = versions
+        let created: BTreeMap<&str, Timestamp> = versions
             .iter()
-            .filter_map(|version| Some((version.digest.as_str(), version.created.as_deref()?)))
+            .filter_map(|version| Some((version.digest.as_str(), version.created?)))
             .collect();
-        let tags: Vec<Listed> = tags
+        let tags: Vec<ListedTag> = tags
             .into_iter()
             .map(|tag| {
                 let name = last_segment(&tag.name);
                 let digest = tag.version.as_deref().map(last_segment);
-                Listed {
+                ListedTag {
                     handle: name.clone(),
                     tag: name,
-                    created: (digest.as_deref())
-                        .and_then(|d| created.get(d))
-                        .map(|c| (*c).to_owned()),
+                    created: (digest.as_deref()).and_then(|d| created.get(d)).copied(),
                     digest,
                     refusal: None,
                 }
@@ -442,8 +445,8 @@ impl TagApi for Gcr {
     async fn delete_tag(
         &self,
         repository: &Repository,
-        tag: &Listed,
-    ) -> Result<Removed, CallError> {
+        tag: &ListedTag,
+    ) -> Result<Deleted, CallError> {
         let package = package(repository, self.location.as_deref())?;
         let path = format!("/v1/{}/tags/{}", package.parent, rest::encode(&tag.handle));
         self.delete_path(&path, &format!("delete tag {repository}:{}", tag.tag))
@@ -454,8 +457,8 @@ impl TagApi for Gcr {
         &self,
         repository: &Repository,
         digest: &str,
-        _tags: &[&Listed],
-    ) -> Result<Removed, CallError> {
+        _tags: &[ListedTag],
+    ) -> Result<Deleted, CallError> {
         let package = package(repository, self.location.as_deref())?;
         // force=true: a tagged version may not be deleted otherwise; its tags go with it, as a digest
         // target means.
@@ -467,42 +470,12 @@ impl TagApi for Gcr {
         self.delete_path(&path, &format!("delete version {repository}@{digest}"))
             .await
     }
-}
 
-impl Implementation for Gcr {
-    fn name(&self) -> &'static str {
-        "gcr"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            tag_only_delete: true,
-        }
-    }
-
-    fn list_tags<'a>(
-        &'a self,
-        repository: &'a Repository,
-        _with_digests: bool,
-    ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
-        Box::pin(async move {
-            let want = Want {
-                dates: true,
-                digests: true,
-            };
-            Ok(rest::tag_infos(self.listing(repository, want).await?))
-        })
-    }
-
-    fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
-        Box::pin(async move { rest::delete(self, &request, self.parallel).await })
-    }
-
-    fn list_untagged<'a>(
-        &'a self,
-        repository: &'a Repository,
-    ) -> BoxFuture<'a, Result<Option<Vec<UntaggedManifest>>, RegistryError>> {
-        Box::pin(async move { self.untagged(repository).await.map(Some) })
+    async fn untagged(
+        &self,
+        repository: &Repository,
+    ) -> Result<Option<Vec<UntaggedManifest>>, RegistryError> {
+        Gcr::untagged(self, repository).await.map(Some)
     }
 }
 

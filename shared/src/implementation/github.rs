@@ -19,21 +19,22 @@
 //! ghcr.io has no `_catalog`, so `regkit cleanup ghcr.io/OWNER/*` lists the owner's container packages
 //! (`/users/{owner}/packages` for a user, who need not own the token).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use reqwest::Method as Http;
 use tokio::sync::OnceCell;
 
+use super::delete::{self, Deletion, Planned, Removal, Step};
 use super::distribution::unique_tombstone;
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo,
+    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Flag, Implementation, TagInfo,
     UntaggedManifest,
 };
-use crate::dates;
+use crate::dates::{self, Timestamp};
 use crate::reference::{Repository, Target};
+use crate::registry::RegistryError;
 use crate::registry::api::{ApiClient, ApiResponse};
-use crate::registry::{RegistryError, failure_kind};
-use crate::report::{Entry, FailureKind, Method, Status};
+use crate::report::{Entry, FailureKind, Method, Outcome};
 
 /// GitHub.com's REST API.
 const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -91,16 +92,10 @@ struct Version {
 impl Version {
     /// The later of creation and update, so an untagged version never looks older than its last change
     /// (such as losing its last tag), which `--older-than` measures from.
-    fn last_change(&self) -> Option<String> {
-        fn parsed(date: &Option<String>) -> Option<(i64, &str)> {
-            let text = date.as_deref()?;
-            dates::parse_rfc3339(text).map(|seconds| (seconds, text))
-        }
-        match (parsed(&self.created_at), parsed(&self.updated_at)) {
-            (Some(created), Some(updated)) => Some(created.max(updated).1.to_string()),
-            (Some((_, date)), None) | (None, Some((_, date))) => Some(date.to_string()),
-            (None, None) => None,
-        }
+    fn last_change(&self) -> Option<Timestamp> {
+        let parsed = |date: &Option<String>| date.as_deref().and_then(Timestamp::parse_rfc3339);
+        // `None` orders before any date, so either date alone wins over a missing or unreadable one.
+        parsed(&self.created_at).max(parsed(&self.updated_at))
     }
 }
 
@@ -117,6 +112,7 @@ struct Container {
 }
 
 /// A package's versions endpoint: `orgs/{org}/packages/container/{package}` or `user/packages/container/{package}`.
+#[derive(Clone)]
 struct Package {
     api_path: String,
     /// The package name (the repository path after the owner).
@@ -371,7 +367,7 @@ impl Implementation for GitHub {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            tag_only_delete: false,
+            delete_removes: DeleteRemoves::Manifest,
         }
     }
 
@@ -397,7 +393,7 @@ impl Implementation for GitHub {
                     metadata.container.tags.into_iter().map(move |tag| TagInfo {
                         tag,
                         digest: Some(name.clone()),
-                        created: created_at.clone(),
+                        created: created_at.as_deref().and_then(Timestamp::parse_rfc3339),
                     })
                 })
                 .collect();
@@ -481,183 +477,157 @@ impl Implementation for GitHub {
     }
 
     fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
-        Box::pin(async move {
-            let repository = request.repository;
-            let mut seen = HashSet::new();
-            let targets: Vec<Target> = request
-                .targets
-                .iter()
-                .filter(|t| seen.insert(*t))
-                .cloned()
-                .collect();
-            let listed = match self.package(repository).await {
-                Ok(package) => self
-                    .versions(&package)
-                    .await
-                    .map(|versions| (package, versions)),
-                Err(error) => Err(error),
-            };
-            let (package, versions) = match listed {
-                Ok(listed) => listed,
-                Err(error) => {
-                    (request.progress)(targets.len() as u64);
-                    return targets
-                        .iter()
-                        .map(|t| failed(repository, t, &error))
-                        .collect();
+        Box::pin(delete::run(self, request))
+    }
+}
+
+/// One removal in `package`.
+struct Change {
+    package: Package,
+    kind: ChangeKind,
+}
+
+enum ChangeKind {
+    /// Delete the version `id`, of manifest `digest`.
+    Version { id: u64, digest: String },
+    /// Move `tag` off its version `digest`, which keeps other tags.
+    Untag { tag: String, digest: String },
+    /// Delete the whole package (`--github-delete-package`): every version goes.
+    Package,
+}
+
+impl Deletion for GitHub {
+    type Action = Change;
+
+    /// GitHub asks API clients to make requests for one user serially, not concurrently, against its
+    /// secondary rate limits.
+    fn parallel(&self) -> usize {
+        1
+    }
+
+    async fn plan(&self, request: &DeleteRequest<'_>) -> Result<Vec<Step<Change>>, RegistryError> {
+        let (repository, targets) = (request.repository, request.targets);
+        let package = self.package(repository).await?;
+        let versions = self.versions(&package).await?;
+        let actions = plan(targets, &versions);
+        let deleted_versions = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Delete { .. }))
+            .count();
+        let every_version = !versions.is_empty() && deleted_versions == versions.len();
+        let delete_package = every_version
+            && self.context.settings.text("github-delete-package") == Some(package.name.as_str());
+        let refused = every_version && !delete_package;
+        let last_version = format!(
+            "this would delete every version of package {0} on GitHub, which refuses to delete a package's last version; pass --github-delete-package {0} to delete the whole package",
+            package.name
+        );
+        let change = |kind| Change {
+            package: package.clone(),
+            kind,
+        };
+        let mut steps = Vec::new();
+        let mut whole_package = Vec::new();
+        for action in actions {
+            match action {
+                Action::Absent(target) => {
+                    steps.push(Step::Settled(Entry::absent(repository, &target)))
                 }
-            };
-            let actions = plan(&targets, &versions);
-            let deleted_versions = actions
-                .iter()
-                .filter(|a| matches!(a, Action::Delete { .. }))
-                .count();
-            let every_version = !versions.is_empty() && deleted_versions == versions.len();
-            let delete_package = every_version
-                && self.context.settings.text("github-delete-package")
-                    == Some(package.name.as_str());
-            let refused = every_version && !delete_package;
-            let last_version = format!(
-                "this would delete every version of package {0} on GitHub, which refuses to delete a package's last version; pass --github-delete-package {0} to delete the whole package",
-                package.name
-            );
-            let mut entries = Vec::with_capacity(targets.len());
-            if delete_package
-                && !request.dry_run
-                && let Err(error) = self
-                    .delete_path(
-                        &package.api_path,
-                        &format!("delete package {}", package.name),
-                    )
-                    .await
-            {
-                (request.progress)(targets.len() as u64);
-                return targets
-                    .iter()
-                    .map(|t| failed(repository, t, &error))
-                    .collect();
-            }
-            for action in actions {
-                match action {
-                    Action::Absent(target) => {
-                        entries.push(done(repository, &target, None, Status::Absent, None))
-                    }
-                    Action::Delete {
-                        version,
-                        digest,
-                        targets,
-                    } => {
-                        let result = if refused || request.dry_run || delete_package {
-                            Ok(())
-                        } else {
-                            self.delete_path(
-                                &format!("{}/versions/{version}", package.api_path),
-                                &format!("delete version {digest} of package {}", package.name),
-                            )
-                            .await
+                Action::Delete {
+                    version,
+                    digest,
+                    targets,
+                } => {
+                    let planned = targets.into_iter().map(|target| {
+                        let method = match target {
+                            Target::Digest(_) => Method::Digest,
+                            Target::Tag(_) => Method::Native,
                         };
-                        let status = if request.dry_run {
-                            Status::Planned
-                        } else {
-                            Status::Deleted
-                        };
-                        for target in targets {
-                            let method = if matches!(target, Target::Digest(_)) {
-                                Method::Digest
-                            } else {
-                                Method::Native
-                            };
-                            entries.push(match &result {
-                                _ if refused => Entry {
-                                    error: Some(last_version.clone()),
-                                    failure: Some(FailureKind::Other),
-                                    ..done(
-                                        repository,
-                                        &target,
-                                        Some(digest.clone()),
-                                        Status::Failed,
-                                        None,
-                                    )
-                                },
-                                Ok(()) => done(
-                                    repository,
-                                    &target,
-                                    Some(digest.clone()),
-                                    status,
-                                    Some(method),
-                                ),
-                                Err(error) => failed(repository, &target, error),
-                            });
-                        }
-                    }
-                    Action::Untag { tag, digest } => {
-                        let target = Target::Tag(tag.clone());
-                        entries.push(if request.dry_run {
-                            done(
+                        Planned::new(target, Some(digest.clone()), method)
+                    });
+                    if refused {
+                        steps.extend(planned.map(|planned| {
+                            Step::Settled(Entry::new(
                                 repository,
-                                &target,
-                                Some(digest),
-                                Status::Planned,
-                                Some(Method::Tombstone),
-                            )
-                        } else {
-                            match self.untag(repository, &package, &tag, &digest).await {
-                                Ok(()) => done(
-                                    repository,
-                                    &target,
-                                    Some(digest),
-                                    Status::Untagged,
-                                    Some(Method::Tombstone),
-                                ),
-                                Err(error) => failed(repository, &target, &error),
-                            }
-                        });
+                                &planned.target,
+                                planned.digest,
+                                Outcome::Failed {
+                                    error: last_version.clone(),
+                                    kind: FailureKind::Other,
+                                },
+                            ))
+                        }));
+                    } else if delete_package {
+                        whole_package.extend(planned);
+                    } else {
+                        steps.push(Step::Remove(Removal {
+                            planned: planned.collect(),
+                            action: change(ChangeKind::Version {
+                                id: version,
+                                digest: digest.clone(),
+                            }),
+                        }));
                     }
                 }
-                (request.progress)(1);
+                Action::Untag { tag, digest } => steps.push(Step::removal(
+                    Target::Tag(tag.clone()),
+                    Some(digest.clone()),
+                    Method::Tombstone,
+                    change(ChangeKind::Untag { tag, digest }),
+                )),
             }
-            let order: BTreeMap<&Target, usize> =
-                targets.iter().enumerate().map(|(i, t)| (t, i)).collect();
-            entries.sort_by_key(|entry| {
-                let target = match &entry.tag {
-                    Some(tag) => Target::Tag(tag.clone()),
-                    None => Target::Digest(entry.digest.clone().unwrap_or_default()),
-                };
-                order.get(&target).copied().unwrap_or(usize::MAX)
-            });
-            entries
-        })
+        }
+        if !whole_package.is_empty() {
+            steps.push(Step::Remove(Removal {
+                planned: whole_package,
+                action: change(ChangeKind::Package),
+            }));
+        }
+        Ok(steps)
     }
-}
 
-fn done(
-    repository: &Repository,
-    target: &Target,
-    digest: Option<String>,
-    status: Status,
-    method: Option<Method>,
-) -> Entry {
-    let (tag, digest) = match target {
-        Target::Tag(tag) => (Some(tag.clone()), digest),
-        Target::Digest(named) => (None, Some(named.clone())),
-    };
-    Entry {
-        reference: format!("{repository}{target}"),
-        repository: repository.to_string(),
-        tag,
-        digest,
-        status,
-        method,
-        error: None,
-        failure: None,
-    }
-}
-
-fn failed(repository: &Repository, target: &Target, error: &RegistryError) -> Entry {
-    Entry {
-        error: Some(error.to_string()),
-        failure: Some(failure_kind(error)),
-        ..done(repository, target, None, Status::Failed, None)
+    async fn remove(
+        &self,
+        repository: &Repository,
+        removal: Removal<Change>,
+        _progress: &dyn Fn(u64),
+    ) -> Vec<Entry> {
+        let Change { package, kind } = removal.action;
+        let (result, removed): (_, fn(Method) -> Outcome) = match kind {
+            ChangeKind::Untag { tag, digest } => (
+                self.untag(repository, &package, &tag, &digest).await,
+                Outcome::Untagged,
+            ),
+            ChangeKind::Version { id, digest } => (
+                self.delete_path(
+                    &format!("{}/versions/{id}", package.api_path),
+                    &format!("delete version {digest} of package {}", package.name),
+                )
+                .await,
+                Outcome::Deleted,
+            ),
+            ChangeKind::Package => (
+                self.delete_path(
+                    &package.api_path,
+                    &format!("delete package {}", package.name),
+                )
+                .await,
+                Outcome::Deleted,
+            ),
+        };
+        removal
+            .planned
+            .into_iter()
+            .map(|planned| match &result {
+                Ok(()) => Entry::new(
+                    repository,
+                    &planned.target,
+                    planned.digest,
+                    removed(planned.method),
+                ),
+                Err(error) => delete::failed(repository, &planned.target, None, error),
+            })
+            .collect()
     }
 }
 
@@ -680,26 +650,20 @@ mod tests {
         let created = "2024-01-01T00:00:00Z";
         let updated = "2024-03-01T00:00:00Z";
         assert_eq!(
-            version(Some(created), Some(updated))
-                .last_change()
-                .as_deref(),
-            Some(updated)
+            version(Some(created), Some(updated)).last_change(),
+            Timestamp::parse_rfc3339(updated)
         );
         assert_eq!(
-            version(Some(updated), Some(created))
-                .last_change()
-                .as_deref(),
-            Some(updated)
+            version(Some(updated), Some(created)).last_change(),
+            Timestamp::parse_rfc3339(updated)
         );
         assert_eq!(
-            version(Some(created), Some("not a date"))
-                .last_change()
-                .as_deref(),
-            Some(created)
+            version(Some(created), Some("not a date")).last_change(),
+            Timestamp::parse_rfc3339(created)
         );
         assert_eq!(
-            version(None, Some(updated)).last_change().as_deref(),
-            Some(updated)
+            version(None, Some(updated)).last_change(),
+            Timestamp::parse_rfc3339(updated)
         );
         assert_eq!(version(None, None).last_change(), None);
     }

@@ -18,11 +18,15 @@ use futures_util::stream::{self, StreamExt};
 use reqwest::Method as Http;
 use tokio::sync::OnceCell;
 
-use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo};
+use super::delete::{self, Deletion, Removal, Step};
+use super::{
+    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Flag, Implementation, TagInfo,
+};
+use crate::dates::Timestamp;
 use crate::reference::{Repository, Target};
 use crate::registry::api::{ApiClient, ApiResponse};
-use crate::registry::{Deleted, RegistryError, failure_kind};
-use crate::report::{Entry, FailureKind, Method, Status};
+use crate::registry::{Deleted, RegistryError};
+use crate::report::{Entry, FailureKind, Method, Outcome};
 use crate::secret::Secret;
 
 /// GitLab.com's API.
@@ -276,14 +280,14 @@ impl GitLab {
         }
     }
 
-    async fn delete_tag(&self, repository: &Repository, tag: &str) -> Result<Status, TagError> {
+    async fn delete_tag(&self, repository: &Repository, tag: &str) -> Result<Deleted, TagError> {
         let (api, location) = self.locate(repository).await?;
         let operation = format!("delete tag {}:{tag}", location.path);
         let path = format!("{}/tags/{}", location.api_path, encode(tag));
         let response = self.send(api, Http::DELETE, &path, &operation).await?;
         match response.status {
-            200 | 202 | 204 => Ok(Status::Untagged),
-            404 => Ok(Status::Absent),
+            200 | 202 | 204 => Ok(Deleted::Removed),
+            404 => Ok(Deleted::Absent),
             // GitLab documents this 403 as "the tag matches a protection rule": it concerns this tag only.
             403 => Err(TagError::Protected(format!(
                 "{operation}: {}; the tag matches a tag protection rule of the project: delete it with a role the rule allows, or change the rule",
@@ -324,7 +328,7 @@ impl Implementation for GitLab {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            tag_only_delete: true,
+            delete_removes: DeleteRemoves::Tag,
         }
     }
 
@@ -361,7 +365,7 @@ impl Implementation for GitLab {
                     tags.push(TagInfo {
                         tag,
                         digest: details.digest,
-                        created: details.created_at,
+                        created: (details.created_at.as_deref()).and_then(Timestamp::parse_rfc3339),
                     });
                 }
             }
@@ -410,98 +414,80 @@ impl Implementation for GitLab {
     }
 
     fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
-        Box::pin(async move {
-            let repository = request.repository;
-            let mut seen = std::collections::HashSet::new();
-            let targets: Vec<&Target> =
-                request.targets.iter().filter(|t| seen.insert(*t)).collect();
-            let existing = if request.dry_run {
-                match self.tag_names(repository).await {
-                    Ok(names) => Some(names),
-                    Err(error) => {
-                        (request.progress)(targets.len() as u64);
-                        return targets
-                            .iter()
-                            .map(|t| failed(repository, t, &error))
-                            .collect();
-                    }
+        Box::pin(delete::run(self, request))
+    }
+}
+
+impl Deletion for GitLab {
+    /// The target: GitLab's API deletes tags only; its registry deletes manifests through v2.
+    type Action = Target;
+
+    fn parallel(&self) -> usize {
+        self.context.parallel
+    }
+
+    /// A real run asks GitLab about each target directly; only a dry run lists the tags, to tell
+    /// `planned` from `absent`.
+    async fn plan(&self, request: &DeleteRequest<'_>) -> Result<Vec<Step<Target>>, RegistryError> {
+        let (repository, targets) = (request.repository, request.targets);
+        let existing = if request.dry_run {
+            Some(self.tag_names(repository).await?)
+        } else {
+            None
+        };
+        Ok(targets
+            .iter()
+            .map(|target| match (target, &existing) {
+                (Target::Tag(tag), Some(names)) if names.binary_search(tag).is_err() => {
+                    Step::Settled(Entry::absent(repository, target))
                 }
-            } else {
-                None
-            };
-            let (existing, progress) = (&existing, request.progress);
-            stream::iter(targets)
-                .map(|target| async move {
-                    let entry = match (target, existing) {
-                        (Target::Tag(tag), Some(names)) => match names.binary_search(tag) {
-                            Ok(_) => {
-                                done(repository, target, Status::Planned, Some(Method::Native))
-                            }
-                            Err(_) => done(repository, target, Status::Absent, None),
-                        },
-                        (Target::Digest(_), Some(_)) => {
-                            done(repository, target, Status::Planned, Some(Method::Digest))
-                        }
-                        (Target::Tag(tag), None) => match self.delete_tag(repository, tag).await {
-                            Ok(Status::Absent) => done(repository, target, Status::Absent, None),
-                            Ok(status) => done(repository, target, status, Some(Method::Native)),
-                            Err(TagError::Registry(error)) => failed(repository, target, &error),
-                            Err(TagError::Protected(message)) => Entry {
-                                error: Some(message),
-                                failure: Some(FailureKind::Other),
-                                ..done(repository, target, Status::Failed, None)
-                            },
-                        },
-                        // GitLab's API deletes tags only; its registry deletes manifests through v2.
-                        (Target::Digest(digest), None) => {
-                            match self
-                                .context
-                                .client
-                                .delete_manifest(&repository.path, digest)
-                                .await
-                            {
-                                Ok(Deleted::Removed) => {
-                                    done(repository, target, Status::Deleted, Some(Method::Digest))
-                                }
-                                Ok(Deleted::Absent) => {
-                                    done(repository, target, Status::Absent, None)
-                                }
-                                Err(error) => failed(repository, target, &error),
-                            }
-                        }
-                    };
-                    progress(1);
-                    entry
-                })
-                .buffered(self.context.parallel.max(1))
-                .collect()
+                (Target::Tag(_), _) => {
+                    Step::removal(target.clone(), None, Method::Native, target.clone())
+                }
+                (Target::Digest(_), _) => {
+                    Step::removal(target.clone(), None, Method::Digest, target.clone())
+                }
+            })
+            .collect())
+    }
+
+    async fn remove(
+        &self,
+        repository: &Repository,
+        removal: Removal<Target>,
+        _progress: &dyn Fn(u64),
+    ) -> Vec<Entry> {
+        let target = &removal.action;
+        vec![match target {
+            Target::Tag(tag) => match self.delete_tag(repository, tag).await {
+                Ok(Deleted::Removed) => {
+                    Entry::new(repository, target, None, Outcome::Untagged(Method::Native))
+                }
+                Ok(Deleted::Absent) => Entry::absent(repository, target),
+                Err(TagError::Registry(error)) => delete::failed(repository, target, None, &error),
+                Err(TagError::Protected(error)) => Entry::new(
+                    repository,
+                    target,
+                    None,
+                    Outcome::Failed {
+                        error,
+                        kind: FailureKind::Other,
+                    },
+                ),
+            },
+            Target::Digest(digest) => match self
+                .context
+                .client
+                .delete_manifest(&repository.path, digest)
                 .await
-        })
-    }
-}
-
-fn done(repository: &Repository, target: &Target, status: Status, method: Option<Method>) -> Entry {
-    let (tag, digest) = match target {
-        Target::Tag(tag) => (Some(tag.clone()), None),
-        Target::Digest(digest) => (None, Some(digest.clone())),
-    };
-    Entry {
-        reference: format!("{repository}{target}"),
-        repository: repository.to_string(),
-        tag,
-        digest,
-        status,
-        method,
-        error: None,
-        failure: None,
-    }
-}
-
-fn failed(repository: &Repository, target: &Target, error: &RegistryError) -> Entry {
-    Entry {
-        error: Some(error.to_string()),
-        failure: Some(failure_kind(error)),
-        ..done(repository, target, Status::Failed, None)
+            {
+                Ok(Deleted::Removed) => {
+                    Entry::new(repository, target, None, Outcome::Deleted(Method::Digest))
+                }
+                Ok(Deleted::Absent) => Entry::absent(repository, target),
+                Err(error) => delete::failed(repository, target, None, &error),
+            },
+        }]
     }
 }
 

@@ -15,15 +15,12 @@ use std::collections::HashSet;
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
-use super::{
-    BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo,
-    UntaggedManifest,
-};
+use super::rest::{self, CallError, ListedTag, Listing, ListingNeeds, TagApi};
+use super::{Context, DeleteRemoves, Flag, Implementation, UntaggedManifest};
+use crate::dates::Timestamp;
 use crate::reference::Repository;
-use crate::registry::RegistryError;
 use crate::registry::api::{ApiClient, ApiResponse};
-use crate::report::{Entry, Status};
+use crate::registry::{Deleted, RegistryError};
 
 /// The flags the Harbor module reads.
 pub(super) const FLAGS: &[Flag] = &[
@@ -105,7 +102,7 @@ fn split(repository: &Repository) -> Result<(String, String), RegistryError> {
 
 impl Harbor {
     fn api(&self) -> Result<&ApiClient, RegistryError> {
-        rest::ready(&self.api)
+        rest::built_client(&self.api)
     }
 
     fn fail(&self, api: &ApiClient, response: &ApiResponse, operation: &str) -> RegistryError {
@@ -149,12 +146,12 @@ impl Harbor {
         Ok(artifacts)
     }
 
-    async fn delete_call(&self, path: String, operation: String) -> Result<Removed, CallError> {
+    async fn delete_call(&self, path: String, operation: String) -> Result<Deleted, CallError> {
         let api = self.api()?;
         let response = api.send(Method::DELETE, &path, &operation).await?;
         match response.status {
-            200 => Ok(Removed::Done),
-            404 => Ok(Removed::Absent),
+            200 => Ok(Deleted::Removed),
+            404 => Ok(Deleted::Absent),
             // Harbor answers 412 for an immutable tag and for an artifact an index references (its
             // PRECONDITION and VIOLATE_FOREIGN_KEY_CONSTRAINT codes), though the swagger does not list it.
             412 => Err(CallError::Refused(format!(
@@ -167,9 +164,18 @@ impl Harbor {
 }
 
 impl TagApi for Harbor {
-    const REMOVED: Status = Status::Untagged;
+    const NAME: &'static str = "harbor";
+    const REMOVES: DeleteRemoves = DeleteRemoves::Tag;
 
-    async fn listing(&self, repository: &Repository, _: Want) -> Result<Listing, RegistryError> {
+    fn parallel(&self) -> usize {
+        self.parallel
+    }
+
+    async fn listing(
+        &self,
+        repository: &Repository,
+        _: ListingNeeds,
+    ) -> Result<Listing, RegistryError> {
         let artifacts = self.artifacts(repository).await?;
         let mut listing = Listing::default();
         for artifact in &artifacts {
@@ -189,10 +195,12 @@ impl TagApi for Harbor {
                 listing.untagged.insert(artifact.digest.clone());
             }
             for tag in tags {
-                listing.tags.push(Listed {
+                listing.tags.push(ListedTag {
                     tag: tag.name.clone(),
                     digest: Some(artifact.digest.clone()),
-                    created: tag.push_time.clone().or_else(|| artifact.push_time.clone()),
+                    created: (tag.push_time.as_deref())
+                        .or(artifact.push_time.as_deref())
+                        .and_then(Timestamp::parse_rfc3339),
                     handle: artifact.digest.clone(),
                     refusal: tag.immutable.then(|| {
                         "the tag is immutable (a Harbor immutability rule of the project matches it); change the rule to delete it".to_string()
@@ -206,8 +214,8 @@ impl TagApi for Harbor {
     async fn delete_tag(
         &self,
         repository: &Repository,
-        tag: &Listed,
-    ) -> Result<Removed, CallError> {
+        tag: &ListedTag,
+    ) -> Result<Deleted, CallError> {
         let (project, name) = split(repository)?;
         self.delete_call(
             format!(
@@ -224,8 +232,8 @@ impl TagApi for Harbor {
         &self,
         repository: &Repository,
         digest: &str,
-        _: &[&Listed],
-    ) -> Result<Removed, CallError> {
+        _: &[ListedTag],
+    ) -> Result<Deleted, CallError> {
         let (project, name) = split(repository)?;
         self.delete_call(
             format!("/api/v2.0/projects/{project}/repositories/{name}/artifacts/{digest}"),
@@ -233,61 +241,28 @@ impl TagApi for Harbor {
         )
         .await
     }
-}
 
-impl Implementation for Harbor {
-    fn name(&self) -> &'static str {
-        "harbor"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            tag_only_delete: true,
-        }
-    }
-
-    fn list_tags<'a>(
-        &'a self,
-        repository: &'a Repository,
-        _with_digests: bool,
-    ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
-        // Artifacts come with their digests and push times.
-        Box::pin(async move {
-            let want = Want {
-                dates: true,
-                digests: true,
-            };
-            Ok(rest::tag_infos(self.listing(repository, want).await?))
-        })
-    }
-
-    fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
-        Box::pin(async move { rest::delete(self, &request, self.parallel).await })
-    }
-
-    fn list_untagged<'a>(
-        &'a self,
-        repository: &'a Repository,
-    ) -> BoxFuture<'a, Result<Option<Vec<UntaggedManifest>>, RegistryError>> {
-        Box::pin(async move {
-            let artifacts = self.artifacts(repository).await?;
-            let children: HashSet<&str> = artifacts
+    async fn untagged(
+        &self,
+        repository: &Repository,
+    ) -> Result<Option<Vec<UntaggedManifest>>, RegistryError> {
+        let artifacts = self.artifacts(repository).await?;
+        let children: HashSet<&str> = artifacts
+            .iter()
+            .flat_map(|artifact| artifact.references.iter().flatten())
+            .filter_map(|reference| reference.child_digest.as_deref())
+            .collect();
+        Ok(Some(
+            artifacts
                 .iter()
-                .flat_map(|artifact| artifact.references.iter().flatten())
-                .filter_map(|reference| reference.child_digest.as_deref())
-                .collect();
-            Ok(Some(
-                artifacts
-                    .iter()
-                    .filter(|artifact| artifact.tags.as_deref().unwrap_or_default().is_empty())
-                    .filter(|artifact| !children.contains(artifact.digest.as_str()))
-                    .map(|artifact| UntaggedManifest {
-                        digest: artifact.digest.clone(),
-                        created: artifact.push_time.clone(),
-                    })
-                    .collect(),
-            ))
-        })
+                .filter(|artifact| artifact.tags.as_deref().unwrap_or_default().is_empty())
+                .filter(|artifact| !children.contains(artifact.digest.as_str()))
+                .map(|artifact| UntaggedManifest {
+                    digest: artifact.digest.clone(),
+                    created: (artifact.push_time.as_deref()).and_then(Timestamp::parse_rfc3339),
+                })
+                .collect(),
+        ))
     }
 }
 

@@ -8,6 +8,7 @@
 #[cfg(feature = "acr")]
 mod acr;
 mod artifactory;
+mod delete;
 mod distribution;
 mod dockerhub;
 #[cfg(feature = "ecr")]
@@ -27,6 +28,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::dates::Timestamp;
 use crate::dockerconfig::RegistryAuth;
 use crate::reference::{Repository, Target};
 use crate::registry::{Client, RegistryError};
@@ -46,15 +48,28 @@ pub struct TagInfo {
     pub tag: String,
     /// Its manifest digest, when the vendor reports it (or it was asked for).
     pub digest: Option<String>,
-    /// When it was pushed (RFC 3339), when the vendor reports it.
-    pub created: Option<String>,
+    /// When it was pushed, when the vendor reports it.
+    pub created: Option<Timestamp>,
 }
 
 /// What a vendor can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
-    /// The vendor has an API that removes one tag and leaves its manifest and sibling tags alone.
-    pub tag_only_delete: bool,
+    /// What deleting a tag removes.
+    pub delete_removes: DeleteRemoves,
+}
+
+/// What deleting a tag removes, which decides whether a cleanup must itself spare the manifests a kept
+/// index references.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteRemoves {
+    /// The tag alone: its manifest stays for its other tags and for any index that lists it.
+    Tag,
+    /// The tag, and its manifest with its last tag; the registry refuses to remove a manifest an index
+    /// references, so a kept index never loses a child.
+    UnreferencedManifest,
+    /// The tag with its manifest, even one a kept index lists.
+    Manifest,
 }
 
 /// One batch delete for a repository.
@@ -86,8 +101,8 @@ pub trait Implementation {
         with_digests: bool,
     ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>>;
 
-    /// Removes the request's targets; one entry per target, in request order. Never fails as a whole:
-    /// failures are `failed` entries.
+    /// Removes the request's targets; one entry per distinct target, in the order they were first
+    /// requested. Never fails as a whole: failures are `failed` entries.
     fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>>;
 
     /// The manifests of `repository` that no tag points at, for `regkit cleanup --untagged`; `None` when the
@@ -115,8 +130,8 @@ pub trait Implementation {
 pub struct UntaggedManifest {
     /// Its digest.
     pub digest: String,
-    /// When it was pushed (RFC 3339), when the vendor reports it.
-    pub created: Option<String>,
+    /// When it was pushed, when the vendor reports it.
+    pub created: Option<Timestamp>,
 }
 
 /// What every vendor constructor receives.

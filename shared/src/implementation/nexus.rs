@@ -16,12 +16,12 @@ use std::collections::BTreeSet;
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
-use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo};
+use super::rest::{self, CallError, ListedTag, Listing, ListingNeeds, TagApi};
+use super::{Context, DeleteRemoves, Flag, Implementation};
+use crate::dates::Timestamp;
 use crate::reference::Repository;
-use crate::registry::RegistryError;
 use crate::registry::api::ApiClient;
-use crate::report::{Entry, Status};
+use crate::registry::{Deleted, RegistryError};
 
 /// The flags the Nexus module reads.
 pub(super) const FLAGS: &[Flag] = &[
@@ -109,10 +109,19 @@ fn query(pairs: &[(&str, &str)]) -> String {
 }
 
 impl TagApi for Nexus {
-    const REMOVED: Status = Status::Deleted;
+    const NAME: &'static str = "nexus";
+    const REMOVES: DeleteRemoves = DeleteRemoves::Manifest;
 
-    async fn listing(&self, repository: &Repository, _: Want) -> Result<Listing, RegistryError> {
-        let api = rest::ready(&self.api)?;
+    fn parallel(&self) -> usize {
+        self.parallel
+    }
+
+    async fn listing(
+        &self,
+        repository: &Repository,
+        _: ListingNeeds,
+    ) -> Result<Listing, RegistryError> {
+        let api = rest::built_client(&self.api)?;
         let operation = format!("search components of {repository}");
         let mut components = Vec::new();
         let mut token: Option<String> = None;
@@ -160,18 +169,17 @@ impl TagApi for Nexus {
                     .iter()
                     .find(|asset| asset.path.contains("/manifests/"))
                     .or_else(|| component.assets.first());
-                Some(Listed {
+                Some(ListedTag {
                     tag: component.version?,
                     digest: manifest
                         .and_then(|asset| asset.checksum.as_ref())
                         .and_then(|checksum| checksum.sha256.as_ref())
                         .map(|hex| format!("sha256:{hex}")),
-                    created: manifest.and_then(|asset| {
-                        asset
-                            .blob_created
-                            .clone()
-                            .or_else(|| asset.last_modified.clone())
-                    }),
+                    created: manifest
+                        .and_then(|asset| {
+                            (asset.blob_created.as_deref()).or(asset.last_modified.as_deref())
+                        })
+                        .and_then(Timestamp::parse_rfc3339),
                     handle: component.id,
                     refusal: None,
                 })
@@ -185,7 +193,7 @@ impl TagApi for Nexus {
 
     fn refuse(
         &self,
-        tag: &Listed,
+        tag: &ListedTag,
         requested: &BTreeSet<&str>,
         listing: &Listing,
     ) -> Option<String> {
@@ -209,47 +217,16 @@ impl TagApi for Nexus {
     async fn delete_tag(
         &self,
         repository: &Repository,
-        tag: &Listed,
-    ) -> Result<Removed, CallError> {
-        let api = rest::ready(&self.api)?;
+        tag: &ListedTag,
+    ) -> Result<Deleted, CallError> {
+        let api = rest::built_client(&self.api)?;
         let operation = format!("delete the component of {repository}:{}", tag.tag);
         let path = format!("/service/rest/v1/components/{}", rest::encode(&tag.handle));
         let response = api.send(Method::DELETE, &path, &operation).await?;
         match response.status {
-            200 | 204 => Ok(Removed::Done),
-            404 => Ok(Removed::Absent),
+            200 | 204 => Ok(Deleted::Removed),
+            404 => Ok(Deleted::Absent),
             _ => Err(api.status_error(&response, &operation, AUTH_HINT).into()),
         }
-    }
-}
-
-impl Implementation for Nexus {
-    fn name(&self) -> &'static str {
-        "nexus"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            tag_only_delete: true,
-        }
-    }
-
-    fn list_tags<'a>(
-        &'a self,
-        repository: &'a Repository,
-        _with_digests: bool,
-    ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
-        // Search results carry the manifest asset's checksum and dates.
-        Box::pin(async move {
-            let want = Want {
-                dates: true,
-                digests: true,
-            };
-            Ok(rest::tag_infos(self.listing(repository, want).await?))
-        })
-    }
-
-    fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
-        Box::pin(async move { rest::delete(self, &request, self.parallel).await })
     }
 }

@@ -11,13 +11,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::rest::{self, CallError, Listed, Listing, Removed, TagApi, Want};
-use super::{BoxFuture, Capabilities, Context, DeleteRequest, Flag, Implementation, TagInfo};
-use crate::dates::format_rfc3339;
+use super::rest::{self, CallError, ListedTag, Listing, ListingNeeds, TagApi};
+use super::{Context, DeleteRemoves, Flag, Implementation};
+use crate::dates::Timestamp;
 use crate::reference::Repository;
-use crate::registry::RegistryError;
 use crate::registry::api::ApiClient;
-use crate::report::{Entry, Status};
+use crate::registry::{Deleted, RegistryError};
 
 /// The flags the Quay module reads.
 pub(super) const FLAGS: &[Flag] = &[
@@ -82,10 +81,19 @@ fn repository_path(repository: &Repository) -> Result<String, RegistryError> {
 }
 
 impl TagApi for Quay {
-    const REMOVED: Status = Status::Untagged;
+    const NAME: &'static str = "quay";
+    const REMOVES: DeleteRemoves = DeleteRemoves::Tag;
 
-    async fn listing(&self, repository: &Repository, _: Want) -> Result<Listing, RegistryError> {
-        let api = rest::ready(&self.api)?;
+    fn parallel(&self) -> usize {
+        self.parallel
+    }
+
+    async fn listing(
+        &self,
+        repository: &Repository,
+        _: ListingNeeds,
+    ) -> Result<Listing, RegistryError> {
+        let api = rest::built_client(&self.api)?;
         let path = repository_path(repository)?;
         let operation = format!("list tags of {repository}");
         let now = SystemTime::now()
@@ -120,11 +128,11 @@ impl TagApi for Quay {
                     .tags
                     .into_iter()
                     .filter(|tag| tag.end_ts.is_none_or(|end| end > now))
-                    .map(|tag| Listed {
+                    .map(|tag| ListedTag {
                         handle: tag.name.clone(),
                         tag: tag.name,
                         digest: tag.manifest_digest,
-                        created: tag.start_ts.map(format_rfc3339),
+                        created: tag.start_ts.map(Timestamp::from_unix_seconds),
                         refusal: None,
                     }),
             );
@@ -138,9 +146,9 @@ impl TagApi for Quay {
     async fn delete_tag(
         &self,
         repository: &Repository,
-        tag: &Listed,
-    ) -> Result<Removed, CallError> {
-        let api = rest::ready(&self.api)?;
+        tag: &ListedTag,
+    ) -> Result<Deleted, CallError> {
+        let api = rest::built_client(&self.api)?;
         let operation = format!("delete tag {repository}:{}", tag.tag);
         let path = format!(
             "/api/v1/repository/{}/tag/{}",
@@ -149,45 +157,14 @@ impl TagApi for Quay {
         );
         let response = api.send(Method::DELETE, &path, &operation).await?;
         match response.status {
-            200 | 204 => Ok(Removed::Done),
-            404 => Ok(Removed::Absent),
+            200 | 204 => Ok(Deleted::Removed),
+            404 => Ok(Deleted::Absent),
             409 => Err(CallError::Refused(format!(
                 "the tag is immutable in Quay ({}); make it mutable in the repository settings to delete it",
                 response.error_text()
             ))),
             _ => Err(api.status_error(&response, &operation, AUTH_HINT).into()),
         }
-    }
-}
-
-impl Implementation for Quay {
-    fn name(&self) -> &'static str {
-        "quay"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            tag_only_delete: true,
-        }
-    }
-
-    fn list_tags<'a>(
-        &'a self,
-        repository: &'a Repository,
-        _with_digests: bool,
-    ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
-        // The tag list carries digests and start times.
-        Box::pin(async move {
-            let want = Want {
-                dates: true,
-                digests: true,
-            };
-            Ok(rest::tag_infos(self.listing(repository, want).await?))
-        })
-    }
-
-    fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
-        Box::pin(async move { rest::delete(self, &request, self.parallel).await })
     }
 }
 

@@ -1,20 +1,25 @@
-//! What the vendors with their own tag-delete REST API on the registry host (Harbor, Quay, Nexus,
-//! Artifactory) share: where the API is, which credentials it gets, and the delete run itself.
+//! What the vendors with their own tag-delete REST API (Harbor, Quay, Nexus, Artifactory, ACR, Artifact
+//! Registry) share: where the API is, which credentials it gets, and the delete run itself.
 //!
 //! Each of them lists tags with their vendor handle, then removes tags one call at a time. The run is
 //! planned from one listing, so refusals (immutable tags, shared manifests the API cannot protect) are
-//! reported per tag before any request changes anything, and absent tags cost no request.
+//! reported per tag before any request changes anything, and absent tags cost no request. A vendor file
+//! implements [`TagApi`]; the one generic impl here makes it an [`Implementation`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures_util::stream::{self, StreamExt};
 use reqwest::Url;
 
-use super::{Context, DeleteRequest, TagInfo};
+use super::delete::{self, Deletion, Planned, Removal, Step};
+use super::{
+    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Implementation, TagInfo,
+    UntaggedManifest,
+};
+use crate::dates::Timestamp;
 use crate::reference::{Repository, Target};
 use crate::registry::api::ApiClient;
-use crate::registry::{ClientOptions, RegistryError, failure_kind, http};
-use crate::report::{Entry, FailureKind, Method, Status};
+use crate::registry::{ClientOptions, Deleted, RegistryError, http};
+use crate::report::{Entry, FailureKind, Method, Outcome};
 use crate::secret::Secret;
 
 /// The API base URL: the `url_flag` setting, else the registry host itself (`http://` for a loopback host,
@@ -88,7 +93,9 @@ pub(super) fn api_client(
 }
 
 /// The client [`api_client`] made, or the reason it could not be made (reported by every call).
-pub(super) fn ready(api: &Result<ApiClient, RegistryError>) -> Result<&ApiClient, RegistryError> {
+pub(super) fn built_client(
+    api: &Result<ApiClient, RegistryError>,
+) -> Result<&ApiClient, RegistryError> {
     api.as_ref()
         .map_err(|error| RegistryError::Config(error.to_string()))
 }
@@ -108,13 +115,13 @@ pub(super) fn encode(text: &str) -> String {
 
 /// One tag as a vendor API lists it, with what deleting it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Listed {
+pub(super) struct ListedTag {
     /// The tag.
     pub tag: String,
     /// Its manifest digest, when known.
     pub digest: Option<String>,
-    /// When it was pushed (RFC 3339), when known.
-    pub created: Option<String>,
+    /// When it was pushed, when known.
+    pub created: Option<Timestamp>,
     /// The vendor's handle for the delete call (Harbor's artifact digest, Nexus's component id).
     pub handle: String,
     /// Why the vendor will not let it go (an immutable tag), known from the listing.
@@ -123,7 +130,7 @@ pub(super) struct Listed {
 
 /// What a listing must include: dates and digests can cost a request per tag on some APIs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Want {
+pub(super) struct ListingNeeds {
     /// Push dates.
     pub dates: bool,
     /// Manifest digests.
@@ -134,20 +141,11 @@ pub(super) struct Want {
 #[derive(Debug, Clone, Default)]
 pub(super) struct Listing {
     /// The tags.
-    pub tags: Vec<Listed>,
+    pub tags: Vec<ListedTag>,
     /// Digests of manifests with no tag, which only a digest target can name.
     pub untagged: BTreeSet<String>,
     /// Digests the vendor will not delete (an index references them) → why, one line.
     pub digest_refusals: BTreeMap<String, String>,
-}
-
-/// What a delete call found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Removed {
-    /// It was removed.
-    Done,
-    /// It was already gone.
-    Absent,
 }
 
 /// Why one delete call failed.
@@ -165,23 +163,47 @@ impl From<RegistryError> for CallError {
     }
 }
 
-/// One vendor REST API.
+/// One vendor REST API; every such type is an [`Implementation`] through the impl below, which is the
+/// whole of what the vendors share.
 pub(super) trait TagApi {
-    /// How a removed tag is reported: `untagged` when the manifest stays, `deleted` when the tag's own
-    /// manifest went with it.
-    const REMOVED: Status;
+    /// The implementation name.
+    const NAME: &'static str;
+
+    /// What its tag delete removes; a removed tag is reported `untagged` when only the tag went,
+    /// `deleted` when its manifest went with it.
+    const REMOVES: DeleteRemoves;
+
+    /// Bound on concurrent delete calls.
+    fn parallel(&self) -> usize;
+
+    /// What `regkit tags` and a cleanup's listing ask for; by default everything, for the APIs that
+    /// list digests and dates with the tags.
+    fn tag_listing_needs(with_digests: bool) -> ListingNeeds {
+        let _ = with_digests;
+        ListingNeeds {
+            dates: true,
+            digests: true,
+        }
+    }
 
     /// Lists the repository; [`RegistryError::RepositoryNotFound`] when it does not exist.
-    async fn listing(&self, repository: &Repository, want: Want) -> Result<Listing, RegistryError>;
+    async fn listing(
+        &self,
+        repository: &Repository,
+        needs: ListingNeeds,
+    ) -> Result<Listing, RegistryError>;
 
     /// Removes one listed tag.
-    async fn delete_tag(&self, repository: &Repository, tag: &Listed)
-    -> Result<Removed, CallError>;
+    async fn delete_tag(
+        &self,
+        repository: &Repository,
+        tag: &ListedTag,
+    ) -> Result<Deleted, CallError>;
 
     /// Why `tag` must not be removed when only `requested` tags may go (checked before any delete).
     fn refuse(
         &self,
-        tag: &Listed,
+        tag: &ListedTag,
         requested: &BTreeSet<&str>,
         listing: &Listing,
     ) -> Option<String> {
@@ -195,21 +217,66 @@ pub(super) trait TagApi {
         &self,
         repository: &Repository,
         digest: &str,
-        tags: &[&Listed],
-    ) -> Result<Removed, CallError> {
+        tags: &[ListedTag],
+    ) -> Result<Deleted, CallError> {
         let _ = digest;
-        let mut removed = Removed::Absent;
+        let mut removed = Deleted::Absent;
         for tag in tags {
-            if self.delete_tag(repository, tag).await? == Removed::Done {
-                removed = Removed::Done;
+            if self.delete_tag(repository, tag).await? == Deleted::Removed {
+                removed = Deleted::Removed;
             }
         }
         Ok(removed)
     }
+
+    /// The manifests no tag points at; `None` when the API cannot list them.
+    async fn untagged(
+        &self,
+        repository: &Repository,
+    ) -> Result<Option<Vec<UntaggedManifest>>, RegistryError> {
+        let _ = repository;
+        Ok(None)
+    }
+}
+
+impl<T: TagApi> Implementation for T {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            delete_removes: T::REMOVES,
+        }
+    }
+
+    fn list_tags<'a>(
+        &'a self,
+        repository: &'a Repository,
+        with_digests: bool,
+    ) -> BoxFuture<'a, Result<Vec<TagInfo>, RegistryError>> {
+        Box::pin(async move {
+            let listing = self
+                .listing(repository, T::tag_listing_needs(with_digests))
+                .await?;
+            Ok(tag_infos(listing))
+        })
+    }
+
+    fn delete<'a>(&'a self, request: DeleteRequest<'a>) -> BoxFuture<'a, Vec<Entry>> {
+        Box::pin(delete::run(self, request))
+    }
+
+    fn list_untagged<'a>(
+        &'a self,
+        repository: &'a Repository,
+    ) -> BoxFuture<'a, Result<Option<Vec<UntaggedManifest>>, RegistryError>> {
+        Box::pin(self.untagged(repository))
+    }
 }
 
 /// Sorted [`TagInfo`]s of a listing.
-pub(super) fn tag_infos(listing: Listing) -> Vec<TagInfo> {
+fn tag_infos(listing: Listing) -> Vec<TagInfo> {
     let mut tags: Vec<TagInfo> = listing
         .tags
         .into_iter()
@@ -224,202 +291,145 @@ pub(super) fn tag_infos(listing: Listing) -> Vec<TagInfo> {
     tags
 }
 
-/// Runs `request` against `api`: one entry per target in request order, `parallel` calls at a time.
-pub(super) async fn delete<A: TagApi>(
-    api: &A,
-    request: &DeleteRequest<'_>,
-    parallel: usize,
-) -> Vec<Entry> {
-    let repository = request.repository;
-    let want = Want {
-        dates: false,
-        digests: request
-            .targets
+/// What one REST removal calls.
+pub(super) enum RestAction {
+    /// The tag API, for one listed tag.
+    Tag(ListedTag),
+    /// The manifest delete, for a digest and the tags listed on it.
+    Digest(String, Vec<ListedTag>),
+}
+
+/// The run is planned from one listing, so refusals are reported per tag before any request changes
+/// anything, and absent tags cost no request.
+impl<T: TagApi> Deletion for T {
+    type Action = RestAction;
+
+    fn parallel(&self) -> usize {
+        TagApi::parallel(self)
+    }
+
+    async fn plan(
+        &self,
+        request: &DeleteRequest<'_>,
+    ) -> Result<Vec<Step<RestAction>>, RegistryError> {
+        let (repository, targets) = (request.repository, request.targets);
+        let needs = ListingNeeds {
+            dates: false,
+            digests: targets
+                .iter()
+                .any(|target| matches!(target, Target::Digest(_))),
+        };
+        let listing = match self.listing(repository, needs).await {
+            Ok(listing) => listing,
+            Err(RegistryError::RepositoryNotFound { .. }) => Listing::default(),
+            Err(error) => return Err(error),
+        };
+        let by_tag: BTreeMap<&str, &ListedTag> = listing
+            .tags
             .iter()
-            .any(|target| matches!(target, Target::Digest(_))),
-    };
-    let listing = match api.listing(repository, want).await {
-        Ok(listing) => listing,
-        Err(RegistryError::RepositoryNotFound { .. }) => Listing::default(),
-        Err(error) => {
-            (request.progress)(request.targets.len() as u64);
-            return request
-                .targets
-                .iter()
-                .map(|target| failed(repository, target, &error))
-                .collect();
-        }
-    };
-    let by_tag: BTreeMap<&str, &Listed> = listing
-        .tags
-        .iter()
-        .map(|listed| (listed.tag.as_str(), listed))
-        .collect();
-    let requested: BTreeSet<&str> = request
-        .targets
-        .iter()
-        .filter_map(|target| match target {
-            Target::Tag(tag) => Some(tag.as_str()),
-            Target::Digest(_) => None,
-        })
-        .collect();
-    let mut seen = BTreeSet::new();
-    let work: Vec<_> = request
-        .targets
-        .iter()
-        .map(|target| (target, seen.insert(target)))
-        .collect();
-    let (by_tag, requested, listing) = (&by_tag, &requested, &listing);
-    stream::iter(work)
-        .map(|(target, first)| async move {
-            let entry = if first {
-                delete_one(api, request, target, by_tag, requested, listing).await
-            } else {
-                // A repeated target was handled by its first occurrence.
-                done(repository, target, None, Status::Absent, None)
-            };
-            (request.progress)(1);
-            entry
-        })
-        .buffered(parallel.max(1))
-        .collect()
-        .await
-}
-
-async fn delete_one<A: TagApi>(
-    api: &A,
-    request: &DeleteRequest<'_>,
-    target: &Target,
-    by_tag: &BTreeMap<&str, &Listed>,
-    requested: &BTreeSet<&str>,
-    listing: &Listing,
-) -> Entry {
-    let repository = request.repository;
-    match target {
-        Target::Tag(tag) => {
-            let Some(listed) = by_tag.get(tag.as_str()) else {
-                return done(repository, target, None, Status::Absent, None);
-            };
-            let digest = listed.digest.clone();
-            if let Some(reason) = api.refuse(listed, requested, listing) {
-                return refused(repository, target, digest, &reason);
-            }
-            if request.dry_run {
-                return done(
-                    repository,
-                    target,
-                    digest,
-                    Status::Planned,
-                    Some(Method::Native),
-                );
-            }
-            match api.delete_tag(repository, listed).await {
-                Ok(Removed::Done) => {
-                    done(repository, target, digest, A::REMOVED, Some(Method::Native))
+            .map(|listed| (listed.tag.as_str(), listed))
+            .collect();
+        let requested: BTreeSet<&str> = targets
+            .iter()
+            .filter_map(|target| match target {
+                Target::Tag(tag) => Some(tag.as_str()),
+                Target::Digest(_) => None,
+            })
+            .collect();
+        let step = |target: &Target| match target {
+            Target::Tag(tag) => {
+                let Some(listed) = by_tag.get(tag.as_str()) else {
+                    return Step::Settled(Entry::absent(repository, target));
+                };
+                let digest = listed.digest.clone();
+                match self.refuse(listed, &requested, &listing) {
+                    Some(reason) => Step::Settled(refused(repository, target, digest, &reason)),
+                    None => Step::removal(
+                        target.clone(),
+                        digest,
+                        Method::Native,
+                        RestAction::Tag((*listed).clone()),
+                    ),
                 }
-                Ok(Removed::Absent) => done(repository, target, None, Status::Absent, None),
-                Err(error) => call_failed(repository, target, digest, error),
             }
-        }
-        Target::Digest(digest) => {
-            let tags: Vec<&Listed> = listing
-                .tags
-                .iter()
-                .filter(|listed| listed.digest.as_deref() == Some(digest.as_str()))
-                .collect();
-            if tags.is_empty() && !listing.untagged.contains(digest) {
-                return done(repository, target, None, Status::Absent, None);
+            Target::Digest(digest) => {
+                let tags: Vec<ListedTag> = listing
+                    .tags
+                    .iter()
+                    .filter(|listed| listed.digest.as_deref() == Some(digest.as_str()))
+                    .cloned()
+                    .collect();
+                if tags.is_empty() && !listing.untagged.contains(digest) {
+                    return Step::Settled(Entry::absent(repository, target));
+                }
+                let refusal = listing.digest_refusals.get(digest).cloned().or_else(|| {
+                    tags.iter().find_map(|listed| {
+                        (listed.refusal.as_ref())
+                            .map(|reason| format!("its tag {}: {reason}", listed.tag))
+                    })
+                });
+                match refusal {
+                    Some(reason) => Step::Settled(refused(repository, target, None, &reason)),
+                    None => Step::removal(
+                        target.clone(),
+                        None,
+                        Method::Digest,
+                        RestAction::Digest(digest.clone(), tags),
+                    ),
+                }
             }
-            let refusal = listing.digest_refusals.get(digest).cloned().or_else(|| {
-                tags.iter().find_map(|listed| {
-                    (listed.refusal.as_ref())
-                        .map(|reason| format!("its tag {}: {reason}", listed.tag))
-                })
-            });
-            if let Some(reason) = refusal {
-                return refused(repository, target, None, &reason);
-            }
-            if request.dry_run {
-                return done(
-                    repository,
-                    target,
-                    None,
-                    Status::Planned,
-                    Some(Method::Digest),
-                );
-            }
-            match api.delete_digest(repository, digest, &tags).await {
-                Ok(Removed::Done) => done(
-                    repository,
-                    target,
-                    None,
-                    Status::Deleted,
-                    Some(Method::Digest),
-                ),
-                Ok(Removed::Absent) => done(repository, target, None, Status::Absent, None),
-                Err(error) => call_failed(repository, target, None, error),
-            }
-        }
+        };
+        Ok(targets.iter().map(step).collect())
+    }
+
+    async fn remove(
+        &self,
+        repository: &Repository,
+        removal: Removal<RestAction>,
+        _progress: &dyn Fn(u64),
+    ) -> Vec<Entry> {
+        // A REST removal is one call for one target.
+        let Some(Planned { target, digest, .. }) = removal.planned.into_iter().next() else {
+            return Vec::new();
+        };
+        let (result, removed) = match &removal.action {
+            RestAction::Tag(listed) => (
+                self.delete_tag(repository, listed).await,
+                match T::REMOVES {
+                    DeleteRemoves::Tag => Outcome::Untagged(Method::Native),
+                    _ => Outcome::Deleted(Method::Native),
+                },
+            ),
+            RestAction::Digest(named, tags) => (
+                self.delete_digest(repository, named, tags).await,
+                Outcome::Deleted(Method::Digest),
+            ),
+        };
+        vec![match result {
+            Ok(Deleted::Removed) => Entry::new(repository, &target, digest, removed),
+            Ok(Deleted::Absent) => Entry::absent(repository, &target),
+            Err(CallError::Registry(error)) => delete::failed(repository, &target, digest, &error),
+            Err(CallError::Refused(reason)) => refused(repository, &target, digest, &reason),
+        }]
     }
 }
 
-/// An entry for `target`.
-pub(super) fn done(
-    repository: &Repository,
-    target: &Target,
-    digest: Option<String>,
-    status: Status,
-    method: Option<Method>,
-) -> Entry {
-    let (tag, digest) = match target {
-        Target::Tag(tag) => (Some(tag.clone()), digest),
-        Target::Digest(named) => (None, Some(named.clone())),
-    };
-    Entry {
-        reference: format!("{repository}{target}"),
-        repository: repository.to_string(),
-        tag,
-        digest,
-        status,
-        method,
-        error: None,
-        failure: None,
-    }
-}
-
-fn failed(repository: &Repository, target: &Target, error: &RegistryError) -> Entry {
-    let mut entry = done(repository, target, None, Status::Failed, None);
-    entry.error = Some(error.to_string());
-    entry.failure = Some(failure_kind(error));
-    entry
-}
-
+/// The entry for `target`, which the vendor will not let go.
 fn refused(
     repository: &Repository,
     target: &Target,
     digest: Option<String>,
     reason: &str,
 ) -> Entry {
-    let mut entry = done(repository, target, digest, Status::Failed, None);
-    entry.error = Some(format!("{repository}{target}: {reason}"));
-    entry.failure = Some(FailureKind::Other);
-    entry
-}
-
-fn call_failed(
-    repository: &Repository,
-    target: &Target,
-    digest: Option<String>,
-    error: CallError,
-) -> Entry {
-    match error {
-        CallError::Registry(error) => {
-            let mut entry = failed(repository, target, &error);
-            entry.digest = entry.digest.or(digest);
-            entry
-        }
-        CallError::Refused(reason) => refused(repository, target, digest, &reason),
-    }
+    Entry::new(
+        repository,
+        target,
+        digest,
+        Outcome::Failed {
+            error: format!("{repository}{target}: {reason}"),
+            kind: FailureKind::Other,
+        },
+    )
 }
 
 #[cfg(test)]

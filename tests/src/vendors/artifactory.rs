@@ -38,12 +38,15 @@ pub struct Artifactory {
     /// The server.
     pub server: ApiServer,
     tags: Arc<Mutex<BTreeMap<String, String>>>,
+    /// Tags whose manifest is a given one (`sha256:…`) rather than one derived from the tag name.
+    digests: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl Artifactory {
     /// Starts Artifactory serving repository `key` to `token` only.
     pub fn start(key: &str, token: &str) -> Artifactory {
         let tags: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+        let digests: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
         let (key, token) = (key.to_string(), token.to_string());
         let check = move |r: &Request| -> Option<Reply> {
             if r.bearer() != Some(token.as_str()) {
@@ -99,10 +102,10 @@ impl Artifactory {
                 }
             }
         };
-        // A tag folder's manifest.json: its sha256 is the image's manifest digest. Each tag's manifest is
-        // distinct here (derived from the tag name), so siblings never share one.
+        // A tag folder's manifest.json: its sha256 is the image's manifest digest. Unless pushed with one,
+        // each tag's manifest is distinct here (derived from the tag name), so siblings never share one.
         let file = {
-            let (tags, check) = (Arc::clone(&tags), check.clone());
+            let (tags, digests, check) = (Arc::clone(&tags), Arc::clone(&digests), check.clone());
             move |r: &Request| {
                 if let Some(reply) = check(r) {
                     return reply;
@@ -111,7 +114,12 @@ impl Artifactory {
                 if !known || r.param("file") != "manifest.json" {
                     return Reply::json(404, &json!({"errors":[{"status":404}]}));
                 }
-                let sha256 = crate::images::sha256_digest(r.param("tag").as_bytes());
+                let sha256 = (digests
+                    .lock()
+                    .expect("digests")
+                    .get(r.param("tag"))
+                    .cloned())
+                .unwrap_or_else(|| crate::images::sha256_digest(r.param("tag").as_bytes()));
                 Reply::json(
                     200,
                     &json!({"repo": r.param("repo"), "path": r.path,
@@ -168,6 +176,7 @@ impl Artifactory {
         Artifactory {
             server: ApiServer::start(routes),
             tags,
+            digests,
         }
     }
 
@@ -177,6 +186,15 @@ impl Artifactory {
             .lock()
             .expect("tags")
             .insert(tag.into(), created.into());
+    }
+
+    /// Adds a tag folder created at `created` whose manifest is `digest` (`sha256:…`).
+    pub fn push_manifest(&self, tag: &str, created: &str, digest: &str) {
+        self.push(tag, created);
+        self.digests
+            .lock()
+            .expect("digests")
+            .insert(tag.into(), digest.into());
     }
 
     /// Every tag → created.

@@ -58,6 +58,18 @@ impl Run {
     }
 }
 
+/// The policy that selects `amd64`, the tagged child of the kept multi-arch index `multi`, and `lonely`.
+pub const INDEX_CHILD_POLICY: [&str; 3] = ["--match", "^(amd64|lonely)$", "--yes"];
+
+/// Checks a cleanup run of [`INDEX_CHILD_POLICY`]: the index's child is kept, `lonely` is deleted.
+pub fn assert_index_child_kept(swept: &Run) {
+    assert_eq!(swept.code, 0, "{}\n{}", swept.stderr, swept.stdout);
+    let rows = swept.rows();
+    assert_eq!(rows["amd64"]["action"], "keep", "{}", rows["amd64"]);
+    assert_eq!(rows["amd64"]["rule"], "in-kept-index");
+    assert_eq!(rows["lonely"]["result"], "deleted");
+}
+
 /// Runs `regkit ARGS` with a clean environment, an empty docker config in `config` (or the one there)
 /// and JSON output.
 pub fn regkit(config: &Path, args: &[&str]) -> Run {

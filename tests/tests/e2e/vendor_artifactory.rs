@@ -1,8 +1,13 @@
 //! `regkit` with the `artifactory` implementation against an Artifactory double: Docker tags list pages
-//! (Link), tag folder deletes that keep siblings, absent tags, a bad token (exit 3).
+//! (Link), tag folder deletes that keep siblings, absent tags, a kept index's child kept, a bad token
+//! (exit 3).
 
+use regkit_e2e::images::{self, Auth, Format};
+use regkit_e2e::registry::Registry;
 use regkit_e2e::vendors::artifactory::{Artifactory, DOCUMENTED};
-use regkit_e2e::vendors::{Run, assert_documented, regkit};
+use regkit_e2e::vendors::{
+    INDEX_CHILD_POLICY, Run, assert_documented, assert_index_child_kept, regkit,
+};
 
 fn run(artifactory: &Artifactory, token: &str, args: &[&str]) -> Run {
     let config = tempfile::tempdir().unwrap();
@@ -72,4 +77,30 @@ fn a_bad_token_exits_3() {
         denied.stderr
     );
     assert_eq!(artifactory.tags().len(), 1);
+}
+
+/// Deleting a tag folder takes the tag's manifest, so a cleanup keeps a tag whose manifest a kept
+/// multi-arch index lists; the index is read from the registry's v2 API, beside the Artifactory API.
+#[test]
+fn a_child_of_a_kept_index_is_never_removed() {
+    let registry = Registry::start();
+    let repo = "docker-local/team/app";
+    let index = images::push_index(&registry.url(), repo, "multi", &Auth::None, Format::Oci);
+    let artifactory = Artifactory::start("docker-local", "tok");
+    let created = "2024-05-01T10:00:00.000Z";
+    artifactory.push_manifest("multi", created, &index.digest);
+    artifactory.push_manifest("amd64", created, &index.children[0]);
+    artifactory.push("lonely", created);
+    let repository = format!("{}/{repo}", registry.host());
+    let swept = run(
+        &artifactory,
+        "tok",
+        &[&["cleanup", repository.as_str()][..], &INDEX_CHILD_POLICY].concat(),
+    );
+    assert_index_child_kept(&swept);
+    assert_eq!(
+        artifactory.tags().keys().collect::<Vec<_>>(),
+        ["amd64", "multi"]
+    );
+    artifactory.server.assert_no_violations();
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use base64::Engine;
+use regkit::dates::Timestamp;
 use regkit::dockerconfig::RegistryAuth;
 use regkit::implementation::{self, Context, Settings};
 use regkit::reference::Repository;
@@ -127,7 +128,10 @@ fn lists_every_page_with_digests_and_dates() {
         .unwrap();
     assert_eq!(infos.len(), 230);
     assert_eq!(infos[29].tag, "t029");
-    assert_eq!(infos[29].created.as_deref(), Some("2024-02-02T10:00:00Z"));
+    assert_eq!(
+        infos[29].created,
+        Timestamp::parse_rfc3339("2024-02-02T10:00:00Z")
+    );
     assert_eq!(infos[29].digest, Some(digest(29 % 7)));
     hub.server.assert_no_violations();
 }

@@ -3,6 +3,7 @@
 //! deleted while its siblings stay, a protected tag failing alone, absent tags, a bad token (exit 3 with
 //! the hint), a 429 waited out, and `cleanup GROUP/*` over the group's registry repositories.
 
+use regkit::dates::Timestamp;
 use regkit::dockerconfig::RegistryAuth;
 use regkit::implementation::{self, Context, Settings};
 use regkit::reference::Repository;
@@ -124,8 +125,8 @@ fn lists_every_page_and_fetches_details_only_when_asked() {
         .unwrap();
     assert_eq!(infos.len(), 230);
     assert_eq!(
-        infos[30].created.as_deref(),
-        Some("2024-03-03T08:00:00.000Z")
+        infos[30].created,
+        Timestamp::parse_rfc3339("2024-03-03T08:00:00.000Z")
     );
     gitlab.server.assert_no_violations();
 }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use regkit::dates::format_rfc3339;
+use regkit::dates::{Timestamp, format_rfc3339};
 use regkit_e2e::apiserver::Declared;
 use regkit_e2e::specs::OpenApi;
 use regkit_e2e::vendors::harbor::{Artifact, Harbor, SPEC};
@@ -107,8 +107,8 @@ fn listing_pages_through_artifacts_with_push_times() {
     assert_eq!(tags.len(), 150);
     assert_eq!(tags[61].tag, "t061");
     assert_eq!(
-        tags[61].created.as_deref(),
-        Some("2024-01-01T00:01:01.000Z")
+        tags[61].created,
+        Timestamp::parse_rfc3339("2024-01-01T00:01:01.000Z")
     );
     harbor.server.assert_no_violations();
 }

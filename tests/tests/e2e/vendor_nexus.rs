@@ -1,8 +1,13 @@
 //! `regkit` with the `nexus` implementation against a Nexus 3 double: search pages (continuation tokens),
-//! component deletes, tags sharing a manifest with a kept tag refused, absent tags, bad credentials (exit 3).
+//! component deletes, tags sharing a manifest with a kept tag refused, absent tags, a kept index's child
+//! kept, bad credentials (exit 3).
 
+use regkit_e2e::images::{self, Auth, Format};
+use regkit_e2e::registry::Registry;
 use regkit_e2e::vendors::nexus::{DOCUMENTED, Nexus};
-use regkit_e2e::vendors::{Run, assert_documented, regkit};
+use regkit_e2e::vendors::{
+    INDEX_CHILD_POLICY, Run, assert_documented, assert_index_child_kept, regkit,
+};
 
 fn run(nexus: &Nexus, password: &str, args: &[&str]) -> Run {
     let config = tempfile::tempdir().unwrap();
@@ -99,4 +104,35 @@ fn bad_credentials_exit_3() {
         denied.stderr
     );
     assert_eq!(nexus.tags("team/app").len(), 1);
+}
+
+/// Deleting a component takes its manifest, so a cleanup keeps a tag whose manifest a kept multi-arch
+/// index lists; the index is read from the registry's v2 API, beside the Nexus API.
+#[test]
+fn a_child_of_a_kept_index_is_never_removed() {
+    let registry = Registry::start();
+    let index = images::push_index(
+        &registry.url(),
+        "team/app",
+        "multi",
+        &Auth::None,
+        Format::Oci,
+    );
+    let nexus = Nexus::start("docker-hosted", "ci", "pw");
+    let sha = |digest: &str| digest.trim_start_matches("sha256:").to_string();
+    nexus.push("team/app", "multi", &sha(&index.digest));
+    nexus.push("team/app", "amd64", &sha(&index.children[0]));
+    nexus.push("team/app", "lonely", &hex(9));
+    let repository = format!("{}/team/app", registry.host());
+    let swept = run(
+        &nexus,
+        "pw",
+        &[&["cleanup", repository.as_str()][..], &INDEX_CHILD_POLICY].concat(),
+    );
+    assert_index_child_kept(&swept);
+    assert_eq!(
+        nexus.tags("team/app").keys().collect::<Vec<_>>(),
+        ["amd64", "multi"]
+    );
+    nexus.server.assert_no_violations();
 }
