@@ -126,6 +126,13 @@ impl Timestamp {
     }
 }
 
+/// In reports, as its RFC 3339 text.
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// RFC 3339 in UTC, as [`format_rfc3339`] writes it.
 impl std::fmt::Display for Timestamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -69,6 +69,38 @@ pub enum AuthSource {
     Environment,
 }
 
+impl RegistryAuth {
+    /// The kind of credentials (`basic`, `identity-token`, …) and the username: never the secret.
+    pub fn kind(&self) -> (&'static str, Option<&str>) {
+        match self {
+            RegistryAuth::Anonymous => ("anonymous", None),
+            RegistryAuth::Basic { username, .. } => ("basic", Some(username)),
+            RegistryAuth::IdentityToken(_) => ("identity-token", None),
+            RegistryAuth::RegistryToken(_) => ("registry-token", None),
+        }
+    }
+
+    /// One line for people: the kind, the user and where the credentials came from, secrets redacted.
+    pub fn describe(&self, source: &AuthSource) -> String {
+        match self.kind() {
+            ("anonymous", _) => "anonymous (no credentials found)".into(),
+            (kind, Some(user)) => format!("{kind} as {user:?} from {source}, password redacted"),
+            (kind, None) => format!("{kind} from {source}, token redacted"),
+        }
+    }
+}
+
+impl std::fmt::Display for AuthSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthSource::None => f.write_str("none"),
+            AuthSource::Helper(name) => write!(f, "credential helper docker-credential-{name}"),
+            AuthSource::File(path) => write!(f, "auths entry in {}", path.display()),
+            AuthSource::Environment => f.write_str("DOCKER_AUTH_CONFIG"),
+        }
+    }
+}
+
 /// A failure to read configuration or run a helper. Every message is one line and never holds a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -15,19 +15,25 @@
 //!   client over the same transport.
 //! - `implementation`: one file per registry implementation (plain distribution, ECR, ACR, Docker Hub,
 //!   Artifact Registry, GitHub, GitLab, Harbor, Quay, Artifactory, Nexus), detection and settings.
-//! - `policy`, `dates`: what a cleanup keeps, and image dates from configs; [`report`]: per-tag results,
-//!   output and exit codes.
+//! - `session`: credentials, client and implementation for a registry, once per run; `doctor`: the
+//!   checks behind `regkit doctor`.
+//! - `cleanup`: the cleanup engine (expand, list, date, decide, delete, report); `policy`, `dates`: what
+//!   a cleanup keeps, and image dates from configs; [`report`]: per-tag results, output and exit codes.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 #[cfg(feature = "acr")]
 pub mod acr;
+#[cfg(feature = "registry")]
+pub mod cleanup;
 #[cfg(any(feature = "acr", feature = "gcr"))]
 pub mod cloudauth;
 #[cfg(feature = "registry")]
 pub mod dates;
 pub mod dockerconfig;
+#[cfg(feature = "registry")]
+pub mod doctor;
 #[cfg(feature = "ecr")]
 pub mod ecr;
 pub mod ecr_host;
@@ -53,5 +59,7 @@ pub mod report;
 #[cfg(feature = "router")]
 pub mod router;
 pub mod secret;
+#[cfg(feature = "registry")]
+pub mod session;
 #[cfg(any(feature = "ecr", feature = "acr", feature = "gcr"))]
 pub mod tokencache;

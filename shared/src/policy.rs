@@ -44,6 +44,8 @@ pub enum Rule {
     InKeptIndex,
     /// Deleted: every rule selects it.
     Selected,
+    /// Deleted: no tag points at the manifest (`--untagged`), and the age rule, if any, selects it.
+    Untagged,
 }
 
 impl Rule {
@@ -58,6 +60,7 @@ impl Rule {
             Rule::TooNew => "too-new",
             Rule::InKeptIndex => "in-kept-index",
             Rule::Selected => "selected",
+            Rule::Untagged => "untagged",
         }
     }
 }
@@ -220,9 +223,34 @@ impl Policy {
         self.older_than.is_some() || self.keep_last.is_some()
     }
 
-    /// The `--older-than` limit in seconds.
-    pub fn older_than(&self) -> Option<u64> {
-        self.older_than
+    /// The decision for a manifest no tag points at (`--untagged`), dated `date`, at time `now`. It goes
+    /// unless `--older-than` is set and it is not (provably) that old: a manifest pushed a moment ago may
+    /// be the child of an index that is being pushed. Name rules do not apply: it has no name.
+    pub fn decide_untagged(&self, date: Option<i64>, now: i64) -> Decision {
+        let selected = Decision {
+            delete: true,
+            rule: Rule::Untagged,
+            reason: "no tag points at it".into(),
+        };
+        let Some(limit) = self.older_than else {
+            return selected;
+        };
+        match date {
+            None => Decision::keep(Rule::NoDate, "untagged, but its age is unknown".into()),
+            Some(date)
+                if now.saturating_sub(date) > 0
+                    && now.saturating_sub(date).unsigned_abs() > limit =>
+            {
+                Decision {
+                    reason: format!("no tag points at it, older than {}", format_age(limit)),
+                    ..selected
+                }
+            }
+            Some(_) => Decision::keep(
+                Rule::TooNew,
+                format!("untagged, not older than {}", format_age(limit)),
+            ),
+        }
     }
 
     /// One decision per tag, in input order, at time `now` (seconds since the epoch).
@@ -420,6 +448,28 @@ impl fmt::Display for Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn untagged_manifests_go_unless_an_age_limit_protects_them() {
+        const NOW: i64 = 1_700_000_000;
+        let policy =
+            |older_than| Policy::new(&[], &[], KeepList::default(), older_than, None).unwrap();
+        let any = policy(None).decide_untagged(None, NOW);
+        assert!(any.delete);
+        assert_eq!(
+            (any.rule, any.reason.as_str()),
+            (Rule::Untagged, "no tag points at it")
+        );
+        let day = 86_400;
+        let limited = policy(Some(day as u64));
+        assert!(limited.decide_untagged(Some(NOW - 2 * day), NOW).delete);
+        let fresh = limited.decide_untagged(Some(NOW - 60), NOW);
+        assert_eq!((fresh.delete, fresh.rule), (false, Rule::TooNew));
+        let undated = limited.decide_untagged(None, NOW);
+        assert_eq!((undated.delete, undated.rule), (false, Rule::NoDate));
+        let future = limited.decide_untagged(Some(NOW + 5 * day), NOW);
+        assert!(!future.delete);
+    }
 
     const NOW: i64 = 1_700_000_000;
     const DAY: i64 = 86_400;

@@ -81,7 +81,7 @@ fn create(source: &Path) -> Result<PathBuf, Fatal> {
 
 fn seed(document: &ConfigDocument, source: &Path, dir: &Path) -> Result<(), Fatal> {
     let write_error = |path: &Path, error: std::io::Error| {
-        Fatal::Usage(format!("cannot write {}: {error}", path.display()))
+        Fatal::Io(format!("cannot write {}: {error}", path.display()))
     };
     let marker = dir.join(MARKER);
     fs::write(
@@ -109,7 +109,7 @@ fn seed(document: &ConfigDocument, source: &Path, dir: &Path) -> Result<(), Fata
     }
     private
         .save()
-        .map_err(|error| Fatal::Usage(error.to_string()))?;
+        .map_err(|error| Fatal::Io(error.to_string()))?;
     let containers = dir.join(CONTAINERS_FILE);
     let text = containers_document(document.root()).to_string();
     write_private(&containers, text.as_bytes()).map_err(|error| write_error(&containers, error))
@@ -200,7 +200,7 @@ fn cleanup(dir: &Path) -> Result<(), Fatal> {
         )));
     }
     fs::remove_dir_all(dir)
-        .map_err(|error| Fatal::Usage(format!("cannot remove {}: {error}", dir.display())))
+        .map_err(|error| Fatal::Io(format!("cannot remove {}: {error}", dir.display())))
 }
 
 fn export_lines(shell: Shell, dir: &Path) -> Result<String, Fatal> {

@@ -191,7 +191,7 @@ fn configure_docker(
     }
     document
         .save()
-        .map_err(|error| Fatal::Usage(error.to_string()))?;
+        .map_err(|error| Fatal::Io(error.to_string()))?;
     for route in routes {
         println!("{path}: credHelpers[{:?}] = {:?}", route.key, route.helper);
     }
@@ -335,7 +335,7 @@ fn configure_podman(helpers: &[&str], dir: &Path, dry_run: bool) -> Result<(), F
     }
     // Written whole or not at all, so podman never reads half a file; other users' podman reads it too.
     write_atomically(&path, content.as_bytes(), NewFileMode::Shared)
-        .map_err(|error| Fatal::Usage(error.to_string()))?;
+        .map_err(|error| Fatal::Io(error.to_string()))?;
     println!("{shown}: credential-helpers = [{}]", list.join(", "));
     Ok(())
 }

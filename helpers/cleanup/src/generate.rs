@@ -28,7 +28,7 @@ pub(crate) enum Generate {
 /// Writes the files for `what`, generated from `command`.
 pub(crate) fn run(what: &Generate, command: clap::Command) -> Result<u8, Fatal> {
     let failed = |dir: &Path, error: std::io::Error| {
-        Fatal::Usage(format!("cannot write into {}: {error}", dir.display()))
+        Fatal::Io(format!("cannot write into {}: {error}", dir.display()))
     };
     match what {
         Generate::Man { dir } => {

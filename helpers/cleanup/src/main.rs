@@ -14,13 +14,12 @@ use std::process::ExitCode;
 use clap::builder::BoolishValueParser;
 use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget};
-use regkit::dockerconfig::{AuthSource, DockerConfig, RegistryAuth};
-use regkit::implementation::{
-    self, Context, DeleteRemoves, DeleteRequest, DetectedBy, Detection, Implementation, Settings,
-};
+use regkit::dockerconfig::DockerConfig;
+use regkit::implementation::{self, DeleteRemoves, DeleteRequest, Settings};
 use regkit::reference::{Reference, Repository, Target};
-use regkit::registry::{Client, ClientOptions, RegistryError, failure_kind};
-use regkit::report::{self, EXIT_CODES_HELP, EXIT_USAGE, TagRow};
+use regkit::registry::{ClientOptions, RegistryError, failure_kind};
+use regkit::report::{self, EXIT_CODES_HELP, EXIT_FAILED, EXIT_USAGE, TagRow};
+use regkit::session::{Connection, Observer, Session, SessionOptions};
 
 #[derive(Parser)]
 #[command(
@@ -170,7 +169,11 @@ fn is_true(value: &str) -> bool {
 /// A failure that ends the run before or instead of a per-tag report.
 #[derive(Debug)]
 enum Fatal {
+    /// Exit 2: the command line or the configuration is wrong.
     Usage(String),
+    /// Exit 1: regkit could not finish its own work (write the output or the report, read an answer).
+    Io(String),
+    /// The exit code of the registry failure's kind.
     Registry(RegistryError),
 }
 
@@ -178,6 +181,7 @@ impl Fatal {
     fn exit(&self) -> u8 {
         match self {
             Fatal::Usage(_) => EXIT_USAGE,
+            Fatal::Io(_) => EXIT_FAILED,
             Fatal::Registry(error) => failure_kind(error).exit_code(),
         }
     }
@@ -186,7 +190,7 @@ impl Fatal {
 impl std::fmt::Display for Fatal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Fatal::Usage(message) => f.write_str(message),
+            Fatal::Usage(message) | Fatal::Io(message) => f.write_str(message),
             Fatal::Registry(error) => write!(f, "{error}"),
         }
     }
@@ -262,10 +266,19 @@ async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
     let options = &cli.options;
     let config = DockerConfig::load(options.docker_config.as_deref())
         .map_err(|error| Fatal::Usage(format!("cannot read the docker config: {error}")))?;
+    let session_options = SessionOptions {
+        implementation: options.repo_implementation.clone(),
+        client: ClientOptions {
+            insecure: options.insecure_registry,
+            skip_tls_verify: options.skip_tls_verify_registry,
+            ca_file: options.ca_file.clone(),
+            ..ClientOptions::default()
+        },
+        parallel: usize::from(options.parallel),
+    };
     let setup = Setup {
         options,
-        config,
-        settings,
+        session: Session::new(config, settings, session_options),
     };
     match &cli.command {
         Command::Tags {
@@ -275,98 +288,55 @@ async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
         Command::Delete { references, stdin } => delete(&setup, references, *stdin).await,
         Command::Cleanup(args) => cleanup::cleanup(&setup, args).await,
         Command::Detect { repository } => detect(&setup, repository).await,
-        Command::Configure(args) => configure::run(args, setup.config.dir(), setup.options.dry_run),
+        Command::Configure(args) => {
+            configure::run(args, setup.session.config().dir(), setup.options.dry_run)
+        }
         Command::Doctor { repository } => doctor::run(&setup, repository).await,
-        Command::CiEnv(args) => cienv::run(args, setup.config.dir()),
+        Command::CiEnv(args) => cienv::run(args, setup.session.config().dir()),
         Command::Generate(what) => generate::run(what, command()),
     }
 }
 
-/// What every command needs to reach a registry.
+/// What every command needs to reach a registry: the library's session, and how to print.
 struct Setup<'a> {
     options: &'a Options,
-    config: DockerConfig,
-    settings: Settings,
+    session: Session,
 }
 
 impl Setup<'_> {
-    /// The implementation: forced, else from the host, else by probing the host for self-hosted products
-    /// (Harbor, Nexus, Artifactory) over `client`'s connections, else plain v2.
-    async fn detection(&self, registry: &str, client: &Client) -> Result<Detection, Fatal> {
-        let detection =
-            implementation::detect(registry, self.options.repo_implementation.as_deref())
-                .map_err(|error| Fatal::Usage(error.to_string()))?;
-        if detection.by != DetectedBy::Fallback {
-            return Ok(detection);
+    /// Credentials, client and implementation for `registry`; `--verbose` says which and why.
+    async fn connect(&self, registry: &str) -> Result<Connection, Fatal> {
+        let connection = self.session.connect(registry).await?;
+        self.explain(registry, &connection);
+        Ok(connection)
+    }
+
+    /// The `--verbose` lines about a new connection.
+    fn explain(&self, registry: &str, connection: &Connection) {
+        if !self.options.verbose {
+            return;
         }
-        Ok(implementation::probe(client).await.unwrap_or(detection))
-    }
-
-    /// A client without credentials, for commands that only probe or describe.
-    fn anonymous_client(&self, registry: &str) -> Result<Client, Fatal> {
-        Ok(Client::new(
-            registry,
-            RegistryAuth::Anonymous,
-            &self.client_options(),
-        )?)
-    }
-
-    fn client_options(&self) -> ClientOptions {
-        ClientOptions {
-            insecure: self.options.insecure_registry,
-            skip_tls_verify: self.options.skip_tls_verify_registry,
-            ca_file: self.options.ca_file.clone(),
-            ..ClientOptions::default()
-        }
-    }
-
-    fn credentials(&self, registry: &str) -> Result<(RegistryAuth, AuthSource), Fatal> {
-        self.config.credentials_for(registry).map_err(|error| {
-            Fatal::Usage(format!("cannot get credentials for {registry}: {error}"))
-        })
-    }
-
-    async fn vendor(&self, registry: &str) -> Result<Box<dyn Implementation>, Fatal> {
-        self.vendor_and_client(registry)
-            .await
-            .map(|(vendor, _)| vendor)
-    }
-
-    /// The vendor, and a v2 client to the same registry with the same credentials (cleanup reads image
-    /// configs through it for tags the vendor lists without a date).
-    async fn vendor_and_client(
-        &self,
-        registry: &str,
-    ) -> Result<(Box<dyn Implementation>, Client), Fatal> {
-        let (auth, source) = self.credentials(registry)?;
-        let client = Client::new(registry, auth.clone(), &self.client_options())?;
-        let detection = self.detection(registry, &client).await?;
-        if self.options.verbose {
-            eprintln!(
-                "regkit: {registry}: implementation {} ({}); credentials: {}",
-                detection.name,
-                detection.by,
-                describe_credentials(&auth, &source)
-            );
-        }
-        let context = Context {
-            client: client.clone(),
-            auth,
-            parallel: usize::from(self.options.parallel),
-            settings: self.settings.clone(),
-        };
-        let vendor = implementation::build(detection.name, context)
-            .map_err(|error| Fatal::Usage(error.to_string()))?;
-        if self.options.verbose && vendor.capabilities().delete_removes == DeleteRemoves::Manifest {
+        eprintln!(
+            "regkit: {registry}: implementation {} ({}); credentials: {}",
+            connection.detection.name,
+            connection.detection.by,
+            connection.auth.describe(&connection.source)
+        );
+        if connection.implementation.capabilities().delete_removes == DeleteRemoves::Manifest {
             eprintln!(
                 "regkit: {registry}: deleting a tag can delete its manifest here; a tag whose manifest a kept index lists is kept"
             );
         }
-        Ok((vendor, client))
     }
 
     fn json(&self) -> bool {
         self.options.output == Output::Json
+    }
+}
+
+impl Observer for Setup<'_> {
+    fn connected(&self, registry: &str, connection: &Connection) {
+        self.explain(registry, connection);
     }
 }
 
@@ -376,8 +346,11 @@ fn parse_repository(input: &str) -> Result<Repository, Fatal> {
 
 async fn tags(setup: &Setup<'_>, repository: &str, digests: bool) -> Result<u8, Fatal> {
     let repository = parse_repository(repository)?;
-    let vendor = setup.vendor(&repository.registry).await?;
-    let listed = vendor.list_tags(&repository, digests).await?;
+    let connection = setup.connect(&repository.registry).await?;
+    let listed = connection
+        .implementation
+        .list_tags(&repository, digests)
+        .await?;
     let rows: Vec<TagRow> = listed
         .into_iter()
         .map(|info| TagRow {
@@ -417,12 +390,12 @@ async fn delete(setup: &Setup<'_>, arguments: &[String], stdin: bool) -> Result<
             None => groups.push((reference.repository, vec![reference.target])),
         }
     }
-    let mut vendors: BTreeMap<&str, Box<dyn Implementation>> = BTreeMap::new();
+    let mut connections: BTreeMap<&str, Connection> = BTreeMap::new();
     for (repository, _) in &groups {
-        if !vendors.contains_key(repository.registry.as_str()) {
-            vendors.insert(
+        if !connections.contains_key(repository.registry.as_str()) {
+            connections.insert(
                 &repository.registry,
-                setup.vendor(&repository.registry).await?,
+                setup.connect(&repository.registry).await?,
             );
         }
     }
@@ -435,7 +408,7 @@ async fn delete(setup: &Setup<'_>, arguments: &[String], stdin: bool) -> Result<
     };
     let mut entries = Vec::with_capacity(total);
     for (repository, targets) in &groups {
-        let Some(vendor) = vendors.get(repository.registry.as_str()) else {
+        let Some(connection) = connections.get(repository.registry.as_str()) else {
             continue;
         };
         let request = DeleteRequest {
@@ -444,7 +417,7 @@ async fn delete(setup: &Setup<'_>, arguments: &[String], stdin: bool) -> Result<
             dry_run: setup.options.dry_run,
             progress: &on_progress,
         };
-        entries.extend(vendor.delete(request).await);
+        entries.extend(connection.implementation.delete(request).await);
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -470,19 +443,19 @@ fn progress_bar(setup: &Setup<'_>, total: usize) -> Option<ProgressBar> {
 
 async fn detect(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
     let repository = parse_repository(repository)?;
-    let client = setup.anonymous_client(&repository.registry)?;
-    let detection = setup.detection(&repository.registry, &client).await?;
-    let (auth, source) = setup.credentials(&repository.registry)?;
+    let client = setup.session.anonymous_client(&repository.registry)?;
+    let detection = setup.session.detect(&repository.registry, &client).await?;
+    let (auth, source) = setup.session.credentials(&repository.registry)?;
     let supported = implementation::implemented(detection.name);
     if setup.json() {
-        let (kind, username) = auth_kind(&auth);
+        let (kind, username) = auth.kind();
         let line = serde_json::json!({
             "repository": repository.to_string(),
             "registry": repository.registry,
             "implementation": detection.name,
             "chosen": detection.by.to_string(),
             "supported": supported,
-            "credentials": {"kind": kind, "username": username, "source": describe_source(&source)},
+            "credentials": {"kind": kind, "username": username, "source": source.to_string()},
         });
         print_with(|out| writeln!(out, "{line}"))?;
     } else {
@@ -498,44 +471,10 @@ async fn detect(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
                 "implementation:  {} ({}){support}",
                 detection.name, detection.by
             )?;
-            writeln!(
-                out,
-                "credentials:     {}",
-                describe_credentials(&auth, &source)
-            )
+            writeln!(out, "credentials:     {}", auth.describe(&source))
         })?;
     }
     Ok(report::EXIT_OK)
-}
-
-/// The kind of credentials and the username, never the secret.
-fn auth_kind(auth: &RegistryAuth) -> (&'static str, Option<&str>) {
-    match auth {
-        RegistryAuth::Anonymous => ("anonymous", None),
-        RegistryAuth::Basic { username, .. } => ("basic", Some(username)),
-        RegistryAuth::IdentityToken(_) => ("identity-token", None),
-        RegistryAuth::RegistryToken(_) => ("registry-token", None),
-    }
-}
-
-fn describe_source(source: &AuthSource) -> String {
-    match source {
-        AuthSource::None => "none".into(),
-        AuthSource::Helper(name) => format!("credential helper docker-credential-{name}"),
-        AuthSource::File(path) => format!("auths entry in {}", path.display()),
-        AuthSource::Environment => "DOCKER_AUTH_CONFIG".into(),
-    }
-}
-
-fn describe_credentials(auth: &RegistryAuth, source: &AuthSource) -> String {
-    match auth_kind(auth) {
-        ("anonymous", _) => "anonymous (no credentials found)".into(),
-        (kind, Some(user)) => format!(
-            "{kind} as {user:?} from {}, password redacted",
-            describe_source(source)
-        ),
-        (kind, None) => format!("{kind} from {}, token redacted", describe_source(source)),
-    }
 }
 
 fn print_with(
@@ -547,6 +486,6 @@ fn print_with(
         Ok(()) => Ok(()),
         // A closed pipe (`regkit tags … | head`) is the reader's choice, not a failure.
         Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        Err(error) => Err(Fatal::Usage(format!("cannot write the output: {error}"))),
+        Err(error) => Err(Fatal::Io(format!("cannot write the output: {error}"))),
     }
 }

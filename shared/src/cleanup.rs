@@ -1,0 +1,874 @@
+//! The cleanup engine behind `regkit cleanup`: expand the repositories named, list and date their tags,
+//! decide with a [`Policy`], delete through each implementation's tag-safe delete, and report one
+//! [`Row`] per tag (and per untagged manifest considered).
+//!
+//! It runs in two halves so that a caller can show the plan and ask before anything changes: [`plan`]
+//! reads only, [`Plan::execute`] deletes (or plans, on a dry run) and [`Plan::decline`] records a "no".
+//!
+//! Every step is implementation-neutral: tags and dates come from [`Implementation::list_tags`], dates
+//! missing there are read from image configs over v2, untagged manifests from
+//! [`Implementation::list_untagged`], repositories under a prefix from
+//! [`Implementation::list_repositories`] or `_catalog`. An implementation that lands later needs nothing
+//! here.
+
+use std::collections::btree_map::Entry as Slot;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use crate::dates::{self, DateResult, Timestamp};
+use crate::implementation::{DeleteRemoves, DeleteRequest, Implementation, TagInfo};
+use crate::policy::{self, Decision, Policy, Rule, TagRecord};
+use crate::reference::{Repository, Target};
+use crate::registry::{Client, RegistryError, failure_kind};
+use crate::report::{self, Entry, FailureKind, Method, Status};
+use crate::session::{Connection, Observer, Session};
+
+/// What a cleanup is asked to do.
+#[derive(Debug, Clone, Copy)]
+pub struct CleanupRequest<'a> {
+    /// Repositories as typed: `registry/path`, `registry/prefix/*` or `registry/*`.
+    pub repositories: &'a [String],
+    /// What is kept and what goes.
+    pub policy: &'a Policy,
+    /// Also remove manifests no tag points at, where the implementation can list them.
+    pub untagged: bool,
+}
+
+/// Keep or delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Left alone.
+    Keep,
+    /// Selected for deletion.
+    Delete,
+}
+
+/// Where a row's date comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DateSource {
+    /// The implementation's listing (push or creation time).
+    Vendor,
+    /// The image config's `created`, read over v2.
+    ImageConfig,
+}
+
+/// What became of a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RowResult {
+    /// Kept by the policy.
+    Kept,
+    /// Selected, but the user answered no at the prompt.
+    Declined,
+    /// The manifest was deleted, and the tag with it.
+    Deleted,
+    /// Only the tag was removed.
+    Untagged,
+    /// It was gone already.
+    Absent,
+    /// Dry run: it would be removed.
+    Planned,
+    /// It could not be removed; see `error`.
+    Failed,
+}
+
+impl RowResult {
+    /// The lowercase name used in every output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowResult::Kept => "kept",
+            RowResult::Declined => "declined",
+            RowResult::Deleted => "deleted",
+            RowResult::Untagged => "untagged",
+            RowResult::Absent => "absent",
+            RowResult::Planned => "planned",
+            RowResult::Failed => "failed",
+        }
+    }
+}
+
+impl From<Status> for RowResult {
+    fn from(status: Status) -> RowResult {
+        match status {
+            Status::Deleted => RowResult::Deleted,
+            Status::Untagged => RowResult::Untagged,
+            Status::Absent => RowResult::Absent,
+            Status::Planned => RowResult::Planned,
+            Status::Failed => RowResult::Failed,
+        }
+    }
+}
+
+/// One tag or untagged manifest: what was decided, why, and what happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// The repository, as `registry/path`.
+    pub repository: String,
+    /// The tag; `None` for an untagged manifest.
+    pub tag: Option<String>,
+    /// The manifest digest, when known.
+    pub digest: Option<String>,
+    /// When it was pushed, when known.
+    pub created: Option<Timestamp>,
+    /// Where `created` comes from.
+    pub date_source: Option<DateSource>,
+    /// Its age at the start of the run (`3d`), when dated.
+    pub age: Option<String>,
+    /// What the policy decided.
+    pub action: Action,
+    /// The rule that decided it.
+    pub rule: Rule,
+    /// Why, in words.
+    pub reason: String,
+    /// What happened.
+    pub result: RowResult,
+    /// How it was (or would be) removed.
+    pub method: Option<Method>,
+    /// Why the removal failed.
+    pub error: Option<String>,
+    /// The implementation's entry for a deletion, for the shared exit-code rules.
+    #[serde(skip)]
+    pub entry: Option<Entry>,
+}
+
+impl Row {
+    /// What a delete request names for this row.
+    fn target(&self) -> Target {
+        match (&self.tag, &self.digest) {
+            (Some(tag), _) => Target::Tag(tag.clone()),
+            (None, digest) => Target::Digest(digest.clone().unwrap_or_default()),
+        }
+    }
+
+    /// `repository:tag` or `repository@digest`.
+    fn reference(&self) -> String {
+        match (&self.tag, &self.digest) {
+            (Some(tag), _) => format!("{}:{tag}", self.repository),
+            (None, Some(digest)) => format!("{}@{digest}", self.repository),
+            (None, None) => self.repository.clone(),
+        }
+    }
+}
+
+/// A repository-level outcome: a listing that failed, or a note such as "cannot list untagged manifests".
+#[derive(Debug, Clone, Serialize)]
+pub struct RepositoryNote {
+    /// The repository or pattern.
+    pub repository: String,
+    /// The implementation that served it.
+    pub implementation: Option<&'static str>,
+    /// What failed; nothing of this repository was deleted.
+    pub error: Option<String>,
+    /// Information that changes no exit code.
+    pub note: Option<String>,
+    /// The exit code the failure maps to.
+    #[serde(skip)]
+    pub exit: u8,
+}
+
+impl RepositoryNote {
+    fn note(repository: String, implementation: &'static str, note: String) -> RepositoryNote {
+        RepositoryNote {
+            repository,
+            implementation: Some(implementation),
+            error: None,
+            note: Some(note),
+            exit: report::EXIT_OK,
+        }
+    }
+
+    fn failure(
+        repository: String,
+        implementation: &'static str,
+        error: String,
+        exit: u8,
+    ) -> RepositoryNote {
+        RepositoryNote {
+            repository,
+            implementation: Some(implementation),
+            error: Some(error),
+            note: None,
+            exit,
+        }
+    }
+}
+
+/// Counts per result.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Repositories named or expanded.
+    pub repositories: usize,
+    /// Rows.
+    pub seen: usize,
+    /// Rows kept, or declined at the prompt.
+    pub kept: usize,
+    /// Manifests deleted.
+    pub deleted: usize,
+    /// Tags removed alone.
+    pub untagged: usize,
+    /// Already gone.
+    pub absent: usize,
+    /// Dry run: would be removed.
+    pub planned: usize,
+    /// Could not be removed.
+    pub failed: usize,
+}
+
+impl Summary {
+    fn of(rows: &[Row], repositories: usize) -> Summary {
+        let mut summary = Summary {
+            repositories,
+            seen: rows.len(),
+            ..Summary::default()
+        };
+        for row in rows {
+            let counter = match row.result {
+                RowResult::Deleted => &mut summary.deleted,
+                RowResult::Untagged => &mut summary.untagged,
+                RowResult::Absent => &mut summary.absent,
+                RowResult::Planned => &mut summary.planned,
+                RowResult::Failed => &mut summary.failed,
+                RowResult::Kept | RowResult::Declined => &mut summary.kept,
+            };
+            *counter += 1;
+        }
+        summary
+    }
+}
+
+/// The decided rows of one repository.
+struct RepositoryPlan {
+    repository: Repository,
+    rows: Vec<Row>,
+}
+
+/// What a cleanup would do, before anything changes.
+pub struct Plan {
+    connections: BTreeMap<String, Connection>,
+    repositories: Vec<RepositoryPlan>,
+    notes: Vec<RepositoryNote>,
+    expanded: usize,
+}
+
+/// The outcome of a cleanup: every row, the repository notes, the counts.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// One row per tag seen and per untagged manifest considered.
+    #[serde(rename = "tags")]
+    pub rows: Vec<Row>,
+    /// Repository-level failures and notes.
+    pub notes: Vec<RepositoryNote>,
+    /// The counts.
+    pub summary: Summary,
+    /// The user answered no: nothing was deleted.
+    #[serde(skip)]
+    pub declined: bool,
+}
+
+impl Report {
+    /// The run's exit code: a declined run changed nothing and is a success; otherwise the worst of the
+    /// deletions' codes and the repositories' failures.
+    pub fn exit_code(&self) -> u8 {
+        if self.declined {
+            return report::EXIT_OK;
+        }
+        let repository_exit = self.notes.iter().map(|note| note.exit).max().unwrap_or(0);
+        report::exit_code(&self.entries()).max(repository_exit)
+    }
+
+    /// Each distinct deletion error once.
+    pub fn errors(&self) -> Vec<String> {
+        report::distinct_errors(&self.entries())
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn entries(&self) -> Vec<Entry> {
+        self.rows
+            .iter()
+            .filter_map(|row| row.entry.clone())
+            .collect()
+    }
+}
+
+/// Expands, lists, dates and decides every repository of `request`, changing nothing. `now` is the
+/// reference time for ages (seconds since the epoch). A repository whose listing fails gets a note and
+/// no rows, so nothing of it is deleted; a pattern or reference that does not parse, or a registry that
+/// cannot be connected, fails the whole run before any request that changes anything.
+pub async fn plan(
+    session: &Session,
+    request: &CleanupRequest<'_>,
+    now: i64,
+    observer: &dyn Observer,
+) -> Result<Plan, RegistryError> {
+    let parallel = session.options().parallel;
+    let mut connections = BTreeMap::new();
+    let mut notes = Vec::new();
+    let repositories = expand(
+        session,
+        &mut connections,
+        request.repositories,
+        &mut notes,
+        observer,
+    )
+    .await?;
+    let mut planned = Vec::new();
+    for repository in &repositories {
+        let Some(connection) = connections.get(&repository.registry) else {
+            continue;
+        };
+        let name = connection.implementation.name();
+        match plan_repository(request, connection, repository, now, parallel, observer).await {
+            Ok((rows, note)) => {
+                if let Some(note) = note {
+                    notes.push(RepositoryNote::note(repository.to_string(), name, note));
+                }
+                planned.push(RepositoryPlan {
+                    repository: repository.clone(),
+                    rows,
+                });
+            }
+            Err(error) => notes.push(RepositoryNote::failure(
+                repository.to_string(),
+                name,
+                error.to_string(),
+                failure_kind(&error).exit_code(),
+            )),
+        }
+    }
+    Ok(Plan {
+        connections,
+        repositories: planned,
+        notes,
+        expanded: repositories.len(),
+    })
+}
+
+impl Plan {
+    /// The rows selected for deletion.
+    pub fn deletions(&self) -> impl Iterator<Item = &Row> {
+        self.repositories
+            .iter()
+            .flat_map(|plan| &plan.rows)
+            .filter(|row| row.action == Action::Delete)
+    }
+
+    /// How many repositories were listed and decided.
+    pub fn planned_repositories(&self) -> usize {
+        self.repositories.len()
+    }
+
+    /// Deletes (or plans, on a dry run) every selected row, one request per repository, and records
+    /// each result on its row.
+    pub async fn execute(mut self, dry_run: bool, observer: &dyn Observer) -> Report {
+        let total = self.deletions().count();
+        if total > 0 {
+            observer.begin(total, None);
+            for plan in &mut self.repositories {
+                if let Some(connection) = self.connections.get(&plan.repository.registry) {
+                    delete_selected(connection.implementation.as_ref(), plan, dry_run, observer)
+                        .await;
+                }
+            }
+            observer.end();
+        }
+        self.into_report(false)
+    }
+
+    /// Records that the user declined: every selected row is `declined`, nothing changes.
+    pub fn decline(mut self) -> Report {
+        for row in self
+            .repositories
+            .iter_mut()
+            .flat_map(|plan| plan.rows.iter_mut())
+            .filter(|row| row.action == Action::Delete)
+        {
+            row.result = RowResult::Declined;
+        }
+        self.into_report(true)
+    }
+
+    fn into_report(self, declined: bool) -> Report {
+        let rows: Vec<Row> = self
+            .repositories
+            .into_iter()
+            .flat_map(|plan| plan.rows)
+            .collect();
+        Report {
+            summary: Summary::of(&rows, self.expanded),
+            rows,
+            notes: self.notes,
+            declined,
+        }
+    }
+}
+
+/// The connection for `registry`, made on first use.
+async fn connection<'c>(
+    session: &Session,
+    connections: &'c mut BTreeMap<String, Connection>,
+    registry: &str,
+    observer: &dyn Observer,
+) -> Result<&'c Connection, RegistryError> {
+    Ok(match connections.entry(registry.to_string()) {
+        Slot::Occupied(known) => known.into_mut(),
+        Slot::Vacant(slot) => {
+            let connection = session.connect(registry).await?;
+            observer.connected(registry, &connection);
+            slot.insert(connection)
+        }
+    })
+}
+
+fn parse_repository(input: &str) -> Result<Repository, RegistryError> {
+    Repository::parse(input).map_err(|error| RegistryError::Config(error.to_string()))
+}
+
+/// The repositories named, `…/*` expanded; all are validated before the first request.
+async fn expand(
+    session: &Session,
+    connections: &mut BTreeMap<String, Connection>,
+    inputs: &[String],
+    notes: &mut Vec<RepositoryNote>,
+    observer: &dyn Observer,
+) -> Result<Vec<Repository>, RegistryError> {
+    enum Named {
+        One(Repository),
+        Prefix { registry: String, prefix: String },
+    }
+    let mut named = Vec::new();
+    for input in inputs {
+        match input.strip_suffix("/*") {
+            Some(base) if base.contains('/') => {
+                let repository = parse_repository(base)?;
+                // The prefix as typed: normalisation would turn docker.io/team into library/team.
+                let typed = match base.split_once('/') {
+                    Some((first, rest)) if looks_like_host(first) => rest,
+                    _ => base,
+                };
+                named.push(Named::Prefix {
+                    registry: repository.registry,
+                    prefix: format!("{typed}/"),
+                });
+            }
+            Some(host) if looks_like_host(host) => {
+                // The host alone: every repository. Parsed through a placeholder path for its normalisation.
+                let repository = parse_repository(&format!("{host}/x"))?;
+                named.push(Named::Prefix {
+                    registry: repository.registry,
+                    prefix: String::new(),
+                });
+            }
+            Some(_) => {
+                return Err(RegistryError::Config(format!(
+                    "{input}: a repository pattern is REGISTRY/*, or REGISTRY/PREFIX/* to take every repository under PREFIX"
+                )));
+            }
+            None => named.push(Named::One(parse_repository(input)?)),
+        }
+    }
+    let mut repositories: Vec<Repository> = Vec::new();
+    for name in named {
+        match name {
+            Named::One(repository) => {
+                connection(session, connections, &repository.registry, observer).await?;
+                repositories.push(repository);
+            }
+            Named::Prefix { registry, prefix } => {
+                let connection = connection(session, connections, &registry, observer).await?;
+                let implementation = connection.implementation.name();
+                let listed = match connection.implementation.list_repositories(&prefix).await {
+                    Ok(Some(paths)) => Ok(paths),
+                    Ok(None) => connection.client.catalog(&prefix).await,
+                    Err(error) => Err(error),
+                };
+                let pattern = format!("{registry}/{prefix}*");
+                match listed {
+                    Ok(paths) => {
+                        if paths.is_empty() {
+                            notes.push(RepositoryNote::note(
+                                pattern,
+                                implementation,
+                                "no repository matches".into(),
+                            ));
+                        }
+                        repositories.extend(paths.into_iter().map(|path| Repository {
+                            registry: registry.clone(),
+                            path,
+                        }));
+                    }
+                    Err(error) => notes.push(RepositoryNote::failure(
+                        pattern,
+                        implementation,
+                        format!("cannot list the repositories: {error}"),
+                        failure_kind(&error).exit_code(),
+                    )),
+                }
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    repositories.retain(|repository| seen.insert(repository.to_string()));
+    Ok(repositories)
+}
+
+/// Docker's rule for the first component of a reference: a registry host has a dot or a port, or is
+/// `localhost`.
+fn looks_like_host(component: &str) -> bool {
+    component.contains('.') || component.contains(':') || component == "localhost"
+}
+
+/// The dates of `tags`: the listing's, else (when a rule needs dates) the image config's; and for each
+/// digest whose config could not be read, why.
+async fn date_tags(
+    tags: &[TagInfo],
+    policy: &Policy,
+    client: &Client,
+    repository: &Repository,
+    parallel: usize,
+    observer: &dyn Observer,
+) -> (
+    Vec<(Option<i64>, Option<DateSource>)>,
+    HashMap<String, DateResult>,
+) {
+    let mut created: Vec<(Option<i64>, Option<DateSource>)> = tags
+        .iter()
+        .map(|info| {
+            let listed = info.created.map(Timestamp::unix_seconds);
+            (listed, listed.map(|_| DateSource::Vendor))
+        })
+        .collect();
+    // Dates the listing does not give are read from image configs, and only when a rule needs them.
+    if !policy.needs_dates() {
+        return (created, HashMap::new());
+    }
+    let undated: BTreeSet<&str> = tags
+        .iter()
+        .zip(&created)
+        .filter(|(_, (date, _))| date.is_none())
+        .filter_map(|(info, _)| info.digest.as_deref())
+        .collect();
+    if undated.is_empty() {
+        return (created, HashMap::new());
+    }
+    observer.begin(undated.len(), Some(&format!("dating {repository}")));
+    let read = dates::image_dates(client, &repository.path, undated, parallel, &|units| {
+        observer.advance(units)
+    })
+    .await;
+    observer.end();
+    for (info, slot) in tags.iter().zip(created.iter_mut()) {
+        if slot.0.is_none()
+            && let Some(Ok(date)) = info.digest.as_ref().and_then(|digest| read.get(digest))
+        {
+            *slot = (Some(*date), Some(DateSource::ImageConfig));
+        }
+    }
+    (created, read)
+}
+
+/// Lists, dates and decides one repository; the second value is a note for the report (untagged manifests
+/// that cannot be listed).
+async fn plan_repository(
+    request: &CleanupRequest<'_>,
+    connection: &Connection,
+    repository: &Repository,
+    now: i64,
+    parallel: usize,
+    observer: &dyn Observer,
+) -> Result<(Vec<Row>, Option<String>), RegistryError> {
+    let implementation = connection.implementation.as_ref();
+    let policy = request.policy;
+    let tags = implementation.list_tags(repository, true).await?;
+    let (created, unreadable) = date_tags(
+        &tags,
+        policy,
+        &connection.client,
+        repository,
+        parallel,
+        observer,
+    )
+    .await;
+    let records: Vec<TagRecord> = tags
+        .iter()
+        .zip(&created)
+        .map(|(info, (date, _))| TagRecord {
+            tag: info.tag.clone(),
+            created: *date,
+        })
+        .collect();
+    let decisions = policy.decide(&records, now);
+    let name = repository.to_string();
+    let mut rows: Vec<Row> = tags
+        .iter()
+        .zip(&created)
+        .zip(decisions)
+        .map(|((info, (date, source)), mut decision)| {
+            if decision.rule == Rule::NoDate {
+                let why = match info.digest.as_ref().and_then(|d| unreadable.get(d)) {
+                    Some(Err(error)) => error.clone(),
+                    _ if info.digest.is_none() => {
+                        "the registry gave no digest to read it from".into()
+                    }
+                    _ => "the registry lists no push time".into(),
+                };
+                decision.reason = format!("{} ({why})", decision.reason);
+            }
+            row(
+                &name,
+                Some(&info.tag),
+                info.digest.as_deref(),
+                *date,
+                *source,
+                now,
+                decision,
+            )
+        })
+        .collect();
+    // An implementation whose tag delete takes the manifest would remove, with a deleted tag, a manifest
+    // that a kept index still references; the others leave it to the index (or refuse, as ECR does).
+    if implementation.capabilities().delete_removes == DeleteRemoves::Manifest {
+        protect_index_children(&connection.client, repository, parallel, &mut rows).await?;
+    }
+    if !request.untagged {
+        return Ok((rows, None));
+    }
+    let Some(untagged) = implementation.list_untagged(repository).await? else {
+        let note = format!(
+            "--untagged: the {} implementation cannot list untagged manifests; none removed",
+            implementation.name()
+        );
+        return Ok((rows, Some(note)));
+    };
+    let tagged: BTreeSet<&str> = tags
+        .iter()
+        .filter_map(|info| info.digest.as_deref())
+        .collect();
+    for manifest in untagged {
+        // A listing racing a push may report a manifest that a tag now points at.
+        if tagged.contains(manifest.digest.as_str()) {
+            continue;
+        }
+        let date = manifest.created.map(Timestamp::unix_seconds);
+        let decision = policy.decide_untagged(date, now);
+        rows.push(row(
+            &name,
+            None,
+            Some(&manifest.digest),
+            date,
+            date.map(|_| DateSource::Vendor),
+            now,
+            decision,
+        ));
+    }
+    Ok((rows, None))
+}
+
+/// Keeps every selected tag whose manifest an index of a kept tag references.
+async fn protect_index_children(
+    client: &Client,
+    repository: &Repository,
+    parallel: usize,
+    rows: &mut [Row],
+) -> Result<(), RegistryError> {
+    if !rows.iter().any(|row| row.action == Action::Delete) {
+        return Ok(());
+    }
+    let mut kept_tags: BTreeMap<String, String> = BTreeMap::new();
+    for row in rows.iter().filter(|row| row.action == Action::Keep) {
+        if let (Some(digest), Some(tag)) = (&row.digest, &row.tag) {
+            kept_tags
+                .entry(digest.clone())
+                .or_insert_with(|| tag.clone());
+        }
+    }
+    let children = dates::index_children(
+        client,
+        &repository.path,
+        kept_tags.keys().map(String::as_str),
+        parallel,
+    )
+    .await?;
+    for row in rows.iter_mut().filter(|row| row.action == Action::Delete) {
+        let Some(index) = row.digest.as_ref().and_then(|digest| children.get(digest)) else {
+            continue;
+        };
+        let tag = kept_tags.get(index).map_or("", String::as_str);
+        row.action = Action::Keep;
+        row.rule = Rule::InKeptIndex;
+        row.reason = format!("the kept index {tag} ({index}) references its manifest");
+    }
+    Ok(())
+}
+
+fn row(
+    repository: &str,
+    tag: Option<&str>,
+    digest: Option<&str>,
+    date: Option<i64>,
+    date_source: Option<DateSource>,
+    now: i64,
+    decision: Decision,
+) -> Row {
+    Row {
+        repository: repository.to_string(),
+        tag: tag.map(str::to_string),
+        digest: digest.map(str::to_string),
+        created: date.map(Timestamp::from_unix_seconds),
+        date_source,
+        age: date.map(|date| policy::format_age(now.saturating_sub(date).max(0).unsigned_abs())),
+        action: if decision.delete {
+            Action::Delete
+        } else {
+            Action::Keep
+        },
+        rule: decision.rule,
+        reason: decision.reason,
+        result: RowResult::Kept,
+        method: None,
+        error: None,
+        entry: None,
+    }
+}
+
+/// Sends one delete request for the selected rows of `plan` and records each entry on its row.
+async fn delete_selected(
+    implementation: &dyn Implementation,
+    plan: &mut RepositoryPlan,
+    dry_run: bool,
+    observer: &dyn Observer,
+) {
+    let targets: Vec<Target> = plan
+        .rows
+        .iter()
+        .filter(|row| row.action == Action::Delete && (row.tag.is_some() || row.digest.is_some()))
+        .map(Row::target)
+        .collect();
+    if targets.is_empty() {
+        return;
+    }
+    let request = DeleteRequest {
+        repository: &plan.repository,
+        targets: &targets,
+        dry_run,
+        progress: &|units| observer.advance(units),
+    };
+    let mut entries: HashMap<Target, Entry> = implementation
+        .delete(request)
+        .await
+        .into_iter()
+        .map(|entry| (entry.target(), entry))
+        .collect();
+    for row in plan
+        .rows
+        .iter_mut()
+        .filter(|row| row.action == Action::Delete)
+    {
+        let entry = entries.remove(&row.target()).unwrap_or_else(|| {
+            Entry::failed(
+                row.reference(),
+                row.repository.clone(),
+                row.tag.clone(),
+                FailureKind::Other,
+                format!(
+                    "the {} implementation reported no result for it",
+                    implementation.name()
+                ),
+            )
+        });
+        row.result = entry.status.into();
+        row.method = entry.method;
+        row.error = entry.error.clone();
+        if row.digest.is_none() {
+            row.digest = entry.digest.clone();
+        }
+        row.entry = Some(entry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_hosts_follow_dockers_rule() {
+        for host in [
+            "registry.example.com",
+            "127.0.0.1:5000",
+            "localhost",
+            "host:443",
+        ] {
+            assert!(looks_like_host(host), "{host}");
+        }
+        for name in ["team", "library", ""] {
+            assert!(!looks_like_host(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn rows_serialise_with_the_reports_names() {
+        let decision = Decision {
+            delete: true,
+            rule: Rule::Untagged,
+            reason: "no tag points at it".into(),
+        };
+        let mut untagged = row(
+            "r.example/app",
+            None,
+            Some("sha256:aa"),
+            Some(0),
+            Some(DateSource::ImageConfig),
+            86_400,
+            decision,
+        );
+        untagged.result = Status::Planned.into();
+        let json = serde_json::to_value(&untagged).unwrap();
+        assert_eq!(json["created"], "1970-01-01T00:00:00Z");
+        assert_eq!(json["date_source"], "image-config");
+        assert_eq!(json["age"], "1d");
+        assert_eq!(json["action"], "delete");
+        assert_eq!(json["rule"], "untagged");
+        assert_eq!(json["result"], "planned");
+        assert!(json.get("entry").is_none());
+    }
+
+    #[test]
+    fn a_declined_plan_counts_its_selection_as_kept_and_exits_zero() {
+        let selected = Decision {
+            delete: true,
+            rule: Rule::Selected,
+            reason: String::new(),
+        };
+        let plan = Plan {
+            connections: BTreeMap::new(),
+            repositories: vec![RepositoryPlan {
+                repository: Repository::parse("r.example/app").unwrap(),
+                rows: vec![row(
+                    "r.example/app",
+                    Some("v1"),
+                    None,
+                    None,
+                    None,
+                    0,
+                    selected,
+                )],
+            }],
+            notes: vec![RepositoryNote::failure(
+                "r.example/other".into(),
+                "default",
+                "listing failed".into(),
+                report::EXIT_AUTH,
+            )],
+            expanded: 2,
+        };
+        let report = plan.decline();
+        assert_eq!(report.rows[0].result, RowResult::Declined);
+        assert_eq!(report.summary.kept, 1);
+        assert_eq!(report.summary.repositories, 2);
+        assert_eq!(report.exit_code(), report::EXIT_OK);
+    }
+}
