@@ -15,7 +15,6 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use regkit::dates::format_rfc3339;
 use regkit::dockerconfig::RegistryAuth;
-use regkit::implementation;
 use regkit::registry::{Client, Deleted, RegistryError, failure_kind};
 use regkit::report::{EXIT_AUTH, EXIT_OK};
 
@@ -81,19 +80,9 @@ pub(crate) async fn run(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal
         .await?;
     let mut checks = vec![Check::new(
         "implementation",
-        if implementation::implemented(detection.name) {
-            Status::Ok
-        } else {
-            Status::Failed
-        },
+        Status::Ok,
         format!("{} ({})", detection.name, detection.by),
     )];
-    if !implementation::implemented(detection.name) {
-        checks[0].detail.push_str(
-            " — not supported yet; --repo-implementation default deletes through the plain v2 API",
-        );
-        checks[0].exit = regkit::report::EXIT_USAGE;
-    }
     let auth = match setup.credentials(registry) {
         Ok((auth, source)) => {
             checks.push(Check::new(
@@ -131,10 +120,8 @@ pub(crate) async fn run(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal
             ),
             Err(error) => Check::failed("registry", &error),
         });
-        if implementation::implemented(detection.name) {
-            checks.push(listing(setup, &repository).await);
-            checks.push(delete_rights(&client, detection.name, &repository.path).await);
-        }
+        checks.push(listing(setup, &repository).await);
+        checks.push(delete_rights(&client, detection.name, &repository.path).await);
     }
     let exit = checks
         .iter()

@@ -105,15 +105,16 @@ struct Options {
     /// Docker config directory [also WERF_DOCKER_CONFIG; default: DOCKER_CONFIG, then ~/.docker].
     #[arg(long, global = true, env = "REGKIT_DOCKER_CONFIG", value_name = "DIR")]
     docker_config: Option<PathBuf>,
-    /// Registry implementation instead of detecting it from the host (default, ecr, acr, dockerhub, gcr,
-    /// github, gitlab, harbor, quay, artifactory, nexus) [also REGKIT_REPO_CONTAINER_REGISTRY,
-    /// WERF_REPO_IMPLEMENTATION, WERF_REPO_CONTAINER_REGISTRY].
     #[arg(
         long,
         global = true,
         visible_alias = "repo-container-registry",
         env = "REGKIT_REPO_IMPLEMENTATION",
-        value_name = "NAME"
+        value_name = "NAME",
+        help = format!(
+            "Registry implementation instead of detecting it from the host ({}) [also REGKIT_REPO_CONTAINER_REGISTRY, WERF_REPO_IMPLEMENTATION, WERF_REPO_CONTAINER_REGISTRY]",
+            implementation::name_list()
+        )
     )]
     repo_implementation: Option<String>,
     /// Allow plain HTTP to non-loopback registries [also WERF_INSECURE_REGISTRY].
@@ -473,7 +474,6 @@ async fn detect(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
     let client = setup.anonymous_client(&repository.registry)?;
     let detection = setup.detection(&repository.registry, &client).await?;
     let (auth, source) = setup.credentials(&repository.registry)?;
-    let supported = implementation::implemented(detection.name);
     if setup.json() {
         let (kind, username) = auth_kind(&auth);
         let line = serde_json::json!({
@@ -481,21 +481,17 @@ async fn detect(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
             "registry": repository.registry,
             "implementation": detection.name,
             "chosen": detection.by.to_string(),
-            "supported": supported,
+            // Every name detection gives has an implementation; the key stays for the scripts that read it.
+            "supported": true,
             "credentials": {"kind": kind, "username": username, "source": describe_source(&source)},
         });
         print_with(|out| writeln!(out, "{line}"))?;
     } else {
-        let support = if supported {
-            ""
-        } else {
-            " — not supported yet; --repo-implementation default deletes through the plain v2 API"
-        };
         print_with(|out| {
             writeln!(out, "repository:      {repository}")?;
             writeln!(
                 out,
-                "implementation:  {} ({}){support}",
+                "implementation:  {} ({})",
                 detection.name, detection.by
             )?;
             writeln!(
