@@ -197,7 +197,7 @@ impl Spec {
 }
 
 /// Every implementation, in the order `--repo-implementation`'s help and errors list them (werf's set, then
-/// artifactory and nexus); host rules are tried in this order too.
+/// artifactory and nexus); host rules are tried, and vendor flags shown in `--help`, in this order too.
 const SPECS: &[Spec] = &[
     distribution::SPEC,
     #[cfg(feature = "ecr")]
