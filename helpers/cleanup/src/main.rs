@@ -105,6 +105,7 @@ struct Options {
     /// Docker config directory [also WERF_DOCKER_CONFIG; default: DOCKER_CONFIG, then ~/.docker].
     #[arg(long, global = true, env = "REGKIT_DOCKER_CONFIG", value_name = "DIR")]
     docker_config: Option<PathBuf>,
+    // Built, not written: the names come from the implementation specs.
     #[arg(
         long,
         global = true,
