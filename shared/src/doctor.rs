@@ -15,7 +15,6 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
 use crate::dates::format_rfc3339;
 use crate::dockerconfig::RegistryAuth;
-use crate::implementation;
 use crate::reference::Repository;
 use crate::registry::{Client, Deleted, RegistryError, failure_kind};
 use crate::report::{self, EXIT_AUTH, EXIT_OK};
@@ -93,19 +92,9 @@ pub async fn diagnose(
         .await?;
     let mut checks = vec![Check::new(
         "implementation",
-        if implementation::implemented(detection.name) {
-            CheckStatus::Ok
-        } else {
-            CheckStatus::Failed
-        },
+        CheckStatus::Ok,
         format!("{} ({})", detection.name, detection.by),
     )];
-    if !implementation::implemented(detection.name) {
-        checks[0].detail.push_str(
-            " — not supported yet; --repo-implementation default deletes through the plain v2 API",
-        );
-        checks[0].exit = report::EXIT_USAGE;
-    }
     let auth = match session.credentials(registry) {
         Ok((auth, source)) => {
             checks.push(Check::new(
@@ -143,10 +132,8 @@ pub async fn diagnose(
             ),
             Err(error) => Check::failed("registry", &error),
         });
-        if implementation::implemented(detection.name) {
-            checks.push(listing(session, repository, observer).await);
-            checks.push(delete_rights(&client, detection.name, &repository.path).await);
-        }
+        checks.push(listing(session, repository, observer).await);
+        checks.push(delete_rights(&client, detection.name, &repository.path).await);
     }
     Ok(checks)
 }

@@ -14,7 +14,8 @@
 //! - [`reference`]: image references and repositories; `registry`: the v2/OCI client and the vendor-API
 //!   client over the same transport.
 //! - `implementation`: one file per registry implementation (plain distribution, ECR, ACR, Docker Hub,
-//!   Artifact Registry, GitHub, GitLab, Harbor, Quay, Artifactory, Nexus), detection and settings.
+//!   Artifact Registry, GitHub, GitLab, Harbor, Quay, Artifactory, Nexus), each with the spec detection,
+//!   the flags, the settings and the help texts are derived from.
 //! - `session`: credentials, client and implementation for a registry, once per run; `doctor`: the
 //!   checks behind `regkit doctor`.
 //! - `cleanup`: the cleanup engine (expand, list, date, decide, delete, report); `policy`, `dates`: what

@@ -42,9 +42,11 @@ pub(crate) struct CleanupArgs {
     /// Never tags listed in FILE: one tag or glob (*, ?) per line, # comments.
     #[arg(long, value_name = "FILE")]
     keep_list: Option<PathBuf>,
-    /// Also delete manifests no tag points at, where the registry can list them (ECR, ACR, GCR, GitHub,
-    /// Harbor; never a child of an index still in the repository); --older-than applies to them too.
-    #[arg(long)]
+    // Built, not written: the vendors that list untagged manifests are those whose spec says so.
+    #[arg(long, help = format!(
+        "Also delete manifests no tag points at, where the registry can list them ({}; never a child of an index still in the repository); --older-than applies to them too",
+        regkit::implementation::untagged_listers()
+    ))]
     untagged: bool,
     /// Delete without asking (required when standard input is not a terminal).
     #[arg(long, short = 'y')]

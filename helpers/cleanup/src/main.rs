@@ -104,15 +104,17 @@ struct Options {
     /// Docker config directory [also WERF_DOCKER_CONFIG; default: DOCKER_CONFIG, then ~/.docker].
     #[arg(long, global = true, env = "REGKIT_DOCKER_CONFIG", value_name = "DIR")]
     docker_config: Option<PathBuf>,
-    /// Registry implementation instead of detecting it from the host (default, ecr, acr, dockerhub, gcr,
-    /// github, gitlab, harbor, quay, artifactory, nexus) [also REGKIT_REPO_CONTAINER_REGISTRY,
-    /// WERF_REPO_IMPLEMENTATION, WERF_REPO_CONTAINER_REGISTRY].
+    // Built, not written: the names come from the implementation specs.
     #[arg(
         long,
         global = true,
         visible_alias = "repo-container-registry",
         env = "REGKIT_REPO_IMPLEMENTATION",
-        value_name = "NAME"
+        value_name = "NAME",
+        help = format!(
+            "Registry implementation instead of detecting it from the host ({}) [also REGKIT_REPO_CONTAINER_REGISTRY, WERF_REPO_IMPLEMENTATION, WERF_REPO_CONTAINER_REGISTRY]",
+            implementation::name_list()
+        )
     )]
     repo_implementation: Option<String>,
     /// Allow plain HTTP to non-loopback registries [also WERF_INSECURE_REGISTRY].
@@ -446,7 +448,6 @@ async fn detect(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
     let client = setup.session.anonymous_client(&repository.registry)?;
     let detection = setup.session.detect(&repository.registry, &client).await?;
     let (auth, source) = setup.session.credentials(&repository.registry)?;
-    let supported = implementation::implemented(detection.name);
     if setup.json() {
         let (kind, username) = auth.kind();
         let line = serde_json::json!({
@@ -454,21 +455,17 @@ async fn detect(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
             "registry": repository.registry,
             "implementation": detection.name,
             "chosen": detection.by.to_string(),
-            "supported": supported,
+            // Every name detection gives has an implementation; the key stays for the scripts that read it.
+            "supported": true,
             "credentials": {"kind": kind, "username": username, "source": source.to_string()},
         });
         print_with(|out| writeln!(out, "{line}"))?;
     } else {
-        let support = if supported {
-            ""
-        } else {
-            " — not supported yet; --repo-implementation default deletes through the plain v2 API"
-        };
         print_with(|out| {
             writeln!(out, "repository:      {repository}")?;
             writeln!(
                 out,
-                "implementation:  {} ({}){support}",
+                "implementation:  {} ({})",
                 detection.name, detection.by
             )?;
             writeln!(out, "credentials:     {}", auth.describe(&source))

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::rest::{self, CallError, ListedTag, Listing, ListingNeeds, TagApi};
-use super::{Context, DeleteRemoves, Flag, Implementation, UntaggedManifest};
+use super::{Context, DeleteRemoves, Flag, HostRule, Implementation, Spec, UntaggedManifest};
 use crate::acr::NULL_GUID;
 use crate::dates::Timestamp;
 use crate::dockerconfig::RegistryAuth;
@@ -31,8 +31,20 @@ use crate::registry::auth::parse_www_authenticate;
 use crate::registry::{ClientOptions, Deleted, RegistryError};
 use crate::secret::Secret;
 
+pub(super) const SPEC: Spec = Spec {
+    name: "acr",
+    title: "ACR",
+    build,
+    flags: FLAGS,
+    environment: &[],
+    hosts: &[HostRule::Suffix(".azurecr.io")],
+    probe: None,
+    delete_removes: DeleteRemoves::Tag,
+    lists_untagged: true,
+};
+
 /// The flags the ACR module reads.
-pub(super) const FLAGS: &[Flag] = &[Flag {
+const FLAGS: &[Flag] = &[Flag {
     name: "acr-api-url",
     value_name: "URL",
     help: "ACR data-plane base URL (default: https://<registry host>)",
@@ -324,8 +336,7 @@ impl Acr {
 }
 
 impl TagApi for Acr {
-    const NAME: &'static str = "acr";
-    const REMOVES: DeleteRemoves = DeleteRemoves::Tag;
+    const SPEC: &'static Spec = &SPEC;
 
     fn parallel(&self) -> usize {
         self.parallel

@@ -17,14 +17,33 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::rest::{self, CallError, ListedTag, Listing, ListingNeeds, TagApi};
-use super::{Context, DeleteRemoves, Flag, Implementation};
+use super::{Context, DeleteRemoves, Flag, HostRule, Implementation, Probe, Spec};
 use crate::dates::Timestamp;
 use crate::reference::Repository;
 use crate::registry::api::ApiClient;
 use crate::registry::{Deleted, RegistryError};
 
+pub(super) const SPEC: Spec = Spec {
+    name: "artifactory",
+    title: "Artifactory",
+    build,
+    flags: FLAGS,
+    environment: &[],
+    hosts: &[HostRule::Suffix(".jfrog.io")],
+    probe: Some(Probe {
+        // JFrog REST API, "System Health Ping": `OK`.
+        path: "/artifactory/api/system/ping",
+        recognise: |response| {
+            response.is_success() && String::from_utf8_lossy(&response.body).trim() == "OK"
+        },
+        precedence: 2,
+    }),
+    delete_removes: DeleteRemoves::Manifest,
+    lists_untagged: false,
+};
+
 /// The flags the Artifactory module reads.
-pub(super) const FLAGS: &[Flag] = &[
+const FLAGS: &[Flag] = &[
     Flag {
         name: "repo-artifactory-token",
         value_name: "TOKEN",
@@ -187,8 +206,7 @@ impl Artifactory {
 }
 
 impl TagApi for Artifactory {
-    const NAME: &'static str = "artifactory";
-    const REMOVES: DeleteRemoves = DeleteRemoves::Manifest;
+    const SPEC: &'static Spec = &SPEC;
 
     fn parallel(&self) -> usize {
         self.parallel

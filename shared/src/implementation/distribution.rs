@@ -19,7 +19,7 @@ use tokio::sync::RwLock;
 
 use super::delete::{self, Deletion, Planned, Removal, Step};
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Implementation, TagInfo,
+    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Implementation, Spec, TagInfo,
 };
 use crate::dates::manifest_children;
 use crate::reference::{Repository, Target};
@@ -38,6 +38,19 @@ const PROBE_DIGEST: &str =
 
 /// How often a manifest whose tags outlived its deletion is re-linked and deleted again.
 const REPAIR_ATTEMPTS: usize = 3;
+
+pub(super) const SPEC: Spec = Spec {
+    name: "default",
+    title: "plain v2",
+    build,
+    flags: &[],
+    environment: &[],
+    // The fallback when no host rule or probe picks another implementation.
+    hosts: &[],
+    probe: None,
+    delete_removes: DeleteRemoves::Manifest,
+    lists_untagged: false,
+};
 
 pub(super) fn build(context: Context) -> Box<dyn Implementation> {
     Box::new(Distribution {
@@ -119,13 +132,11 @@ struct Distribution<S> {
 
 impl<S: Store> Implementation for Distribution<S> {
     fn name(&self) -> &'static str {
-        "default"
+        SPEC.name
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            delete_removes: DeleteRemoves::Manifest,
-        }
+        SPEC.capabilities()
     }
 
     fn list_tags<'a>(

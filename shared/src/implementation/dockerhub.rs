@@ -18,7 +18,8 @@ use tokio::sync::OnceCell;
 
 use super::delete::{self, Deletion, Removal, Step};
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Flag, Implementation, TagInfo,
+    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Flag, HostRule, Implementation,
+    Spec, TagInfo,
 };
 use crate::dates::Timestamp;
 use crate::dockerconfig::RegistryAuth;
@@ -43,8 +44,24 @@ const CREDENTIAL_HINT: &str = "give --repo-docker-hub-username with the account 
 /// Hub's answer to a JWT obtained from a personal access token, on deployments that refuse those.
 const PAT_REFUSED_HINT: &str = "Docker Hub refuses tokens made from a personal access token here: give --repo-docker-hub-username with the account password (or --repo-docker-hub-token with a JWT from a password login)";
 
+pub(super) const SPEC: Spec = Spec {
+    name: "dockerhub",
+    title: "Docker Hub",
+    build,
+    flags: FLAGS,
+    environment: &[],
+    hosts: &[
+        HostRule::Exact("docker.io"),
+        HostRule::Exact("index.docker.io"),
+        HostRule::Exact("registry-1.docker.io"),
+    ],
+    probe: None,
+    delete_removes: DeleteRemoves::Tag,
+    lists_untagged: false,
+};
+
 /// The flags this module reads.
-pub(super) const FLAGS: &[Flag] = &[
+const FLAGS: &[Flag] = &[
     Flag {
         name: "docker-hub-api-url",
         value_name: "URL",
@@ -309,13 +326,11 @@ fn refusal(api: &ApiClient, response: &ApiResponse, operation: &str) -> Registry
 
 impl Implementation for DockerHub {
     fn name(&self) -> &'static str {
-        "dockerhub"
+        SPEC.name
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            delete_removes: DeleteRemoves::Tag,
-        }
+        SPEC.capabilities()
     }
 
     fn list_tags<'a>(

@@ -19,14 +19,26 @@ use tokio::sync::OnceCell;
 
 use super::delete::{self, Deletion, Planned, Removal, Step};
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Implementation, TagInfo,
-    UntaggedManifest,
+    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, HostRule, Implementation, Spec,
+    TagInfo, UntaggedManifest,
 };
 use crate::ecr::images::{EcrRepositories, Image, ImageId, Outcome};
 use crate::ecr::{EcrError, EcrRegistry, Env};
 use crate::reference::{Repository, Target};
 use crate::registry::RegistryError;
 use crate::report::{Entry, FailureKind, Method, Outcome as EntryOutcome};
+
+pub(super) const SPEC: Spec = Spec {
+    name: "ecr",
+    title: "ECR",
+    build,
+    flags: &[],
+    environment: &[],
+    hosts: &[HostRule::Ecr],
+    probe: None,
+    delete_removes: DeleteRemoves::UnreferencedManifest,
+    lists_untagged: true,
+};
 
 pub(super) fn build(context: Context) -> Box<dyn Implementation> {
     Box::new(Ecr {
@@ -131,13 +143,11 @@ fn registry_error(error: EcrError, host: &str) -> RegistryError {
 
 impl Implementation for Ecr {
     fn name(&self) -> &'static str {
-        "ecr"
+        SPEC.name
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            delete_removes: DeleteRemoves::UnreferencedManifest,
-        }
+        SPEC.capabilities()
     }
 
     fn list_tags<'a>(

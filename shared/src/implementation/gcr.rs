@@ -25,7 +25,7 @@ use serde::Deserialize;
 use tokio::sync::OnceCell;
 
 use super::rest::{self, CallError, ListedTag, Listing, ListingNeeds, TagApi};
-use super::{Context, DeleteRemoves, Flag, Implementation, UntaggedManifest};
+use super::{Context, DeleteRemoves, Flag, HostRule, Implementation, Spec, UntaggedManifest};
 use crate::cloudauth::Env;
 use crate::dates::{self, Timestamp};
 use crate::dockerconfig::RegistryAuth;
@@ -35,8 +35,25 @@ use crate::registry::api::ApiClient;
 use crate::registry::{Client, ClientOptions, Deleted, MANIFEST_MEDIA_TYPES, RegistryError};
 use crate::secret::Secret;
 
+pub(super) const SPEC: Spec = Spec {
+    name: "gcr",
+    title: "GCR",
+    build,
+    flags: FLAGS,
+    environment: &[],
+    hosts: &[
+        HostRule::Exact("gcr.io"),
+        HostRule::Suffix(".gcr.io"),
+        HostRule::Suffix("-docker.pkg.dev"),
+        HostRule::Suffix(".rep.pkg.dev"),
+    ],
+    probe: None,
+    delete_removes: DeleteRemoves::Tag,
+    lists_untagged: true,
+};
+
 /// The flags the GCR/Artifact Registry module reads.
-pub(super) const FLAGS: &[Flag] = &[
+const FLAGS: &[Flag] = &[
     Flag {
         name: "repo-gcr-token",
         value_name: "TOKEN",
@@ -391,8 +408,7 @@ impl Gcr {
 }
 
 impl TagApi for Gcr {
-    const NAME: &'static str = "gcr";
-    const REMOVES: DeleteRemoves = DeleteRemoves::Tag;
+    const SPEC: &'static Spec = &SPEC;
 
     fn parallel(&self) -> usize {
         self.parallel

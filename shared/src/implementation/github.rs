@@ -27,8 +27,8 @@ use tokio::sync::OnceCell;
 use super::delete::{self, Deletion, Planned, Removal, Step};
 use super::distribution::unique_tombstone;
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Flag, Implementation, TagInfo,
-    UntaggedManifest,
+    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Flag, HostRule, Implementation,
+    Spec, TagInfo, UntaggedManifest,
 };
 use crate::dates::{self, Timestamp};
 use crate::reference::{Repository, Target};
@@ -47,8 +47,23 @@ const MAX_PAGES: usize = 10_000;
 
 const TOKEN_HINT: &str = "give --repo-github-token (or GITHUB_TOKEN) a token with the read:packages and delete:packages scopes; a workflow's default GITHUB_TOKEN may not be enough (it deletes only packages whose repository grants the workflow admin access)";
 
+pub(super) const SPEC: Spec = Spec {
+    name: "github",
+    title: "GitHub",
+    build,
+    flags: FLAGS,
+    environment: &["GITHUB_TOKEN"],
+    hosts: &[
+        HostRule::Exact("ghcr.io"),
+        HostRule::Exact("docker.pkg.github.com"),
+    ],
+    probe: None,
+    delete_removes: DeleteRemoves::Manifest,
+    lists_untagged: true,
+};
+
 /// The flags this module reads.
-pub(super) const FLAGS: &[Flag] = &[
+const FLAGS: &[Flag] = &[
     Flag {
         name: "github-api-url",
         value_name: "URL",
@@ -362,13 +377,11 @@ fn plan(targets: &[Target], versions: &[Version]) -> Vec<Action> {
 
 impl Implementation for GitHub {
     fn name(&self) -> &'static str {
-        "github"
+        SPEC.name
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            delete_removes: DeleteRemoves::Manifest,
-        }
+        SPEC.capabilities()
     }
 
     fn list_tags<'a>(

@@ -20,7 +20,8 @@ use tokio::sync::OnceCell;
 
 use super::delete::{self, Deletion, Removal, Step};
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Flag, Implementation, TagInfo,
+    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Flag, HostRule, Implementation,
+    Spec, TagInfo,
 };
 use crate::dates::Timestamp;
 use crate::reference::{Repository, Target};
@@ -41,8 +42,20 @@ const MAX_PAGES: usize = 10_000;
 /// What works, for authentication hints.
 const TOKEN_HINT: &str = "give --repo-gitlab-token with a personal, project or group access token with the api scope and at least the Developer role (Maintainer for protected tags), or run inside GitLab CI with CI_JOB_TOKEN";
 
+pub(super) const SPEC: Spec = Spec {
+    name: "gitlab",
+    title: "GitLab",
+    build,
+    flags: FLAGS,
+    environment: &["CI_JOB_TOKEN"],
+    hosts: &[HostRule::Exact("registry.gitlab.com")],
+    probe: None,
+    delete_removes: DeleteRemoves::Tag,
+    lists_untagged: false,
+};
+
 /// The flags this module reads.
-pub(super) const FLAGS: &[Flag] = &[
+const FLAGS: &[Flag] = &[
     Flag {
         name: "gitlab-api-url",
         value_name: "URL",
@@ -323,13 +336,11 @@ fn encode(text: &str) -> String {
 
 impl Implementation for GitLab {
     fn name(&self) -> &'static str {
-        "gitlab"
+        SPEC.name
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            delete_removes: DeleteRemoves::Tag,
-        }
+        SPEC.capabilities()
     }
 
     fn list_tags<'a>(

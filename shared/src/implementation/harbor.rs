@@ -16,14 +16,37 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::rest::{self, CallError, ListedTag, Listing, ListingNeeds, TagApi};
-use super::{Context, DeleteRemoves, Flag, Implementation, UntaggedManifest};
+use super::{Context, DeleteRemoves, Flag, Implementation, Probe, Spec, UntaggedManifest};
 use crate::dates::Timestamp;
 use crate::reference::Repository;
 use crate::registry::api::{ApiClient, ApiResponse};
 use crate::registry::{Deleted, RegistryError};
 
+pub(super) const SPEC: Spec = Spec {
+    name: "harbor",
+    title: "Harbor",
+    build,
+    flags: FLAGS,
+    environment: &[],
+    // Its hosts have arbitrary names: it is found by its probe, or forced.
+    hosts: &[],
+    probe: Some(Probe {
+        // Harbor's swagger, `getSystemInfo`: a `GeneralInfo` object.
+        path: "/api/v2.0/systeminfo",
+        recognise: |response| {
+            response.is_success()
+                && serde_json::from_slice::<serde_json::Value>(&response.body).is_ok_and(|info| {
+                    info.get("harbor_version").is_some() || info.get("auth_mode").is_some()
+                })
+        },
+        precedence: 0,
+    }),
+    delete_removes: DeleteRemoves::Tag,
+    lists_untagged: true,
+};
+
 /// The flags the Harbor module reads.
-pub(super) const FLAGS: &[Flag] = &[
+const FLAGS: &[Flag] = &[
     Flag {
         name: "repo-harbor-username",
         value_name: "USER",
@@ -164,8 +187,7 @@ impl Harbor {
 }
 
 impl TagApi for Harbor {
-    const NAME: &'static str = "harbor";
-    const REMOVES: DeleteRemoves = DeleteRemoves::Tag;
+    const SPEC: &'static Spec = &SPEC;
 
     fn parallel(&self) -> usize {
         self.parallel

@@ -1,9 +1,11 @@
 //! The implementation seam: one [`Implementation`] per registry implementation, chosen by host or by flag.
 //!
-//! Detection only yields an implementation *name*; [`IMPLEMENTATIONS`] maps the names that have a module to
-//! their constructor. Adding a vendor is one new file here plus one line in that table, and `default.rs`
-//! never changes. A known name without a module is a clear "not supported yet" error, never a silent fallback
-//! to plain v2 deletes whose semantics differ per vendor.
+//! Each implementation file declares one `Spec`: its name, constructor, flags, environment fallbacks, host
+//! rules, status probe, what its delete removes and whether it lists untagged manifests. Detection, name
+//! validation, the vendor flags, the settings allow-list, the probes and the help texts are all read from
+//! `SPECS`, so adding a vendor is one new file here plus its `mod` line and its entry in that list. A name
+//! without a spec (a vendor whose feature is compiled out) is unknown, never a silent fallback to plain v2
+//! deletes whose semantics differ per vendor.
 
 #[cfg(feature = "acr")]
 mod acr;
@@ -13,6 +15,8 @@ mod distribution;
 mod dockerhub;
 #[cfg(feature = "ecr")]
 mod ecr;
+#[cfg(test)]
+mod example;
 #[cfg(feature = "gcr")]
 mod gcr;
 mod github;
@@ -34,6 +38,7 @@ use crate::reference::{Repository, Target};
 use crate::registry::{Client, RegistryError};
 use crate::report::Entry;
 
+use probe::Probe;
 pub use probe::probe;
 pub use settings::Settings;
 
@@ -160,45 +165,82 @@ pub struct Flag {
     pub help: &'static str,
 }
 
-/// The implementations that have a module: name, constructor, and the flags it reads. One line per vendor.
-const IMPLEMENTATIONS: &[(&str, Constructor, &[Flag])] = &[
-    ("default", distribution::build, &[]),
-    ("dockerhub", dockerhub::build, dockerhub::FLAGS),
-    ("github", github::build, github::FLAGS),
-    ("gitlab", gitlab::build, gitlab::FLAGS),
+/// What the tables, the detection and the help texts need to know about one implementation; each
+/// implementation file declares one.
+struct Spec {
+    /// The `--repo-implementation` name, also [`Implementation::name`].
+    name: &'static str,
+    /// How the product is written in help texts (`GitHub`).
+    title: &'static str,
+    /// Makes the implementation for one registry.
+    build: Constructor,
+    /// The flags it reads through [`Settings`].
+    flags: &'static [Flag],
+    /// The variables outside the `REGKIT_`/`WERF_` families it reads as a last source ([`Settings::environment`]).
+    environment: &'static [&'static str],
+    /// The host rules that pick it, in match order; none when its hosts have arbitrary names.
+    hosts: &'static [HostRule],
+    /// The status endpoint that identifies it on a host no rule matched.
+    probe: Option<Probe>,
+    /// What deleting a tag removes.
+    delete_removes: DeleteRemoves,
+    /// Whether [`Implementation::list_untagged`] lists untagged manifests (named in `--untagged`'s help).
+    lists_untagged: bool,
+}
+
+impl Spec {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            delete_removes: self.delete_removes,
+        }
+    }
+}
+
+/// Every implementation, in the order `--repo-implementation`'s help and errors list them (werf's set, then
+/// artifactory and nexus); host rules are tried, and vendor flags shown in `--help`, in this order too.
+const SPECS: &[Spec] = &[
+    distribution::SPEC,
     #[cfg(feature = "ecr")]
-    ("ecr", ecr::build, &[]),
+    ecr::SPEC,
     #[cfg(feature = "acr")]
-    ("acr", acr::build, acr::FLAGS),
+    acr::SPEC,
+    dockerhub::SPEC,
     #[cfg(feature = "gcr")]
-    ("gcr", gcr::build, gcr::FLAGS),
-    ("harbor", harbor::build, harbor::FLAGS),
-    ("quay", quay::build, quay::FLAGS),
-    ("artifactory", artifactory::build, artifactory::FLAGS),
-    ("nexus", nexus::build, nexus::FLAGS),
+    gcr::SPEC,
+    github::SPEC,
+    gitlab::SPEC,
+    harbor::SPEC,
+    quay::SPEC,
+    artifactory::SPEC,
+    nexus::SPEC,
+    #[cfg(test)]
+    example::SPEC,
 ];
+
+fn spec(name: &str) -> Option<&'static Spec> {
+    SPECS.iter().find(|spec| spec.name == name)
+}
 
 /// Every vendor flag, for the command line.
 pub fn flags() -> impl Iterator<Item = &'static Flag> {
-    IMPLEMENTATIONS
-        .iter()
-        .flat_map(|(_, _, flags)| flags.iter())
+    SPECS.iter().flat_map(|spec| spec.flags.iter())
 }
 
-/// Every implementation name `--repo-implementation` accepts (werf's set plus artifactory and nexus).
-pub const NAMES: [&str; 11] = [
-    "default",
-    "ecr",
-    "acr",
-    "dockerhub",
-    "gcr",
-    "github",
-    "gitlab",
-    "harbor",
-    "quay",
-    "artifactory",
-    "nexus",
-];
+/// Every name `--repo-implementation` accepts, comma-separated, for help texts and errors.
+pub fn name_list() -> String {
+    let names: Vec<&str> = SPECS.iter().map(|spec| spec.name).collect();
+    names.join(", ")
+}
+
+/// The products whose untagged manifests `--untagged` can find (`ECR, ACR, …`), comma-separated.
+pub fn untagged_listers() -> String {
+    let titles: Vec<&str> = SPECS
+        .iter()
+        .filter(|spec| spec.lists_untagged)
+        .map(|spec| spec.title)
+        .collect();
+    titles.join(", ")
+}
 
 /// An anchored rule on the registry host (with port, if any: a port never matches a vendor's host).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,39 +279,6 @@ impl fmt::Display for HostRule {
     }
 }
 
-/// Host rules in match order. Harbor and Nexus hosts are arbitrary, so those are chosen by flag only.
-const DETECTION: &[(&str, &[HostRule])] = &[
-    ("ecr", &[HostRule::Ecr]),
-    ("acr", &[HostRule::Suffix(".azurecr.io")]),
-    (
-        "dockerhub",
-        &[
-            HostRule::Exact("docker.io"),
-            HostRule::Exact("index.docker.io"),
-            HostRule::Exact("registry-1.docker.io"),
-        ],
-    ),
-    (
-        "gcr",
-        &[
-            HostRule::Exact("gcr.io"),
-            HostRule::Suffix(".gcr.io"),
-            HostRule::Suffix("-docker.pkg.dev"),
-            HostRule::Suffix(".rep.pkg.dev"),
-        ],
-    ),
-    (
-        "github",
-        &[
-            HostRule::Exact("ghcr.io"),
-            HostRule::Exact("docker.pkg.github.com"),
-        ],
-    ),
-    ("gitlab", &[HostRule::Exact("registry.gitlab.com")]),
-    ("quay", &[HostRule::Exact("quay.io")]),
-    ("artifactory", &[HostRule::Suffix(".jfrog.io")]),
-];
-
 /// How an implementation was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DetectedBy {
@@ -297,7 +306,7 @@ impl fmt::Display for DetectedBy {
 /// The outcome of detection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Detection {
-    /// One of [`NAMES`].
+    /// The implementation's name, one of [`name_list`].
     pub name: &'static str,
     /// Why.
     pub by: DetectedBy,
@@ -307,18 +316,13 @@ pub struct Detection {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImplementationError {
     /// `--repo-implementation` named no known implementation.
-    #[error("unknown registry implementation {name:?}; use one of: {}", NAMES.join(", "))]
+    #[error(
+        "unknown registry implementation {name:?}; use one of: {}",
+        name_list()
+    )]
     Unknown {
         /// The name given.
         name: String,
-    },
-    /// A known implementation whose module is not written yet.
-    #[error(
-        "implementation {name} is not supported yet; use --repo-implementation default to delete through the plain v2 API"
-    )]
-    NotSupportedYet {
-        /// The implementation name.
-        name: &'static str,
     },
 }
 
@@ -327,29 +331,27 @@ pub enum ImplementationError {
 pub fn detect(registry: &str, forced: Option<&str>) -> Result<Detection, ImplementationError> {
     match forced.map(str::trim) {
         Some(name) if !name.is_empty() && name != "auto" => {
-            let lower = name.to_ascii_lowercase();
-            let known = NAMES.iter().find(|known| **known == lower).ok_or_else(|| {
-                ImplementationError::Unknown {
+            let known =
+                spec(&name.to_ascii_lowercase()).ok_or_else(|| ImplementationError::Unknown {
                     name: name.to_string(),
-                }
-            })?;
+                })?;
             Ok(Detection {
-                name: known,
+                name: known.name,
                 by: DetectedBy::Flag,
             })
         }
         _ => {
             let host = registry.to_ascii_lowercase();
-            for (name, rules) in DETECTION {
-                if let Some(rule) = rules.iter().find(|rule| rule.matches(&host)) {
+            for spec in SPECS {
+                if let Some(rule) = spec.hosts.iter().find(|rule| rule.matches(&host)) {
                     return Ok(Detection {
-                        name,
+                        name: spec.name,
                         by: DetectedBy::Host(*rule),
                     });
                 }
             }
             Ok(Detection {
-                name: "default",
+                name: distribution::SPEC.name,
                 by: DetectedBy::Fallback,
             })
         }
@@ -361,16 +363,10 @@ pub fn build(
     name: &'static str,
     context: Context,
 ) -> Result<Box<dyn Implementation>, ImplementationError> {
-    IMPLEMENTATIONS
-        .iter()
-        .find(|(known, _, _)| *known == name)
-        .map(|(_, constructor, _)| constructor(context))
-        .ok_or(ImplementationError::NotSupportedYet { name })
-}
-
-/// Whether `name` has a module (otherwise [`build`] answers [`ImplementationError::NotSupportedYet`]).
-pub fn implemented(name: &str) -> bool {
-    IMPLEMENTATIONS.iter().any(|(known, _, _)| *known == name)
+    let spec = spec(name).ok_or_else(|| ImplementationError::Unknown {
+        name: name.to_string(),
+    })?;
+    Ok((spec.build)(context))
 }
 
 #[cfg(test)]
@@ -469,19 +465,72 @@ mod tests {
     }
 
     #[test]
-    fn every_table_entry_is_a_known_name() {
-        for (name, _, _) in IMPLEMENTATIONS {
-            assert!(NAMES.contains(name), "{name}");
+    fn every_spec_has_its_own_name() {
+        for (index, spec) in SPECS.iter().enumerate() {
+            assert!(
+                SPECS[..index].iter().all(|other| other.name != spec.name),
+                "{}",
+                spec.name
+            );
         }
-        assert!(implemented("default"));
-        assert!(implemented("quay"));
-        assert!(!implemented("nope"));
-        for (name, _) in DETECTION {
-            assert!(NAMES.contains(name), "{name}");
-        }
+        assert!(spec("default").is_some());
+        assert!(spec("quay").is_some());
+        assert!(spec("nope").is_none());
+    }
+
+    /// `example.rs` is added as a new vendor would be (the file, its `mod` line, its entry in `SPECS`);
+    /// every table and help text has to pick it up from there.
+    #[test]
+    fn a_new_implementation_needs_only_its_spec() {
         assert_eq!(
-            ImplementationError::NotSupportedYet { name: "quay" }.to_string(),
-            "implementation quay is not supported yet; use --repo-implementation default to delete through the plain v2 API"
+            detect("registry.example.test", None).unwrap(),
+            Detection {
+                name: "example",
+                by: DetectedBy::Host(HostRule::Exact("registry.example.test"))
+            }
         );
+        assert_eq!(detect("ghcr.io", Some("Example")).unwrap().name, "example");
+        assert!(name_list().ends_with(", nexus, example"), "{}", name_list());
+        assert!(
+            detect("ghcr.io", Some("examples"))
+                .unwrap_err()
+                .to_string()
+                .ends_with(", nexus, example")
+        );
+        assert!(untagged_listers().ends_with(", Harbor, Example"));
+        assert!(flags().any(|flag| flag.name == "example-api-url"));
+        let settings = Settings::with_environment(
+            [],
+            [
+                ("REGKIT_EXAMPLE_API_URL", "https://api.example.test"),
+                ("EXAMPLE_TOKEN", "from-ci"),
+            ]
+            .map(|(name, value)| (name.to_string(), value.to_string())),
+        );
+        assert_eq!(
+            settings.text("example-api-url"),
+            Some("https://api.example.test")
+        );
+        assert!(settings.environment("EXAMPLE_TOKEN").is_some());
+        let probes: Vec<&str> = probe::probes().iter().map(|(name, _)| *name).collect();
+        assert_eq!(probes, ["harbor", "nexus", "artifactory", "example"]);
+        let client = Client::new(
+            "registry.example.test",
+            RegistryAuth::Anonymous,
+            &crate::registry::ClientOptions::default(),
+        )
+        .unwrap();
+        let vendor = build(
+            "example",
+            Context {
+                client,
+                auth: RegistryAuth::Anonymous,
+                parallel: 1,
+                settings,
+            },
+        )
+        .unwrap();
+        assert_eq!(vendor.name(), "example");
+        assert_eq!(vendor.capabilities().delete_removes, DeleteRemoves::Tag);
     }
 }

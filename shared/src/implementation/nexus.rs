@@ -17,14 +17,32 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::rest::{self, CallError, ListedTag, Listing, ListingNeeds, TagApi};
-use super::{Context, DeleteRemoves, Flag, Implementation};
+use super::{Context, DeleteRemoves, Flag, Implementation, Probe, Spec};
 use crate::dates::Timestamp;
 use crate::reference::Repository;
 use crate::registry::api::ApiClient;
 use crate::registry::{Deleted, RegistryError};
 
+pub(super) const SPEC: Spec = Spec {
+    name: "nexus",
+    title: "Nexus",
+    build,
+    flags: FLAGS,
+    environment: &[],
+    // Its hosts have arbitrary names: it is found by its probe, or forced.
+    hosts: &[],
+    probe: Some(Probe {
+        // Nexus REST API, "Status": 200 when the server can serve reads.
+        path: "/service/rest/v1/status",
+        recognise: |response| response.status == 200,
+        precedence: 1,
+    }),
+    delete_removes: DeleteRemoves::Manifest,
+    lists_untagged: false,
+};
+
 /// The flags the Nexus module reads.
-pub(super) const FLAGS: &[Flag] = &[
+const FLAGS: &[Flag] = &[
     Flag {
         name: "nexus-url",
         value_name: "URL",
@@ -109,8 +127,7 @@ fn query(pairs: &[(&str, &str)]) -> String {
 }
 
 impl TagApi for Nexus {
-    const NAME: &'static str = "nexus";
-    const REMOVES: DeleteRemoves = DeleteRemoves::Manifest;
+    const SPEC: &'static Spec = &SPEC;
 
     fn parallel(&self) -> usize {
         self.parallel

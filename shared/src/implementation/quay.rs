@@ -12,14 +12,26 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::rest::{self, CallError, ListedTag, Listing, ListingNeeds, TagApi};
-use super::{Context, DeleteRemoves, Flag, Implementation};
+use super::{Context, DeleteRemoves, Flag, HostRule, Implementation, Spec};
 use crate::dates::Timestamp;
 use crate::reference::Repository;
 use crate::registry::api::ApiClient;
 use crate::registry::{Deleted, RegistryError};
 
+pub(super) const SPEC: Spec = Spec {
+    name: "quay",
+    title: "Quay",
+    build,
+    flags: FLAGS,
+    environment: &[],
+    hosts: &[HostRule::Exact("quay.io")],
+    probe: None,
+    delete_removes: DeleteRemoves::Tag,
+    lists_untagged: false,
+};
+
 /// The flags the Quay module reads.
-pub(super) const FLAGS: &[Flag] = &[
+const FLAGS: &[Flag] = &[
     Flag {
         name: "repo-quay-token",
         value_name: "TOKEN",
@@ -81,8 +93,7 @@ fn repository_path(repository: &Repository) -> Result<String, RegistryError> {
 }
 
 impl TagApi for Quay {
-    const NAME: &'static str = "quay";
-    const REMOVES: DeleteRemoves = DeleteRemoves::Tag;
+    const SPEC: &'static Spec = &SPEC;
 
     fn parallel(&self) -> usize {
         self.parallel

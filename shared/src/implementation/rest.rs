@@ -12,7 +12,7 @@ use reqwest::Url;
 
 use super::delete::{self, Deletion, Planned, Removal, Step};
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Implementation, TagInfo,
+    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Implementation, Spec, TagInfo,
     UntaggedManifest,
 };
 use crate::dates::Timestamp;
@@ -166,12 +166,9 @@ impl From<RegistryError> for CallError {
 /// One vendor REST API; every such type is an [`Implementation`] through the impl below, which is the
 /// whole of what the vendors share.
 pub(super) trait TagApi {
-    /// The implementation name.
-    const NAME: &'static str;
-
-    /// What its tag delete removes; a removed tag is reported `untagged` when only the tag went,
-    /// `deleted` when its manifest went with it.
-    const REMOVES: DeleteRemoves;
+    /// Its spec, for the name and for what its tag delete removes (a removed tag is reported `untagged`
+    /// when only the tag went, `deleted` when its manifest went with it).
+    const SPEC: &'static Spec;
 
     /// Bound on concurrent delete calls.
     fn parallel(&self) -> usize;
@@ -241,13 +238,11 @@ pub(super) trait TagApi {
 
 impl<T: TagApi> Implementation for T {
     fn name(&self) -> &'static str {
-        T::NAME
+        T::SPEC.name
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            delete_removes: T::REMOVES,
-        }
+        T::SPEC.capabilities()
     }
 
     fn list_tags<'a>(
@@ -395,7 +390,7 @@ impl<T: TagApi> Deletion for T {
         let (result, removed) = match &removal.action {
             RestAction::Tag(listed) => (
                 self.delete_tag(repository, listed).await,
-                match T::REMOVES {
+                match T::SPEC.delete_removes {
                     DeleteRemoves::Tag => Outcome::Untagged(Method::Native),
                     _ => Outcome::Deleted(Method::Native),
                 },

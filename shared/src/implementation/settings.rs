@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use super::SPECS;
 use crate::secret::Secret;
 
 /// A read-only view of the vendor settings of one run.
@@ -37,8 +38,9 @@ impl Settings {
                 .filter(|(name, _)| {
                     name.starts_with("REGKIT_")
                         || name.starts_with("WERF_")
-                        || name == "GITHUB_TOKEN"
-                        || name == "CI_JOB_TOKEN"
+                        || SPECS
+                            .iter()
+                            .any(|spec| spec.environment.contains(&name.as_str()))
                 })
                 .filter_map(non_empty)
                 .collect(),
@@ -59,8 +61,8 @@ impl Settings {
         self.get(name).map(|value| value.expose().as_str())
     }
 
-    /// A variable outside the `REGKIT_`/`WERF_` families that a vendor documents as a last source
-    /// (`GITHUB_TOKEN`, `CI_JOB_TOKEN`).
+    /// A variable outside the `REGKIT_`/`WERF_` families that a vendor's spec lists as a last source
+    /// (`GITHUB_TOKEN`, `CI_JOB_TOKEN`); no other variable is kept.
     pub fn environment(&self, variable: &str) -> Option<&Secret<String>> {
         self.environment.get(variable)
     }
