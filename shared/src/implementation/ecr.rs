@@ -26,6 +26,7 @@ use crate::ecr::images::{EcrRepositories, Image, ImageId, Outcome};
 use crate::ecr::{EcrError, EcrRegistry, Env};
 use crate::reference::{Repository, Target};
 use crate::registry::RegistryError;
+use crate::registry::pager::Unbounded;
 use crate::report::{Entry, FailureKind, Method, Outcome as EntryOutcome};
 
 pub(super) fn build(context: Context) -> Box<dyn Implementation> {
@@ -126,6 +127,10 @@ fn registry_error(error: EcrError, host: &str) -> RegistryError {
             operation,
             message,
         },
+        EcrError::Unbounded(unbounded) => RegistryError::Unbounded(Unbounded {
+            registry,
+            ..unbounded
+        }),
     }
 }
 
