@@ -81,14 +81,15 @@ impl Forever {
 /// The policy under which every tag of a repository goes.
 pub const DELETE_EVERY_TAG: [&str; 3] = ["--match", ".", "--yes"];
 
-/// Checks a `regkit tags` and a `regkit cleanup` ([`DELETE_EVERY_TAG`]) of `repository` (`host/path`)
-/// against a stand-in whose listing never ends: both exit 1 with one line naming the repository and
-/// `problem`, the cleanup plans nothing, and the server saw no DELETE.
+/// Checks a `regkit tags` and a `regkit cleanup` ([`DELETE_EVERY_TAG`]) of a repository against a
+/// stand-in whose listing never ends: both exit 1 with one line holding `names` (how the error names the
+/// repository: `host/path`, or the path where the API is named instead of the host) and `problem`, the
+/// cleanup plans nothing, and the server saw no DELETE.
 pub fn assert_listing_refused(
     tags: &Run,
     cleanup: &Run,
     deletes: &[(String, u16)],
-    repository: &str,
+    names: &str,
     problem: &str,
 ) {
     for run in [tags, cleanup] {
@@ -98,7 +99,7 @@ pub fn assert_listing_refused(
             .lines()
             .find(|line| line.contains("does not end"))
             .unwrap_or_else(|| panic!("no listing error: {}", run.stderr));
-        assert!(line.contains(repository), "{line}");
+        assert!(line.contains(names), "{line}");
         assert!(line.contains(problem), "{line}");
         assert!(line.contains("refusing a partial listing"), "{line}");
     }
