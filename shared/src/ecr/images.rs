@@ -772,6 +772,7 @@ mod tests {
         let error = ready(list_images(&api, "r")).unwrap_err();
         assert!(error.to_string().contains("repeats nextToken"), "{error}");
         assert_eq!(*api.pages.borrow(), 2);
+        assert!(matches!(error, EcrError::Unbounded(_)), "{error:?}");
     }
 
     #[test]

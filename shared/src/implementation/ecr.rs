@@ -528,5 +528,19 @@ mod tests {
             ),
             RegistryError::RepositoryNotFound { .. }
         ));
+        // The ECR listing knows no host; the error gets it here, and stays a listing failure (exit 1).
+        let unbounded = registry_error(
+            EcrError::Unbounded(Unbounded {
+                registry: String::new(),
+                operation: "DescribeImages of r".into(),
+                problem: crate::registry::pager::Runaway::TooManyPages(10_000),
+            }),
+            host,
+        );
+        assert_eq!(failure_kind(&unbounded), FailureKind::Other);
+        assert_eq!(
+            unbounded.to_string(),
+            "h: DescribeImages of r does not end (more than 10000 pages); refusing a partial listing"
+        );
     }
 }

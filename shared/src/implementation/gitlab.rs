@@ -147,7 +147,7 @@ impl GitLab {
                 let response = self.send(api, Http::GET, path, operation).await?;
                 match response.status {
                     200 => {}
-                    // The caller's `None`: the pager only sees a last page.
+                    // The caller's `None`; to the pager, a last and empty page.
                     404 => {
                         missing.set(true);
                         return Ok(Page::new(Vec::new(), None, ()));

@@ -115,6 +115,7 @@ impl Harbor {
         let api = self.api()?;
         let (project, name) = split(repository)?;
         let operation = format!("list artifacts of {repository}");
+        // X-Total-Count is compared with every artifact so far, across the pager's calls.
         let listed = Cell::new(0);
         let fetch = |page: Option<usize>| {
             let (project, name, operation, listed) = (&project, &name, &operation, &listed);
