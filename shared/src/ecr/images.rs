@@ -18,6 +18,7 @@ use super::host::EcrRegistry;
 use super::identity::{Identity, IdentityMap};
 use super::{EcrError, Env};
 use crate::dates::Timestamp;
+use crate::registry::pager::{self, Pager};
 
 /// The most image ids one `BatchDeleteImage` accepts.
 pub const MAX_BATCH: usize = 100;
@@ -388,11 +389,14 @@ fn failure(failure: &aws_sdk_ecr::types::ImageFailure) -> Failure {
 
 /// Every image of `repository`, following `nextToken` to the end.
 pub(crate) async fn list_images(api: &impl Api, repository: &str) -> Result<Vec<Image>, EcrError> {
-    follow_tokens("DescribeImages", repository, |token| async move {
-        let page = api.describe_page(repository, token).await?;
-        Ok((page.images, page.next_token))
-    })
-    .await
+    let operation = format!("DescribeImages of {repository}");
+    Pager::new("", &operation, "nextToken")
+        .collect(|token| async move {
+            let page = api.describe_page(repository, token).await?;
+            let digests: Vec<String> = page.images.iter().map(|i| i.digest.clone()).collect();
+            Ok::<_, EcrError>(pager::Page::new(page.images, page.next_token, digests))
+        })
+        .await
 }
 
 /// See [`EcrRepositories::repositories`]. `DescribeRepositories` has no name filter, so every page is
@@ -401,46 +405,17 @@ pub(crate) async fn list_repositories(
     api: &impl RepositoryApi,
     prefix: &str,
 ) -> Result<Vec<String>, EcrError> {
-    let mut names = follow_tokens("DescribeRepositories", "the repository list", |token| {
-        api.repositories_page(token)
-    })
-    .await?;
+    let mut names = Pager::new("", "DescribeRepositories", "nextToken")
+        .collect(|token| async move {
+            let (names, next) = api.repositories_page(token).await?;
+            let content = names.clone();
+            Ok::<_, EcrError>(pager::Page::new(names, next, content))
+        })
+        .await?;
     names.retain(|name| name.starts_with(prefix));
     names.sort();
     names.dedup();
     Ok(names)
-}
-
-/// Calls `page` with each `nextToken` until there is none; `what` names the listing in errors. A token
-/// seen twice ends the listing with an error instead of looping.
-async fn follow_tokens<T, F, Fut>(
-    operation: &str,
-    what: &str,
-    mut page: F,
-) -> Result<Vec<T>, EcrError>
-where
-    F: FnMut(Option<String>) -> Fut,
-    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>), EcrError>>,
-{
-    let mut items = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut token = None;
-    loop {
-        let (found, next_token) = page(token).await?;
-        items.extend(found);
-        match next_token {
-            Some(next) if !seen.insert(next.clone()) => {
-                return Err(EcrError::Api {
-                    registry: String::new(),
-                    operation: operation.into(),
-                    status: None,
-                    message: format!("pagination repeats nextToken for {what}"),
-                });
-            }
-            Some(next) => token = Some(next),
-            None => return Ok(items),
-        }
-    }
 }
 
 /// See [`EcrRepositories::untagged`]. Every image that may be an index is read, [`MAX_GET`] per call, so
@@ -797,6 +772,7 @@ mod tests {
         let error = ready(list_images(&api, "r")).unwrap_err();
         assert!(error.to_string().contains("repeats nextToken"), "{error}");
         assert_eq!(*api.pages.borrow(), 2);
+        assert!(matches!(error, EcrError::Unbounded(_)), "{error:?}");
     }
 
     #[test]

@@ -123,4 +123,8 @@ pub enum EcrError {
         /// The error code and message.
         message: String,
     },
+    /// A listing that never ends (its registry is filled in by the cleanup implementation).
+    #[cfg(feature = "registry")]
+    #[error(transparent)]
+    Unbounded(#[from] crate::registry::pager::Unbounded),
 }

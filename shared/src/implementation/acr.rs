@@ -28,6 +28,7 @@ use crate::dockerconfig::RegistryAuth;
 use crate::reference::Repository;
 use crate::registry::api::{ApiClient, ApiResponse};
 use crate::registry::auth::parse_www_authenticate;
+use crate::registry::pager::{Page, Pager};
 use crate::registry::{ClientOptions, Deleted, RegistryError};
 use crate::secret::Secret;
 
@@ -236,35 +237,37 @@ impl Acr {
             .await
     }
 
-    /// Every page of an `/acr/v1` listing starting at `path`, following the `Link` header.
-    async fn pages<T: DeserializeOwned>(
+    /// Every item of an `/acr/v1` listing starting at `path`, following the `Link` header; `items` takes
+    /// them out of a page.
+    async fn pages<P: DeserializeOwned, T>(
         &self,
-        mut path: String,
+        path: String,
         operation: &str,
         repository: &Repository,
+        items: impl Fn(P) -> Vec<T>,
     ) -> Result<Vec<T>, RegistryError> {
-        let mut pages = Vec::new();
-        loop {
-            let response = self
-                .call(Method::GET, &path, operation, repository, "metadata_read")
-                .await?;
-            let api = rest::built_client(&self.api)?;
-            match response.status {
-                200 => {}
-                404 => {
-                    return Err(RegistryError::RepositoryNotFound {
-                        registry: repository.registry.clone(),
-                        repository: repository.path.clone(),
-                    });
+        let (first, items) = (&path, &items);
+        Pager::new(&repository.registry, operation, "the next link")
+            .collect(|path: Option<String>| async move {
+                let path = path.as_ref().unwrap_or(first);
+                let response = self
+                    .call(Method::GET, path, operation, repository, "metadata_read")
+                    .await?;
+                let api = rest::built_client(&self.api)?;
+                match response.status {
+                    200 => {}
+                    404 => {
+                        return Err(RegistryError::RepositoryNotFound {
+                            registry: repository.registry.clone(),
+                            repository: repository.path.clone(),
+                        });
+                    }
+                    _ => return Err(api.status_error(&response, operation, LIST_HINT)),
                 }
-                _ => return Err(api.status_error(&response, operation, LIST_HINT)),
-            }
-            pages.push(api.json(&response, operation)?);
-            match response.next_link() {
-                Some(next) => path = next,
-                None => return Ok(pages),
-            }
-        }
+                let page = items(api.json(&response, operation)?);
+                Ok(Page::new(page, response.next_link(), response.body))
+            })
+            .await
     }
 
     /// The manifests of `repository` no tag points at, from the manifest listing.
@@ -274,10 +277,12 @@ impl Acr {
             "/acr/v1/{}/_manifests?api-version={API_VERSION}&n={PAGE_SIZE}",
             rest::encode(&repository.path)
         );
-        let pages: Vec<ManifestList> = self.pages(path, &operation, repository).await?;
-        Ok(Untagged::from_manifests(
-            pages.into_iter().flat_map(|page| page.manifests).collect(),
-        ))
+        let manifests = self
+            .pages(path, &operation, repository, |page: ManifestList| {
+                page.manifests
+            })
+            .await?;
+        Ok(Untagged::from_manifests(manifests))
     }
 
     /// An access token for `scope` from the registry's `/oauth2/token`.
@@ -361,9 +366,11 @@ impl TagApi for Acr {
             "/acr/v1/{}/_tags?api-version={API_VERSION}&n={PAGE_SIZE}&orderby=timedesc",
             rest::encode(&repository.path)
         );
-        let pages: Vec<TagList> = self.pages(path, &operation, repository).await?;
+        let tags = self
+            .pages(path, &operation, repository, |page: TagList| page.tags)
+            .await?;
         let mut listing = Listing::default();
-        listing.tags.extend(pages.into_iter().flat_map(|page| page.tags).map(|tag| {
+        listing.tags.extend(tags.into_iter().map(|tag| {
             let locked = Changeable::locked(tag.changeable_attributes.as_ref());
             ListedTag {
                 handle: tag.name.clone(),

@@ -21,6 +21,7 @@ use super::{Context, DeleteRemoves, Flag, HostRule, Implementation, Probe, Spec}
 use crate::dates::Timestamp;
 use crate::reference::Repository;
 use crate::registry::api::ApiClient;
+use crate::registry::pager::{Page, Pager};
 use crate::registry::{Deleted, RegistryError};
 
 pub(super) const SPEC: Spec = Spec {
@@ -228,34 +229,39 @@ impl TagApi for Artifactory {
         let api = rest::built_client(&self.api)?;
         let (key, image) = self.locate(repository)?;
         let operation = format!("list tags of {repository}");
-        let mut tags: Vec<String> = Vec::new();
-        let mut path = format!("/artifactory/api/docker/{key}/v2/{image}/tags/list?n={PAGE_SIZE}");
-        loop {
-            let response = api.send(Method::GET, &path, &operation).await?;
-            match response.status {
-                200 => {}
-                404 => {
-                    return Err(RegistryError::RepositoryNotFound {
-                        registry: repository.registry.clone(),
-                        repository: repository.path.clone(),
-                    });
+        let fetch = |path: Option<String>| {
+            let (key, image, operation) = (&key, &image, &operation);
+            async move {
+                let path = path.unwrap_or_else(|| {
+                    format!("/artifactory/api/docker/{key}/v2/{image}/tags/list?n={PAGE_SIZE}")
+                });
+                let response = api.send(Method::GET, &path, operation).await?;
+                match response.status {
+                    200 => {}
+                    404 => {
+                        return Err(RegistryError::RepositoryNotFound {
+                            registry: repository.registry.clone(),
+                            repository: repository.path.clone(),
+                        });
+                    }
+                    _ => return Err(api.status_error(&response, operation, AUTH_HINT)),
                 }
-                _ => return Err(api.status_error(&response, &operation, AUTH_HINT)),
+                let page: TagsList = api.json(&response, operation)?;
+                let page = page.tags.unwrap_or_default();
+                let next = match (response.next_link(), page.last()) {
+                    (Some(next), _) => Some(next),
+                    (None, Some(last)) if page.len() >= PAGE_SIZE => Some(format!(
+                        "/artifactory/api/docker/{key}/v2/{image}/tags/list?n={PAGE_SIZE}&last={}",
+                        rest::encode(last)
+                    )),
+                    _ => None,
+                };
+                Ok(Page::new(page, next, response.body))
             }
-            let page: TagsList = api.json(&response, &operation)?;
-            let page = page.tags.unwrap_or_default();
-            let full = page.len() >= PAGE_SIZE;
-            let last = page.last().cloned();
-            tags.extend(page);
-            path = match (response.next_link(), last) {
-                (Some(next), _) => next,
-                (None, Some(last)) if full => format!(
-                    "/artifactory/api/docker/{key}/v2/{image}/tags/list?n={PAGE_SIZE}&last={}",
-                    rest::encode(&last)
-                ),
-                _ => break,
-            };
-        }
+        };
+        let tags: Vec<String> = Pager::new(&repository.registry, &operation, "the next link")
+            .collect(fetch)
+            .await?;
         let (key, image) = (&key, &image);
         let tags = stream::iter(tags)
             .map(|tag| self.details(key, image, tag, needs))

@@ -25,6 +25,7 @@ use crate::dates::Timestamp;
 use crate::dockerconfig::RegistryAuth;
 use crate::reference::{Repository, Target};
 use crate::registry::api::{ApiClient, ApiResponse};
+use crate::registry::pager::{self, Pager};
 use crate::registry::{Deleted, RegistryError};
 use crate::report::{Entry, Method, Outcome};
 use crate::secret::Secret;
@@ -34,9 +35,6 @@ const DEFAULT_API_URL: &str = "https://hub.docker.com";
 
 /// Hub's largest page.
 const PAGE_SIZE: u32 = 100;
-
-/// Bound on pages of one listing, against an API whose `next` never ends.
-const MAX_PAGES: usize = 10_000;
 
 /// What works for deleting tags, for every authentication hint.
 const CREDENTIAL_HINT: &str = "give --repo-docker-hub-username with the account password (or a personal access token with Read, Write, Delete scope), or --repo-docker-hub-token with a Hub JWT";
@@ -218,36 +216,36 @@ impl DockerHub {
     /// Every result of a paginated listing starting at `path`; a 404 means `missing` does not exist.
     async fn pages<T: serde::de::DeserializeOwned>(
         &self,
-        mut path: String,
+        path: String,
         operation: &str,
         missing: &str,
     ) -> Result<Vec<T>, RegistryError> {
         let api = self.api().await?;
-        let mut results = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let response = api.send(Http::GET, &path, operation).await?;
-            match response.status {
-                200 => {}
-                404 => {
-                    return Err(RegistryError::RepositoryNotFound {
-                        registry: api.label().to_string(),
-                        repository: missing.to_string(),
-                    });
+        let first = &path;
+        Pager::new(api.label(), operation, "the next link")
+            .collect(|path: Option<String>| async move {
+                let path = path.as_ref().unwrap_or(first);
+                let response = api.send(Http::GET, path, operation).await?;
+                match response.status {
+                    200 => {}
+                    404 => {
+                        return Err(RegistryError::RepositoryNotFound {
+                            registry: api.label().to_string(),
+                            repository: missing.to_string(),
+                        });
+                    }
+                    _ => return Err(api.status_error(&response, operation, CREDENTIAL_HINT)),
                 }
-                _ => return Err(api.status_error(&response, operation, CREDENTIAL_HINT)),
-            }
-            let page: Page<T> = api.json(&response, operation)?;
-            results.extend(page.results);
-            match page.next.filter(|next| !next.is_empty()) {
-                Some(next) => path = next,
-                None => return Ok(results),
-            }
-        }
-        Err(RegistryError::InvalidResponse {
-            registry: api.label().to_string(),
-            operation: operation.to_string(),
-            message: format!("more than {MAX_PAGES} pages"),
-        })
+                let page: Page<T> = api.json(&response, operation)?;
+                let next = page.next.filter(|next| !next.is_empty());
+                // The body carries the next and previous links, so the results alone tell a repeated
+                // page.
+                let results = serde_json::from_slice::<serde_json::Value>(&response.body)
+                    .map(|body| body["results"].to_string())
+                    .unwrap_or_default();
+                Ok(pager::Page::new(page.results, next, results))
+            })
+            .await
     }
 
     async fn delete_tag(

@@ -26,6 +26,7 @@ use crate::ecr::images::{EcrRepositories, Image, ImageId, Outcome};
 use crate::ecr::{EcrError, EcrRegistry, Env};
 use crate::reference::{Repository, Target};
 use crate::registry::RegistryError;
+use crate::registry::pager::Unbounded;
 use crate::report::{Entry, FailureKind, Method, Outcome as EntryOutcome};
 
 pub(super) const SPEC: Spec = Spec {
@@ -138,6 +139,10 @@ fn registry_error(error: EcrError, host: &str) -> RegistryError {
             operation,
             message,
         },
+        EcrError::Unbounded(unbounded) => RegistryError::Unbounded(Unbounded {
+            registry,
+            ..unbounded
+        }),
     }
 }
 
@@ -533,5 +538,19 @@ mod tests {
             ),
             RegistryError::RepositoryNotFound { .. }
         ));
+        // The ECR listing knows no host; the error gets it here, and stays a listing failure (exit 1).
+        let unbounded = registry_error(
+            EcrError::Unbounded(Unbounded {
+                registry: String::new(),
+                operation: "DescribeImages of r".into(),
+                problem: crate::registry::pager::Runaway::TooManyPages(10_000),
+            }),
+            host,
+        );
+        assert_eq!(failure_kind(&unbounded), FailureKind::Other);
+        assert_eq!(
+            unbounded.to_string(),
+            "h: DescribeImages of r does not end (more than 10000 pages); refusing a partial listing"
+        );
     }
 }

@@ -32,6 +32,7 @@ use crate::dockerconfig::RegistryAuth;
 use crate::gcr::{USERNAME, google};
 use crate::reference::Repository;
 use crate::registry::api::ApiClient;
+use crate::registry::pager::{Page, Pager};
 use crate::registry::{Client, ClientOptions, Deleted, MANIFEST_MEDIA_TYPES, RegistryError};
 use crate::secret::Secret;
 
@@ -74,8 +75,6 @@ const FLAGS: &[Flag] = &[
 const DEFAULT_API: &str = "https://artifactregistry.googleapis.com";
 /// Items per page; the API's maximum.
 const PAGE_SIZE: usize = 1000;
-/// Bound on pages, against an API whose page tokens never end.
-const MAX_PAGES: usize = 10_000;
 
 const LIST_HINT: &str = "the caller needs artifactregistry.tags.list and artifactregistry.versions.list (roles/artifactregistry.reader) on the repository";
 const DELETE_HINT: &str = "the caller needs artifactregistry.repositories.deleteArtifacts and artifactregistry.tags.delete (roles/artifactregistry.repoAdmin) on the repository";
@@ -271,42 +270,35 @@ impl Gcr {
         path: &str,
         operation: &str,
         repository: &Repository,
-        mut page: impl FnMut(
+        page: impl Fn(
             &ApiClient,
             &crate::registry::api::ApiResponse,
         ) -> Result<(Vec<T>, Option<String>), RegistryError>,
     ) -> Result<Vec<T>, RegistryError> {
         let api = self.client().await?;
-        let mut items = Vec::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let url = match &token {
-                Some(token) => format!("{path}&pageToken={}", rest::encode(token)),
-                None => path.to_owned(),
-            };
-            let response = api.send(Method::GET, &url, operation).await?;
-            match response.status {
-                200 => {}
-                404 => {
-                    return Err(RegistryError::RepositoryNotFound {
-                        registry: repository.registry.clone(),
-                        repository: repository.path.clone(),
-                    });
+        let page = &page;
+        Pager::new(&repository.registry, operation, "nextPageToken")
+            .collect(|token: Option<String>| async move {
+                let url = match &token {
+                    Some(token) => format!("{path}&pageToken={}", rest::encode(token)),
+                    None => path.to_owned(),
+                };
+                let response = api.send(Method::GET, &url, operation).await?;
+                match response.status {
+                    200 => {}
+                    404 => {
+                        return Err(RegistryError::RepositoryNotFound {
+                            registry: repository.registry.clone(),
+                            repository: repository.path.clone(),
+                        });
+                    }
+                    _ => return Err(api.status_error(&response, operation, LIST_HINT)),
                 }
-                _ => return Err(api.status_error(&response, operation, LIST_HINT)),
-            }
-            let (batch, next) = page(api, &response)?;
-            items.extend(batch);
-            match next.filter(|next| !next.is_empty()) {
-                Some(next) => token = Some(next),
-                None => return Ok(items),
-            }
-        }
-        Err(RegistryError::InvalidResponse {
-            registry: api.label().to_owned(),
-            operation: operation.to_owned(),
-            message: format!("more than {MAX_PAGES} pages"),
-        })
+                let (batch, next) = page(api, &response)?;
+                let next = next.filter(|next| !next.is_empty());
+                Ok(Page::new(batch, next, response.body))
+            })
+            .await
     }
 
     /// Every tag of `package`.

@@ -19,6 +19,7 @@
 //! ghcr.io has no `_catalog`, so `regkit cleanup ghcr.io/OWNER/*` lists the owner's container packages
 //! (`/users/{owner}/packages` for a user, who need not own the token).
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use reqwest::Method as Http;
@@ -34,6 +35,7 @@ use crate::dates::{self, Timestamp};
 use crate::reference::{Repository, Target};
 use crate::registry::RegistryError;
 use crate::registry::api::{ApiClient, ApiResponse};
+use crate::registry::pager::{Page, Pager};
 use crate::report::{Entry, FailureKind, Method, Outcome};
 
 /// GitHub.com's REST API.
@@ -41,9 +43,6 @@ const DEFAULT_API_URL: &str = "https://api.github.com";
 
 /// GitHub's largest page.
 const PER_PAGE: u32 = 100;
-
-/// Bound on pages of one listing.
-const MAX_PAGES: usize = 10_000;
 
 const TOKEN_HINT: &str = "give --repo-github-token (or GITHUB_TOKEN) a token with the read:packages and delete:packages scopes; a workflow's default GITHUB_TOKEN may not be enough (it deletes only packages whose repository grants the workflow admin access)";
 
@@ -216,29 +215,24 @@ impl GitHub {
     /// Every item of a paginated listing starting at `path`; a 404 is `not_found` when given.
     async fn list<T: serde::de::DeserializeOwned>(
         &self,
-        mut path: String,
+        path: String,
         operation: &str,
-        mut not_found: Option<RegistryError>,
+        not_found: Option<RegistryError>,
     ) -> Result<Vec<T>, RegistryError> {
-        let mut items = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let response = self.send(Http::GET, &path, operation).await?;
-            match response.status {
-                200 => {}
-                404 if let Some(error) = not_found.take() => return Err(error),
-                _ => return Err(self.status_error(&response, operation).await),
-            }
-            items.extend(self.api().await?.json::<Vec<T>>(&response, operation)?);
-            match response.next_link() {
-                Some(next) => path = next,
-                None => return Ok(items),
-            }
-        }
-        Err(RegistryError::InvalidResponse {
-            registry: "GitHub API".into(),
-            operation: operation.to_string(),
-            message: format!("more than {MAX_PAGES} pages"),
-        })
+        let (first, not_found) = (&path, &Cell::new(not_found));
+        Pager::new("GitHub API", operation, "the next link")
+            .collect(|path: Option<String>| async move {
+                let path = path.as_ref().unwrap_or(first);
+                let response = self.send(Http::GET, path, operation).await?;
+                match response.status {
+                    200 => {}
+                    404 if let Some(error) = not_found.take() => return Err(error),
+                    _ => return Err(self.status_error(&response, operation).await),
+                }
+                let items = self.api().await?.json::<Vec<T>>(&response, operation)?;
+                Ok(Page::new(items, response.next_link(), response.body))
+            })
+            .await
     }
 
     async fn versions(&self, package: &Package) -> Result<Vec<Version>, RegistryError> {

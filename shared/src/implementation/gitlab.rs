@@ -11,7 +11,7 @@
 //! repositories of the longest leading part of the prefix that is a group (`/groups/{id}/registry/
 //! repositories`, in container_registry.md) or a project, and keeps those under the prefix.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use futures_util::stream::{self, StreamExt};
@@ -26,6 +26,7 @@ use super::{
 use crate::dates::Timestamp;
 use crate::reference::{Repository, Target};
 use crate::registry::api::{ApiClient, ApiResponse};
+use crate::registry::pager::{Page, Pager};
 use crate::registry::{Deleted, RegistryError};
 use crate::report::{Entry, FailureKind, Method, Outcome};
 use crate::secret::Secret;
@@ -35,9 +36,6 @@ const DEFAULT_API_URL: &str = "https://gitlab.com/api/v4";
 
 /// GitLab's largest page.
 const PER_PAGE: u32 = 100;
-
-/// Bound on pages of one listing.
-const MAX_PAGES: usize = 10_000;
 
 /// What works, for authentication hints.
 const TOKEN_HINT: &str = "give --repo-gitlab-token with a personal, project or group access token with the api scope and at least the Developer role (Maintainer for protected tags), or run inside GitLab CI with CI_JOB_TOKEN";
@@ -155,31 +153,30 @@ impl GitLab {
         first: &str,
         operation: &str,
     ) -> Result<Option<Vec<T>>, RegistryError> {
-        let mut items = Vec::new();
-        let mut path = first.to_string();
-        for _ in 0..MAX_PAGES {
-            let response = self.send(api, Http::GET, &path, operation).await?;
-            match response.status {
-                200 => {}
-                404 => return Ok(None),
-                _ => return Err(api.status_error(&response, operation, TOKEN_HINT)),
-            }
-            items.extend(api.json::<Vec<T>>(&response, operation)?);
-            let next = response.next_link().or_else(|| {
-                let page = response.header("x-next-page").filter(|p| !p.is_empty())?;
-                let base = path.split('?').next().unwrap_or(&path);
-                Some(format!("{base}?per_page={PER_PAGE}&page={page}"))
-            });
-            match next {
-                Some(next) => path = next,
-                None => return Ok(Some(items)),
-            }
-        }
-        Err(RegistryError::InvalidResponse {
-            registry: api.label().to_string(),
-            operation: operation.to_string(),
-            message: format!("more than {MAX_PAGES} pages"),
-        })
+        let missing = &Cell::new(false);
+        let items = Pager::new(api.label(), operation, "the next page")
+            .collect(|path: Option<String>| async move {
+                let path = path.as_deref().unwrap_or(first);
+                let response = self.send(api, Http::GET, path, operation).await?;
+                match response.status {
+                    200 => {}
+                    // The caller's `None`; to the pager, a last and empty page.
+                    404 => {
+                        missing.set(true);
+                        return Ok(Page::new(Vec::new(), None, ()));
+                    }
+                    _ => return Err(api.status_error(&response, operation, TOKEN_HINT)),
+                }
+                let items = api.json::<Vec<T>>(&response, operation)?;
+                let next = response.next_link().or_else(|| {
+                    let page = response.header("x-next-page").filter(|p| !p.is_empty())?;
+                    let base = path.split('?').next().unwrap_or(path);
+                    Some(format!("{base}?per_page={PER_PAGE}&page={page}"))
+                });
+                Ok(Page::new(items, next, response.body))
+            })
+            .await?;
+        Ok((!missing.get()).then_some(items))
     }
 
     async fn api(&self) -> Result<&ApiClient, RegistryError> {

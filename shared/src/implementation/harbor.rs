@@ -10,6 +10,7 @@
 //! `listArtifacts`, `deleteTag`, `deleteArtifact`. Credentials are HTTP Basic: a user, a CLI secret or a
 //! robot account (`robot$…`), which, unlike the v2 digest delete werf uses, can remove tags.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 
 use reqwest::Method;
@@ -20,6 +21,7 @@ use super::{Context, DeleteRemoves, Flag, Implementation, Probe, Spec, UntaggedM
 use crate::dates::Timestamp;
 use crate::reference::Repository;
 use crate::registry::api::{ApiClient, ApiResponse};
+use crate::registry::pager::{Page, Pager};
 use crate::registry::{Deleted, RegistryError};
 
 pub(super) const SPEC: Spec = Spec {
@@ -136,37 +138,42 @@ impl Harbor {
         let api = self.api()?;
         let (project, name) = split(repository)?;
         let operation = format!("list artifacts of {repository}");
-        let mut artifacts = Vec::new();
-        for page in 1.. {
-            let path = format!(
-                "/api/v2.0/projects/{project}/repositories/{name}/artifacts?with_tag=true&with_immutable_status=true&page={page}&page_size={PAGE_SIZE}"
-            );
-            let response = api.send(Method::GET, &path, &operation).await?;
-            match response.status {
-                200 => {}
-                404 => {
-                    return Err(RegistryError::RepositoryNotFound {
-                        registry: repository.registry.clone(),
-                        repository: repository.path.clone(),
-                    });
+        // X-Total-Count is compared with every artifact so far, across the pager's calls.
+        let listed = Cell::new(0);
+        let fetch = |page: Option<usize>| {
+            let (project, name, operation, listed) = (&project, &name, &operation, &listed);
+            async move {
+                let page = page.unwrap_or(1);
+                let path = format!(
+                    "/api/v2.0/projects/{project}/repositories/{name}/artifacts?with_tag=true&with_immutable_status=true&page={page}&page_size={PAGE_SIZE}"
+                );
+                let response = api.send(Method::GET, &path, operation).await?;
+                match response.status {
+                    200 => {}
+                    404 => {
+                        return Err(RegistryError::RepositoryNotFound {
+                            registry: repository.registry.clone(),
+                            repository: repository.path.clone(),
+                        });
+                    }
+                    _ => return Err(self.fail(api, &response, operation)),
                 }
-                _ => return Err(self.fail(api, &response, &operation)),
+                let batch: Vec<Artifact> = api.json(&response, operation)?;
+                let count = batch.len();
+                listed.set(listed.get() + count);
+                let total = response
+                    .header("x-total-count")
+                    .and_then(|total| total.parse::<usize>().ok());
+                let more = match total {
+                    Some(total) => listed.get() < total && count > 0,
+                    None => count == PAGE_SIZE,
+                };
+                Ok(Page::new(batch, more.then_some(page + 1), response.body))
             }
-            let batch: Vec<Artifact> = api.json(&response, &operation)?;
-            let count = batch.len();
-            artifacts.extend(batch);
-            let total = response
-                .header("x-total-count")
-                .and_then(|total| total.parse::<usize>().ok());
-            let more = match total {
-                Some(total) => artifacts.len() < total && count > 0,
-                None => count == PAGE_SIZE,
-            };
-            if !more {
-                break;
-            }
-        }
-        Ok(artifacts)
+        };
+        Pager::new(&repository.registry, &operation, "the page number")
+            .collect(fetch)
+            .await
     }
 
     async fn delete_call(&self, path: String, operation: String) -> Result<Deleted, CallError> {

@@ -21,6 +21,7 @@ use super::{Context, DeleteRemoves, Flag, Implementation, Probe, Spec};
 use crate::dates::Timestamp;
 use crate::reference::Repository;
 use crate::registry::api::ApiClient;
+use crate::registry::pager::{self, Pager};
 use crate::registry::{Deleted, RegistryError};
 
 pub(super) const SPEC: Spec = Spec {
@@ -140,31 +141,34 @@ impl TagApi for Nexus {
     ) -> Result<Listing, RegistryError> {
         let api = rest::built_client(&self.api)?;
         let operation = format!("search components of {repository}");
-        let mut components = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut pairs = vec![
-                ("format", "docker"),
-                ("docker.imageName", repository.path.as_str()),
-            ];
-            if let Some(name) = &self.repository {
-                pairs.push(("repository", name));
+        let fetch = |token: Option<String>| {
+            let operation = &operation;
+            async move {
+                let mut pairs = vec![
+                    ("format", "docker"),
+                    ("docker.imageName", repository.path.as_str()),
+                ];
+                if let Some(name) = &self.repository {
+                    pairs.push(("repository", name));
+                }
+                if let Some(token) = &token {
+                    pairs.push(("continuationToken", token));
+                }
+                let path = format!("/service/rest/v1/search?{}", query(&pairs));
+                let response = api.send(Method::GET, &path, operation).await?;
+                if response.status != 200 {
+                    return Err(api.status_error(&response, operation, AUTH_HINT));
+                }
+                let page: Page = api.json(&response, operation)?;
+                let next = page.continuation_token.filter(|token| !token.is_empty());
+                // The body carries the token, so the components alone tell a repeated page.
+                let ids: Vec<String> = page.items.iter().map(|item| item.id.clone()).collect();
+                Ok(pager::Page::new(page.items, next, ids))
             }
-            if let Some(token) = &token {
-                pairs.push(("continuationToken", token));
-            }
-            let path = format!("/service/rest/v1/search?{}", query(&pairs));
-            let response = api.send(Method::GET, &path, &operation).await?;
-            if response.status != 200 {
-                return Err(api.status_error(&response, &operation, AUTH_HINT));
-            }
-            let page: Page = api.json(&response, &operation)?;
-            components.extend(page.items);
-            match page.continuation_token.filter(|token| !token.is_empty()) {
-                Some(next) => token = Some(next),
-                None => break,
-            }
-        }
+        };
+        let mut components = Pager::new(&repository.registry, &operation, "continuationToken")
+            .collect(fetch)
+            .await?;
         // Search may match loosely; only this image's tagged components count.
         components
             .retain(|component| component.name == repository.path && component.version.is_some());

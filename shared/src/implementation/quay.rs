@@ -16,6 +16,7 @@ use super::{Context, DeleteRemoves, Flag, HostRule, Implementation, Spec};
 use crate::dates::Timestamp;
 use crate::reference::Repository;
 use crate::registry::api::ApiClient;
+use crate::registry::pager::{self, Pager};
 use crate::registry::{Deleted, RegistryError};
 
 pub(super) const SPEC: Spec = Spec {
@@ -111,47 +112,55 @@ impl TagApi for Quay {
             .duration_since(UNIX_EPOCH)
             .map(|elapsed| elapsed.as_secs() as i64)
             .unwrap_or_default();
-        let mut listing = Listing::default();
-        for page in 1.. {
-            let response = api
-                .send(
-                    Method::GET,
-                    &format!(
-                        "/api/v1/repository/{path}/tag/?onlyActiveTags=true&limit={PAGE_SIZE}&page={page}"
-                    ),
-                    &operation,
-                )
-                .await?;
-            match response.status {
-                200 => {}
-                404 => {
-                    return Err(RegistryError::RepositoryNotFound {
-                        registry: repository.registry.clone(),
-                        repository: repository.path.clone(),
-                    });
+        let fetch = |page: Option<usize>| {
+            let (path, operation) = (&path, &operation);
+            async move {
+                let page = page.unwrap_or(1);
+                let response = api
+                    .send(
+                        Method::GET,
+                        &format!(
+                            "/api/v1/repository/{path}/tag/?onlyActiveTags=true&limit={PAGE_SIZE}&page={page}"
+                        ),
+                        operation,
+                    )
+                    .await?;
+                match response.status {
+                    200 => {}
+                    404 => {
+                        return Err(RegistryError::RepositoryNotFound {
+                            registry: repository.registry.clone(),
+                            repository: repository.path.clone(),
+                        });
+                    }
+                    _ => return Err(api.status_error(&response, operation, AUTH_HINT)),
                 }
-                _ => return Err(api.status_error(&response, &operation, AUTH_HINT)),
+                let batch: Page = api.json(&response, operation)?;
+                let next = batch.has_additional.then_some(page + 1);
+                // The body echoes the page number, so the tags alone tell a repeated page.
+                let names: Vec<String> = batch.tags.iter().map(|tag| tag.name.clone()).collect();
+                Ok(pager::Page::new(batch.tags, next, names))
             }
-            let batch: Page = api.json(&response, &operation)?;
-            // A tag whose expiration has passed is history, not a tag: it cannot be deleted again.
-            listing.tags.extend(
-                batch
-                    .tags
-                    .into_iter()
-                    .filter(|tag| tag.end_ts.is_none_or(|end| end > now))
-                    .map(|tag| ListedTag {
-                        handle: tag.name.clone(),
-                        tag: tag.name,
-                        digest: tag.manifest_digest,
-                        created: tag.start_ts.map(Timestamp::from_unix_seconds),
-                        refusal: None,
-                    }),
-            );
-            if !batch.has_additional {
-                break;
-            }
-        }
-        Ok(listing)
+        };
+        let tags = Pager::new(&repository.registry, &operation, "the page number")
+            .collect(fetch)
+            .await?;
+        // A tag whose expiration has passed is history, not a tag: it cannot be deleted again.
+        let tags = tags
+            .into_iter()
+            .filter(|tag| tag.end_ts.is_none_or(|end| end > now))
+            .map(|tag| ListedTag {
+                handle: tag.name.clone(),
+                tag: tag.name,
+                digest: tag.manifest_digest,
+                created: tag.start_ts.map(Timestamp::from_unix_seconds),
+                refusal: None,
+            })
+            .collect();
+        Ok(Listing {
+            tags,
+            ..Listing::default()
+        })
     }
 
     async fn delete_tag(

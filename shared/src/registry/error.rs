@@ -3,6 +3,7 @@
 
 use reqwest::StatusCode;
 
+use super::pager::Unbounded;
 use crate::report::FailureKind;
 use crate::secret::{Secret, redact};
 
@@ -76,6 +77,9 @@ pub enum RegistryError {
     /// Refused before sending (Basic credentials over plain HTTP to a non-loopback host, bad options).
     #[error("{0}")]
     Config(String),
+    /// A listing that never ends: refused whole, since a partial one would drive deletions.
+    #[error(transparent)]
+    Unbounded(#[from] Unbounded),
 }
 
 /// The exit-code class of a registry error.

@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 mod error;
 pub(crate) mod http;
+pub mod pager;
 mod tls;
 
 use std::collections::HashSet;
@@ -97,8 +98,6 @@ pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 const MAX_PAGE_BYTES: usize = 16 << 20;
 /// Largest error or token response read.
 const MAX_SMALL_BYTES: usize = 1 << 20;
-/// Bound on pages of one listing, against a registry whose links never end.
-const MAX_PAGES: usize = 100_000;
 /// Sent as `User-Agent` on every request.
 pub const USER_AGENT: &str = concat!("regkit/", env!("CARGO_PKG_VERSION"));
 
@@ -525,7 +524,8 @@ impl Client {
         Ok(Some(body))
     }
 
-    /// Follows `Link: rel="next"` (same origin only), or `n`/`last` when the registry sends no links.
+    /// Follows `Link: rel="next"` (same origin only), or `n`/`last` when the registry sends no links,
+    /// through the [`pager`]. A name listed twice is kept once.
     async fn paginate(
         &self,
         first: Url,
@@ -544,71 +544,72 @@ impl Client {
             }
             url
         };
-        let mut url = page_url(None);
-        let mut items = Vec::new();
-        let mut seen = HashSet::new();
-        for _ in 0..MAX_PAGES {
-            let call = Call {
-                method: Method::GET,
-                url: url.clone(),
-                scope: Some(scope.clone()),
-                operation,
-                accept: Some("application/json"),
-                content_type: None,
-                body: None,
-            };
-            let response = self.send(&call).await?;
-            if let (StatusCode::NOT_FOUND, Some(repository)) = (response.status(), repository) {
-                return Err(RegistryError::RepositoryNotFound {
-                    registry: self.inner.registry.clone(),
-                    repository: repository.to_string(),
-                });
-            }
-            if !response.status().is_success() {
-                return Err(self.status_error(response, operation).await);
-            }
-            let link = response
-                .headers()
-                .get_all(header::LINK)
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-                .find_map(http::parse_link_next);
-            let body = self.read(response, MAX_PAGE_BYTES, operation).await?;
-            let page =
-                parse_page(&body, key).map_err(|message| self.invalid(operation, message))?;
-            let page_len = page.len();
-            let last = page.last().cloned();
-            let before = items.len();
-            for item in page {
-                if seen.insert(item.clone()) {
-                    items.push(item);
+        let fetch = |url: Option<Url>| {
+            let url = url.unwrap_or_else(|| page_url(None));
+            let scope = scope.clone();
+            async move {
+                let call = Call {
+                    method: Method::GET,
+                    url: url.clone(),
+                    scope: Some(scope),
+                    operation,
+                    accept: Some("application/json"),
+                    content_type: None,
+                    body: None,
+                };
+                let response = self.send(&call).await?;
+                if let (StatusCode::NOT_FOUND, Some(repository)) = (response.status(), repository) {
+                    return Err(RegistryError::RepositoryNotFound {
+                        registry: self.inner.registry.clone(),
+                        repository: repository.to_string(),
+                    });
                 }
-            }
-            // A page with nothing new means the registry ignores `last` or loops: what we have is all.
-            if items.len() == before {
-                return Ok(items);
-            }
-            url = match (link, self.page_size) {
-                (Some(link), _) => {
-                    let next = url.join(&link).map_err(|error| {
-                        self.invalid(operation, format!("bad Link {link:?}: {error}"))
-                    })?;
-                    if !http::same_origin(&next, &self.inner.base) {
-                        return Err(self.invalid(
-                            operation,
-                            format!(
-                                "pagination link leads to another host ({}); refused",
-                                next.origin().ascii_serialization()
-                            ),
-                        ));
+                if !response.status().is_success() {
+                    return Err(self.status_error(response, operation).await);
+                }
+                let link = response
+                    .headers()
+                    .get_all(header::LINK)
+                    .iter()
+                    .filter_map(|value| value.to_str().ok())
+                    .find_map(http::parse_link_next);
+                let body = self.read(response, MAX_PAGE_BYTES, operation).await?;
+                let page =
+                    parse_page(&body, key).map_err(|message| self.invalid(operation, message))?;
+                let next = match (link, self.page_size) {
+                    (Some(link), _) => {
+                        let next = url.join(&link).map_err(|error| {
+                            self.invalid(operation, format!("bad Link {link:?}: {error}"))
+                        })?;
+                        if !http::same_origin(&next, &self.inner.base) {
+                            return Err(self.invalid(
+                                operation,
+                                format!(
+                                    "pagination link leads to another host ({}); refused",
+                                    next.origin().ascii_serialization()
+                                ),
+                            ));
+                        }
+                        Some(next)
                     }
-                    next
-                }
-                (None, Some(n)) if page_len >= n as usize => page_url(last.as_deref()),
-                (None, _) => return Ok(items),
-            };
-        }
-        Err(self.invalid(operation, format!("more than {MAX_PAGES} pages")))
+                    // A page longer than `n` means the registry ignores `n` (distribution 2.8 on tags)
+                    // and sent everything.
+                    (None, Some(n)) if page.len() == n as usize => {
+                        Some(page_url(page.last().map(String::as_str)))
+                    }
+                    (None, _) => None,
+                };
+                Ok(pager::Page::new(page, next, body))
+            }
+        };
+        let listed = pager::Pager::new(&self.inner.registry, operation, "the next link")
+            .collect(fetch)
+            .await?;
+        let mut seen = HashSet::new();
+        Ok(listed
+            .into_iter()
+            .filter(|item| seen.insert(item.clone()))
+            .collect())
     }
 
     /// One request with the shared retry policy ([`http::send_with_retries`]) within the retry budget.

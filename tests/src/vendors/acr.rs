@@ -64,6 +64,9 @@ pub struct State {
     pub refresh_lifetime: i64,
     /// Tag listings still to answer 429 (`Retry-After: 1`) before serving.
     pub throttle: usize,
+    /// Tag and manifest listings link every page to the page after the first one, as a server in a loop
+    /// does.
+    pub paginate_forever: bool,
     /// Issued access tokens → roles of their identity.
     access: BTreeMap<String, BTreeSet<String>>,
     issued: u64,
@@ -272,9 +275,12 @@ impl Acr {
                     })).collect::<Vec<_>>(),
                 });
                 let mut reply = Reply::json(200, &body);
-                if start + n < rows.len()
-                    && let Some((last, _)) = page.last()
-                {
+                let end = if state.paginate_forever {
+                    rows.iter().take(n).next_back()
+                } else {
+                    page.last().copied().filter(|_| start + n < rows.len())
+                };
+                if let Some((last, _)) = end {
                     reply = reply.with_header(
                         "Link",
                         format!(
@@ -403,9 +409,12 @@ impl Acr {
                     })).collect::<Vec<_>>(),
                 });
                 let mut reply = Reply::json(200, &body);
-                if start + n < rows.len()
-                    && let Some((last, _)) = page.last()
-                {
+                let end = if state.paginate_forever {
+                    rows.iter().take(n).next_back()
+                } else {
+                    page.last().copied().filter(|_| start + n < rows.len())
+                };
+                if let Some((last, _)) = end {
                     reply = reply.with_header(
                         "Link",
                         format!(

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
+use super::Forever;
 use crate::apiserver::{ApiServer, Reply, Request, Route};
 
 /// The documented operations: (method, path, reference).
@@ -37,6 +38,8 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
 pub struct Artifactory {
     /// The server.
     pub server: ApiServer,
+    /// Once on, every page links to the page after the first one.
+    pub paginate_forever: Forever,
     tags: Arc<Mutex<BTreeMap<String, String>>>,
     /// Tags whose manifest is a given one (`sha256:…`) rather than one derived from the tag name.
     digests: Arc<Mutex<BTreeMap<String, String>>>,
@@ -47,6 +50,7 @@ impl Artifactory {
     pub fn start(key: &str, token: &str) -> Artifactory {
         let tags: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
         let digests: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+        let forever = Forever::default();
         let (key, token) = (key.to_string(), token.to_string());
         let check = move |r: &Request| -> Option<Reply> {
             if r.bearer() != Some(token.as_str()) {
@@ -58,7 +62,7 @@ impl Artifactory {
             (r.param("repo") != key).then(|| Reply::json(404, &json!({"errors":[{"status":404}]})))
         };
         let list = {
-            let (tags, check) = (Arc::clone(&tags), check.clone());
+            let (tags, check, forever) = (Arc::clone(&tags), check.clone(), forever.clone());
             move |r: &Request| {
                 if let Some(reply) = check(r) {
                     return reply;
@@ -73,11 +77,16 @@ impl Artifactory {
                 let page: Vec<&String> =
                     tags.keys().filter(|t| t.as_str() > last).take(n).collect();
                 let more = tags.keys().filter(|t| t.as_str() > last).count() > n;
+                let (more, end) = if forever.is_on() {
+                    (true, tags.keys().take(n).next_back())
+                } else {
+                    (more, page.last().copied())
+                };
                 let mut reply = Reply::json(
                     200,
                     &json!({"name": format!("{}/{}", r.param("ns"), r.param("image")), "tags": page}),
                 );
-                if let (true, Some(end)) = (more, page.last()) {
+                if let (true, Some(end)) = (more, end) {
                     reply = reply.with_header(
                         "Link",
                         format!("</artifactory/api/docker/{}/v2/{}/{}/tags/list?n={n}&last={end}>; rel=\"next\"", r.param("repo"), r.param("ns"), r.param("image")),
@@ -175,6 +184,7 @@ impl Artifactory {
         ];
         Artifactory {
             server: ApiServer::start(routes),
+            paginate_forever: forever,
             tags,
             digests,
         }

@@ -146,6 +146,8 @@ pub struct State {
     pub max_page: usize,
     /// Tag listings still to answer 429 before serving.
     pub throttle: usize,
+    /// Every page's `nextPageToken` is the first page's.
+    pub paginate_forever: bool,
 }
 
 /// A running Artifact Registry double.
@@ -200,7 +202,8 @@ fn authorize(state: &State, request: &Request, delete: bool) -> Option<Reply> {
     }
 }
 
-fn page<T: Clone>(items: &[T], request: &Request, max: usize) -> (Vec<T>, Option<String>) {
+fn page<T: Clone>(items: &[T], request: &Request, state: &State) -> (Vec<T>, Option<String>) {
+    let max = state.max_page;
     let size = request
         .query("pageSize")
         .and_then(|s| s.parse::<usize>().ok())
@@ -212,7 +215,11 @@ fn page<T: Clone>(items: &[T], request: &Request, max: usize) -> (Vec<T>, Option
         .and_then(|t| t.strip_prefix("offset-")?.parse().ok())
         .unwrap_or(0);
     let slice = items.iter().skip(start).take(size).cloned().collect();
-    let next = (start + size < items.len()).then(|| format!("offset-{}", start + size));
+    let next = if state.paginate_forever {
+        Some(format!("offset-{size}"))
+    } else {
+        (start + size < items.len()).then(|| format!("offset-{}", start + size))
+    };
     (slice, next)
 }
 
@@ -243,7 +250,7 @@ impl ArtifactRegistry {
                                "version": format!("{parent}/versions/{digest}")})
                     })
                     .collect();
-                let (rows, next) = page(&rows, request, state.max_page);
+                let (rows, next) = page(&rows, request, &state);
                 let mut body = json!({ "tags": rows });
                 if let Some(next) = next {
                     body["nextPageToken"] = json!(next);
@@ -292,7 +299,7 @@ impl ArtifactRegistry {
                         row
                     })
                     .collect();
-                let (rows, next) = page(&rows, request, state.max_page);
+                let (rows, next) = page(&rows, request, &state);
                 let mut body = json!({ "versions": rows });
                 if let Some(next) = next {
                     body["nextPageToken"] = json!(next);

@@ -45,6 +45,8 @@ struct State {
     /// Requests still to be answered 429 (`Retry-After: 1`).
     throttled: usize,
     refuse_pats: bool,
+    /// Every page number answers the first page, with a `next`.
+    paginate_forever: bool,
 }
 
 /// A running stand-in.
@@ -116,6 +118,11 @@ impl HubServer {
     pub fn refuse_pats(&self) {
         self.state.lock().unwrap().refuse_pats = true;
     }
+
+    /// From now on, listings never end: every page number answers the first page and names a next one.
+    pub fn paginate_forever(&self) {
+        self.state.lock().unwrap().paginate_forever = true;
+    }
 }
 
 fn issue(state: &mut State, from_pat: bool) -> String {
@@ -161,11 +168,15 @@ fn paged(state: &State, r: &Request, results: Vec<serde_json::Value>) -> Reply {
         .unwrap_or(10)
         .clamp(1, 100);
     let count = results.len();
-    if page == 0 || (page - 1) * size > count {
+    if page == 0 || (!state.paginate_forever && (page - 1) * size > count) {
         return Reply::json(404, &json!({"detail": "Invalid page"}));
     }
-    let start = (page - 1) * size;
-    let next = (start + size < count).then(|| {
+    let start = if state.paginate_forever {
+        0
+    } else {
+        (page - 1) * size
+    };
+    let next = (state.paginate_forever || start + size < count).then(|| {
         format!(
             "{}{}?page={}&page_size={size}",
             state.base_url,

@@ -32,6 +32,8 @@ struct State {
     /// digest → (version id, created_at).
     ids: BTreeMap<String, (u64, String)>,
     throttled: usize,
+    /// Every page number answers the first page, with a `Link` to the next.
+    paginate_forever: bool,
 }
 
 impl State {
@@ -155,6 +157,11 @@ impl GitHubServer {
     pub fn throttle(&self, n: usize) {
         self.state.lock().unwrap().throttled = n;
     }
+
+    /// From now on, listings never end: every page number answers the first page and links to the next.
+    pub fn paginate_forever(&self) {
+        self.state.lock().unwrap().paginate_forever = true;
+    }
 }
 
 fn versions_reply(state: &mut State, request: &Request, owner: &str) -> Reply {
@@ -193,11 +200,15 @@ fn page_reply(state: &State, request: &Request, items: Vec<serde_json::Value>) -
         .and_then(|p| p.parse().ok())
         .unwrap_or(30)
         .clamp(1, 100);
-    let start = (page - 1) * per_page;
+    let start = if state.paginate_forever {
+        0
+    } else {
+        (page - 1) * per_page
+    };
     let total = items.len();
     let items: Vec<_> = items.into_iter().skip(start).take(per_page).collect();
     let mut reply = Reply::json(200, &json!(items));
-    if start + per_page < total {
+    if state.paginate_forever || start + per_page < total {
         let kind = request
             .query("package_type")
             .map(|kind| format!("package_type={kind}&"))

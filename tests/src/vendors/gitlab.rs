@@ -30,6 +30,8 @@ struct State {
     repositories: Vec<RegistryRepository>,
     protected: BTreeSet<String>,
     throttled: usize,
+    /// Every page number answers the first page, with the headers of a next one.
+    paginate_forever: bool,
 }
 
 /// A running stand-in.
@@ -89,6 +91,11 @@ impl GitLabServer {
     pub fn throttle(&self, n: usize) {
         self.state.lock().unwrap().throttled = n;
     }
+
+    /// From now on, listings never end: every page number answers the first page and names a next one.
+    pub fn paginate_forever(&self) {
+        self.state.lock().unwrap().paginate_forever = true;
+    }
 }
 
 fn authorised(state: &State, request: &Request) -> bool {
@@ -113,7 +120,8 @@ fn repository<'a>(state: &'a mut State, request: &Request) -> Option<&'a mut Reg
 }
 
 /// One page of `items` with GitLab's pagination headers.
-fn page(request: &Request, base_url: &str, items: Vec<serde_json::Value>) -> Reply {
+fn page(request: &Request, state: &State, items: Vec<serde_json::Value>) -> Reply {
+    let base_url = &state.base_url;
     let page: usize = request
         .query("page")
         .and_then(|p| p.parse().ok())
@@ -124,10 +132,14 @@ fn page(request: &Request, base_url: &str, items: Vec<serde_json::Value>) -> Rep
         .and_then(|p| p.parse().ok())
         .unwrap_or(20)
         .clamp(1, 100);
-    let start = (page - 1) * per_page;
+    let start = if state.paginate_forever {
+        0
+    } else {
+        (page - 1) * per_page
+    };
     let slice: Vec<_> = items.iter().skip(start).take(per_page).cloned().collect();
     let mut reply = Reply::json(200, &json!(slice)).with_header("X-Total", items.len().to_string());
-    if start + per_page < items.len() {
+    if state.paginate_forever || start + per_page < items.len() {
         reply = reply
             .with_header(
                 "Link",
@@ -176,7 +188,7 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
                     return Reply::json(404, &json!({"message": "404 Project Not Found"}));
                 };
                 let items = listed(&state, ids);
-                page(r, &state.base_url, items)
+                page(r, &state, items)
             },
         ),
         // A group exists when a project lies under it; its listing holds its direct projects'.
@@ -208,7 +220,7 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
                     .flat_map(|(_, ids)| ids.iter().copied())
                     .collect();
                 let items = listed(&state, &ids);
-                page(r, &state.base_url, items)
+                page(r, &state, items)
             },
         ),
         // 429: GitLab's rate limits (registry-apis.md §8), not part of the generated description.
@@ -227,7 +239,6 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
                 if !authorised(&state, r) {
                     return unauthorised();
                 }
-                let base_url = state.base_url.clone();
                 let Some((path, tags)) = repository(&mut state, r) else {
                     return Reply::json(404, &json!({"message": "404 Repository Not Found"}));
                 };
@@ -235,7 +246,7 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
                     .keys()
                     .map(|tag| json!({"name": tag, "path": format!("{path}:{tag}"), "location": format!("registry.example/{path}:{tag}")}))
                     .collect();
-                page(r, &base_url, items)
+                page(r, &state, items)
             },
         ),
         Route::new(

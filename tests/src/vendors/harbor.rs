@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use serde_json::json;
 
+use super::Forever;
 use crate::apiserver::{ApiServer, Reply, Request, Route, percent_decode};
 
 /// The swagger file the routes follow.
@@ -35,6 +36,8 @@ pub type State = BTreeMap<String, Vec<Artifact>>;
 pub struct Harbor {
     /// The server.
     pub server: ApiServer,
+    /// Once on, every page number answers the first page and the total count says more follow.
+    pub paginate_forever: Forever,
     state: Arc<Mutex<State>>,
 }
 
@@ -45,6 +48,7 @@ impl Harbor {
     /// Starts a Harbor accepting only `user`:`password`.
     pub fn start(user: &str, password: &str) -> Harbor {
         let state: Arc<Mutex<State>> = Arc::default();
+        let forever = Forever::default();
         let expected = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
@@ -64,7 +68,8 @@ impl Harbor {
             )
         };
         let list = {
-            let (state, authorised) = (Arc::clone(&state), authorised.clone());
+            let (state, authorised, forever) =
+                (Arc::clone(&state), authorised.clone(), forever.clone());
             move |request: &Request| {
                 if !authorised(request) {
                     return unauthorised();
@@ -79,12 +84,18 @@ impl Harbor {
                 let page: usize = request
                     .query("page")
                     .and_then(|p| p.parse().ok())
+                    .filter(|_| !forever.is_on())
                     .unwrap_or(1);
                 let size: usize = request
                     .query("page_size")
                     .and_then(|p| p.parse().ok())
                     .unwrap_or(10)
                     .min(100);
+                let total = if forever.is_on() {
+                    usize::MAX
+                } else {
+                    artifacts.len()
+                };
                 let body: Vec<_> = artifacts
                     .iter()
                     .rev()
@@ -92,8 +103,7 @@ impl Harbor {
                     .take(size)
                     .map(|artifact| artifact_json(artifact, request))
                     .collect();
-                Reply::json(200, &json!(body))
-                    .with_header("X-Total-Count", artifacts.len().to_string())
+                Reply::json(200, &json!(body)).with_header("X-Total-Count", total.to_string())
             }
         };
         let delete_tag = {
@@ -183,6 +193,7 @@ impl Harbor {
         ];
         Harbor {
             server: ApiServer::start(routes),
+            paginate_forever: forever,
             state,
         }
     }

@@ -16,6 +16,8 @@ pub mod quay;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 
@@ -56,6 +58,55 @@ impl Run {
             })
             .collect()
     }
+}
+
+/// A stand-in's switch for a listing that never ends: once on, every page says more follow, through the
+/// cursor of an earlier page or as an earlier page again, as a server in a loop does. Replies stay within
+/// the vendor's description.
+#[derive(Debug, Clone, Default)]
+pub struct Forever(Arc<AtomicBool>);
+
+impl Forever {
+    /// Turns it on.
+    pub fn on(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether it is on.
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The policy under which every tag of a repository goes.
+pub const DELETE_EVERY_TAG: [&str; 3] = ["--match", ".", "--yes"];
+
+/// Checks a `regkit tags` and a `regkit cleanup` ([`DELETE_EVERY_TAG`]) of a repository against a
+/// stand-in whose listing never ends: both exit 1 with one line holding `names` (how the error names the
+/// repository: `host/path`, or the path where the API is named instead of the host) and `problem`, the
+/// cleanup plans nothing, and the server saw no DELETE.
+pub fn assert_listing_refused(
+    tags: &Run,
+    cleanup: &Run,
+    deletes: &[(String, u16)],
+    names: &str,
+    problem: &str,
+) {
+    for run in [tags, cleanup] {
+        assert_eq!(run.code, 1, "{}\n{}", run.stderr, run.stdout);
+        let line = run
+            .stderr
+            .lines()
+            .find(|line| line.contains("does not end"))
+            .unwrap_or_else(|| panic!("no listing error: {}", run.stderr));
+        assert!(line.contains(names), "{line}");
+        assert!(line.contains(problem), "{line}");
+        assert!(line.contains("refusing a partial listing"), "{line}");
+    }
+    assert!(tags.stdout.is_empty(), "{}", tags.stdout);
+    // No plan at all: not one tag of a partial listing was judged.
+    assert!(cleanup.rows().is_empty(), "{}", cleanup.stdout);
+    assert!(deletes.is_empty(), "{deletes:?}");
 }
 
 /// The policy that selects `amd64`, the tagged child of the kept multi-arch index `multi`, and `lonely`.

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use serde_json::json;
 
+use super::Forever;
 use crate::apiserver::{ApiServer, Reply, Request, Route};
 
 /// The documented operations: (method, path, reference).
@@ -34,6 +35,8 @@ type Components = Arc<Mutex<BTreeMap<String, (String, String, String)>>>;
 pub struct Nexus {
     /// The server.
     pub server: ApiServer,
+    /// Once on, every page's continuation token is the first page's.
+    pub paginate_forever: Forever,
     components: Components,
 }
 
@@ -41,16 +44,18 @@ impl Nexus {
     /// Starts a Nexus with hosted repository `repository`, accepting only `user`:`password`.
     pub fn start(repository: &str, user: &str, password: &str) -> Nexus {
         let components: Components = Arc::default();
+        let forever = Forever::default();
         let expected = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
         );
         let authorised = move |r: &Request| r.header("authorization") == Some(&expected);
         let search = {
-            let (components, authorised, repository) = (
+            let (components, authorised, repository, forever) = (
                 Arc::clone(&components),
                 authorised.clone(),
                 repository.to_string(),
+                forever.clone(),
             );
             move |request: &Request| {
                 if !authorised(request) {
@@ -79,7 +84,11 @@ impl Nexus {
                                    "lastModified": "2024-03-02T10:00:00.000+00:00"}]})
                     })
                     .collect();
-                let token = (all.len() > start + PAGE).then(|| (start + PAGE).to_string());
+                let token = if forever.is_on() {
+                    Some(PAGE.to_string())
+                } else {
+                    (all.len() > start + PAGE).then(|| (start + PAGE).to_string())
+                };
                 Reply::json(200, &json!({"items": items, "continuationToken": token}))
             }
         };
@@ -124,6 +133,7 @@ impl Nexus {
         ];
         Nexus {
             server: ApiServer::start(routes),
+            paginate_forever: forever,
             components,
         }
     }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
+use super::Forever;
 use crate::apiserver::{ApiServer, Reply, Request, Route};
 
 /// The documented operations: (method, path, reference). Quay's `{repository}` path parameter spans
@@ -41,6 +42,8 @@ pub struct Tag {
 pub struct Quay {
     /// The server.
     pub server: ApiServer,
+    /// Once on, every page number answers the first page and says more follow.
+    pub paginate_forever: Forever,
     tags: Arc<Mutex<BTreeMap<String, Tag>>>,
 }
 
@@ -48,6 +51,7 @@ impl Quay {
     /// Starts a Quay serving `namespace/name` to `token` only.
     pub fn start(namespace: &str, name: &str, token: &str) -> Quay {
         let tags: Arc<Mutex<BTreeMap<String, Tag>>> = Arc::default();
+        let forever = Forever::default();
         let repo = format!("{namespace}/{name}");
         let token = token.to_string();
         let check = move |request: &Request| -> Option<Reply> {
@@ -61,7 +65,7 @@ impl Quay {
             (asked != repo).then(|| Reply::json(404, &json!({"status":404,"detail":"Not Found"})))
         };
         let list = {
-            let (tags, check) = (Arc::clone(&tags), check.clone());
+            let (tags, check, forever) = (Arc::clone(&tags), check.clone(), forever.clone());
             move |request: &Request| {
                 if let Some(reply) = check(request) {
                     return reply;
@@ -70,6 +74,7 @@ impl Quay {
                     .query("page")
                     .and_then(|p| p.parse().ok())
                     .unwrap_or(1);
+                let first = if forever.is_on() { 1 } else { page };
                 let limit: usize = request
                     .query("limit")
                     .and_then(|p| p.parse().ok())
@@ -88,7 +93,7 @@ impl Quay {
                     .collect();
                 let items: Vec<_> = all
                     .iter()
-                    .skip((page - 1) * limit)
+                    .skip((first - 1) * limit)
                     .take(limit)
                     .map(|(name, tag)| {
                         json!({"name": name, "manifest_digest": tag.digest, "start_ts": tag.start_ts,
@@ -97,7 +102,7 @@ impl Quay {
                     .collect();
                 Reply::json(
                     200,
-                    &json!({"tags": items, "page": page, "has_additional": all.len() > page * limit}),
+                    &json!({"tags": items, "page": page, "has_additional": forever.is_on() || all.len() > page * limit}),
                 )
             }
         };
@@ -141,6 +146,7 @@ impl Quay {
         ];
         Quay {
             server: ApiServer::start(routes),
+            paginate_forever: forever,
             tags,
         }
     }

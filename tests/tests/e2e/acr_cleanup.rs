@@ -12,7 +12,7 @@ use regkit::dates::format_rfc3339;
 use regkit_e2e::specs::OpenApi;
 use regkit_e2e::vendors::acr::{Acr, SPEC, Tag};
 use regkit_e2e::vendors::entra::{jwt, now};
-use regkit_e2e::vendors::{Run, digest, regkit};
+use regkit_e2e::vendors::{DELETE_EVERY_TAG, Run, assert_listing_refused, digest, regkit};
 use serde_json::json;
 
 const TENANT: &str = "72f988bf-0000-4000-8000-2d7cd011db47";
@@ -452,5 +452,30 @@ fn untagged_manifests_are_paged_and_a_locked_one_is_refused() {
         acr.manifests("app"),
         BTreeSet::from([digest(0), digest(1), locked.clone()])
     );
+    assert_clean(&acr);
+}
+
+#[test]
+fn a_listing_that_never_ends_fails_and_nothing_is_deleted() {
+    let acr = Acr::start(TENANT);
+    roles(&acr, APP, &["AcrPull", "AcrDelete"]);
+    acr.seed("team/app", "t", 3, 1);
+    acr.state.lock().unwrap().paginate_forever = true;
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &acr, NULL_GUID, &refresh_token(APP));
+    let repository = format!("{}/team/app", acr.server.host());
+    let listed = run(dir.path(), &["tags", &repository]);
+    let swept = run(
+        dir.path(),
+        &[&["cleanup", repository.as_str()][..], &DELETE_EVERY_TAG].concat(),
+    );
+    assert_listing_refused(
+        &listed,
+        &swept,
+        &acr.server.deletes(),
+        &repository,
+        "page 2 repeats the next link from page 1",
+    );
+    assert_eq!(acr.tags("team/app").len(), 3);
     assert_clean(&acr);
 }

@@ -15,7 +15,7 @@ use regkit_e2e::bins;
 use regkit_e2e::images::{self, Auth, Format};
 use regkit_e2e::registry::Registry;
 use regkit_e2e::vendors::artifactregistry::{ArtifactRegistry, Discovery, IMAGE_MANIFEST, SPEC};
-use regkit_e2e::vendors::{Run, digest};
+use regkit_e2e::vendors::{DELETE_EVERY_TAG, Run, assert_listing_refused, digest};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "ya29.admin";
@@ -307,5 +307,32 @@ fn untagged_sweep_reads_tagged_indexes_and_spares_their_children() {
             .all(|(path, _)| path.contains("/versions/sha256")),
         "{deletes:?}"
     );
+    assert_clean(&ar);
+}
+
+#[test]
+fn a_listing_that_never_ends_fails_and_nothing_is_deleted() {
+    let ar = ArtifactRegistry::start(ADMIN, READER);
+    ar.seed(PACKAGE, "t", 5, 1);
+    {
+        let mut state = ar.state.lock().unwrap();
+        state.max_page = 2;
+        state.paginate_forever = true;
+    }
+    let repository = repository(&ar);
+    let listed = run(&ar, ADMIN, &["tags", &repository]);
+    let swept = run(
+        &ar,
+        ADMIN,
+        &[&["cleanup", repository.as_str()][..], &DELETE_EVERY_TAG].concat(),
+    );
+    assert_listing_refused(
+        &listed,
+        &swept,
+        &ar.server.deletes(),
+        &repository,
+        "page 2 repeats nextPageToken from page 1",
+    );
+    assert_eq!(ar.tags(PACKAGE).len(), 5);
     assert_clean(&ar);
 }

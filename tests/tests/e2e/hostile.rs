@@ -1,8 +1,8 @@
 //! `regkit` against registries that lie, through the fault proxy in front of a real registry: a manifest
-//! whose body does not hash to its digest header, a `Link` to another host, a token realm elsewhere over
-//! plain HTTP, a redirect to another host, gigantic bodies, and TLS (a CA bundle through `SSL_CERT_FILE`,
-//! `--skip-tls-verify-registry`, neither). Each lie is refused or bounded, no tag is lost, and the canary
-//! credentials go nowhere but the registry they belong to.
+//! whose body does not hash to its digest header, a `Link` to another host, a `Link` that never ends, a
+//! token realm elsewhere over plain HTTP, a redirect to another host, gigantic bodies, and TLS (a CA
+//! bundle through `SSL_CERT_FILE`, `--skip-tls-verify-registry`, neither). Each lie is refused or
+//! bounded, no tag is lost, and the canary credentials go nowhere but the registry they belong to.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -202,6 +202,48 @@ fn a_link_to_another_host_is_not_followed() {
         seen.lock().unwrap().is_empty(),
         "{:?}",
         seen.lock().unwrap()
+    );
+    assert_eq!(tags_now(&registry), before);
+}
+
+#[test]
+fn a_tag_list_whose_next_link_never_ends_fails_and_nothing_is_deleted() {
+    let (registry, before) = registry();
+    let proxy = FaultProxy::start(registry.host());
+    let config = config_for(proxy.host());
+    // Every page, the second included, links to the second page.
+    proxy.set_rules(vec![
+        Rule::new(Fault::Answer(answer(
+            "200 OK",
+            &format!(
+                "content-type: application/json\r\nlink: </v2/{REPO}/tags/list?last=a>; rel=\"next\"\r\n"
+            ),
+            &format!("{{\"name\":\"{REPO}\",\"tags\":[\"a\"]}}"),
+        )))
+        .path("/tags/list"),
+    ]);
+    let repository = format!("{}/{REPO}", proxy.host());
+    for args in [
+        vec!["tags", repository.as_str()],
+        vec!["cleanup", repository.as_str(), "--match", ".", "--yes"],
+    ] {
+        let output = regkit(config.path(), &args, &[]);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "{}: GET tags of {REPO} does not end",
+                proxy.host()
+            )) && stderr.contains("page 2 repeats the next link from page 1"),
+            "{}",
+            text(&output)
+        );
+        assert_no_canary(&output);
+    }
+    assert!(
+        !proxy.heads().iter().any(|head| head.starts_with("DELETE ")),
+        "{:?}",
+        proxy.heads()
     );
     assert_eq!(tags_now(&registry), before);
 }

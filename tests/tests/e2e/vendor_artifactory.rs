@@ -6,7 +6,8 @@ use regkit_e2e::images::{self, Auth, Format};
 use regkit_e2e::registry::Registry;
 use regkit_e2e::vendors::artifactory::{Artifactory, DOCUMENTED};
 use regkit_e2e::vendors::{
-    INDEX_CHILD_POLICY, Run, assert_documented, assert_index_child_kept, regkit,
+    DELETE_EVERY_TAG, INDEX_CHILD_POLICY, Run, assert_documented, assert_index_child_kept,
+    assert_listing_refused, regkit,
 };
 
 fn run(artifactory: &Artifactory, token: &str, args: &[&str]) -> Run {
@@ -102,5 +103,30 @@ fn a_child_of_a_kept_index_is_never_removed() {
         artifactory.tags().keys().collect::<Vec<_>>(),
         ["amd64", "multi"]
     );
+    artifactory.server.assert_no_violations();
+}
+
+#[test]
+fn a_listing_that_never_ends_fails_and_nothing_is_deleted() {
+    let artifactory = Artifactory::start("docker-local", "tok");
+    for i in 0..3 {
+        artifactory.push(&format!("t{i}"), "2024-05-01T10:00:00.000Z");
+    }
+    artifactory.paginate_forever.on();
+    let repository = format!("{}/docker-local/team/app", artifactory.server.host());
+    let listed = run(&artifactory, "tok", &["tags", &repository]);
+    let swept = run(
+        &artifactory,
+        "tok",
+        &[&["cleanup", repository.as_str()][..], &DELETE_EVERY_TAG].concat(),
+    );
+    assert_listing_refused(
+        &listed,
+        &swept,
+        &artifactory.server.deletes(),
+        &repository,
+        "page 2 repeats the next link from page 1",
+    );
+    assert_eq!(artifactory.tags().len(), 3);
     artifactory.server.assert_no_violations();
 }

@@ -14,7 +14,7 @@ use regkit::reference::Repository;
 use regkit::registry::{Client, ClientOptions};
 use regkit_e2e::specs::OpenApi;
 use regkit_e2e::vendors::dockerhub::{HubServer, PAT_REFUSAL, UNDOCUMENTED_DELETE};
-use regkit_e2e::vendors::{Run, digest, regkit};
+use regkit_e2e::vendors::{DELETE_EVERY_TAG, Run, assert_listing_refused, digest, regkit};
 use serde_json::Value;
 
 const REPO: &str = "library/app";
@@ -435,5 +435,32 @@ fn a_namespace_pattern_cleans_the_namespaces_repositories() {
         "{:?}",
         hub.server.log()
     );
+    hub.server.assert_no_violations();
+}
+
+#[test]
+fn a_listing_that_never_ends_fails_and_nothing_is_deleted() {
+    let hub = hub();
+    for i in 0..3 {
+        hub.push(REPO, &format!("t{i}"), &digest(i), "2024-02-01T10:00:00Z");
+    }
+    hub.paginate_forever();
+    let config = tempfile::tempdir().unwrap();
+    let repository = format!("{}/app", hub.server.host());
+    let listed = run(&hub, config.path(), &login(), &["tags", &repository]);
+    let swept = run(
+        &hub,
+        config.path(),
+        &login(),
+        &[&["cleanup", repository.as_str()][..], &DELETE_EVERY_TAG].concat(),
+    );
+    assert_listing_refused(
+        &listed,
+        &swept,
+        &hub.server.deletes(),
+        &format!("list tags of {REPO}"),
+        "page 2 is page 1 again",
+    );
+    assert_eq!(hub.tags(REPO).len(), 3);
     hub.server.assert_no_violations();
 }

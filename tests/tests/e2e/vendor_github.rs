@@ -12,7 +12,7 @@ use regkit_e2e::images::{self, Auth, Format, Pusher};
 use regkit_e2e::registry::Registry;
 use regkit_e2e::specs::OpenApi;
 use regkit_e2e::vendors::github::{GitHubServer, USERS_ROUTE, declared};
-use regkit_e2e::vendors::{Run, regkit};
+use regkit_e2e::vendors::{DELETE_EVERY_TAG, Run, assert_listing_refused, regkit};
 use serde_json::Value;
 
 const TOKEN: &str = "ghp_test_token";
@@ -496,5 +496,32 @@ fn an_owner_pattern_cleans_the_owners_container_packages() {
         lists,
         ["/orgs/octo-org/packages", "/users/octocat/packages"]
     );
+    github.server.assert_no_violations();
+}
+
+#[test]
+fn a_listing_that_never_ends_fails_and_nothing_is_deleted() {
+    let registry = Registry::start();
+    let github = GitHubServer::start(&registry.url(), TOKEN, "octocat");
+    github.add_organisation("octo-org");
+    let repo = "octo-org/app";
+    images::push(&registry.url(), repo, &["a", "b", "c"], &Auth::None);
+    let before = tags(&registry, repo);
+    github.paginate_forever();
+    let repository = format!("{}/{repo}", registry.host());
+    let listed = run(&github, TOKEN, &["tags", &repository]);
+    let swept = run(
+        &github,
+        TOKEN,
+        &[&["cleanup", repository.as_str()][..], &DELETE_EVERY_TAG].concat(),
+    );
+    assert_listing_refused(
+        &listed,
+        &swept,
+        &github.server.deletes(),
+        "GitHub API: list versions of package app",
+        "page 2 is page 1 again",
+    );
+    assert_eq!(tags(&registry, repo), before);
     github.server.assert_no_violations();
 }

@@ -10,7 +10,7 @@ use regkit::reference::Repository;
 use regkit::registry::{Client, ClientOptions};
 use regkit_e2e::specs::OpenApi;
 use regkit_e2e::vendors::gitlab::{GROUPS_ROUTE, GitLabServer, declared};
-use regkit_e2e::vendors::{Run, digest, regkit};
+use regkit_e2e::vendors::{DELETE_EVERY_TAG, Run, assert_listing_refused, digest, regkit};
 
 const TOKEN: &str = "glpat-test-token";
 const PROJECT: &str = "group/app";
@@ -301,5 +301,37 @@ fn a_group_pattern_cleans_the_groups_registry_repositories() {
     }
     assert_eq!(gitlab.tags("other/app").len(), 2);
     assert_eq!(requests(&gitlab, "/groups/acme/registry/repositories"), 1);
+    gitlab.server.assert_no_violations();
+}
+
+#[test]
+fn a_listing_that_never_ends_fails_and_nothing_is_deleted() {
+    let gitlab = GitLabServer::start(TOKEN);
+    for i in 0..3 {
+        gitlab.push(
+            PROJECT,
+            PATH,
+            &format!("t{i}"),
+            &digest(i),
+            "2024-03-01T08:00:00.000Z",
+        );
+    }
+    gitlab.paginate_forever();
+    let repository = format!("{}/{PATH}", gitlab.server.host());
+    let listed = run(&gitlab, TOKEN, &["tags", &repository]);
+    let swept = run(
+        &gitlab,
+        TOKEN,
+        &[&["cleanup", repository.as_str()][..], &DELETE_EVERY_TAG].concat(),
+    );
+    assert_listing_refused(
+        &listed,
+        &swept,
+        &gitlab.server.deletes(),
+        // Finding the repository among the project's is the first listing that never ends.
+        &format!("list registry repositories of projects {PROJECT}"),
+        "page 2 is page 1 again",
+    );
+    assert_eq!(gitlab.tags(PATH).len(), 3);
     gitlab.server.assert_no_violations();
 }

@@ -10,7 +10,7 @@ use regkit::dates::{Timestamp, format_rfc3339};
 use regkit_e2e::apiserver::Declared;
 use regkit_e2e::specs::OpenApi;
 use regkit_e2e::vendors::harbor::{Artifact, Harbor, SPEC};
-use regkit_e2e::vendors::{digest, regkit};
+use regkit_e2e::vendors::{DELETE_EVERY_TAG, assert_listing_refused, digest, regkit};
 use serde_json::Value;
 
 const ROBOT: &str = "robot$proj+ci";
@@ -391,5 +391,34 @@ fn untagged_sweep_removes_untagged_artifacts_and_spares_index_children() {
         digests(&[10, 11, 12, 30, 41])
     );
     assert_eq!(harbor.tags(REPOSITORY), tags_before);
+    harbor.server.assert_no_violations();
+}
+
+#[test]
+fn a_listing_that_never_ends_fails_and_nothing_is_deleted() {
+    let harbor = Harbor::start(ROBOT, SECRET);
+    for i in 0..3 {
+        harbor.push(
+            REPOSITORY,
+            &digest(i),
+            &[&format!("t{i}")],
+            "2024-01-01T00:00:00.000Z",
+        );
+    }
+    harbor.paginate_forever.on();
+    let repository = format!("{}/{REPOSITORY}", harbor.server.host());
+    let listed = run(&harbor, &["tags", &repository]);
+    let swept = run(
+        &harbor,
+        &[&["cleanup", repository.as_str()][..], &DELETE_EVERY_TAG].concat(),
+    );
+    assert_listing_refused(
+        &listed,
+        &swept,
+        &harbor.server.deletes(),
+        &repository,
+        "page 2 is page 1 again",
+    );
+    assert_eq!(harbor.tags(REPOSITORY).len(), 3);
     harbor.server.assert_no_violations();
 }

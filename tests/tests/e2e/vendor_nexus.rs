@@ -6,7 +6,8 @@ use regkit_e2e::images::{self, Auth, Format};
 use regkit_e2e::registry::Registry;
 use regkit_e2e::vendors::nexus::{DOCUMENTED, Nexus};
 use regkit_e2e::vendors::{
-    INDEX_CHILD_POLICY, Run, assert_documented, assert_index_child_kept, regkit,
+    DELETE_EVERY_TAG, INDEX_CHILD_POLICY, Run, assert_documented, assert_index_child_kept,
+    assert_listing_refused, regkit,
 };
 
 fn run(nexus: &Nexus, password: &str, args: &[&str]) -> Run {
@@ -134,5 +135,30 @@ fn a_child_of_a_kept_index_is_never_removed() {
         nexus.tags("team/app").keys().collect::<Vec<_>>(),
         ["amd64", "multi"]
     );
+    nexus.server.assert_no_violations();
+}
+
+#[test]
+fn a_listing_that_never_ends_fails_and_nothing_is_deleted() {
+    let nexus = Nexus::start("docker-hosted", "ci", "pw");
+    for i in 0..3 {
+        nexus.push("team/app", &format!("t{i}"), &hex(i));
+    }
+    nexus.paginate_forever.on();
+    let repository = format!("{}/team/app", nexus.server.host());
+    let listed = run(&nexus, "pw", &["tags", &repository]);
+    let swept = run(
+        &nexus,
+        "pw",
+        &[&["cleanup", repository.as_str()][..], &DELETE_EVERY_TAG].concat(),
+    );
+    assert_listing_refused(
+        &listed,
+        &swept,
+        &nexus.server.deletes(),
+        &repository,
+        "page 2 repeats continuationToken from page 1",
+    );
+    assert_eq!(nexus.tags("team/app").len(), 3);
     nexus.server.assert_no_violations();
 }

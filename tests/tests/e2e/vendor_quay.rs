@@ -3,7 +3,9 @@
 //! per tag, and a bad token (exit 3).
 
 use regkit_e2e::vendors::quay::{DOCUMENTED, Quay, Tag};
-use regkit_e2e::vendors::{Run, assert_documented, digest, regkit};
+use regkit_e2e::vendors::{
+    DELETE_EVERY_TAG, Run, assert_documented, assert_listing_refused, digest, regkit,
+};
 
 const TOKEN: &str = "quay-oauth-token";
 
@@ -119,4 +121,28 @@ fn a_bad_token_exits_3_naming_the_scopes() {
     assert!(denied.stderr.contains("repo:write"), "{}", denied.stderr);
     assert_eq!(quay.tags().len(), 1);
     assert!(quay.server.violations().is_empty());
+}
+
+#[test]
+fn a_listing_that_never_ends_fails_and_nothing_is_deleted() {
+    let quay = Quay::start("org", "app", TOKEN);
+    for i in 0..3 {
+        quay.tag(&format!("t{i}"), tag(i));
+    }
+    quay.paginate_forever.on();
+    let repository = format!("{}/org/app", quay.server.host());
+    let listed = run(&quay, TOKEN, &["tags", &repository]);
+    let swept = run(
+        &quay,
+        TOKEN,
+        &[&["cleanup", repository.as_str()][..], &DELETE_EVERY_TAG].concat(),
+    );
+    assert_listing_refused(
+        &listed,
+        &swept,
+        &quay.server.deletes(),
+        &repository,
+        "page 2 is page 1 again",
+    );
+    quay.server.assert_no_violations();
 }
