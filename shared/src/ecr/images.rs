@@ -391,6 +391,7 @@ fn failure(failure: &aws_sdk_ecr::types::ImageFailure) -> Failure {
 pub(crate) async fn list_images(api: &impl Api, repository: &str) -> Result<Vec<Image>, EcrError> {
     let operation = format!("DescribeImages of {repository}");
     Pager::new("", &operation, "nextToken")
+        .empty_pages_continue()
         .collect(|token| async move {
             let page = api.describe_page(repository, token).await?;
             let digests: Vec<String> = page.images.iter().map(|i| i.digest.clone()).collect();
@@ -406,6 +407,7 @@ pub(crate) async fn list_repositories(
     prefix: &str,
 ) -> Result<Vec<String>, EcrError> {
     let mut names = Pager::new("", "DescribeRepositories", "nextToken")
+        .empty_pages_continue()
         .collect(|token| async move {
             let (names, next) = api.repositories_page(token).await?;
             let content = names.clone();

@@ -87,6 +87,7 @@ pub struct Pager<'a> {
     registry: &'a str,
     operation: &'a str,
     cursor: &'static str,
+    empty_pages_continue: bool,
 }
 
 impl<'a> Pager<'a> {
@@ -96,6 +97,16 @@ impl<'a> Pager<'a> {
             registry,
             operation,
             cursor,
+            empty_pages_continue: false,
+        }
+    }
+
+    /// For APIs that filter on the server after paging (AWS's): a page may be empty and still carry a
+    /// cursor. Such a listing is still bounded by its cursors, which must not repeat, and by the cap.
+    pub fn empty_pages_continue(self) -> Self {
+        Pager {
+            empty_pages_continue: true,
+            ..self
         }
     }
 
@@ -141,18 +152,22 @@ impl<'a> Pager<'a> {
                     cursor: self.cursor,
                 }));
             }
-            if let Some(&earlier) = contents.get(&content) {
+            // Empty pages all look alike: where they may continue, only their cursors tell them apart.
+            let fingerprinted = !(found.is_empty() && self.empty_pages_continue);
+            if fingerprinted && let Some(&earlier) = contents.get(&content) {
                 return Err(self.stop(Runaway::RepeatedPage { page, earlier }));
             }
             let Some(next) = next else {
                 items.extend(found);
                 return Ok(items);
             };
-            if found.is_empty() {
+            if found.is_empty() && !self.empty_pages_continue {
                 return Err(self.stop(Runaway::EmptyPage { page }));
             }
             items.extend(found);
-            contents.insert(content, page);
+            if fingerprinted {
+                contents.insert(content, page);
+            }
             cursors.insert(next.clone(), page);
             cursor = Some(next);
         }
@@ -186,6 +201,7 @@ mod tests {
         registry: "registry.example",
         operation: "list tags of registry.example/app",
         cursor: "nextToken",
+        empty_pages_continue: false,
     };
 
     /// Pages of `size` numbers out of `total`, the cursor being the offset.
@@ -294,6 +310,57 @@ mod tests {
         }))
         .unwrap_err();
         assert_eq!(error.problem, Runaway::EmptyPage { page: 2 });
+    }
+
+    #[test]
+    fn where_empty_pages_may_continue_only_a_repeated_cursor_or_the_cap_stops_them() {
+        // Pages 2 and 3 are empty with fresh cursors, page 4 ends: every item arrives.
+        let items = run(PAGER.empty_pages_continue().collect(|page: Option<u32>| {
+            let page = page.unwrap_or(1);
+            let items = if page == 1 || page == 4 {
+                vec![page]
+            } else {
+                vec![]
+            };
+            let next = (page < 4).then_some(page + 1);
+            ready(Ok::<_, Unbounded>(Page::new(items, next, page)))
+        }))
+        .unwrap();
+        assert_eq!(items, [1, 4]);
+        let error = run(PAGER.empty_pages_continue().collect(|page: Option<u32>| {
+            // Empty pages whose cursor alternates 2, 3, 2: the repeat is caught.
+            let next = if page == Some(3) {
+                2
+            } else {
+                page.unwrap_or(1) + 1
+            };
+            ready(Ok::<_, Unbounded>(Page::<u32, u32>::new(
+                vec![],
+                Some(next),
+                0,
+            )))
+        }))
+        .unwrap_err();
+        assert_eq!(
+            error.problem,
+            Runaway::RepeatedCursor {
+                page: 3,
+                earlier: 1,
+                cursor: "nextToken"
+            }
+        );
+        let error = run(PAGER
+            .empty_pages_continue()
+            .collect_at_most(5, |page: Option<u32>| {
+                let next = page.unwrap_or(0) + 1;
+                ready(Ok::<_, Unbounded>(Page::<u32, u32>::new(
+                    vec![],
+                    Some(next),
+                    0,
+                )))
+            }))
+        .unwrap_err();
+        assert_eq!(error.problem, Runaway::TooManyPages(5));
     }
 
     #[test]
