@@ -243,6 +243,16 @@ impl Summary {
 struct RepositoryPlan {
     repository: Repository,
     rows: Vec<Row>,
+    /// The manifests kept indexes reference, where the engine read them (see [`protect_index_children`]).
+    kept_index_children: Option<BTreeSet<String>>,
+}
+
+/// One repository listed, dated and decided.
+struct Decided {
+    rows: Vec<Row>,
+    /// A note for the report (untagged manifests that cannot be listed).
+    note: Option<String>,
+    kept_index_children: Option<BTreeSet<String>>,
 }
 
 /// What a cleanup would do, before anything changes.
@@ -323,13 +333,14 @@ pub async fn plan(
         };
         let name = connection.implementation.name();
         match plan_repository(request, connection, repository, now, parallel, observer).await {
-            Ok((rows, note)) => {
-                if let Some(note) = note {
+            Ok(decided) => {
+                if let Some(note) = decided.note {
                     notes.push(RepositoryNote::note(repository.to_string(), name, note));
                 }
                 planned.push(RepositoryPlan {
                     repository: repository.clone(),
-                    rows,
+                    rows: decided.rows,
+                    kept_index_children: decided.kept_index_children,
                 });
             }
             Err(error) => notes.push(RepositoryNote::failure(
@@ -571,8 +582,7 @@ async fn date_tags(
     (created, read)
 }
 
-/// Lists, dates and decides one repository; the second value is a note for the report (untagged manifests
-/// that cannot be listed).
+/// Lists, dates and decides one repository.
 async fn plan_repository(
     request: &CleanupRequest<'_>,
     connection: &Connection,
@@ -580,7 +590,7 @@ async fn plan_repository(
     now: i64,
     parallel: usize,
     observer: &dyn Observer,
-) -> Result<(Vec<Row>, Option<String>), RegistryError> {
+) -> Result<Decided, RegistryError> {
     let implementation = connection.implementation.as_ref();
     let policy = request.policy;
     let tags = implementation.list_tags(repository, true).await?;
@@ -631,18 +641,26 @@ async fn plan_repository(
         .collect();
     // An implementation whose tag delete takes the manifest would remove, with a deleted tag, a manifest
     // that a kept index still references; the others leave it to the index (or refuse, as ECR does).
-    if implementation.capabilities().delete_removes == DeleteRemoves::Manifest {
-        protect_index_children(&connection.client, repository, parallel, &mut rows).await?;
-    }
+    let kept_index_children =
+        if implementation.capabilities().delete_removes == DeleteRemoves::Manifest {
+            protect_index_children(&connection.client, repository, parallel, &mut rows).await?
+        } else {
+            None
+        };
+    let mut decided = Decided {
+        rows,
+        note: None,
+        kept_index_children,
+    };
     if !request.untagged {
-        return Ok((rows, None));
+        return Ok(decided);
     }
     let Some(untagged) = implementation.list_untagged(repository).await? else {
-        let note = format!(
+        decided.note = Some(format!(
             "--untagged: the {} implementation cannot list untagged manifests; none removed",
             implementation.name()
-        );
-        return Ok((rows, Some(note)));
+        ));
+        return Ok(decided);
     };
     let tagged: BTreeSet<&str> = tags
         .iter()
@@ -655,7 +673,7 @@ async fn plan_repository(
         }
         let date = manifest.created.map(Timestamp::unix_seconds);
         let decision = policy.decide_untagged(date, now);
-        rows.push(row(
+        decided.rows.push(row(
             &name,
             None,
             Some(&manifest.digest),
@@ -665,44 +683,63 @@ async fn plan_repository(
             decision,
         ));
     }
-    Ok((rows, None))
+    Ok(decided)
 }
 
-/// Keeps every selected tag whose manifest an index of a kept tag references.
+/// Keeps every selected tag whose manifest an index of a kept tag references, to any depth: a tag kept
+/// for an index may itself be an index, whose children are then read too. Returns the manifests kept
+/// indexes reference when anything is still selected (the delete request carries them, so the
+/// implementation does not read the indexes again).
 async fn protect_index_children(
     client: &Client,
     repository: &Repository,
     parallel: usize,
     rows: &mut [Row],
-) -> Result<(), RegistryError> {
+) -> Result<Option<BTreeSet<String>>, RegistryError> {
     if !rows.iter().any(|row| row.action == Action::Delete) {
-        return Ok(());
+        return Ok(None);
     }
-    let mut kept_tags: BTreeMap<String, String> = BTreeMap::new();
-    for row in rows.iter().filter(|row| row.action == Action::Keep) {
-        if let (Some(digest), Some(tag)) = (&row.digest, &row.tag) {
-            kept_tags
-                .entry(digest.clone())
-                .or_insert_with(|| tag.clone());
+    let kept_tags = |rows: &[Row]| {
+        let mut kept: BTreeMap<String, String> = BTreeMap::new();
+        for row in rows.iter().filter(|row| row.action == Action::Keep) {
+            if let (Some(digest), Some(tag)) = (&row.digest, &row.tag) {
+                kept.entry(digest.clone()).or_insert_with(|| tag.clone());
+            }
         }
+        kept
+    };
+    let mut kept = kept_tags(rows);
+    let mut unread: Vec<String> = kept.keys().cloned().collect();
+    let mut children: BTreeMap<String, String> = BTreeMap::new();
+    // Each round reads only manifests newly kept; a tag is kept at most once, so the rounds end.
+    while !unread.is_empty() {
+        children.extend(
+            dates::index_children(
+                client,
+                &repository.path,
+                unread.iter().map(String::as_str),
+                parallel,
+            )
+            .await?,
+        );
+        for row in rows.iter_mut().filter(|row| row.action == Action::Delete) {
+            let Some(index) = row.digest.as_ref().and_then(|digest| children.get(digest)) else {
+                continue;
+            };
+            let tag = kept.get(index).map_or("", String::as_str);
+            row.action = Action::Keep;
+            row.rule = Rule::InKeptIndex;
+            row.reason = format!("the kept index {tag} ({index}) references its manifest");
+        }
+        let now_kept = kept_tags(rows);
+        unread = now_kept
+            .keys()
+            .filter(|digest| !kept.contains_key(*digest))
+            .cloned()
+            .collect();
+        kept = now_kept;
     }
-    let children = dates::index_children(
-        client,
-        &repository.path,
-        kept_tags.keys().map(String::as_str),
-        parallel,
-    )
-    .await?;
-    for row in rows.iter_mut().filter(|row| row.action == Action::Delete) {
-        let Some(index) = row.digest.as_ref().and_then(|digest| children.get(digest)) else {
-            continue;
-        };
-        let tag = kept_tags.get(index).map_or("", String::as_str);
-        row.action = Action::Keep;
-        row.rule = Rule::InKeptIndex;
-        row.reason = format!("the kept index {tag} ({index}) references its manifest");
-    }
-    Ok(())
+    Ok(Some(children.into_keys().collect()))
 }
 
 fn row(
@@ -756,6 +793,7 @@ async fn delete_selected(
         targets: &targets,
         dry_run,
         progress: &|units| observer.advance(units),
+        kept_index_children: plan.kept_index_children.as_ref(),
     };
     let mut entries: HashMap<Target, Entry> = implementation
         .delete(request)
@@ -856,6 +894,7 @@ mod tests {
                     0,
                     selected,
                 )],
+                kept_index_children: None,
             }],
             notes: vec![RepositoryNote::failure(
                 "r.example/other".into(),

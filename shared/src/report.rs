@@ -20,7 +20,7 @@ pub const EXIT_DELETE_UNSUPPORTED: u8 = 4;
 /// The exit codes as `regkit --help` documents them.
 pub const EXIT_CODES_HELP: &str = "Exit codes:
   0  everything requested is done (a tag that was already absent counts as done)
-  1  some tags failed
+  1  some tags failed, a repository could not be listed, or an output could not be written
   2  usage or configuration error
   3  authentication failed or permission denied
   4  the registry cannot delete (distribution: set storage.delete.enabled: true)";

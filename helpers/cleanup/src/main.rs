@@ -418,6 +418,7 @@ async fn delete(setup: &Setup<'_>, arguments: &[String], stdin: bool) -> Result<
             targets,
             dry_run: setup.options.dry_run,
             progress: &on_progress,
+            kept_index_children: None,
         };
         entries.extend(connection.implementation.delete(request).await);
     }

@@ -270,6 +270,7 @@ mod tests {
             targets: &targets,
             dry_run,
             progress: &count,
+            kept_index_children: None,
         };
         let entries = run(fake, request)
             .now_or_never()

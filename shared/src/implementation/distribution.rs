@@ -345,7 +345,7 @@ impl<S: Store> Deletion for Distribution<S> {
             .collect();
         let actions = plan(&tags, &digests, &digest_of);
         let actions = self
-            .protect_index_children(path, actions, &tags, &listing)
+            .protect_index_children(path, actions, &tags, &listing, request.kept_index_children)
             .await?;
         Ok(actions
             .into_iter()
@@ -412,13 +412,15 @@ impl<S: Store> Distribution<S> {
 
     /// `actions` with every delete of a manifest that a kept index references turned into untags: the
     /// manifest must stay for the index (a multi-arch image missing a platform), only the requested tags
-    /// go. Indexes are read only when some manifest would go by digest, each once.
+    /// go. Indexes are read only when some manifest would go by digest, each once, and not at all when
+    /// the caller has read them (`known`: the cleanup engine, which keeps those tags).
     async fn protect_index_children(
         &self,
         repository: &str,
         actions: Vec<Action>,
         requested: &[String],
         listing: &BTreeMap<String, ManifestInfo>,
+        known: Option<&BTreeSet<String>>,
     ) -> Result<Vec<Action>, RegistryError> {
         let deletes_by_digest = actions.iter().any(|action| {
             matches!(
@@ -432,27 +434,13 @@ impl<S: Store> Distribution<S> {
         if !deletes_by_digest {
             return Ok(actions);
         }
-        let requested: HashSet<&str> = requested.iter().map(String::as_str).collect();
-        let kept_indexes: BTreeSet<&str> = listing
-            .iter()
-            .filter(|(tag, info)| !requested.contains(tag.as_str()) && may_be_index(info))
-            .map(|(_, info)| info.digest.as_str())
-            .collect();
-        if kept_indexes.is_empty() {
-            return Ok(actions);
-        }
-        let read: Vec<_> = stream::iter(kept_indexes)
-            .map(|digest| self.store.get(repository, digest))
-            .buffer_unordered(self.parallel)
-            .collect()
-            .await;
-        let mut children = HashSet::new();
-        for index in read {
-            // An index deleted since the listing references nothing any more.
-            if let Some(index) = index? {
-                children.extend(manifest_children(&index.body).unwrap_or_default());
+        let children: HashSet<String> = match known {
+            Some(known) => known.iter().cloned().collect(),
+            None => {
+                self.kept_index_children(repository, requested, listing)
+                    .await?
             }
-        }
+        };
         Ok(actions
             .into_iter()
             .flat_map(|action| match action {
@@ -470,6 +458,37 @@ impl<S: Store> Distribution<S> {
                 action => vec![action],
             })
             .collect())
+    }
+
+    /// The manifests that the indexes among the tags not `requested` reference.
+    async fn kept_index_children(
+        &self,
+        repository: &str,
+        requested: &[String],
+        listing: &BTreeMap<String, ManifestInfo>,
+    ) -> Result<HashSet<String>, RegistryError> {
+        let requested: HashSet<&str> = requested.iter().map(String::as_str).collect();
+        let kept_indexes: BTreeSet<&str> = listing
+            .iter()
+            .filter(|(tag, info)| !requested.contains(tag.as_str()) && may_be_index(info))
+            .map(|(_, info)| info.digest.as_str())
+            .collect();
+        if kept_indexes.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let read: Vec<_> = stream::iter(kept_indexes)
+            .map(|digest| self.store.get(repository, digest))
+            .buffer_unordered(self.parallel)
+            .collect()
+            .await;
+        let mut children = HashSet::new();
+        for index in read {
+            // An index deleted since the listing references nothing any more.
+            if let Some(index) = index? {
+                children.extend(manifest_children(&index.body).unwrap_or_default());
+            }
+        }
+        Ok(children)
     }
 
     async fn execute(&self, repository: &Repository, action: Action) -> Vec<Entry> {
@@ -868,6 +887,16 @@ mod tests {
     }
 
     fn run(fake: Fake, targets: &[Target], dry_run: bool) -> (Vec<Entry>, Fake, u64) {
+        run_knowing(fake, targets, dry_run, None)
+    }
+
+    /// [`run`] with the kept indexes' children the caller has read.
+    fn run_knowing(
+        fake: Fake,
+        targets: &[Target],
+        dry_run: bool,
+        known: Option<&BTreeSet<String>>,
+    ) -> (Vec<Entry>, Fake, u64) {
         let repository = Repository {
             registry: "fake".into(),
             path: "a/b".into(),
@@ -884,6 +913,7 @@ mod tests {
             targets,
             dry_run,
             progress: &on_progress,
+            kept_index_children: known,
         }));
         (entries, vendor.store, progress.get())
     }
@@ -1129,6 +1159,24 @@ mod tests {
             "only the re-checks GET, by tag"
         );
         assert_eq!(fake.deletes.get(), names.len() + 1, "one DELETE per tag");
+    }
+
+    #[test]
+    fn children_the_caller_has_read_are_spared_without_reading_the_index_again() {
+        let fake = Fake::default();
+        let amd64 = fake.push("amd64", "amd64");
+        let index = fake.push_index("multi", &[&amd64]);
+        fake.push("lonely", "lonely");
+        let known = BTreeSet::from([amd64.clone()]);
+        let (entries, fake, _) =
+            run_knowing(fake, &[tag("amd64"), tag("lonely")], false, Some(&known));
+        assert_eq!(entries[0].status, Status::Untagged, "{entries:?}");
+        assert_eq!(entries[1].status, Status::Deleted, "{entries:?}");
+        assert!(fake.manifests.borrow().contains_key(&amd64));
+        assert!(
+            !fake.gets.borrow().contains(&index),
+            "the index is not read twice"
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod quay;
 mod rest;
 mod settings;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -89,6 +90,10 @@ pub struct DeleteRequest<'a> {
     pub dry_run: bool,
     /// Called with the number of entries finished, for progress display.
     pub progress: &'a dyn Fn(u64),
+    /// The manifests that indexes of the repository's other tags reference, when the caller has read
+    /// them (the cleanup engine does, to keep those tags): an implementation whose delete would remove
+    /// them then spares them without reading the indexes again. `None`: it reads them itself.
+    pub kept_index_children: Option<&'a BTreeSet<String>>,
 }
 
 /// A registry implementation.

@@ -647,3 +647,65 @@ fn a_tag_on_a_manifest_a_kept_index_references_is_kept() {
         assert!(pusher.head_manifest(repo, child).is_some(), "{child}");
     }
 }
+
+/// An index of indexes (an outer index whose entry is itself a multi-platform index): the engine follows
+/// kept indexes to any depth, so neither the inner index's tag nor its platform's tag goes.
+#[test]
+fn tags_under_a_kept_index_of_indexes_are_kept_at_every_depth() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/nested";
+    let inner = images::push_index(
+        &registry.url(),
+        repo,
+        "nested-inner",
+        &Auth::None,
+        Format::Oci,
+    );
+    let pusher = images::Pusher::new(&registry.url(), &Auth::None);
+    let read = |reference: &str| {
+        ureq::get(format!(
+            "{}/v2/{repo}/manifests/{reference}",
+            registry.url()
+        ))
+        .header("accept", images::ACCEPT_ALL)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_vec()
+        .unwrap()
+    };
+    let platform = read(&inner.children[0]);
+    pusher.put_manifest(repo, "nested-amd64", Format::Oci.manifest_type(), &platform);
+    let index_type = "application/vnd.oci.image.index.v1+json";
+    let outer = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": index_type,
+        "manifests": [{
+            "mediaType": index_type,
+            "digest": inner.digest,
+            "size": read(&inner.digest).len(),
+        }],
+    });
+    pusher.put_manifest(repo, "outer", index_type, outer.to_string().as_bytes());
+    let before = tags(&registry, repo);
+    let target = format!("{}/{repo}", registry.host());
+    let run = json(&regkit(
+        config.path(),
+        &[
+            "--output", "json", "cleanup", &target, "--match", "^nested-", "--yes",
+        ],
+    ));
+    for tag in ["nested-inner", "nested-amd64"] {
+        let row = &run.rows[&format!("{target}:{tag}")];
+        assert_eq!(row["rule"], "in-kept-index", "{row}");
+        assert_eq!(row["result"], "kept", "{row}");
+    }
+    assert!(
+        run.rows[&format!("{target}:nested-amd64")]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&inner.digest)
+    );
+    assert_eq!(tags(&registry, repo), before);
+}
