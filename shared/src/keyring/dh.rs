@@ -241,3 +241,44 @@ mod tests {
         assert_eq!(short.0, expected);
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest::proptest! {
+        // The service's public key and each secret's IV and ciphertext come from the bus: any bytes end in
+        // a key or a refusal, a plaintext or a refusal, never a panic. Exponent 1 keeps each case cheap;
+        // the arithmetic is the same for any exponent.
+        #[test]
+        fn fuzz_dh_any_peer_key_iv_and_ciphertext(
+            peer in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..160),
+                proptest::collection::vec(any::<u8>(), 128..=128),
+                Just(PRIME.to_vec()),
+            ],
+            iv in proptest::collection::vec(any::<u8>(), 0..40),
+            ciphertext in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            let mut one = [0u8; PRIVATE_BYTES];
+            one[PRIVATE_BYTES - 1] = 1;
+            let pair = Keypair::from_private(Zeroizing::new(one));
+            let value = BigUint::from_bytes_be(&peer);
+            match pair.session_key(&peer) {
+                Ok(key) => {
+                    prop_assert!(value > BigUint::from(1u32) && value < prime() - 1u32);
+                    if let Ok(plain) = key.decrypt(&iv, &ciphertext) {
+                        prop_assert_eq!(iv.len(), 16);
+                        prop_assert!(plain.len() < ciphertext.len());
+                    }
+                }
+                Err(error) => {
+                    prop_assert!(matches!(error, CryptoError::BadPeerKey), "{error}");
+                    prop_assert!(value <= BigUint::from(1u32) || value >= prime() - 1u32);
+                }
+            }
+        }
+    }
+}
