@@ -36,8 +36,9 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-# The property tests over every untrusted-input parser (shared/src/fuzz_tests.rs), run long: the normal
-# suite runs 256 cases of each. Override with `make fuzz FUZZ_CASES=…`.
+# The property tests over every untrusted-input parser (shared/src/fuzz_tests.rs, and the `fuzz_`-named
+# ones beside private parsers such as the keyring's D-Bus decoder), run long: the normal suite runs 256
+# cases of each. Override with `make fuzz FUZZ_CASES=…`.
 FUZZ_CASES ?= 200000
 fuzz:
 	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p regkit --all-features --locked --lib fuzz_

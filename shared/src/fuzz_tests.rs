@@ -3,6 +3,11 @@
 //! identity file and registry JSON answers. Each property feeds arbitrary bytes (never panics, answers stay
 //! well-formed) and, where a parser has an inverse, round-trips generated valid input.
 //!
+//! Parsers whose types are private to their module keep their properties there, named `fuzz_` so that
+//! `make fuzz` runs them too: the Secret Service client's D-Bus decoder (messages, header fields,
+//! signatures and bodies from the bus, `keyring/dbus.rs`) and its session's peer key and ciphertexts
+//! (`keyring/dh.rs`).
+//!
 //! The normal suite runs proptest's default 256 cases per property; `make fuzz` sets `PROPTEST_CASES` much
 //! higher. Nightly is not available, so this stands in for cargo-fuzz.
 

@@ -19,6 +19,13 @@ const RUNTIME_BUS: &str = "bus";
 const MAX_MESSAGE: usize = 64 << 20;
 /// Variants nest inside variants only as deep as this, so a hostile message cannot exhaust the stack.
 const MAX_DEPTH: u32 = 32;
+/// Containers of any kind (arrays, structs, dict entries and variants) nest only as deep as this, for the
+/// same reason: the signature in the header, which a hostile peer may send as a string of any length,
+/// would otherwise set the decoder's recursion. libdbus, which the bus daemon validates messages with,
+/// refuses deeper nesting too (the specification's 32 nested arrays plus 32 nested structs).
+const MAX_NESTING: u32 = 64;
+/// A signature is at most this long (its length is one byte on the wire).
+const MAX_SIGNATURE: usize = 255;
 
 const METHOD_CALL: u8 = 1;
 const METHOD_RETURN: u8 = 2;
@@ -274,10 +281,11 @@ impl Message {
             big_endian: self.big_endian,
         };
         let signature = self.signature.as_bytes();
+        check_signature(signature)?;
         let mut at = 0;
         let mut values = Vec::new();
         while at < signature.len() {
-            values.push(reader.value(signature, &mut at, 0)?);
+            values.push(reader.value(signature, &mut at, Depth::default())?);
         }
         Ok(values)
     }
@@ -519,7 +527,7 @@ impl Bus {
             big_endian,
             body,
         };
-        let fields = reader.value(b"a(yv)", &mut 0, 0)?;
+        let fields = reader.value(b"a(yv)", &mut 0, Depth::default())?;
         for field in fields.as_array().unwrap_or_default() {
             let Some([code, value]) = field.as_fields() else {
                 return Err(malformed("header field"));
@@ -607,6 +615,26 @@ fn uid() -> Result<u32, BusError> {
         })
 }
 
+/// How deep a value sits: how many variants and how many containers of any kind enclose it.
+#[derive(Clone, Copy, Default)]
+struct Depth {
+    variants: u32,
+    containers: u32,
+}
+
+impl Depth {
+    /// The depth of the content of a container (a variant if `variant`) at this depth.
+    fn inside(self, variant: bool) -> Result<Depth, BusError> {
+        if self.containers >= MAX_NESTING || (variant && self.variants >= MAX_DEPTH) {
+            return Err(malformed("nested too deeply"));
+        }
+        Ok(Depth {
+            variants: self.variants + u32::from(variant),
+            containers: self.containers + 1,
+        })
+    }
+}
+
 /// Unmarshals values from a message part.
 struct Reader<'a> {
     data: &'a [u8],
@@ -658,7 +686,7 @@ impl Reader<'_> {
     }
 
     /// Reads one complete type starting at `signature[*at]`, leaving `*at` after it.
-    fn value(&mut self, signature: &[u8], at: &mut usize, depth: u32) -> Result<Value, BusError> {
+    fn value(&mut self, signature: &[u8], at: &mut usize, depth: Depth) -> Result<Value, BusError> {
         let code = *signature.get(*at).ok_or_else(|| malformed("signature"))?;
         *at += 1;
         Ok(match code {
@@ -677,13 +705,12 @@ impl Reader<'_> {
                 Value::Str(self.string(length)?)
             }
             b'v' => {
-                if depth >= MAX_DEPTH {
-                    return Err(malformed("nested too deeply"));
-                }
+                let inner_depth = depth.inside(true)?;
                 let length = self.uint(1)? as usize;
                 let inner = self.string(length)?;
+                check_signature(inner.as_bytes())?;
                 let mut inner_at = 0;
-                let value = self.value(inner.as_bytes(), &mut inner_at, depth + 1)?;
+                let value = self.value(inner.as_bytes(), &mut inner_at, inner_depth)?;
                 if inner_at != inner.len() {
                     return Err(malformed("variant signature"));
                 }
@@ -704,8 +731,17 @@ impl Reader<'_> {
                 }
                 let mut items = Vec::new();
                 while self.pos < end {
+                    let before = self.pos;
                     let mut element_at = element;
-                    items.push(self.value(signature, &mut element_at, depth)?);
+                    // Checked per element: only values that are there nest, so an empty array still
+                    // decodes at the deepest level.
+                    let inner_depth = depth.inside(false)?;
+                    items.push(self.value(signature, &mut element_at, inner_depth)?);
+                    // An element that takes no bytes would repeat until memory runs out. Only an empty
+                    // struct can, which `check_signature` refuses; this holds should that check miss one.
+                    if self.pos == before {
+                        return Err(malformed("array element of no size"));
+                    }
                 }
                 if self.pos != end {
                     return Err(malformed("array length"));
@@ -713,11 +749,12 @@ impl Reader<'_> {
                 Value::Array(items)
             }
             b'(' | b'{' => {
+                let inner_depth = depth.inside(false)?;
                 self.align(8)?;
                 let close = if code == b'(' { b')' } else { b'}' };
                 let mut fields = Vec::new();
                 while signature.get(*at) != Some(&close) {
-                    fields.push(self.value(signature, at, depth)?);
+                    fields.push(self.value(signature, at, inner_depth)?);
                 }
                 *at += 1;
                 Value::Struct(fields)
@@ -725,6 +762,23 @@ impl Reader<'_> {
             _ => return Err(malformed("unsupported type")),
         })
     }
+}
+
+/// Refuses a signature the specification forbids in a way the decoder cannot meet where it reads: longer
+/// than [`MAX_SIGNATURE`], or holding a struct or dict entry without fields (`()`, `{}`), which takes no
+/// bytes, so that an array of them has no end. Other mistakes (unknown codes, unbalanced brackets) fail
+/// where the decoder reaches them.
+fn check_signature(signature: &[u8]) -> Result<(), BusError> {
+    if signature.len() > MAX_SIGNATURE {
+        return Err(malformed("signature too long"));
+    }
+    let empty = signature
+        .windows(2)
+        .any(|pair| pair == b"()" || pair == b"{}");
+    if empty {
+        return Err(malformed("empty struct"));
+    }
+    Ok(())
 }
 
 /// Moves `*at` past one complete type.
@@ -756,6 +810,9 @@ fn alignment(code: u8) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
     use super::*;
 
     /// A method return carrying `body` under `signature`, as read from the bus.
@@ -771,6 +828,48 @@ mod tests {
             big_endian,
             body,
         }
+    }
+
+    /// `run`'s answer, or an abort if it takes seconds: a decoder that never returns then fails the
+    /// suite instead of hanging it, and the whole process ends because the runaway thread cannot be
+    /// stopped and would go on allocating.
+    fn within<T: Send + 'static>(what: String, run: impl FnOnce() -> T + Send + 'static) -> T {
+        let (done, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(run()));
+        match answer.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok(answer) => answer,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // Past the test harness's capture, which the abort would discard.
+                let line = format!("the D-Bus decoder did not return for {what}\n");
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+                std::process::abort();
+            }
+            Err(error) => panic!("{what}: {error}"),
+        }
+    }
+
+    /// The body's values, decoded with [`within`].
+    fn decode_within(
+        signature: &str,
+        big_endian: bool,
+        body: Vec<u8>,
+    ) -> Result<Vec<Value>, BusError> {
+        let (what, signature) = (format!("`{signature}`, {body:?}"), signature.to_owned());
+        within(what, move || reply(signature, big_endian, body).values())
+    }
+
+    /// How many values `values` holds, nested ones included.
+    fn count(values: &[Value]) -> usize {
+        values
+            .iter()
+            .map(|value| {
+                1 + match value {
+                    Value::Array(items) | Value::Struct(items) => count(items),
+                    Value::Variant(inner) => count(std::slice::from_ref(inner)),
+                    _ => 0,
+                }
+            })
+            .sum()
     }
 
     fn decode(body: &Body) -> Vec<Value> {
@@ -840,6 +939,109 @@ mod tests {
     }
 
     #[test]
+    fn arrays_of_empty_structs_are_refused_promptly() {
+        // A length of 8 with 8 bytes after the padding: the decoder used to read empty structs from it
+        // forever, each taking no bytes.
+        let eight = [8, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8].to_vec();
+        for signature in ["a()", "a{}", "a(())", "aa()", "a(y())", "()", "{}", "(y)()"] {
+            let error = decode_within(signature, false, eight.clone()).unwrap_err();
+            assert!(
+                error.to_string().contains("empty struct"),
+                "{signature}: {error}"
+            );
+        }
+        // The same inside a variant, whose signature comes from the body.
+        let mut body = vec![3, b'a', b'(', b')', 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0];
+        body.extend_from_slice(&[0; 8]);
+        let error = decode_within("v", false, body).unwrap_err();
+        assert!(error.to_string().contains("empty struct"), "{error}");
+        // An empty array of them is refused as well: the signature is invalid, whatever the body.
+        assert!(decode_within("a()", false, vec![0; 8]).is_err());
+    }
+
+    #[test]
+    fn array_elements_that_take_no_bytes_end_the_array() {
+        // Past the signature check (which `Message::values` does first), the array loop stops by itself.
+        let data = [8, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        let result = within("`a()` read directly".to_owned(), move || {
+            let mut reader = Reader {
+                data: &data,
+                pos: 0,
+                big_endian: false,
+            };
+            reader.value(b"a()", &mut 0, Depth::default()).map(|_| ())
+        });
+        let error = result.unwrap_err();
+        assert!(error.to_string().contains("no size"), "{error}");
+    }
+
+    #[test]
+    fn signatures_longer_than_a_signature_can_be_are_refused() {
+        let long = "y".repeat(255);
+        assert_eq!(
+            decode_within(&long, false, vec![7; 255]).unwrap().len(),
+            255
+        );
+        for signature in [
+            format!("{long}y"),
+            // Sent as a string in the header, this would otherwise recurse once per bracket.
+            format!("{}y{}", "(".repeat(100_000), ")".repeat(100_000)),
+        ] {
+            let error = decode_within(&signature, false, vec![7; 256]).unwrap_err();
+            assert!(error.to_string().contains("signature too long"), "{error}");
+        }
+    }
+
+    #[test]
+    fn nesting_stops_where_libdbus_stops() {
+        // 64 containers deep decodes (libdbus accepts as much), 65 is refused: variants around arrays
+        // around structs, so that every kind counts.
+        fn nested(body: &mut Body, variants: usize, arrays: usize, structs: usize) {
+            match (variants, arrays, structs) {
+                (0, 0, 0) => body.buf.push(7),
+                (0, 0, _) => {
+                    body.structure(|s| nested(s, 0, 0, structs - 1));
+                }
+                (0, _, _) => {
+                    let element_align = if arrays > 1 { 4 } else { 8 };
+                    body.array(element_align, |a| nested(a, 0, arrays - 1, structs));
+                }
+                _ => {
+                    let signature = if variants > 1 {
+                        "v".to_owned()
+                    } else {
+                        format!(
+                            "{}{}y{}",
+                            "a".repeat(arrays),
+                            "(".repeat(structs),
+                            ")".repeat(structs)
+                        )
+                    };
+                    body.variant(&signature, |v| nested(v, variants - 1, arrays, structs));
+                }
+            }
+        }
+        for (structs, decodes) in [(31, true), (32, false)] {
+            let mut body = Body::new("v");
+            nested(&mut body, 2, 31, structs);
+            let values = decode_within("v", false, body.buf);
+            assert_eq!(values.is_ok(), decodes, "{structs}: {values:?}");
+            if let Ok(values) = values {
+                assert_eq!(count(&values), 2 + 31 + structs + 1);
+            }
+        }
+        let too_deep = format!("{}y{}", "(".repeat(65), ")".repeat(65));
+        let error = decode_within(&too_deep, false, vec![7]).unwrap_err();
+        assert!(error.to_string().contains("nested too deeply"), "{error}");
+        // Only values that are there nest: an empty array at the limit still decodes.
+        let deepest_empty = format!("{}y", "a".repeat(65));
+        assert_eq!(
+            decode_within(&deepest_empty, false, vec![0; 4]).unwrap(),
+            [Value::Array(vec![])]
+        );
+    }
+
+    #[test]
     fn addresses_unescape_and_fail_in_one_line() {
         assert_eq!(unescape("/tmp/a%2cb%zz"), b"/tmp/a,b%zz");
         let error = connect_address("tcp:host=localhost,port=1").unwrap_err();
@@ -852,6 +1054,91 @@ mod tests {
         );
     }
 
+    /// Signatures as a bus may send them: complete types built from every code, including the ones the
+    /// specification forbids (empty structs and dict entries, nesting past its limits, dict entries
+    /// outside arrays or without two fields) and variants, whose content brings signatures of its own.
+    fn signatures() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            "[ybnqiuxtdsoghv]",
+            Just("()".to_owned()),
+            Just("{}".to_owned()),
+        ];
+        let complete = leaf.prop_recursive(6, 24, 4, |inner| {
+            prop_oneof![
+                inner.clone().prop_map(|element| format!("a{element}")),
+                (vec(inner.clone(), 0..4), any::<bool>()).prop_map(|(fields, entry)| {
+                    let fields = fields.concat();
+                    if entry {
+                        format!("{{{fields}}}")
+                    } else {
+                        format!("({fields})")
+                    }
+                }),
+                (inner.clone(), inner).prop_map(|(key, value)| format!("a{{{key}{value}}}")),
+            ]
+        });
+        prop_oneof![
+            vec(complete.clone(), 0..4).prop_map(|types| types.concat()),
+            (0..80usize, complete.clone()).prop_map(|(n, t)| format!("{}{t}", "a".repeat(n))),
+            (0..80usize, complete).prop_map(|(n, t)| format!(
+                "{}{t}{}",
+                "(".repeat(n),
+                ")".repeat(n)
+            )),
+        ]
+    }
+
+    /// Bodies that get past the first length check: runs of small words (array and string lengths in
+    /// either byte order), variant signatures from [`signatures`], zero padding and stray bytes.
+    fn bodies() -> impl Strategy<Value = Vec<u8>> {
+        let chunk = prop_oneof![
+            any::<u8>().prop_map(|byte| vec![byte]),
+            (0u32..40, any::<bool>()).prop_map(|(n, big_endian)| if big_endian {
+                n.to_be_bytes().to_vec()
+            } else {
+                n.to_le_bytes().to_vec()
+            }),
+            signatures().prop_map(|signature| {
+                let mut bytes = vec![u8::try_from(signature.len()).unwrap_or(u8::MAX)];
+                bytes.extend_from_slice(signature.as_bytes());
+                bytes.push(0);
+                bytes
+            }),
+            Just(vec![0; 4]),
+        ];
+        prop_oneof![
+            vec(any::<u8>(), 0..256),
+            vec(chunk, 0..48).prop_map(|chunks| chunks.concat()),
+        ]
+    }
+
+    /// A method return with the given body signature field and body, as a bus would send it.
+    fn message_bytes(signature: &str, body: &[u8]) -> Vec<u8> {
+        let mut fields = Body::new("");
+        fields.buf.extend_from_slice(&[0; 12]);
+        fields.array(8, |f| {
+            f.structure(|entry| {
+                entry.buf.push(5);
+                entry.variant("u", |v| {
+                    v.u32(1);
+                });
+            });
+            f.structure(|entry| {
+                entry.buf.push(8);
+                entry.variant("g", |v| {
+                    v.signature(signature);
+                });
+            });
+        });
+        fields.align(8);
+        let body_len = u32::try_from(body.len()).unwrap();
+        fields.buf[..4].copy_from_slice(&[b'l', METHOD_RETURN, 0, 1]);
+        fields.buf[4..8].copy_from_slice(&body_len.to_le_bytes());
+        fields.buf[8..12].copy_from_slice(&1u32.to_le_bytes());
+        fields.buf.extend_from_slice(body);
+        fields.buf
+    }
+
     proptest::proptest! {
         // Whatever a bus (or something posing as one) sends must end in a value or an error, never a panic.
         #[test]
@@ -860,7 +1147,50 @@ mod tests {
             signature in "[ybnqiuxtdsogva(){}]{0,12}",
             big_endian in proptest::prelude::any::<bool>(),
         ) {
-            let _ = reply(signature, big_endian, body).values();
+            let _ = decode_within(&signature, big_endian, body);
+        }
+
+        // The same over signatures and bodies shaped to reach the containers, in bounded time: every
+        // value takes at least one byte of the body except a struct, which holds at least one field
+        // and nests at most 64 deep, so the values decoded are at most 65 per byte.
+        #[test]
+        fn fuzz_dbus_shaped_body_under_any_complete_signature(
+            body in bodies(),
+            signature in signatures(),
+            big_endian in any::<bool>(),
+        ) {
+            let length = body.len();
+            if let Ok(values) = decode_within(&signature, big_endian, body) {
+                prop_assert!(count(&values) <= 65 * length, "{} values from {length} bytes", count(&values));
+            }
+        }
+
+        // The path from the socket: header fields, the signature field, then the body under it.
+        #[test]
+        fn fuzz_dbus_message_from_the_bus(body in bodies(), signature in signatures()) {
+            let bytes = message_bytes(&signature, &body);
+            let what = format!("`{signature}`, {body:?}");
+            let read = within(what, move || {
+                let (ours, theirs) = UnixStream::pair().unwrap();
+                std::io::Write::write_all(&mut &theirs, &bytes).unwrap();
+                drop(theirs);
+                let mut bus = Bus {
+                    reader: BufReader::new(ours),
+                    out: Vec::new(),
+                    authenticating: false,
+                    serial: 0,
+                    pending: VecDeque::new(),
+                };
+                bus.read().map(|message| (message.signature.clone(), message.values().map(|v| count(&v))))
+            });
+            // Any signature up to the length a `g` can carry comes through the header as sent.
+            if signature.len() < 256 {
+                let (read_signature, values) = read.unwrap();
+                prop_assert_eq!(&read_signature, &signature);
+                if let Ok(values) = values {
+                    prop_assert!(values <= 65 * body.len());
+                }
+            }
         }
 
         #[test]
@@ -882,8 +1212,11 @@ mod tests {
             };
             // A few reads at most: each consumes bytes or fails at the end of the stream.
             for _ in 0..8 {
-                if bus.read().is_err() {
-                    break;
+                match bus.read() {
+                    Ok(message) => {
+                        let _ = message.values();
+                    }
+                    Err(_) => break,
                 }
             }
         }

@@ -6,6 +6,7 @@
 use aes::cipher::block_padding::Pkcs7;
 use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 use num_bigint::BigUint;
+use zeroize::{Zeroize, Zeroizing};
 
 /// The algorithm name `OpenSession` takes.
 pub(super) const ALGORITHM: &str = "dh-ietf1024-sha256-aes128-cbc-pkcs7";
@@ -32,11 +33,14 @@ const PRIVATE_BYTES: usize = 32;
 /// Why the encrypted session could not be set up or used.
 #[derive(Debug)]
 pub(super) enum CryptoError {
-    /// The operating system's random source failed.
+    /// The operating system's random source failed (for a private key or an IV).
     Random,
     /// The service's public key is not in the group (or is a trivial element).
     BadPeerKey,
-    /// A secret did not decrypt (wrong key, IV or padding).
+    /// HKDF refused to expand the shared secret into a key (it does so only for output lengths it
+    /// cannot produce, which 16 bytes is not).
+    KeyDerivation,
+    /// A secret from the service did not decrypt (its IV is not one block, or the key or padding is wrong).
     Decrypt,
 }
 
@@ -45,6 +49,7 @@ impl std::fmt::Display for CryptoError {
         f.write_str(match self {
             CryptoError::Random => "the system random number generator failed",
             CryptoError::BadPeerKey => "the Secret Service sent an invalid session public key",
+            CryptoError::KeyDerivation => "the session key could not be derived (HKDF-SHA256)",
             CryptoError::Decrypt => "a secret from the Secret Service did not decrypt",
         })
     }
@@ -52,7 +57,9 @@ impl std::fmt::Display for CryptoError {
 
 /// Our half of the exchange.
 pub(super) struct Keypair {
-    private: BigUint,
+    /// The private exponent, big-endian, wiped on drop. It is kept as bytes because num-bigint 0.4
+    /// cannot wipe a `BigUint`: each exponentiation builds a short-lived one from these bytes.
+    private: Zeroizing<[u8; PRIVATE_BYTES]>,
     /// `2^private mod p`, big-endian, for `OpenSession`.
     pub(super) public: Vec<u8>,
 }
@@ -60,11 +67,17 @@ pub(super) struct Keypair {
 impl Keypair {
     /// A fresh ephemeral key pair.
     pub(super) fn generate() -> Result<Keypair, CryptoError> {
-        let mut bytes = [0u8; PRIVATE_BYTES];
-        getrandom::fill(&mut bytes).map_err(|_| CryptoError::Random)?;
-        let private = BigUint::from_bytes_be(&bytes);
-        let public = BigUint::from(2u32).modpow(&private, &prime()).to_bytes_be();
-        Ok(Keypair { private, public })
+        let mut private = Zeroizing::new([0u8; PRIVATE_BYTES]);
+        getrandom::fill(private.as_mut_slice()).map_err(|_| CryptoError::Random)?;
+        Ok(Keypair::from_private(private))
+    }
+
+    fn from_private(private: Zeroizing<[u8; PRIVATE_BYTES]>) -> Keypair {
+        let exponent = BigUint::from_bytes_be(private.as_slice());
+        let public = BigUint::from(2u32)
+            .modpow(&exponent, &prime())
+            .to_bytes_be();
+        Keypair { private, public }
     }
 
     /// The session key shared with the service whose public key is `peer` (big-endian).
@@ -75,15 +88,18 @@ impl Keypair {
         if peer <= BigUint::from(1u32) || peer >= &prime - 1u32 {
             return Err(CryptoError::BadPeerKey);
         }
-        let shared = peer.modpow(&self.private, &prime).to_bytes_be();
+        let exponent = BigUint::from_bytes_be(self.private.as_slice());
+        // The secrets that reach a `BigUint` or HKDF's state (the exponent's copy, the shared secret as a
+        // number, the pseudorandom key) are freed unwiped: neither crate can wipe them. Our own copies are.
+        let shared = Zeroizing::new(peer.modpow(&exponent, &prime).to_bytes_be());
         // HKDF input is the shared secret left-padded to the modulus size, as libsecret does.
-        let mut ikm = [0u8; PRIME.len()];
+        let mut ikm = Zeroizing::new([0u8; PRIME.len()]);
         ikm[PRIME.len() - shared.len()..].copy_from_slice(&shared);
-        let mut key = [0u8; 16];
-        hkdf::Hkdf::<sha2::Sha256>::new(None, &ikm)
-            .expand(&[], &mut key)
-            .map_err(|_| CryptoError::BadPeerKey)?;
-        Ok(SessionKey(key))
+        let mut key = SessionKey([0u8; 16]);
+        hkdf::Hkdf::<sha2::Sha256>::new(None, ikm.as_slice())
+            .expand(&[], &mut key.0)
+            .map_err(|_| CryptoError::KeyDerivation)?;
+        Ok(key)
     }
 }
 
@@ -91,9 +107,16 @@ fn prime() -> BigUint {
     BigUint::from_bytes_be(&PRIME)
 }
 
-/// The AES-128 key of an encrypted session.
+/// The AES-128 key of an encrypted session, wiped on drop (the AES round keys derived from it are
+/// wiped by `aes` itself, through its `zeroize` feature).
 #[derive(Clone)]
 pub(super) struct SessionKey([u8; 16]);
+
+impl Drop for SessionKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
 
 impl std::fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,7 +132,7 @@ impl SessionKey {
     pub(super) fn encrypt(&self, plain: &[u8]) -> Result<([u8; 16], Vec<u8>), CryptoError> {
         let mut iv = [0u8; 16];
         getrandom::fill(&mut iv).map_err(|_| CryptoError::Random)?;
-        let cipher = Encryptor::new_from_slices(&self.0, &iv).map_err(|_| CryptoError::Random)?;
+        let cipher = Encryptor::new((&self.0).into(), (&iv).into());
         Ok((iv, cipher.encrypt_padded_vec::<Pkcs7>(plain)))
     }
 
@@ -155,12 +178,54 @@ mod tests {
         }
     }
 
+    /// The big-endian bytes of a hex string.
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&text[at..at + 2], 16).unwrap())
+            .collect()
+    }
+
+    // The expected values below were computed apart from this code, with Python's built-in `pow` over
+    // the prime as RFC 2409 §6.2 prints it in hex, and HKDF-SHA256 written out with `hmac`/`hashlib`
+    // (RFC 5869: no salt is 32 zero bytes, PRK = HMAC(salt, ikm), key = HMAC(PRK, b"\x01")[:16] for
+    // empty info), the shared secret left-padded to 128 bytes:
+    //   ours = pow(2, a, P); shared = pow(peer, a, P)
+    //   prk = hmac.new(b"\0" * 32, shared.to_bytes(128, "big"), hashlib.sha256).digest()
+    //   key = hmac.new(prk, b"\x01", hashlib.sha256).digest()[:16]
+    // with a = 0x0102…1f20 (32 bytes) and peer = pow(2, 0x4041…5e5f, P).
+
+    #[test]
+    fn known_answer_for_a_full_exchange() {
+        let private: [u8; PRIVATE_BYTES] = std::array::from_fn(|i| i as u8 + 1);
+        let pair = Keypair::from_private(Zeroizing::new(private));
+        let ours = "457120764f3a1e6fd58103e41a4093a6c8bc1d97cb8759de41c21afdd2d3048a\
+                    5ef3d88ce24aa6ba4fe30bcfb0b0f75abf1a8aeaff3723f1bf53740c902005e1\
+                    199fabad7c538e94a7034fd585339a02f3634893f748929d2a7257643e398130\
+                    541ae64124c17d4507a97f1cbebeb7b933642b8df479eb59e36cfeffbf1671dd";
+        let peer = "a5a28c20c27ed26c4b0244f4f8fcd2a1ce89bfec768fcdb4e404cc7040f1d866\
+                    44af268e691ad7d583cecddf2f860e190ef201f960532e0b50607e8bb98499af\
+                    0077d7232178519aba72053921c51b7f69e25f81231c1e73e9622343d3c7b67b\
+                    aeeb7365c26bc24bf3a27532420280549774581cace753d89c4ad597fa8445ed";
+        assert_eq!(pair.public, hex(ours));
+        let key = pair.session_key(&hex(peer)).unwrap();
+        assert_eq!(
+            key.0,
+            [
+                0x97, 0x0b, 0xf1, 0x7e, 0x38, 0x2d, 0xe8, 0x5d, 0x41, 0x10, 0x8d, 0x69, 0x45, 0xce,
+                0x8a, 0x1b
+            ]
+        );
+    }
+
     #[test]
     fn known_answer_for_hkdf_input_padding() {
         // With private exponent 1 the shared secret is the peer key itself: a short peer key must be
         // left-padded to 128 bytes before HKDF, which a key of the same value written in full shows.
+        let mut one = [0u8; PRIVATE_BYTES];
+        one[PRIVATE_BYTES - 1] = 1;
         let pair = Keypair {
-            private: BigUint::from(1u32),
+            private: Zeroizing::new(one),
             public: vec![2],
         };
         let short = pair.session_key(&[0x01, 0x02]).unwrap();
@@ -168,10 +233,52 @@ mod tests {
         padded[126..].copy_from_slice(&[0x01, 0x02]);
         let full = pair.session_key(&padded).unwrap();
         assert_eq!(short.0, full.0);
-        let mut expected = [0u8; 16];
-        hkdf::Hkdf::<sha2::Sha256>::new(None, &padded)
-            .expand(&[], &mut expected)
-            .unwrap();
+        // HKDF-SHA256 of 126 zero bytes then 01 02, computed as above.
+        let expected = [
+            0xa7, 0x60, 0x99, 0xfb, 0x7d, 0x7b, 0x52, 0x2a, 0xc5, 0x07, 0x80, 0xb5, 0x85, 0xa1,
+            0x06, 0x80,
+        ];
         assert_eq!(short.0, expected);
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest::proptest! {
+        // The service's public key and each secret's IV and ciphertext come from the bus: any bytes end in
+        // a key or a refusal, a plaintext or a refusal, never a panic. Exponent 1 keeps each case cheap;
+        // the arithmetic is the same for any exponent.
+        #[test]
+        fn fuzz_dh_any_peer_key_iv_and_ciphertext(
+            peer in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..160),
+                proptest::collection::vec(any::<u8>(), 128..=128),
+                Just(PRIME.to_vec()),
+            ],
+            iv in proptest::collection::vec(any::<u8>(), 0..40),
+            ciphertext in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            let mut one = [0u8; PRIVATE_BYTES];
+            one[PRIVATE_BYTES - 1] = 1;
+            let pair = Keypair::from_private(Zeroizing::new(one));
+            let value = BigUint::from_bytes_be(&peer);
+            match pair.session_key(&peer) {
+                Ok(key) => {
+                    prop_assert!(value > BigUint::from(1u32) && value < prime() - 1u32);
+                    if let Ok(plain) = key.decrypt(&iv, &ciphertext) {
+                        prop_assert_eq!(iv.len(), 16);
+                        prop_assert!(plain.len() < ciphertext.len());
+                    }
+                }
+                Err(error) => {
+                    prop_assert!(matches!(error, CryptoError::BadPeerKey), "{error}");
+                    prop_assert!(value <= BigUint::from(1u32) || value >= prime() - 1u32);
+                }
+            }
+        }
     }
 }
