@@ -709,3 +709,36 @@ fn tags_under_a_kept_index_of_indexes_are_kept_at_every_depth() {
     );
     assert_eq!(tags(&registry, repo), before);
 }
+
+/// A report that cannot be written is regkit's own failure (exit 1), not a usage error (exit 2): the
+/// command line was right.
+#[test]
+fn a_report_that_cannot_be_written_exits_1_naming_the_file() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/report";
+    push(&registry, repo, &[("a", days_ago(90))]);
+    let before = tags(&registry, repo);
+    let target = format!("{}/{repo}", registry.host());
+    let missing = config.path().join("no-such-dir/report.json");
+    let run = regkit(
+        config.path(),
+        &[
+            "--dry-run",
+            "cleanup",
+            &target,
+            "--older-than",
+            "7d",
+            "--report",
+            missing.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let error = stderr(&run);
+    assert!(
+        error.contains("cannot write the report") && error.contains("no-such-dir"),
+        "{error}"
+    );
+    assert_eq!(error.lines().count(), 1, "{error}");
+    assert_eq!(tags(&registry, repo), before);
+}
