@@ -18,9 +18,7 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::RwLock;
 
 use super::delete::{self, Deletion, Planned, Removal, Step};
-use super::{
-    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Implementation, Spec, TagInfo,
-};
+use super::{BoxFuture, Context, DeleteRemoves, DeleteRequest, Implementation, Spec, TagInfo};
 use crate::dates::manifest_children;
 use crate::reference::{Repository, Target};
 use crate::registry::{
@@ -131,12 +129,8 @@ struct Distribution<S> {
 }
 
 impl<S: Store> Implementation for Distribution<S> {
-    fn name(&self) -> &'static str {
-        SPEC.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        SPEC.capabilities()
+    fn spec(&self) -> &'static Spec {
+        &SPEC
     }
 
     fn list_tags<'a>(

@@ -19,8 +19,8 @@ use tokio::sync::OnceCell;
 
 use super::delete::{self, Deletion, Planned, Removal, Step};
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, HostRule, Implementation, Spec,
-    TagInfo, UntaggedManifest,
+    BoxFuture, Context, DeleteRemoves, DeleteRequest, HostRule, Implementation, Spec, TagInfo,
+    UntaggedManifest,
 };
 use crate::ecr::images::{EcrRepositories, Image, ImageId, Outcome};
 use crate::ecr::{EcrError, EcrRegistry, Env};
@@ -147,12 +147,8 @@ fn registry_error(error: EcrError, host: &str) -> RegistryError {
 }
 
 impl Implementation for Ecr {
-    fn name(&self) -> &'static str {
-        SPEC.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        SPEC.capabilities()
+    fn spec(&self) -> &'static Spec {
+        &SPEC
     }
 
     fn list_tags<'a>(

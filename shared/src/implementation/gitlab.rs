@@ -20,8 +20,8 @@ use tokio::sync::OnceCell;
 
 use super::delete::{self, Deletion, Removal, Step};
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Flag, HostRule, Implementation,
-    Spec, TagInfo,
+    BoxFuture, Context, DeleteRemoves, DeleteRequest, Flag, HostRule, Implementation, Spec,
+    TagInfo, paths_under,
 };
 use crate::dates::Timestamp;
 use crate::reference::{Repository, Target};
@@ -332,12 +332,8 @@ fn encode(text: &str) -> String {
 }
 
 impl Implementation for GitLab {
-    fn name(&self) -> &'static str {
-        SPEC.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        SPEC.capabilities()
+    fn spec(&self) -> &'static Spec {
+        &SPEC
     }
 
     fn list_tags<'a>(
@@ -400,14 +396,8 @@ impl Implementation for GitLab {
                 // A path is a group or a project, never both.
                 for kind in ["groups", "projects"] {
                     if let Some(found) = self.registry_repositories(api, kind, &scope).await? {
-                        let mut paths: Vec<String> = found
-                            .into_iter()
-                            .map(|repository| repository.path)
-                            .filter(|path| path.starts_with(prefix))
-                            .collect();
-                        paths.sort();
-                        paths.dedup();
-                        return Ok(Some(paths));
+                        let paths = found.into_iter().map(|repository| repository.path);
+                        return Ok(Some(paths_under(paths, prefix)));
                     }
                 }
             }

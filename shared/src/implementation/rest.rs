@@ -12,7 +12,7 @@ use reqwest::Url;
 
 use super::delete::{self, Deletion, Planned, Removal, Step};
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Implementation, Spec, TagInfo,
+    BoxFuture, Context, DeleteRemoves, DeleteRequest, Implementation, Spec, TagInfo,
     UntaggedManifest,
 };
 use crate::dates::Timestamp;
@@ -237,12 +237,8 @@ pub(super) trait TagApi {
 }
 
 impl<T: TagApi> Implementation for T {
-    fn name(&self) -> &'static str {
-        T::SPEC.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        T::SPEC.capabilities()
+    fn spec(&self) -> &'static Spec {
+        T::SPEC
     }
 
     fn list_tags<'a>(
