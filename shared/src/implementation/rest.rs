@@ -17,7 +17,7 @@ use super::{
 };
 use crate::dates::Timestamp;
 use crate::reference::{Repository, Target};
-use crate::registry::api::ApiClient;
+use crate::registry::api::{ApiClient, ApiResponse};
 use crate::registry::{ClientOptions, Deleted, RegistryError, http};
 use crate::report::{Entry, FailureKind, Method, Outcome};
 use crate::secret::Secret;
@@ -98,6 +98,25 @@ pub(super) fn built_client(
 ) -> Result<&ApiClient, RegistryError> {
     api.as_ref()
         .map_err(|error| RegistryError::Config(error.to_string()))
+}
+
+/// Checks the answer to a request that lists `repository`: 404 is [`RegistryError::RepositoryNotFound`],
+/// any other status but 200 the API's error with `hint`.
+pub(super) fn listing_status(
+    api: &ApiClient,
+    response: &ApiResponse,
+    repository: &Repository,
+    operation: &str,
+    hint: &str,
+) -> Result<(), RegistryError> {
+    match response.status {
+        200 => Ok(()),
+        404 => Err(RegistryError::RepositoryNotFound {
+            registry: repository.registry.clone(),
+            repository: repository.path.clone(),
+        }),
+        _ => Err(api.status_error(response, operation, hint)),
+    }
 }
 
 /// `text` with every byte outside RFC 3986's unreserved set percent-encoded (so `/` becomes `%2F`).
