@@ -24,7 +24,7 @@ use crate::reference::{Repository, Target};
 use crate::registry::{
     Client, Deleted, MANIFEST_MEDIA_TYPES, Manifest, ManifestInfo, RegistryError,
 };
-use crate::report::{Entry, FailureKind, Method, Outcome};
+use crate::report::{Entry, Method, Outcome};
 
 /// The annotation that makes a tombstone's digest unique.
 pub const TOMBSTONE_ANNOTATION: &str = "io.regkit.tombstone";
@@ -569,15 +569,7 @@ impl<S: Store> Distribution<S> {
                     repository.path,
                     self.store.registry()
                 );
-                Entry::new(
-                    repository,
-                    &target,
-                    Some(digest),
-                    Outcome::Failed {
-                        error,
-                        kind: FailureKind::Other,
-                    },
-                )
+                delete::refused(repository, &target, Some(digest), error)
             }
         }
     }
@@ -701,7 +693,7 @@ mod tests {
     use std::task::{Context as TaskContext, Poll, Waker};
 
     use super::*;
-    use crate::report::Status;
+    use crate::report::{FailureKind, Status};
 
     const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
     const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

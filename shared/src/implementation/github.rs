@@ -36,7 +36,7 @@ use crate::reference::{Repository, Target};
 use crate::registry::RegistryError;
 use crate::registry::api::{ApiClient, ApiResponse};
 use crate::registry::pager::{Page, Pager};
-use crate::report::{Entry, FailureKind, Method, Outcome};
+use crate::report::{Entry, Method, Outcome};
 
 /// GitHub.com's REST API.
 const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -546,14 +546,11 @@ impl Deletion for GitHub {
                     });
                     if refused {
                         steps.extend(planned.map(|planned| {
-                            Step::Settled(Entry::new(
+                            Step::Settled(delete::refused(
                                 repository,
                                 &planned.target,
                                 planned.digest,
-                                Outcome::Failed {
-                                    error: last_version.clone(),
-                                    kind: FailureKind::Other,
-                                },
+                                last_version.clone(),
                             ))
                         }));
                     } else if delete_package {

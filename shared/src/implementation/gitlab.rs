@@ -28,7 +28,7 @@ use crate::reference::{Repository, Target};
 use crate::registry::api::{ApiClient, ApiResponse};
 use crate::registry::pager::{Page, Pager};
 use crate::registry::{Deleted, RegistryError};
-use crate::report::{Entry, FailureKind, Method, Outcome};
+use crate::report::{Entry, Method, Outcome};
 use crate::secret::Secret;
 
 /// GitLab.com's API.
@@ -463,15 +463,7 @@ impl Deletion for GitLab {
                 }
                 Ok(Deleted::Absent) => Entry::absent(repository, target),
                 Err(TagError::Registry(error)) => delete::failed(repository, target, None, &error),
-                Err(TagError::Protected(error)) => Entry::new(
-                    repository,
-                    target,
-                    None,
-                    Outcome::Failed {
-                        error,
-                        kind: FailureKind::Other,
-                    },
-                ),
+                Err(TagError::Protected(error)) => delete::refused(repository, target, None, error),
             },
             Target::Digest(digest) => match self
                 .context

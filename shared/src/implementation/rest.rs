@@ -19,7 +19,7 @@ use crate::dates::Timestamp;
 use crate::reference::{Repository, Target};
 use crate::registry::api::{ApiClient, ApiResponse};
 use crate::registry::{ClientOptions, Deleted, RegistryError, http};
-use crate::report::{Entry, FailureKind, Method, Outcome};
+use crate::report::{Entry, Method, Outcome};
 use crate::secret::Secret;
 
 /// The API base URL: the `url_flag` setting, else the registry host itself (`http://` for a loopback host,
@@ -424,21 +424,18 @@ impl<T: TagApi> Deletion for T {
     }
 }
 
-/// The entry for `target`, which the vendor will not let go.
+/// The entry for `target`, which the vendor will not let go: its `reason` does not name the target.
 fn refused(
     repository: &Repository,
     target: &Target,
     digest: Option<String>,
     reason: &str,
 ) -> Entry {
-    Entry::new(
+    delete::refused(
         repository,
         target,
         digest,
-        Outcome::Failed {
-            error: format!("{repository}{target}: {reason}"),
-            kind: FailureKind::Other,
-        },
+        format!("{repository}{target}: {reason}"),
     )
 }
 
