@@ -156,6 +156,16 @@ pub(super) async fn run<D: Deletion>(deletion: &D, request: DeleteRequest<'_>) -
     entries
 }
 
+/// A listing a delete plan reads: a repository that does not exist has nothing to delete.
+pub(super) fn missing_is_empty<T: Default>(
+    listed: Result<T, RegistryError>,
+) -> Result<T, RegistryError> {
+    match listed {
+        Err(RegistryError::RepositoryNotFound { .. }) => Ok(T::default()),
+        listed => listed,
+    }
+}
+
 /// The entry for `target`, which the registry will not let go (`reason`, one line): a refusal, not a
 /// failure of access or transport.
 pub(super) fn refused(

@@ -412,15 +412,12 @@ impl Deletion for DockerHub {
     async fn plan(&self, request: &DeleteRequest<'_>) -> Result<Vec<Step<String>>, RegistryError> {
         let (repository, targets) = (request.repository, request.targets);
         hub_name(repository)?;
-        let listing: BTreeMap<String, Option<String>> = match self.list(repository).await {
-            Ok(tags) => tags
+        let listing: BTreeMap<String, Option<String>> =
+            delete::missing_is_empty(self.list(repository).await)?
                 .into_iter()
                 .map(|tag| (tag.digest(), tag.name))
                 .map(|(digest, tag)| (tag, digest))
-                .collect(),
-            Err(RegistryError::RepositoryNotFound { .. }) => BTreeMap::new(),
-            Err(error) => return Err(error),
-        };
+                .collect();
         let step = |target: &Target| match target {
             Target::Digest(digest) => {
                 let tags: Vec<&str> = listing

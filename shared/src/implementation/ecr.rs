@@ -235,11 +235,7 @@ impl Deletion for Ecr {
             Some(images) => Ok(images),
             None => self.images(repository).await,
         };
-        let listing = match listed {
-            Ok(images) => images,
-            Err(RegistryError::RepositoryNotFound { .. }) => Vec::new(),
-            Err(error) => return Err(error),
-        };
+        let listing = delete::missing_is_empty(listed)?;
         let digest_of_tag: BTreeMap<&str, &str> = listing
             .iter()
             .flat_map(|image| {

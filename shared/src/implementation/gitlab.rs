@@ -19,6 +19,7 @@ use reqwest::Method as Http;
 use tokio::sync::OnceCell;
 
 use super::delete::{self, Deletion, Removal, Step};
+use super::rest::encode;
 use super::{
     BoxFuture, Context, DeleteRemoves, DeleteRequest, Flag, HostRule, Implementation, Spec,
     TagInfo, paths_under,
@@ -317,18 +318,6 @@ impl From<RegistryError> for TagError {
     fn from(error: RegistryError) -> Self {
         TagError::Registry(error)
     }
-}
-
-/// Percent-encodes a project path or tag as one path segment (`group/app` → `group%2Fapp`).
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(byte).to_string()
-            }
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
 }
 
 impl Implementation for GitLab {

@@ -329,11 +329,7 @@ impl<T: TagApi> Deletion for T {
                 .iter()
                 .any(|target| matches!(target, Target::Digest(_))),
         };
-        let listing = match self.listing(repository, needs).await {
-            Ok(listing) => listing,
-            Err(RegistryError::RepositoryNotFound { .. }) => Listing::default(),
-            Err(error) => return Err(error),
-        };
+        let listing = delete::missing_is_empty(self.listing(repository, needs).await)?;
         let by_tag: BTreeMap<&str, &ListedTag> = listing
             .tags
             .iter()
