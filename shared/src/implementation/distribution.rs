@@ -143,14 +143,7 @@ impl<S: Store> Implementation for Distribution<S> {
             tags.sort();
             tags.dedup();
             if !with_digests {
-                return Ok(tags
-                    .into_iter()
-                    .map(|tag| TagInfo {
-                        tag,
-                        digest: None,
-                        created: None,
-                    })
-                    .collect());
+                return Ok(tags.into_iter().map(TagInfo::name_only).collect());
             }
             let digests = self.resolve(&repository.path, &tags).await?;
             // A tag deleted between listing and HEAD is simply no longer there.

@@ -333,14 +333,7 @@ impl Implementation for GitLab {
         Box::pin(async move {
             let names = self.tag_names(repository).await?;
             if !with_digests {
-                return Ok(names
-                    .into_iter()
-                    .map(|tag| TagInfo {
-                        tag,
-                        digest: None,
-                        created: None,
-                    })
-                    .collect());
+                return Ok(names.into_iter().map(TagInfo::name_only).collect());
             }
             let detailed: Vec<(String, Result<Option<TagDetails>, RegistryError>)> =
                 stream::iter(names)

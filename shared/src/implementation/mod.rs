@@ -57,6 +57,17 @@ pub struct TagInfo {
     pub created: Option<Timestamp>,
 }
 
+impl TagInfo {
+    /// `tag` alone, for a listing asked for no digests that brings none.
+    fn name_only(tag: String) -> TagInfo {
+        TagInfo {
+            tag,
+            digest: None,
+            created: None,
+        }
+    }
+}
+
 /// What a vendor can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
