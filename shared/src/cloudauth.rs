@@ -151,11 +151,8 @@ impl<P: Provider> CachedHelper<P> {
 
 impl<P: Provider> Helper for CachedHelper<P> {
     fn get(&self, server_url: &str) -> Result<Credentials, Error> {
-        self.token(server_url).map(|token| Credentials {
-            server_url: server_url.to_owned(),
-            username: token.username,
-            secret: token.password,
-        })
+        self.token(server_url)
+            .map(|token| token.into_credentials(server_url))
     }
 
     fn store(&self, credentials: Credentials) -> Result<(), Error> {

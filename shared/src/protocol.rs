@@ -41,6 +41,15 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// The protocol's JSON object for these credentials: `get`'s answer, `store`'s input.
+    pub fn to_json(&self) -> Result<String, Error> {
+        to_go_json(&CredentialsJson {
+            server_url: &self.server_url,
+            username: &self.username,
+            secret: self.secret.expose(),
+        })
+    }
+
     /// True when the secret is an identity (refresh) token rather than a password.
     pub fn is_identity_token(&self) -> bool {
         self.username == IDENTITY_TOKEN_USERNAME
@@ -112,14 +121,7 @@ pub fn run_with(
     let result = match action.as_str() {
         "get" => read_key(input)
             .and_then(|key| helper.get(&key))
-            .and_then(|c| {
-                to_go_json(&GetAnswer {
-                    server_url: &c.server_url,
-                    username: &c.username,
-                    secret: c.secret.expose(),
-                })
-                .map(Some)
-            }),
+            .and_then(|c| c.to_json().map(Some)),
         "store" => read_credentials(input)
             .and_then(|c| helper.store(c))
             .map(|()| None),
@@ -152,8 +154,9 @@ fn answer(out: &mut dyn Write, result: Result<Option<String>, Error>) -> u8 {
     code
 }
 
+/// The protocol's credentials object, as `get` answers it and `store` reads it.
 #[derive(Serialize)]
-struct GetAnswer<'a> {
+struct CredentialsJson<'a> {
     #[serde(rename = "ServerURL")]
     server_url: &'a str,
     #[serde(rename = "Username")]

@@ -42,7 +42,7 @@ use crate::cloudauth::CachedHelper;
 use crate::dockerconfig::{DEFAULT_HELPER_TIMEOUT, RegistryAuth, hostname};
 use crate::ecr::identity::{IdentityMap, glob_labels, parse_toml};
 use crate::kubelet::{Expiring, Lease};
-use crate::protocol::{Credentials, Error, Helper, IDENTITY_TOKEN_USERNAME, to_go_json};
+use crate::protocol::{Credentials, Error, Helper, IDENTITY_TOKEN_USERNAME};
 use crate::secret::Secret;
 
 /// The binary name (`credsStore: regkit`).
@@ -362,20 +362,7 @@ impl Helper for Router {
     fn store(&self, credentials: Credentials) -> Result<(), Error> {
         match self.route(&credentials.server_url)? {
             Route::Helper(name) => {
-                #[derive(serde::Serialize)]
-                struct Stored<'a> {
-                    #[serde(rename = "ServerURL")]
-                    server_url: &'a str,
-                    #[serde(rename = "Username")]
-                    username: &'a str,
-                    #[serde(rename = "Secret")]
-                    secret: &'a str,
-                }
-                let input = Secret::new(to_go_json(&Stored {
-                    server_url: &credentials.server_url,
-                    username: &credentials.username,
-                    secret: credentials.secret.expose(),
-                })?);
+                let input = Secret::new(credentials.to_json()?);
                 self.external_write(&name, "store", &input)
             }
             route => match self.provider(&route) {

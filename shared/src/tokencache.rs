@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::Error;
+use crate::protocol::{Credentials, Error};
 use crate::secret::Secret;
 
 /// The cache file format version; a file with another version is ignored and replaced.
@@ -53,6 +53,15 @@ impl CachedToken {
     /// True until the token expires: good enough when a refresh fails.
     pub fn is_usable(&self, now: i64) -> bool {
         now < self.expires_at
+    }
+
+    /// The token as a helper's `get` answer for `server_url`, the key the caller asked for.
+    pub fn into_credentials(self, server_url: &str) -> Credentials {
+        Credentials {
+            server_url: server_url.to_owned(),
+            username: self.username,
+            secret: self.password,
+        }
     }
 }
 

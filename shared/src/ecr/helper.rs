@@ -91,11 +91,8 @@ impl EcrHelper {
 
 impl Helper for EcrHelper {
     fn get(&self, server_url: &str) -> Result<Credentials, Error> {
-        self.token(server_url).map(|token| Credentials {
-            server_url: server_url.to_owned(),
-            username: token.username,
-            secret: token.password,
-        })
+        self.token(server_url)
+            .map(|token| token.into_credentials(server_url))
     }
 
     fn store(&self, credentials: Credentials) -> Result<(), Error> {

@@ -254,16 +254,7 @@ impl Acr {
                     .call(Method::GET, path, operation, repository, "metadata_read")
                     .await?;
                 let api = rest::built_client(&self.api)?;
-                match response.status {
-                    200 => {}
-                    404 => {
-                        return Err(RegistryError::RepositoryNotFound {
-                            registry: repository.registry.clone(),
-                            repository: repository.path.clone(),
-                        });
-                    }
-                    _ => return Err(api.status_error(&response, operation, LIST_HINT)),
-                }
+                rest::listing_status(api, &response, repository, operation, LIST_HINT)?;
                 let page = items(api.json(&response, operation)?);
                 Ok(Page::new(page, response.next_link(), response.body))
             })

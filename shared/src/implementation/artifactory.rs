@@ -236,16 +236,7 @@ impl TagApi for Artifactory {
                     format!("/artifactory/api/docker/{key}/v2/{image}/tags/list?n={PAGE_SIZE}")
                 });
                 let response = api.send(Method::GET, &path, operation).await?;
-                match response.status {
-                    200 => {}
-                    404 => {
-                        return Err(RegistryError::RepositoryNotFound {
-                            registry: repository.registry.clone(),
-                            repository: repository.path.clone(),
-                        });
-                    }
-                    _ => return Err(api.status_error(&response, operation, AUTH_HINT)),
-                }
+                rest::listing_status(api, &response, repository, operation, AUTH_HINT)?;
                 let page: TagsList = api.json(&response, operation)?;
                 let page = page.tags.unwrap_or_default();
                 let next = match (response.next_link(), page.last()) {
@@ -256,7 +247,7 @@ impl TagApi for Artifactory {
                     )),
                     _ => None,
                 };
-                Ok(Page::new(page, next, response.body))
+                Ok::<_, RegistryError>(Page::new(page, next, response.body))
             }
         };
         let tags: Vec<String> = Pager::new(&repository.registry, &operation, "the next link")

@@ -12,7 +12,7 @@ use super::DeleteRequest;
 use crate::reference::{Repository, Target};
 use crate::registry::RegistryError;
 use crate::registry::failure_kind;
-use crate::report::{Entry, Method, Outcome};
+use crate::report::{Entry, FailureKind, Method, Outcome};
 
 /// How one target would go, as a dry run reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +154,31 @@ pub(super) async fn run<D: Deletion>(deletion: &D, request: DeleteRequest<'_>) -
         .collect();
     entries.sort_by_cached_key(|entry| order.get(&entry.target()).copied().unwrap_or(usize::MAX));
     entries
+}
+
+/// A listing a delete plan reads: a repository that does not exist has nothing to delete.
+pub(super) fn missing_is_empty<T: Default>(
+    listed: Result<T, RegistryError>,
+) -> Result<T, RegistryError> {
+    match listed {
+        Err(RegistryError::RepositoryNotFound { .. }) => Ok(T::default()),
+        listed => listed,
+    }
+}
+
+/// The entry for `target`, which the registry will not let go (`reason`, one line): a refusal, not a
+/// failure of access or transport.
+pub(super) fn refused(
+    repository: &Repository,
+    target: &Target,
+    digest: Option<String>,
+    reason: String,
+) -> Entry {
+    let outcome = Outcome::Failed {
+        error: reason,
+        kind: FailureKind::Other,
+    };
+    Entry::new(repository, target, digest, outcome)
 }
 
 /// The entry for `target`, which `error` kept from going.

@@ -18,15 +18,13 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::RwLock;
 
 use super::delete::{self, Deletion, Planned, Removal, Step};
-use super::{
-    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Implementation, Spec, TagInfo,
-};
+use super::{BoxFuture, Context, DeleteRemoves, DeleteRequest, Implementation, Spec, TagInfo};
 use crate::dates::manifest_children;
 use crate::reference::{Repository, Target};
 use crate::registry::{
     Client, Deleted, MANIFEST_MEDIA_TYPES, Manifest, ManifestInfo, RegistryError,
 };
-use crate::report::{Entry, FailureKind, Method, Outcome};
+use crate::report::{Entry, Method, Outcome};
 
 /// The annotation that makes a tombstone's digest unique.
 pub const TOMBSTONE_ANNOTATION: &str = "io.regkit.tombstone";
@@ -131,12 +129,8 @@ struct Distribution<S> {
 }
 
 impl<S: Store> Implementation for Distribution<S> {
-    fn name(&self) -> &'static str {
-        SPEC.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        SPEC.capabilities()
+    fn spec(&self) -> &'static Spec {
+        &SPEC
     }
 
     fn list_tags<'a>(
@@ -149,14 +143,7 @@ impl<S: Store> Implementation for Distribution<S> {
             tags.sort();
             tags.dedup();
             if !with_digests {
-                return Ok(tags
-                    .into_iter()
-                    .map(|tag| TagInfo {
-                        tag,
-                        digest: None,
-                        created: None,
-                    })
-                    .collect());
+                return Ok(tags.into_iter().map(TagInfo::name_only).collect());
             }
             let digests = self.resolve(&repository.path, &tags).await?;
             // A tag deleted between listing and HEAD is simply no longer there.
@@ -594,15 +581,7 @@ impl<S: Store> Distribution<S> {
                     repository.path,
                     self.store.registry()
                 );
-                Entry::new(
-                    repository,
-                    &target,
-                    Some(digest),
-                    Outcome::Failed {
-                        error,
-                        kind: FailureKind::Other,
-                    },
-                )
+                delete::refused(repository, &target, Some(digest), error)
             }
         }
     }
@@ -726,7 +705,7 @@ mod tests {
     use std::task::{Context as TaskContext, Poll, Waker};
 
     use super::*;
-    use crate::report::Status;
+    use crate::report::{FailureKind, Status};
 
     const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
     const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

@@ -18,8 +18,8 @@ use tokio::sync::OnceCell;
 
 use super::delete::{self, Deletion, Removal, Step};
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Flag, HostRule, Implementation,
-    Spec, TagInfo,
+    BoxFuture, Context, DeleteRemoves, DeleteRequest, Flag, HostRule, Implementation, Spec,
+    TagInfo, paths_under,
 };
 use crate::dates::Timestamp;
 use crate::dockerconfig::RegistryAuth;
@@ -323,12 +323,8 @@ fn refusal(api: &ApiClient, response: &ApiResponse, operation: &str) -> Registry
 }
 
 impl Implementation for DockerHub {
-    fn name(&self) -> &'static str {
-        SPEC.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        SPEC.capabilities()
+    fn spec(&self) -> &'static Spec {
+        &SPEC
     }
 
     fn list_tags<'a>(
@@ -393,14 +389,10 @@ impl Implementation for DockerHub {
                     namespace,
                 )
                 .await?;
-            let mut paths: Vec<String> = listed
+            let paths = listed
                 .into_iter()
-                .map(|repository| format!("{namespace}/{}", repository.name))
-                .filter(|path| path.starts_with(prefix))
-                .collect();
-            paths.sort();
-            paths.dedup();
-            Ok(Some(paths))
+                .map(|repository| format!("{namespace}/{}", repository.name));
+            Ok(Some(paths_under(paths, prefix)))
         })
     }
 
@@ -420,15 +412,12 @@ impl Deletion for DockerHub {
     async fn plan(&self, request: &DeleteRequest<'_>) -> Result<Vec<Step<String>>, RegistryError> {
         let (repository, targets) = (request.repository, request.targets);
         hub_name(repository)?;
-        let listing: BTreeMap<String, Option<String>> = match self.list(repository).await {
-            Ok(tags) => tags
+        let listing: BTreeMap<String, Option<String>> =
+            delete::missing_is_empty(self.list(repository).await)?
                 .into_iter()
                 .map(|tag| (tag.digest(), tag.name))
                 .map(|(digest, tag)| (tag, digest))
-                .collect(),
-            Err(RegistryError::RepositoryNotFound { .. }) => BTreeMap::new(),
-            Err(error) => return Err(error),
-        };
+                .collect();
         let step = |target: &Target| match target {
             Target::Digest(digest) => {
                 let tags: Vec<&str> = listing

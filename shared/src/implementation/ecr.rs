@@ -19,8 +19,8 @@ use tokio::sync::OnceCell;
 
 use super::delete::{self, Deletion, Planned, Removal, Step};
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, HostRule, Implementation, Spec,
-    TagInfo, UntaggedManifest,
+    BoxFuture, Context, DeleteRemoves, DeleteRequest, HostRule, Implementation, Spec, TagInfo,
+    UntaggedManifest,
 };
 use crate::ecr::images::{EcrRepositories, Image, ImageId, Outcome};
 use crate::ecr::{EcrError, EcrRegistry, Env};
@@ -147,12 +147,8 @@ fn registry_error(error: EcrError, host: &str) -> RegistryError {
 }
 
 impl Implementation for Ecr {
-    fn name(&self) -> &'static str {
-        SPEC.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        SPEC.capabilities()
+    fn spec(&self) -> &'static Spec {
+        &SPEC
     }
 
     fn list_tags<'a>(
@@ -239,11 +235,7 @@ impl Deletion for Ecr {
             Some(images) => Ok(images),
             None => self.images(repository).await,
         };
-        let listing = match listed {
-            Ok(images) => images,
-            Err(RegistryError::RepositoryNotFound { .. }) => Vec::new(),
-            Err(error) => return Err(error),
-        };
+        let listing = delete::missing_is_empty(listed)?;
         let digest_of_tag: BTreeMap<&str, &str> = listing
             .iter()
             .flat_map(|image| {

@@ -3,8 +3,8 @@
 //! a vendor up from its spec alone.
 
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Flag, HostRule, Implementation,
-    Probe, Spec, TagInfo, UntaggedManifest,
+    BoxFuture, Context, DeleteRemoves, DeleteRequest, Flag, HostRule, Implementation, Probe, Spec,
+    TagInfo, UntaggedManifest,
 };
 use crate::reference::Repository;
 use crate::registry::RegistryError;
@@ -37,12 +37,8 @@ fn build(_context: Context) -> Box<dyn Implementation> {
 struct Example;
 
 impl Implementation for Example {
-    fn name(&self) -> &'static str {
-        SPEC.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        SPEC.capabilities()
+    fn spec(&self) -> &'static Spec {
+        &SPEC
     }
 
     fn list_tags<'a>(

@@ -284,16 +284,7 @@ impl Gcr {
                     None => path.to_owned(),
                 };
                 let response = api.send(Method::GET, &url, operation).await?;
-                match response.status {
-                    200 => {}
-                    404 => {
-                        return Err(RegistryError::RepositoryNotFound {
-                            registry: repository.registry.clone(),
-                            repository: repository.path.clone(),
-                        });
-                    }
-                    _ => return Err(api.status_error(&response, operation, LIST_HINT)),
-                }
+                rest::listing_status(api, &response, repository, operation, LIST_HINT)?;
                 let (batch, next) = page(api, &response)?;
                 let next = next.filter(|next| !next.is_empty());
                 Ok(Page::new(batch, next, response.body))

@@ -28,15 +28,15 @@ use tokio::sync::OnceCell;
 use super::delete::{self, Deletion, Planned, Removal, Step};
 use super::distribution::unique_tombstone;
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Flag, HostRule, Implementation,
-    Spec, TagInfo, UntaggedManifest,
+    BoxFuture, Context, DeleteRemoves, DeleteRequest, Flag, HostRule, Implementation, Spec,
+    TagInfo, UntaggedManifest, paths_under,
 };
 use crate::dates::{self, Timestamp};
 use crate::reference::{Repository, Target};
 use crate::registry::RegistryError;
 use crate::registry::api::{ApiClient, ApiResponse};
 use crate::registry::pager::{Page, Pager};
-use crate::report::{Entry, FailureKind, Method, Outcome};
+use crate::report::{Entry, Method, Outcome};
 
 /// GitHub.com's REST API.
 const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -370,12 +370,8 @@ fn plan(targets: &[Target], versions: &[Version]) -> Vec<Action> {
 }
 
 impl Implementation for GitHub {
-    fn name(&self) -> &'static str {
-        SPEC.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        SPEC.capabilities()
+    fn spec(&self) -> &'static Spec {
+        &SPEC
     }
 
     fn list_tags<'a>(
@@ -472,14 +468,10 @@ impl Implementation for GitHub {
                     None,
                 )
                 .await?;
-            let mut paths: Vec<String> = packages
+            let paths = packages
                 .into_iter()
-                .map(|package| format!("{owner}/{}", package.name))
-                .filter(|path| path.starts_with(prefix))
-                .collect();
-            paths.sort();
-            paths.dedup();
-            Ok(Some(paths))
+                .map(|package| format!("{owner}/{}", package.name));
+            Ok(Some(paths_under(paths, prefix)))
         })
     }
 
@@ -554,14 +546,11 @@ impl Deletion for GitHub {
                     });
                     if refused {
                         steps.extend(planned.map(|planned| {
-                            Step::Settled(Entry::new(
+                            Step::Settled(delete::refused(
                                 repository,
                                 &planned.target,
                                 planned.digest,
-                                Outcome::Failed {
-                                    error: last_version.clone(),
-                                    kind: FailureKind::Other,
-                                },
+                                last_version.clone(),
                             ))
                         }));
                     } else if delete_package {

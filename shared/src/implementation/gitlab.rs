@@ -19,16 +19,17 @@ use reqwest::Method as Http;
 use tokio::sync::OnceCell;
 
 use super::delete::{self, Deletion, Removal, Step};
+use super::rest::encode;
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Flag, HostRule, Implementation,
-    Spec, TagInfo,
+    BoxFuture, Context, DeleteRemoves, DeleteRequest, Flag, HostRule, Implementation, Spec,
+    TagInfo, paths_under,
 };
 use crate::dates::Timestamp;
 use crate::reference::{Repository, Target};
 use crate::registry::api::{ApiClient, ApiResponse};
 use crate::registry::pager::{Page, Pager};
 use crate::registry::{Deleted, RegistryError};
-use crate::report::{Entry, FailureKind, Method, Outcome};
+use crate::report::{Entry, Method, Outcome};
 use crate::secret::Secret;
 
 /// GitLab.com's API.
@@ -319,25 +320,9 @@ impl From<RegistryError> for TagError {
     }
 }
 
-/// Percent-encodes a project path or tag as one path segment (`group/app` → `group%2Fapp`).
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(byte).to_string()
-            }
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
-}
-
 impl Implementation for GitLab {
-    fn name(&self) -> &'static str {
-        SPEC.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        SPEC.capabilities()
+    fn spec(&self) -> &'static Spec {
+        &SPEC
     }
 
     fn list_tags<'a>(
@@ -348,14 +333,7 @@ impl Implementation for GitLab {
         Box::pin(async move {
             let names = self.tag_names(repository).await?;
             if !with_digests {
-                return Ok(names
-                    .into_iter()
-                    .map(|tag| TagInfo {
-                        tag,
-                        digest: None,
-                        created: None,
-                    })
-                    .collect());
+                return Ok(names.into_iter().map(TagInfo::name_only).collect());
             }
             let detailed: Vec<(String, Result<Option<TagDetails>, RegistryError>)> =
                 stream::iter(names)
@@ -400,14 +378,8 @@ impl Implementation for GitLab {
                 // A path is a group or a project, never both.
                 for kind in ["groups", "projects"] {
                     if let Some(found) = self.registry_repositories(api, kind, &scope).await? {
-                        let mut paths: Vec<String> = found
-                            .into_iter()
-                            .map(|repository| repository.path)
-                            .filter(|path| path.starts_with(prefix))
-                            .collect();
-                        paths.sort();
-                        paths.dedup();
-                        return Ok(Some(paths));
+                        let paths = found.into_iter().map(|repository| repository.path);
+                        return Ok(Some(paths_under(paths, prefix)));
                     }
                 }
             }
@@ -473,15 +445,7 @@ impl Deletion for GitLab {
                 }
                 Ok(Deleted::Absent) => Entry::absent(repository, target),
                 Err(TagError::Registry(error)) => delete::failed(repository, target, None, &error),
-                Err(TagError::Protected(error)) => Entry::new(
-                    repository,
-                    target,
-                    None,
-                    Outcome::Failed {
-                        error,
-                        kind: FailureKind::Other,
-                    },
-                ),
+                Err(TagError::Protected(error)) => delete::refused(repository, target, None, error),
             },
             Target::Digest(digest) => match self
                 .context

@@ -58,6 +58,17 @@ pub struct TagInfo {
     pub created: Option<Timestamp>,
 }
 
+impl TagInfo {
+    /// `tag` alone, for a listing asked for no digests that brings none.
+    fn name_only(tag: String) -> TagInfo {
+        TagInfo {
+            tag,
+            digest: None,
+            created: None,
+        }
+    }
+}
+
 /// What a vendor can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
@@ -98,11 +109,18 @@ pub struct DeleteRequest<'a> {
 
 /// A registry implementation.
 pub trait Implementation {
+    /// The spec it was built from, which its name and capabilities come from.
+    fn spec(&self) -> &'static Spec;
+
     /// The implementation name (`default`, `ecr`, …).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.spec().name
+    }
 
     /// What it can do.
-    fn capabilities(&self) -> Capabilities;
+    fn capabilities(&self) -> Capabilities {
+        self.spec().capabilities()
+    }
 
     /// Every tag of `repository`, sorted; with digests when `with_digests` or when the vendor gets them free.
     fn list_tags<'a>(
@@ -133,6 +151,18 @@ pub trait Implementation {
     ) -> BoxFuture<'a, Result<Option<Vec<String>>, RegistryError>> {
         Box::pin(async { Ok(None) })
     }
+}
+
+/// The `paths` under `prefix`, sorted and without repeats: what [`Implementation::list_repositories`]
+/// answers from a vendor's own repository listing.
+fn paths_under(paths: impl IntoIterator<Item = String>, prefix: &str) -> Vec<String> {
+    let mut paths: Vec<String> = paths
+        .into_iter()
+        .filter(|path| path.starts_with(prefix))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 /// A manifest no tag points at, as [`Implementation::list_untagged`] lists it.
@@ -172,7 +202,7 @@ pub struct Flag {
 
 /// What the tables, the detection and the help texts need to know about one implementation; each
 /// implementation file declares one.
-struct Spec {
+pub struct Spec {
     /// The `--repo-implementation` name, also [`Implementation::name`].
     name: &'static str,
     /// How the product is written in help texts (`GitHub`).

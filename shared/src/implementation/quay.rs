@@ -125,21 +125,12 @@ impl TagApi for Quay {
                         operation,
                     )
                     .await?;
-                match response.status {
-                    200 => {}
-                    404 => {
-                        return Err(RegistryError::RepositoryNotFound {
-                            registry: repository.registry.clone(),
-                            repository: repository.path.clone(),
-                        });
-                    }
-                    _ => return Err(api.status_error(&response, operation, AUTH_HINT)),
-                }
+                rest::listing_status(api, &response, repository, operation, AUTH_HINT)?;
                 let batch: Page = api.json(&response, operation)?;
                 let next = batch.has_additional.then_some(page + 1);
                 // The body echoes the page number, so the tags alone tell a repeated page.
                 let names: Vec<String> = batch.tags.iter().map(|tag| tag.name.clone()).collect();
-                Ok(pager::Page::new(batch.tags, next, names))
+                Ok::<_, RegistryError>(pager::Page::new(batch.tags, next, names))
             }
         };
         let tags = Pager::new(&repository.registry, &operation, "the page number")

@@ -12,14 +12,14 @@ use reqwest::Url;
 
 use super::delete::{self, Deletion, Planned, Removal, Step};
 use super::{
-    BoxFuture, Capabilities, Context, DeleteRemoves, DeleteRequest, Implementation, Spec, TagInfo,
+    BoxFuture, Context, DeleteRemoves, DeleteRequest, Implementation, Spec, TagInfo,
     UntaggedManifest,
 };
 use crate::dates::Timestamp;
 use crate::reference::{Repository, Target};
-use crate::registry::api::ApiClient;
+use crate::registry::api::{ApiClient, ApiResponse};
 use crate::registry::{ClientOptions, Deleted, RegistryError, http};
-use crate::report::{Entry, FailureKind, Method, Outcome};
+use crate::report::{Entry, Method, Outcome};
 use crate::secret::Secret;
 
 /// The API base URL: the `url_flag` setting, else the registry host itself (`http://` for a loopback host,
@@ -98,6 +98,25 @@ pub(super) fn built_client(
 ) -> Result<&ApiClient, RegistryError> {
     api.as_ref()
         .map_err(|error| RegistryError::Config(error.to_string()))
+}
+
+/// Checks the answer to a request that lists `repository`: 404 is [`RegistryError::RepositoryNotFound`],
+/// any other status but 200 the API's error with `hint`.
+pub(super) fn listing_status(
+    api: &ApiClient,
+    response: &ApiResponse,
+    repository: &Repository,
+    operation: &str,
+    hint: &str,
+) -> Result<(), RegistryError> {
+    match response.status {
+        200 => Ok(()),
+        404 => Err(RegistryError::RepositoryNotFound {
+            registry: repository.registry.clone(),
+            repository: repository.path.clone(),
+        }),
+        _ => Err(api.status_error(response, operation, hint)),
+    }
 }
 
 /// `text` with every byte outside RFC 3986's unreserved set percent-encoded (so `/` becomes `%2F`).
@@ -237,12 +256,8 @@ pub(super) trait TagApi {
 }
 
 impl<T: TagApi> Implementation for T {
-    fn name(&self) -> &'static str {
-        T::SPEC.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        T::SPEC.capabilities()
+    fn spec(&self) -> &'static Spec {
+        T::SPEC
     }
 
     fn list_tags<'a>(
@@ -314,11 +329,7 @@ impl<T: TagApi> Deletion for T {
                 .iter()
                 .any(|target| matches!(target, Target::Digest(_))),
         };
-        let listing = match self.listing(repository, needs).await {
-            Ok(listing) => listing,
-            Err(RegistryError::RepositoryNotFound { .. }) => Listing::default(),
-            Err(error) => return Err(error),
-        };
+        let listing = delete::missing_is_empty(self.listing(repository, needs).await)?;
         let by_tag: BTreeMap<&str, &ListedTag> = listing
             .tags
             .iter()
@@ -409,21 +420,18 @@ impl<T: TagApi> Deletion for T {
     }
 }
 
-/// The entry for `target`, which the vendor will not let go.
+/// The entry for `target`, which the vendor will not let go: its `reason` does not name the target.
 fn refused(
     repository: &Repository,
     target: &Target,
     digest: Option<String>,
     reason: &str,
 ) -> Entry {
-    Entry::new(
+    delete::refused(
         repository,
         target,
         digest,
-        Outcome::Failed {
-            error: format!("{repository}{target}: {reason}"),
-            kind: FailureKind::Other,
-        },
+        format!("{repository}{target}: {reason}"),
     )
 }
 
