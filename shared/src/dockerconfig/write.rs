@@ -154,9 +154,7 @@ pub fn write_atomically(path: &Path, content: &[u8], mode: NewFileMode) -> Resul
 
 /// A new file next to the target (so the rename stays on one file system), created with `mode`.
 fn create_temp(dir: &Path, name: &str, mode: u32) -> std::io::Result<(PathBuf, fs::File)> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
+    let stamp = clock_nanos();
     let mut attempt = 0u32;
     loop {
         let path = dir.join(format!(
@@ -176,6 +174,13 @@ fn create_temp(dir: &Path, name: &str, mode: u32) -> std::io::Result<(PathBuf, f
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Nanoseconds of the clock, to vary new file names between runs with the same process id.
+pub(super) fn clock_nanos() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos())
 }
 
 #[cfg(unix)]
