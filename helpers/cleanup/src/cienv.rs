@@ -42,7 +42,7 @@ pub(crate) fn run(args: &CiEnvArgs, default_source: &Path) -> Result<u8, Fatal> 
         }
         None => {
             let source = args.docker_config_from.as_deref().unwrap_or(default_source);
-            let dir = private::create(source)?;
+            let dir = private::create(source, &|name| std::env::var_os(name))?;
             export_lines(args.shell, &dir)?
         }
     };

@@ -213,7 +213,13 @@ impl From<RoutesError> for Fatal {
     fn from(error: RoutesError) -> Self {
         match error {
             RoutesError::Write(_) => Fatal::Io(error.to_string()),
-            _ => Fatal::Usage(error.to_string()),
+            RoutesError::NoHost { .. }
+            | RoutesError::HelperName { .. }
+            | RoutesError::Config(_)
+            | RoutesError::MalformedAuths { .. }
+            | RoutesError::MalformedContainersFile { .. }
+            | RoutesError::NoPodmanDir
+            | RoutesError::ReadDropIn { .. } => Fatal::Usage(error.to_string()),
         }
     }
 }
@@ -224,7 +230,10 @@ impl From<PrivateDirError> for Fatal {
             PrivateDirError::Write(_) | PrivateDirError::Remove { .. } => {
                 Fatal::Io(error.to_string())
             }
-            _ => Fatal::Usage(error.to_string()),
+            PrivateDirError::Config(_)
+            | PrivateDirError::Create { .. }
+            | PrivateDirError::NoFreeName { .. }
+            | PrivateDirError::NotMade { .. } => Fatal::Usage(error.to_string()),
         }
     }
 }

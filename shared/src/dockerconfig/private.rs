@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::write::clock_nanos;
-use super::{CONTAINERS_HUB_KEY, ConfigDocument, ConfigError, INDEX_SERVER};
+use super::{CONTAINERS_HUB_KEY, ConfigDocument, ConfigError, EnvLookup, INDEX_SERVER};
 
 /// Marks a directory as made by [`create`]; [`remove`] removes nothing without it.
 const MARKER: &str = ".regkit-ci-env";
@@ -65,10 +65,15 @@ pub enum PrivateDirError {
 }
 
 /// Makes a private directory seeded from the docker config directory `source`, under `RUNNER_TEMP` (the CI
-/// runner's per-job temp dir) when set, else the system's temp dir. On any failure it is removed again.
-pub fn create(source: &Path) -> Result<PathBuf, PrivateDirError> {
+/// runner's per-job temp dir, read through `env`) when set, else the system's temp dir. On any failure it
+/// is removed again.
+pub fn create(source: &Path, env: EnvLookup<'_>) -> Result<PathBuf, PrivateDirError> {
     let document = ConfigDocument::load(source).map_err(PrivateDirError::Config)?;
-    let dir = new_private_dir()?;
+    let parent = env("RUNNER_TEMP")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = new_private_dir(parent)?;
     if let Err(error) = seed(&document, source, &dir) {
         let _ = fs::remove_dir_all(&dir);
         return Err(error);
@@ -153,12 +158,8 @@ fn containers_document(root: &Map<String, Value>) -> Value {
     serde_json::json!({"auths": auths, "credHelpers": helpers})
 }
 
-/// A new 0700 directory with a name no other run uses.
-fn new_private_dir() -> Result<PathBuf, PrivateDirError> {
-    let parent = std::env::var_os("RUNNER_TEMP")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
+/// A new 0700 directory in `parent` with a name no other run uses.
+fn new_private_dir(parent: PathBuf) -> Result<PathBuf, PrivateDirError> {
     let stamp = clock_nanos();
     for attempt in 0..100u32 {
         let dir = parent.join(format!(
@@ -210,6 +211,41 @@ mod tests {
         assert_eq!(document["credHelpers"]["docker.io"], "keyring");
         assert_eq!(document["credHelpers"]["ghcr.io"], "env");
         assert!(document.get("credsStore").is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn create_seeds_private_files_that_remove_takes_away() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let temp = tempfile::tempdir().unwrap();
+        let source = temp.path().join("docker");
+        fs::create_dir_all(source.join("cli-plugins")).unwrap();
+        fs::write(
+            source.join("config.json"),
+            r#"{"credsStore":"pass","currentContext":"remote","psFormat":"table"}"#,
+        )
+        .unwrap();
+        let runner_temp = temp.path().join("runner");
+        fs::create_dir(&runner_temp).unwrap();
+        let env = |name: &str| (name == "RUNNER_TEMP").then(|| runner_temp.clone().into());
+        let dir = create(&source, &env).unwrap();
+        assert_eq!(dir.parent(), Some(runner_temp.as_path()));
+        assert_eq!(mode(&dir), 0o700);
+        let config: Value =
+            serde_json::from_str(&fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+        assert_eq!(config["credsStore"], "pass");
+        assert!(config.get("currentContext").is_none() && config.get("psFormat").is_none());
+        assert_eq!(
+            config["cliPluginsExtraDirs"][0],
+            source.join("cli-plugins").display().to_string()
+        );
+        let [(_, docker_config), (_, auth_file)] = variables(&dir);
+        assert_eq!(docker_config, dir);
+        assert_eq!(mode(&auth_file), 0o600);
+        assert_eq!(mode(&dir.join("config.json")), 0o600);
+        remove(&dir).unwrap();
+        assert!(!dir.exists());
     }
 
     #[test]

@@ -451,6 +451,67 @@ mod tests {
     }
 
     #[test]
+    fn shadows_are_found_where_clients_look_first() {
+        let temp = tempfile::tempdir().unwrap();
+        let entry = r#"{"auths":{"ghcr.io":{"auth":"dTpw"}}}"#;
+        std::fs::write(temp.path().join("config.json"), entry).unwrap();
+        let containers = temp.path().join("auth.json");
+        std::fs::write(&containers, entry).unwrap();
+        let env = |name: &str| match name {
+            "DOCKER_AUTH_CONFIG" => Some(entry.into()),
+            "REGISTRY_AUTH_FILE" => Some(containers.clone().into()),
+            _ => None,
+        };
+        let routes = routes(&["ghcr.io".into(), "quay.io".into()], Some("env")).unwrap();
+        let sources: Vec<ShadowSource> = shadows(&routes, temp.path(), &env)
+            .unwrap()
+            .into_iter()
+            .inspect(|shadow| {
+                assert_eq!(
+                    (shadow.host.as_str(), shadow.helper.as_str()),
+                    ("ghcr.io", "env")
+                )
+            })
+            .map(|shadow| shadow.source)
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                ShadowSource::ConfigAuths(temp.path().join("config.json")),
+                ShadowSource::Environment,
+                ShadowSource::ContainersFile(containers.clone()),
+            ]
+        );
+        std::fs::write(&containers, "[").unwrap();
+        let error = shadows(&routes, temp.path(), &env)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            error,
+            Some(format!(
+                "malformed containers auth file {}; fix or remove it",
+                containers.display()
+            ))
+        );
+    }
+
+    #[test]
+    fn drop_in_lists_the_helpers_then_the_auth_files() {
+        let temp = tempfile::tempdir().unwrap();
+        let drop_in = DropIn::new(temp.path(), &["keyring", "ecr-login"]).unwrap();
+        assert_eq!(drop_in.current(), "");
+        assert!(drop_in.changes());
+        assert_eq!(
+            drop_in.helper_list(),
+            r#""keyring", "ecr-login", "containers-auth.json""#
+        );
+        drop_in.save().unwrap();
+        let again = DropIn::new(temp.path(), &["keyring", "ecr-login"]).unwrap();
+        assert_eq!(again.current(), drop_in.content());
+        assert!(!again.changes());
+    }
+
+    #[test]
     fn secrets_are_redacted_from_diffs() {
         let root: Map<String, Value> = serde_json::from_str(
             r#"{"auths":{"a.test":{"auth":"canary","email":"e"}},"psFormat":"canary-kept"}"#,
