@@ -17,6 +17,10 @@
 mod file;
 pub(crate) mod helper;
 mod keys;
+pub mod private;
+// A host's default helper follows the registry implementation regkit detects for it.
+#[cfg(feature = "registry")]
+pub mod routes;
 mod write;
 
 use std::ffi::OsString;
@@ -235,14 +239,8 @@ impl DockerConfig {
             }
             None => None,
         };
-        let containers_file = match env("REGISTRY_AUTH_FILE").filter(|v| !v.is_empty()) {
-            Some(file) => Some(PathBuf::from(file)),
-            None => env("XDG_RUNTIME_DIR")
-                .filter(|v| !v.is_empty())
-                .map(|dir| PathBuf::from(dir).join("containers").join("auth.json")),
-        };
         let mut containers = Vec::new();
-        if let Some(path) = containers_file
+        if let Some(path) = containers_auth_file(env)
             && let Some(parsed) = read_file(&path)?
         {
             containers.push((path, parsed));
@@ -315,6 +313,15 @@ impl DockerConfig {
         let binary = helper::find_helper(name, self.helper_path.clone())?;
         helper::get(name, &binary, key, self.helper_timeout)
     }
+}
+
+/// The containers auth file podman and skopeo read first: `REGISTRY_AUTH_FILE`, else
+/// `$XDG_RUNTIME_DIR/containers/auth.json`. Empty variables count as unset.
+fn containers_auth_file(env: EnvLookup<'_>) -> Option<PathBuf> {
+    let var = |name: &str| env(name).filter(|value| !value.is_empty());
+    var("REGISTRY_AUTH_FILE").map(PathBuf::from).or_else(|| {
+        var("XDG_RUNTIME_DIR").map(|dir| PathBuf::from(dir).join("containers").join("auth.json"))
+    })
 }
 
 /// Reads and parses a config file; `None` when it does not exist.

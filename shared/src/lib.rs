@@ -4,7 +4,8 @@
 //! **Credentials** (the `docker-credential-*` helpers):
 //! - [`protocol`]: the docker credential-helper protocol (the `Helper` trait and the loop that owns stdin,
 //!   stdout and exit codes); [`secret`]: `Secret<T>`, which never prints.
-//! - [`dockerconfig`]: docker's and the containers' auth files, external helpers, atomic writes.
+//! - [`dockerconfig`]: docker's and the containers' auth files, external helpers, atomic writes, and
+//!   what `regkit configure` and `regkit ci-env` write.
 //! - `keyring`: the OS keyring store; [`envhelper`]: credentials from the environment.
 //! - `ecr`, [`ecr_host`], `acr`, `gcr`, `cloudauth`, `tokencache`: the cloud providers, their host patterns,
 //!   the shared cached-token `get` flow and its cache file.

@@ -15,6 +15,8 @@ use clap::builder::BoolishValueParser;
 use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget};
 use regkit::dockerconfig::DockerConfig;
+use regkit::dockerconfig::private::PrivateDirError;
+use regkit::dockerconfig::routes::RoutesError;
 use regkit::implementation::{self, DeleteRemoves, DeleteRequest, Settings};
 use regkit::reference::{Reference, Repository, Target};
 use regkit::registry::{ClientOptions, RegistryError, failure_kind};
@@ -203,6 +205,35 @@ impl From<RegistryError> for Fatal {
         match error {
             RegistryError::Config(message) => Fatal::Usage(message),
             other => Fatal::Registry(other),
+        }
+    }
+}
+
+impl From<RoutesError> for Fatal {
+    fn from(error: RoutesError) -> Self {
+        match error {
+            RoutesError::Write(_) => Fatal::Io(error.to_string()),
+            RoutesError::NoHost { .. }
+            | RoutesError::HelperName { .. }
+            | RoutesError::Config(_)
+            | RoutesError::MalformedAuths { .. }
+            | RoutesError::MalformedContainersFile { .. }
+            | RoutesError::NoPodmanDir
+            | RoutesError::ReadDropIn { .. } => Fatal::Usage(error.to_string()),
+        }
+    }
+}
+
+impl From<PrivateDirError> for Fatal {
+    fn from(error: PrivateDirError) -> Self {
+        match error {
+            PrivateDirError::Write(_) | PrivateDirError::Remove { .. } => {
+                Fatal::Io(error.to_string())
+            }
+            PrivateDirError::Config(_)
+            | PrivateDirError::Create { .. }
+            | PrivateDirError::NoFreeName { .. }
+            | PrivateDirError::NotMade { .. } => Fatal::Usage(error.to_string()),
         }
     }
 }

@@ -11,10 +11,20 @@ use super::file::ConfigFile;
 
 /// `config.json` as a JSON object, for edits such as `regkit configure`. Keys this crate does not know
 /// survive a load/save round trip; [`ConfigDocument::save`] replaces the file atomically.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConfigDocument {
     path: PathBuf,
     root: Map<String, Value>,
+}
+
+/// The file and its top-level keys only: `auths` holds stored passwords.
+impl std::fmt::Debug for ConfigDocument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigDocument")
+            .field("path", &self.path)
+            .field("keys", &self.root.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl ConfigDocument {
@@ -154,9 +164,7 @@ pub fn write_atomically(path: &Path, content: &[u8], mode: NewFileMode) -> Resul
 
 /// A new file next to the target (so the rename stays on one file system), created with `mode`.
 fn create_temp(dir: &Path, name: &str, mode: u32) -> std::io::Result<(PathBuf, fs::File)> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
+    let stamp = clock_nanos();
     let mut attempt = 0u32;
     loop {
         let path = dir.join(format!(
@@ -176,6 +184,13 @@ fn create_temp(dir: &Path, name: &str, mode: u32) -> std::io::Result<(PathBuf, f
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Nanoseconds of the clock, to vary new file names between runs with the same process id.
+pub(super) fn clock_nanos() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos())
 }
 
 #[cfg(unix)]
@@ -301,6 +316,19 @@ mod tests {
         assert!(error.contains(&path.display().to_string()), "{error}");
         assert!(!error.contains("canary"), "{error}");
         assert_eq!(fs::read_to_string(&path).unwrap(), "{\"auths\": canary");
+    }
+
+    #[test]
+    fn debug_output_holds_no_stored_secret() {
+        let temp = tempfile::tempdir().unwrap();
+        fs::write(
+            temp.path().join("config.json"),
+            r#"{"auths":{"a.test":{"auth":"Y2FuYXJ5OmNhbmFyeQ=="}}}"#,
+        )
+        .unwrap();
+        let shown = format!("{:?}", ConfigDocument::load(temp.path()).unwrap());
+        assert!(shown.contains("auths"), "{shown}");
+        assert!(!shown.contains("Y2FuYXJ5"), "{shown}");
     }
 
     #[test]
