@@ -124,13 +124,18 @@ fn default_helper(host: &str) -> &'static str {
     }
 }
 
-/// The helpers `routes` name, in order, for podman's list; `chosen` (or `keyring`) when there are none.
+/// The helpers `routes` name, each once in order of first use, for podman's list; `chosen` (or
+/// `keyring`) when there are none.
 pub fn helpers<'a>(routes: &'a [Route], chosen: Option<&'a str>) -> Vec<&'a str> {
-    let mut helpers: Vec<&str> = routes.iter().map(|route| route.helper.as_str()).collect();
+    let mut helpers: Vec<&str> = Vec::new();
+    for route in routes {
+        if !helpers.contains(&route.helper.as_str()) {
+            helpers.push(&route.helper);
+        }
+    }
     if helpers.is_empty() {
         helpers.push(chosen.unwrap_or(FALLBACK_HELPER));
     }
-    helpers.dedup();
     helpers
 }
 
@@ -436,6 +441,20 @@ mod tests {
                 ("ghcr.io", "keyring"),
             ]
         );
+    }
+
+    #[test]
+    fn podmans_list_names_each_helper_once() {
+        let registries = [
+            "ghcr.io",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+            "quay.io",
+        ]
+        .map(String::from);
+        let routes = routes(&registries, None).unwrap();
+        assert_eq!(helpers(&routes, None), ["keyring", "ecr-login"]);
+        assert_eq!(helpers(&[], Some("env")), ["env"]);
+        assert_eq!(helpers(&[], None), ["keyring"]);
     }
 
     #[test]
