@@ -46,8 +46,10 @@ if dpkg-query -W -f='${Status}' amazon-ecr-credential-helper 2>/dev/null | grep 
   fail "amazon-ecr-credential-helper is still installed beside regkit"
 fi
 
-# The installed files, not the build tree.
-export PATH=/usr/bin:/bin
+# The installed files, not the build tree. The docker CLI is the one client not from this package: keep the
+# one on the caller's PATH (Debian's docker.io, or a docker installed under /usr/local/bin).
+docker_cli="$(command -v docker)" || fail "the docker CLI is not on PATH: run make deps"
+export PATH="/usr/bin:/bin:$(dirname "$docker_cli")"
 [ "$(/usr/bin/regkit --version)" = "regkit ${version}" ] || fail "regkit --version: $(/usr/bin/regkit --version)"
 for helper in /usr/bin/docker-credential-{keyring,env,ecr-login,acr,gcr}; do
   [ "$(dpkg -S "$helper" | cut -d: -f1)" = regkit ] || fail "$helper does not belong to the regkit package"
