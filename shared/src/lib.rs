@@ -21,6 +21,8 @@
 //!   checks behind `regkit doctor`.
 //! - `cleanup`: the cleanup engine (expand, list, date, decide, delete, report); `policy`, `dates`: what
 //!   a cleanup keeps, and image dates from configs; [`report`]: per-tag results, output and exit codes.
+//!
+//! `percent` (private) decodes `%xx` for both halves: D-Bus addresses and Google's resource names.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -51,6 +53,8 @@ pub mod implementation;
 #[cfg(feature = "keyring")]
 pub mod keyring;
 pub mod kubelet;
+#[cfg(any(feature = "keyring", feature = "gcr"))]
+mod percent;
 #[cfg(feature = "registry")]
 pub mod policy;
 pub mod protocol;

@@ -217,26 +217,7 @@ struct Version {
 /// The last segment of a resource name, percent-decoded (`…/versions/sha256%3Aab` → `sha256:ab`).
 fn last_segment(name: &str) -> String {
     let segment = name.rsplit('/').next().unwrap_or(name);
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(value)) => {
-                out.push(value);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&crate::percent::decode(segment)).into_owned()
 }
 
 impl Gcr {

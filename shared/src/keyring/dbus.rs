@@ -562,7 +562,7 @@ fn connect_address(list: &str) -> Result<UnixStream, BusError> {
             continue;
         };
         for (key, value) in params.split(',').filter_map(|p| p.split_once('=')) {
-            let value = unescape(value);
+            let value = crate::percent::decode(value);
             let connected = match key {
                 "path" => UnixStream::connect(std::ffi::OsStr::from_bytes(&value)),
                 "abstract" => {
@@ -579,30 +579,6 @@ fn connect_address(list: &str) -> Result<UnixStream, BusError> {
         }
     }
     Err(BusError::Connect(last))
-}
-
-/// Undoes the `%xx` escaping of D-Bus address values.
-fn unescape(value: &str) -> Vec<u8> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 /// Our user id, which EXTERNAL authentication names: the owner of `/proc/self` (std has no `getuid`).
@@ -1043,7 +1019,7 @@ mod tests {
 
     #[test]
     fn addresses_unescape_and_fail_in_one_line() {
-        assert_eq!(unescape("/tmp/a%2cb%zz"), b"/tmp/a,b%zz");
+        assert_eq!(crate::percent::decode("/tmp/a%2cb%zz"), b"/tmp/a,b%zz");
         let error = connect_address("tcp:host=localhost,port=1").unwrap_err();
         assert!(error.to_string().contains("unsupported D-Bus transport"));
         let error = connect_address("unix:path=/nonexistent/bus,guid=1").unwrap_err();
