@@ -21,7 +21,7 @@ use crate::implementation::{DeleteRemoves, DeleteRequest, Implementation, TagInf
 use crate::policy::{self, Decision, Policy, Rule, TagRecord};
 use crate::reference::{Repository, Target};
 use crate::registry::{Client, RegistryError, failure_kind};
-use crate::report::{self, Entry, FailureKind, Method, Status};
+use crate::report::{self, Entry, FailureKind, Method, Status, StatusCounts};
 use crate::session::{Connection, Observer, Session};
 
 /// What a cleanup is asked to do.
@@ -86,6 +86,18 @@ impl RowResult {
             RowResult::Absent => "absent",
             RowResult::Planned => "planned",
             RowResult::Failed => "failed",
+        }
+    }
+
+    /// The deletion's status; `None` for a row nothing was sent for.
+    fn status(self) -> Option<Status> {
+        match self {
+            RowResult::Kept | RowResult::Declined => None,
+            RowResult::Deleted => Some(Status::Deleted),
+            RowResult::Untagged => Some(Status::Untagged),
+            RowResult::Absent => Some(Status::Absent),
+            RowResult::Planned => Some(Status::Planned),
+            RowResult::Failed => Some(Status::Failed),
         }
     }
 }
@@ -205,16 +217,9 @@ pub struct Summary {
     pub seen: usize,
     /// Rows kept, or declined at the prompt.
     pub kept: usize,
-    /// Manifests deleted.
-    pub deleted: usize,
-    /// Tags removed alone.
-    pub untagged: usize,
-    /// Already gone.
-    pub absent: usize,
-    /// Dry run: would be removed.
-    pub planned: usize,
-    /// Could not be removed.
-    pub failed: usize,
+    /// Rows whose deletion ran (or was planned), per status.
+    #[serde(flatten)]
+    pub statuses: StatusCounts,
 }
 
 impl Summary {
@@ -225,15 +230,10 @@ impl Summary {
             ..Summary::default()
         };
         for row in rows {
-            let counter = match row.result {
-                RowResult::Deleted => &mut summary.deleted,
-                RowResult::Untagged => &mut summary.untagged,
-                RowResult::Absent => &mut summary.absent,
-                RowResult::Planned => &mut summary.planned,
-                RowResult::Failed => &mut summary.failed,
-                RowResult::Kept | RowResult::Declined => &mut summary.kept,
-            };
-            *counter += 1;
+            match row.result.status() {
+                Some(status) => summary.statuses.add(status),
+                None => summary.kept += 1,
+            }
         }
         summary
     }
@@ -907,6 +907,12 @@ mod tests {
         let report = plan.decline();
         assert_eq!(report.rows[0].result, RowResult::Declined);
         assert_eq!(report.summary.kept, 1);
+        // The status counts sit beside the others in the output, as flat keys.
+        let summary = serde_json::to_value(&report.summary).unwrap();
+        assert_eq!(
+            (summary["kept"].clone(), summary["failed"].clone()),
+            (1.into(), 0.into())
+        );
         assert_eq!(report.summary.repositories, 2);
         assert_eq!(report.exit_code(), report::EXIT_OK);
     }

@@ -196,41 +196,55 @@ impl Entry {
     }
 }
 
+/// How many targets ended in each status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StatusCounts {
+    /// `deleted` targets.
+    pub deleted: usize,
+    /// `untagged` targets.
+    pub untagged: usize,
+    /// `absent` targets.
+    pub absent: usize,
+    /// `planned` targets.
+    pub planned: usize,
+    /// `failed` targets.
+    pub failed: usize,
+}
+
+impl StatusCounts {
+    /// Counts one target that ended in `status`.
+    pub fn add(&mut self, status: Status) {
+        *match status {
+            Status::Deleted => &mut self.deleted,
+            Status::Untagged => &mut self.untagged,
+            Status::Absent => &mut self.absent,
+            Status::Planned => &mut self.planned,
+            Status::Failed => &mut self.failed,
+        } += 1;
+    }
+}
+
 /// Counts per status.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
     /// Entries in the report.
     pub total: usize,
-    /// `deleted` entries.
-    pub deleted: usize,
-    /// `untagged` entries.
-    pub untagged: usize,
-    /// `absent` entries.
-    pub absent: usize,
-    /// `planned` entries.
-    pub planned: usize,
-    /// `failed` entries.
-    pub failed: usize,
+    /// Entries per status.
+    #[serde(flatten)]
+    pub statuses: StatusCounts,
 }
 
 impl Summary {
     /// Counts `entries`.
     pub fn of(entries: &[Entry]) -> Summary {
-        let mut summary = Summary {
-            total: entries.len(),
-            ..Summary::default()
-        };
+        let mut statuses = StatusCounts::default();
         for entry in entries {
-            let counter = match entry.status {
-                Status::Deleted => &mut summary.deleted,
-                Status::Untagged => &mut summary.untagged,
-                Status::Absent => &mut summary.absent,
-                Status::Planned => &mut summary.planned,
-                Status::Failed => &mut summary.failed,
-            };
-            *counter += 1;
+            statuses.add(entry.status);
         }
-        summary
+        Summary {
+            total: entries.len(),
+            statuses,
+        }
     }
 }
 
@@ -308,11 +322,11 @@ pub fn write_text(out: &mut impl Write, entries: &[Entry]) -> io::Result<()> {
         out,
         "{} total: {} deleted, {} untagged, {} absent, {} planned, {} failed",
         summary.total,
-        summary.deleted,
-        summary.untagged,
-        summary.absent,
-        summary.planned,
-        summary.failed
+        summary.statuses.deleted,
+        summary.statuses.untagged,
+        summary.statuses.absent,
+        summary.statuses.planned,
+        summary.statuses.failed
     )
 }
 

@@ -297,11 +297,11 @@ fn output(setup: &Setup<'_>, report: &Report) -> Result<(), Fatal> {
             },
             summary.seen,
             summary.kept,
-            summary.deleted,
-            summary.untagged,
-            summary.absent,
-            summary.planned,
-            summary.failed
+            summary.statuses.deleted,
+            summary.statuses.untagged,
+            summary.statuses.absent,
+            summary.statuses.planned,
+            summary.statuses.failed
         )
     })
 }

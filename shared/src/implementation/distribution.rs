@@ -421,11 +421,14 @@ impl<S: Store> Distribution<S> {
         if !deletes_by_digest {
             return Ok(actions);
         }
-        let children: HashSet<String> = match known {
-            Some(known) => known.iter().cloned().collect(),
+        let read;
+        let children = match known {
+            Some(known) => known,
             None => {
-                self.kept_index_children(repository, requested, listing)
-                    .await?
+                read = self
+                    .kept_index_children(repository, requested, listing)
+                    .await?;
+                &read
             }
         };
         Ok(actions
@@ -453,7 +456,7 @@ impl<S: Store> Distribution<S> {
         repository: &str,
         requested: &[String],
         listing: &BTreeMap<String, ManifestInfo>,
-    ) -> Result<HashSet<String>, RegistryError> {
+    ) -> Result<BTreeSet<String>, RegistryError> {
         let requested: HashSet<&str> = requested.iter().map(String::as_str).collect();
         let kept_indexes: BTreeSet<&str> = listing
             .iter()
@@ -461,14 +464,14 @@ impl<S: Store> Distribution<S> {
             .map(|(_, info)| info.digest.as_str())
             .collect();
         if kept_indexes.is_empty() {
-            return Ok(HashSet::new());
+            return Ok(BTreeSet::new());
         }
         let read: Vec<_> = stream::iter(kept_indexes)
             .map(|digest| self.store.get(repository, digest))
             .buffer_unordered(self.parallel)
             .collect()
             .await;
-        let mut children = HashSet::new();
+        let mut children = BTreeSet::new();
         for index in read {
             // An index deleted since the listing references nothing any more.
             if let Some(index) = index? {
