@@ -15,6 +15,11 @@ RELEASE   = $(or $(CARGO_TARGET_DIR),target)/release
 # Man pages and completions generated from regkit's own clap definition (`regkit generate`, hidden).
 GENERATED := build/generated
 
+# The keyring helper's Windows and macOS backends, type-checked and linted from Linux (nothing links for
+# macOS here; Windows also runs under Wine in `make test`, scripts/wine-test.sh).
+CROSS_TARGETS := x86_64-pc-windows-gnu aarch64-apple-darwin x86_64-apple-darwin
+CROSS_CHECKED := -p regkit -p docker-credential-keyring --features regkit/keyring
+
 .PHONY: all build deps test lint demo install uninstall bench clean generated deb deb-check fuzz
 
 all: build
@@ -31,10 +36,12 @@ test: deps
 	./scripts/fetch-specs.sh
 	$(CARGO) build --workspace --bins --locked
 	$(CARGO) test --workspace --locked --no-fail-fast
+	./scripts/wine-test.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	for target in $(CROSS_TARGETS); do $(CARGO) clippy --target $$target $(CROSS_CHECKED) --all-targets --locked -- -D warnings || exit 1; done
 
 # The property tests over every untrusted-input parser (shared/src/fuzz_tests.rs, and the `fuzz_`-named
 # ones beside private parsers such as the keyring's D-Bus decoder), run long: the normal suite runs 256

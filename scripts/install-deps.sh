@@ -27,6 +27,9 @@ declare -A tools=(
   [dpkg-shlibdeps]=dpkg-dev
   [lintian]=lintian
   [faketime]=faketime
+  # The keyring helper's Windows backend: cross-built with mingw-w64, tested under Wine (scripts/wine-test.sh).
+  [x86_64-w64-mingw32-gcc]=gcc-mingw-w64-x86-64
+  [wine]=wine
 )
 
 missing=()
@@ -37,6 +40,8 @@ done
 dpkg -s dbus-x11 >/dev/null 2>&1 || missing+=(dbus-x11)
 # make bench reads peak memory from GNU time (`time` alone is the shell keyword).
 [ -x /usr/bin/time ] || missing+=(time)
+# `wine` runs 64-bit programs through wine64's loader, which is not on PATH.
+dpkg -s wine64 >/dev/null 2>&1 || missing+=(wine64)
 # The ECR tests run moto from a virtualenv, which needs Python's venv and ensurepip modules.
 command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1 && missing+=(python3-venv)
 
@@ -52,6 +57,15 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo is required (https://rustup.rs), install a stable Rust toolchain first" >&2
   exit 1
+fi
+
+# The Windows build (tested under Wine) and the macOS type check of the keyring helper.
+rustup_targets=(x86_64-pc-windows-gnu aarch64-apple-darwin x86_64-apple-darwin)
+if command -v rustup >/dev/null 2>&1; then
+  installed="$(rustup target list --installed)"
+  for target in "${rustup_targets[@]}"; do
+    grep -qx "$target" <<<"$installed" || rustup target add "$target"
+  done
 fi
 
 # moto's server (an AWS double on loopback) for the ECR tests, in build/venv; tests find it there or at

@@ -1,14 +1,18 @@
-//! The OS keyring store behind `docker-credential-keyring`.
+//! The OS keyring store behind `docker-credential-keyring`, one backend per platform, each writing entries
+//! exactly the way Docker's own helper for that platform does, so either helper reads, lists and erases
+//! what the other stored:
 //!
-//! On Linux it talks to the freedesktop Secret Service (gnome-keyring, KeePassXC, KWallet…) over the D-Bus
-//! session bus, in pure Rust. Items are written exactly the way Debian's `docker-credential-secretservice`
-//! (0.6.x) writes them, so either helper reads, lists and erases what the other stored:
-//! schema `io.docker.Credentials`, attributes `label`, `server`, `username`, `docker_cli`, item label =
-//! the server key, content type `text/plain`, default collection.
+//! - Linux: the freedesktop Secret Service (gnome-keyring, KeePassXC, KWallet…) over the D-Bus session bus,
+//!   in pure Rust, as Debian's `docker-credential-secretservice` (0.6.x) writes: schema
+//!   `io.docker.Credentials`, attributes `label`, `server`, `username`, `docker_cli`, item label = the
+//!   server key, content type `text/plain`, default collection. Secrets cross the bus inside an encrypted
+//!   (DH) session unless the user opts in to a plain session with [`PLAIN_SESSION_ENV`]`=1`.
+//! - Windows: the Credential Manager, as `docker-credential-wincred` writes (`keyring/wincred.rs`).
+//! - macOS: the login Keychain, as `docker-credential-osxkeychain` writes (`keyring/osxkeychain.rs`).
 //!
-//! Secrets cross the bus inside an encrypted (DH) session unless the user opts in to a plain session with
-//! [`PLAIN_SESSION_ENV`]`=1`. Other platforms are not implemented yet: every operation fails with a clear
-//! message instead of pretending to work.
+//! Every backend provides the same four operations (`get` over [`lookup_keys`], `store`, `erase`, `list`);
+//! [`KeyringStore`] is the protocol [`Helper`] over whichever one the target has. Other platforms fail every
+//! operation with a clear message instead of pretending to work.
 
 use std::collections::BTreeMap;
 
@@ -17,12 +21,26 @@ use crate::protocol::{Credentials, Error, Helper};
 #[cfg(target_os = "linux")]
 #[path = "keyring/secret_service.rs"]
 mod backend;
+#[cfg(windows)]
+#[path = "keyring/wincred.rs"]
+#[allow(unsafe_code)]
+mod backend;
+#[cfg(target_os = "macos")]
+#[path = "keyring/osxkeychain.rs"]
+#[allow(unsafe_code)]
+mod backend;
 #[cfg(target_os = "linux")]
 #[path = "keyring/dbus.rs"]
 mod dbus;
 #[cfg(target_os = "linux")]
 #[path = "keyring/dh.rs"]
 mod dh;
+#[cfg(any(windows, target_os = "macos", test))]
+#[path = "keyring/docker_entry.rs"]
+mod docker_entry;
+
+/// The label Docker's helpers put on every entry they write, on every platform.
+const LABEL: &str = "Docker Credentials";
 
 /// Set to `1` to allow a plain (unencrypted) Secret Service session: it saves the Diffie-Hellman
 /// exchange (mostly the service's own, about 2 ms for gnome-keyring), but the secret crosses the session bus
@@ -83,9 +101,14 @@ pub enum KeyringError {
         /// The service's or bus's own message.
         reason: String,
     },
-    /// This platform has no keyring backend yet.
+    /// A server key from which no registry host can be read (Keychain entries are stored by host).
     #[error(
-        "docker-credential-keyring: not supported on this platform yet (only the Linux Secret Service is implemented): use docker's native helper (osxkeychain, wincred) meanwhile"
+        "docker-credential-keyring: cannot store or look up {0:?}: it names no registry host (expected host[:port] or https://host[:port][/path])"
+    )]
+    InvalidServerUrl(String),
+    /// This platform has no keyring backend.
+    #[error(
+        "docker-credential-keyring: not supported on this platform (only Linux's Secret Service, the Windows Credential Manager and the macOS Keychain are): store credentials with another docker credential helper"
     )]
     Unsupported,
 }
@@ -190,9 +213,9 @@ pub fn lookup_keys(key: &str) -> Vec<String> {
     keys
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 mod backend {
-    //! No keyring backend on this platform yet: every operation says so.
+    //! No keyring backend on this platform: every operation says so.
 
     use std::collections::BTreeMap;
 
@@ -286,6 +309,7 @@ mod tests {
             KeyringError::NoDefaultCollection,
             KeyringError::EncryptionRefused,
             KeyringError::NotUtf8("h".into()),
+            KeyringError::InvalidServerUrl("a\nb".into()),
             KeyringError::Unsupported,
         ];
         for error in errors {

@@ -24,7 +24,8 @@
 //!
 //! `percent` (private) decodes `%xx` for both halves: D-Bus addresses and Google's resource names.
 
-#![forbid(unsafe_code)]
+// Only the Windows and macOS keyring backends call C APIs (keyring/wincred.rs, keyring/osxkeychain.rs).
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 #[cfg(feature = "acr")]
@@ -53,7 +54,7 @@ pub mod implementation;
 #[cfg(feature = "keyring")]
 pub mod keyring;
 pub mod kubelet;
-#[cfg(any(feature = "keyring", feature = "gcr"))]
+#[cfg(any(all(feature = "keyring", target_os = "linux"), feature = "gcr"))]
 mod percent;
 #[cfg(feature = "registry")]
 pub mod policy;

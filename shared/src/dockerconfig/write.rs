@@ -176,6 +176,9 @@ fn create_temp(dir: &Path, name: &str, mode: u32) -> std::io::Result<(PathBuf, f
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+        // Elsewhere the file inherits its directory's access rules.
+        #[cfg(not(unix))]
+        let _ = mode;
         match options.open(&path) {
             Ok(file) => return Ok((path, file)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {

@@ -11,14 +11,12 @@ use std::collections::BTreeMap;
 
 use super::dbus::{Body, Bus, BusError, Value};
 use super::dh::{self, Keypair, SessionKey};
-use super::{KeyringError, SessionMode};
+use super::{KeyringError, LABEL, SessionMode};
 use crate::protocol::Credentials;
 use crate::secret::Secret;
 
 /// The libsecret schema name Debian's `docker-credential-secretservice` searches with.
 const SCHEMA: &str = "io.docker.Credentials";
-/// The `label` attribute docker's helpers put on every item.
-const LABEL: &str = "Docker Credentials";
 /// The well-known bus name whose ownership is the writers' lock. The bus releases it when its owner's
 /// connection closes (at the end of each operation, or when a helper dies), so no lock is ever stale.
 const WRITE_LOCK_NAME: &str = "io.github.regkit.KeyringWriteLock";
