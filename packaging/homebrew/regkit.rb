@@ -12,9 +12,9 @@ class Regkit < Formula
   conflicts_with "docker-credential-helper-ecr", because: "both install `docker-credential-ecr-login`"
 
   def install
-    helpers = %w[env ecr acr gcr router]
-    # The keyring helper speaks the freedesktop Secret Service, which macOS does not have.
-    helpers << "keyring" if OS.linux?
+    # The keyring helper stores in the macOS Keychain as docker-credential-osxkeychain does, and in the
+    # Secret Service on Linux.
+    helpers = %w[env ecr acr gcr router keyring]
     system "cargo", "install", *std_cargo_args(path: "helpers/cleanup")
     helpers.each do |helper|
       system "cargo", "install", *std_cargo_args(path: "helpers/#{helper}")
@@ -39,8 +39,7 @@ class Regkit < Formula
 
   test do
     assert_match "regkit #{version}", shell_output("#{bin}/regkit --version")
-    helpers = %w[env ecr-login acr gcr regkit]
-    helpers << "keyring" if OS.linux?
+    helpers = %w[env ecr-login acr gcr regkit keyring]
     helpers.each do |helper|
       assert_match version.to_s, shell_output("#{bin}/docker-credential-#{helper} version")
     end

@@ -1,4 +1,5 @@
-//! `docker-credential-keyring`: a docker `credsStore` in the OS keyring (Secret Service on Linux).
+//! `docker-credential-keyring`: a docker `credsStore` in the OS keyring (Secret Service on Linux, Keychain
+//! on macOS, Credential Manager on Windows).
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ fn main() -> std::process::ExitCode {
         std::thread::sleep(RUN_BOUND);
         // stdout is held by the protocol run for the whole invocation; stderr is free.
         eprintln!(
-            "docker-credential-keyring: the keyring did not answer within {} s; check that the Secret Service (gnome-keyring, KWallet, KeePassXC) is running and unlocked",
+            "docker-credential-keyring: the keyring did not answer within {} s; check that it is running and unlocked (Secret Service: gnome-keyring, KWallet, KeePassXC; macOS: the Keychain)",
             RUN_BOUND.as_secs()
         );
         std::process::exit(1);
