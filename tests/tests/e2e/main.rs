@@ -7,6 +7,7 @@
 
 mod acr_cleanup;
 mod acr_login;
+mod ci_templates;
 mod cleanup;
 mod dockerconfig;
 mod ecr_cleanup;
