@@ -55,7 +55,7 @@ pub(super) fn get(
         query.push(unsafe { pair(kSecMatchLimit, constant(kSecMatchLimitOne)) });
         query.push(unsafe { pair(kSecReturnAttributes, CFBoolean::true_value()) });
         query.push(unsafe { pair(kSecReturnData, CFBoolean::true_value()) });
-        let Some(found) = copy_matching(&query, &server)? else {
+        let Some(found) = copy_matching(&query, &server.url())? else {
             continue;
         };
         // SAFETY: with kSecMatchLimitOne and both kSecReturn… keys, the result is one attribute dictionary.
@@ -128,13 +128,7 @@ pub(super) fn list() -> Result<BTreeMap<String, String>, KeyringError> {
             pair(kSecReturnAttributes, CFBoolean::true_value()),
         ]
     };
-    let everything = InternetServer {
-        server: "*".to_owned(),
-        protocol: Protocol::Https,
-        port: None,
-        path: String::new(),
-    };
-    let Some(found) = copy_matching(&query, &everything)? else {
+    let Some(found) = copy_matching(&query, "Docker's entries")? else {
         return Ok(BTreeMap::new());
     };
     // SAFETY: with kSecMatchLimitAll and kSecReturnAttributes, the result is an array of dictionaries.
@@ -191,10 +185,11 @@ fn item_query(server: &InternetServer) -> Vec<(CFString, CFType)> {
     }
 }
 
-/// The result of `SecItemCopyMatching`, `None` when nothing matched; the caller owns it.
+/// The result of `SecItemCopyMatching`, `None` when nothing matched; the caller owns it. `what` names the
+/// search in an error.
 fn copy_matching(
     query: &[(CFString, CFType)],
-    server: &InternetServer,
+    what: &str,
 ) -> Result<Option<CFTypeRef>, KeyringError> {
     let query = CFDictionary::from_CFType_pairs(query);
     let mut result: CFTypeRef = ptr::null();
@@ -202,10 +197,7 @@ fn copy_matching(
     match unsafe { SecItemCopyMatching(query.as_concrete_TypeRef(), &mut result) } {
         ERR_SEC_SUCCESS if !result.is_null() => Ok(Some(result)),
         ERR_SEC_SUCCESS | ERR_SEC_ITEM_NOT_FOUND => Ok(None),
-        status => Err(failed(
-            format!("search the Keychain for {}", server.url()),
-            status,
-        )),
+        status => Err(failed(format!("search the Keychain for {what}"), status)),
     }
 }
 
