@@ -2,7 +2,10 @@
 //! does: a generic credential whose target is the server key as given, the username, the secret as raw
 //! UTF-8 bytes, persisted on the local machine, with the attribute `label` = `Docker Credentials`. Docker's
 //! helper lists (and reads) only credentials carrying that label, so writing it is what makes ours visible
-//! to `docker-credential-wincred`; our `list` keeps the same ones ([`docker_entry::labelled`]).
+//! to `docker-credential-wincred`; our `list` keeps the same ones ([`docker_entry::labelled`]). `get` reads
+//! the exact target (then the lookup fallbacks) without requiring the label, which Docker's `get` does: a
+//! generic credential named by a registry key is a registry login whoever wrote it, and reading it keeps
+//! entries working where attributes are lost (Wine, some roaming-profile copies).
 //!
 //! Each operation is one API call (`CredWriteW` replaces a credential of the same target in place, so
 //! `store` needs no lock), none of which waits on anything but the local LSA.
