@@ -5,7 +5,7 @@
 //! to `docker-credential-wincred`; our `list` keeps the same ones ([`docker_entry::labelled`]). `get` reads
 //! the exact target (then the lookup fallbacks) without requiring the label, which Docker's `get` does: a
 //! generic credential named by a registry key is a registry login whoever wrote it, and reading it keeps
-//! entries working where attributes are lost (Wine, some roaming-profile copies).
+//! entries working where attributes are lost (Wine drops them).
 //!
 //! Each operation is one API call (`CredWriteW` replaces a credential of the same target in place, so
 //! `store` needs no lock), none of which waits on anything but the local LSA.
