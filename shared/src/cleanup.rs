@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::dates::{self, DateResult, Timestamp};
+use crate::dates::{self, ImageDate, Timestamp};
 use crate::implementation::{DeleteRemoves, DeleteRequest, Implementation, TagInfo};
 use crate::policy::{self, Decision, Policy, Rule, TagRecord};
 use crate::reference::{Repository, Target};
@@ -557,7 +557,7 @@ async fn date_tags(
     observer: &dyn Observer,
 ) -> (
     Vec<(Option<i64>, Option<DateSource>)>,
-    HashMap<String, DateResult>,
+    HashMap<String, ImageDate>,
 ) {
     let mut created: Vec<(Option<i64>, Option<DateSource>)> = tags
         .iter()
@@ -588,7 +588,11 @@ async fn date_tags(
     observer.end();
     for (info, slot) in tags.iter().zip(created.iter_mut()) {
         if slot.0.is_none()
-            && let Some(Ok(date)) = info.digest.as_ref().and_then(|digest| read.get(digest))
+            && let Some(Ok(date)) = info
+                .digest
+                .as_ref()
+                .and_then(|digest| read.get(digest))
+                .map(|read| &read.date)
         {
             *slot = (Some(*date), Some(DateSource::ImageConfig));
         }
@@ -630,6 +634,7 @@ async fn plan_repository(
         &tags,
         &created,
         &mut subjects,
+        &unreadable,
         (takes_manifest, request.orphans),
         client,
         repository,
@@ -645,7 +650,12 @@ async fn plan_repository(
         .zip(subjects)
         .map(|(((info, (date, source)), mut decision), subject)| {
             if decision.rule == Rule::NoDate {
-                let why = match info.digest.as_ref().and_then(|d| unreadable.get(d)) {
+                let why = match info
+                    .digest
+                    .as_ref()
+                    .and_then(|d| unreadable.get(d))
+                    .map(|read| &read.date)
+                {
                     Some(Err(error)) => error.clone(),
                     _ if info.digest.is_none() => {
                         "the registry gave no digest to read it from".into()
@@ -742,7 +752,7 @@ fn referrer_decision(subject: &str) -> Decision {
 }
 
 /// The policy's decisions for `tags`, in order. Referrers (`subjects`, known from their tag names, or
-/// from their manifests' `subject`) are kept and take no image's place. When the policy selects
+/// from their manifests' `subject`, read while `dated` or here) are kept and take no image's place. When the policy selects
 /// anything, every other tag's manifest is read once (a kept tag may be the referrer of a manifest that
 /// goes), and the policy decides again without the referrers found; with `orphans`, they are read even
 /// when nothing is selected. Manifests are read only where `read_manifests`: where a tag delete only
@@ -753,6 +763,7 @@ async fn decide_images(
     tags: &[TagInfo],
     created: &[(Option<i64>, Option<DateSource>)],
     subjects: &mut [Option<String>],
+    dated: &HashMap<String, ImageDate>,
     (read_manifests, orphans): (bool, bool),
     client: &Client,
     repository: &Repository,
@@ -761,7 +772,19 @@ async fn decide_images(
 ) -> Result<Vec<Decision>, RegistryError> {
     // A tag the listing gave no digest for is read by its name.
     let reference = |info: &'_ TagInfo| info.digest.clone().unwrap_or_else(|| info.tag.clone());
+    // Dating read some manifests already; their subjects are known.
     let mut read: BTreeSet<String> = BTreeSet::new();
+    for (info, subject) in tags.iter().zip(subjects.iter_mut()) {
+        let Some(known) = info.digest.as_ref().and_then(|digest| dated.get(digest)) else {
+            continue;
+        };
+        if let Some(found) = &known.subject {
+            read.insert(reference(info));
+            if subject.is_none() {
+                subject.clone_from(found);
+            }
+        }
+    }
     loop {
         let images: Vec<usize> = (0..tags.len())
             .filter(|index| subjects[*index].is_none())
@@ -1030,7 +1053,12 @@ async fn protect_index_children(
     }
     let kept_tags = |rows: &[Row]| {
         let mut kept: BTreeMap<String, String> = BTreeMap::new();
-        for row in rows.iter().filter(|row| row.action == Action::Keep) {
+        // A referrer that is an index (the OCI 1.1 tag schema's) lists referrers, which no rule selects
+        // on their own: it needs no reading.
+        for row in rows
+            .iter()
+            .filter(|row| row.action == Action::Keep && row.subject.is_none())
+        {
             if let (Some(digest), Some(tag)) = (&row.digest, &row.tag) {
                 kept.entry(digest.clone()).or_insert_with(|| tag.clone());
             }

@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use regkit::dates::format_rfc3339;
 use regkit_e2e::bins;
+use regkit_e2e::faultproxy::FaultProxy;
 use regkit_e2e::images::{self, Auth, Format, Pusher};
 use regkit_e2e::referrers::{self as refs, Cosign};
 use regkit_e2e::registry::Registry;
@@ -432,4 +433,52 @@ fn bad_referrers_short_hex_missing_subjects_and_cycles() {
     assert!(stderr.contains("referrer cycle: sha256:"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert_eq!(tag_map(&registry, cycle), before);
+}
+
+/// The cost figure for BENCHMARKS.md: requests a `cleanup --older-than` sends per deleted tag, on 200
+/// images alone and on 200 images each with its cosign signature (counted by a relay in front of the
+/// registry). Recognising a signature by its tag costs no request: the signed run may cost no more per
+/// deleted tag than the plain one.
+#[test]
+fn requests_per_deleted_tag_with_and_without_signatures() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(registry.host());
+    let config = docker_config();
+    let pusher = Pusher::new(&registry.url(), &Auth::None);
+    let old = days_ago(50);
+    let names: Vec<String> = (0..200).map(|n| format!("t{n:03}")).collect();
+    let dated: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), old.as_str())).collect();
+    let mut per_tag = Vec::new();
+    for (repo, signed) in [("bench/plain", false), ("bench/signed", true)] {
+        let pushed =
+            images::push_distinct_created(&registry.url(), repo, &dated, &Auth::None, Format::Oci);
+        if signed {
+            for (_, digest) in &pushed {
+                refs::push_cosign(&pusher, repo, digest, Cosign::Signature);
+            }
+        }
+        let before = proxy.requests();
+        let target = format!("{}/{repo}", proxy.host());
+        let output = regkit(
+            config.path(),
+            &[
+                "--output",
+                "json",
+                "cleanup",
+                "--yes",
+                &target,
+                "--older-than",
+                "30d",
+            ],
+        );
+        let (_, summary) = parse(&output, 0);
+        let sent = proxy.requests() - before;
+        let deleted = summary["deleted"].as_u64().unwrap() as usize;
+        assert_eq!(deleted, if signed { 400 } else { 200 });
+        assert!(tag_map(&registry, repo).is_empty());
+        let ratio = sent as f64 / deleted as f64;
+        eprintln!("{repo}: {sent} requests for {deleted} deleted tags, {ratio:.2} per tag");
+        per_tag.push(ratio);
+    }
+    assert!(per_tag[1] <= per_tag[0], "{per_tag:?}");
 }
