@@ -430,6 +430,99 @@ impl Plan {
     }
 }
 
+/// The referrers that go with the manifests `digests` of `repository` when `regkit delete` removes them
+/// by digest: each as the target that removes it (its tag, or its digest when no tag names it), in the
+/// order found, recursively (a signature of an attestation too). The same rule as a cleanup's: referrers
+/// are recognised by tag name, by the OCI 1.1 tag-schema index, and where a tag delete takes the manifest
+/// by each other tag's `subject` (one GET per tag, `parallel` at a time).
+pub async fn referrers_of(
+    connection: &Connection,
+    repository: &Repository,
+    digests: &BTreeSet<String>,
+    parallel: usize,
+) -> Result<Vec<Target>, RegistryError> {
+    let implementation = connection.implementation.as_ref();
+    let client = &connection.client;
+    let tags = implementation.list_tags(repository, true).await?;
+    let takes_manifest = implementation.capabilities().delete_removes == DeleteRemoves::Manifest;
+    let name = repository.to_string();
+    let named = |info: &TagInfo| referrers::tag_subject(&info.tag).map(|(subject, _)| subject);
+    let mut found = BTreeMap::new();
+    if takes_manifest {
+        let unnamed = tags
+            .iter()
+            .filter(|info| named(info).is_none())
+            .filter_map(|info| info.digest.as_deref());
+        found = referrers::read_subjects(client, &repository.path, unnamed, parallel).await?;
+    }
+    let decide = |digest: Option<&str>, subject: Option<&String>| match (digest, subject) {
+        (Some(digest), _) if digests.contains(digest) => Decision {
+            delete: true,
+            rule: Rule::Selected,
+            reason: "named by digest".into(),
+        },
+        (_, Some(subject)) => referrer_decision(subject),
+        _ => Decision {
+            delete: false,
+            rule: Rule::NotMatched,
+            reason: "not named".into(),
+        },
+    };
+    let mut rows: Vec<Row> = tags
+        .iter()
+        .map(|info| {
+            let subject = named(info).or_else(|| {
+                info.digest
+                    .as_ref()
+                    .and_then(|digest| found.get(digest).cloned())
+            });
+            let decision = decide(info.digest.as_deref(), subject.as_ref());
+            Row {
+                subject,
+                ..row(
+                    &name,
+                    Some(&info.tag),
+                    info.digest.as_deref(),
+                    None,
+                    None,
+                    0,
+                    decision,
+                )
+            }
+        })
+        .collect();
+    let listed: BTreeSet<String> = rows.iter().filter_map(|row| row.digest.clone()).collect();
+    for digest in digests.iter().filter(|digest| !listed.contains(*digest)) {
+        rows.push(row(
+            &name,
+            None,
+            Some(digest),
+            None,
+            None,
+            0,
+            decide(Some(digest), None),
+        ));
+    }
+    let policy = Policy::default();
+    let request = CleanupRequest {
+        repositories: &[],
+        policy: &policy,
+        untagged: false,
+        keep_referrers: false,
+        orphans: false,
+    };
+    let removes = implementation.capabilities().delete_removes;
+    follow_subjects(
+        &request, removes, client, repository, parallel, None, 0, &mut rows,
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .filter(|row| row.rule == Rule::FollowsSubject)
+        .map(Row::target)
+        .collect())
+}
+
 /// The connection for `registry`, made on first use.
 async fn connection<'c>(
     session: &Session,

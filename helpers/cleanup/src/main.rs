@@ -6,7 +6,7 @@ mod configure;
 mod doctor;
 mod generate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,12 +49,17 @@ enum Command {
     },
     /// Delete tags (repo:tag) or manifests (repo@sha256:…); other tags on the same image survive.
     Delete {
-        /// References to delete; a digest removes its manifest and every tag on it.
+        /// References to delete; a digest removes its manifest, every tag on it, and its referrers
+        /// (signatures, attestations, SBOMs).
         #[arg(required_unless_present = "stdin")]
         references: Vec<String>,
         /// Also read references from standard input, one per line (blank lines and # comments ignored).
         #[arg(long)]
         stdin: bool,
+        /// Keep the signatures, attestations, SBOMs and other referrers of a manifest deleted by digest
+        /// (by default they go with it, recursively).
+        #[arg(long)]
+        keep_referrers: bool,
     },
     /// Delete the tags a policy selects (--keep-last, --older-than, --match, --exclude, --keep-list) in
     /// one or more repositories; kept tags never lose their image.
@@ -318,7 +323,11 @@ async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
             repository,
             digests,
         } => tags(&setup, repository, *digests).await,
-        Command::Delete { references, stdin } => delete(&setup, references, *stdin).await,
+        Command::Delete {
+            references,
+            stdin,
+            keep_referrers,
+        } => delete(&setup, references, *stdin, *keep_referrers).await,
         Command::Cleanup(args) => cleanup::cleanup(&setup, args).await,
         Command::Detect { repository } => detect(&setup, repository).await,
         Command::Configure(args) => {
@@ -398,7 +407,12 @@ async fn tags(setup: &Setup<'_>, repository: &str, digests: bool) -> Result<u8, 
     Ok(report::EXIT_OK)
 }
 
-async fn delete(setup: &Setup<'_>, arguments: &[String], stdin: bool) -> Result<u8, Fatal> {
+async fn delete(
+    setup: &Setup<'_>,
+    arguments: &[String],
+    stdin: bool,
+    keep_referrers: bool,
+) -> Result<u8, Fatal> {
     let mut inputs: Vec<String> = arguments.to_vec();
     if stdin {
         for line in io::stdin().lock().lines() {
@@ -423,13 +437,37 @@ async fn delete(setup: &Setup<'_>, arguments: &[String], stdin: bool) -> Result<
             None => groups.push((reference.repository, vec![reference.target])),
         }
     }
-    let mut connections: BTreeMap<&str, Connection> = BTreeMap::new();
+    let mut connections: BTreeMap<String, Connection> = BTreeMap::new();
     for (repository, _) in &groups {
         if !connections.contains_key(repository.registry.as_str()) {
             connections.insert(
-                &repository.registry,
+                repository.registry.clone(),
                 setup.connect(&repository.registry).await?,
             );
+        }
+    }
+    // A manifest deleted by digest takes its referrers, found before anything is deleted.
+    for (repository, targets) in &mut groups {
+        let digests: BTreeSet<String> = targets
+            .iter()
+            .filter_map(|target| match target {
+                Target::Digest(digest) => Some(digest.clone()),
+                Target::Tag(_) => None,
+            })
+            .collect();
+        let Some(connection) = connections.get(repository.registry.as_str()) else {
+            continue;
+        };
+        if keep_referrers || digests.is_empty() {
+            continue;
+        }
+        let parallel = usize::from(setup.options.parallel);
+        for referrer in
+            regkit::cleanup::referrers_of(connection, repository, &digests, parallel).await?
+        {
+            if !targets.contains(&referrer) {
+                targets.push(referrer);
+            }
         }
     }
     let total: usize = groups.iter().map(|(_, targets)| targets.len()).sum();

@@ -482,3 +482,36 @@ fn requests_per_deleted_tag_with_and_without_signatures() {
     }
     assert!(per_tag[1] <= per_tag[0], "{per_tag:?}");
 }
+
+#[test]
+fn deleting_a_manifest_by_digest_takes_its_referrers_unless_asked_to_keep_them() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/by-digest";
+    let signed = supply_chain(&registry, repo);
+    let before = tag_map(&registry, repo);
+    let reference = |image: &str| format!("{}/{repo}@{}", registry.host(), signed[image].digest);
+    let output = regkit(config.path(), &["delete", &reference("v1")]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_only_deleted(&registry, repo, &signed, &before, &["v1"]);
+    let mut expected = tag_map(&registry, repo);
+    assert!(expected.remove("v2").is_some());
+    let output = regkit(
+        config.path(),
+        &["delete", "--keep-referrers", &reference("v2")],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let after = tag_map(&registry, repo);
+    assert_eq!(after, expected);
+    assert!(after.contains_key(&refs::cosign_tag(&signed["v2"].digest, Cosign::Signature)));
+}
