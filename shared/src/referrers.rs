@@ -46,38 +46,88 @@ pub fn tag_subject(tag: &str) -> Option<(String, TagKind)> {
     (hex.len() == 64 && hex.bytes().all(lower_hex)).then(|| (format!("sha256:{hex}"), kind))
 }
 
-/// The digest a manifest body's `subject` names, if it has one.
-pub fn manifest_subject(body: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Doc {
-        subject: Option<Descriptor>,
-    }
-    #[derive(Deserialize)]
-    struct Descriptor {
-        digest: String,
-    }
-    serde_json::from_slice::<Doc>(body)
-        .ok()?
-        .subject
-        .map(|subject| subject.digest)
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    digest: String,
+    media_type: Option<String>,
+    artifact_type: Option<String>,
 }
 
-/// The subjects of the manifests among `digests` that have one: digest → subject. Each distinct digest
-/// is read once, at most `parallel` at a time; a failed read fails the answer, since a referrer taken for
-/// an image could be deleted on its own.
-pub async fn read_subjects(
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Doc {
+    subject: Option<Descriptor>,
+    artifact_type: Option<String>,
+    config: Option<Descriptor>,
+    layers: Option<Vec<Descriptor>>,
+    manifests: Option<Vec<Descriptor>>,
+}
+
+/// What a manifest says about itself as an artifact.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Artifact {
+    /// The digest its `subject` names.
+    pub subject: Option<String>,
+    /// Its type: `artifactType`, else a config type other than an image's, else its first layer's type
+    /// (cosign's signatures say what they are there).
+    pub artifact_type: Option<String>,
+    /// For an index, the manifests it lists with their artifact types.
+    pub children: Vec<(String, Option<String>)>,
+}
+
+/// A manifest body as an [`Artifact`]; `None` when it is not a manifest document.
+pub fn artifact(body: &[u8]) -> Option<Artifact> {
+    const IMAGE_CONFIGS: [&str; 2] = [
+        "application/vnd.oci.image.config.v1+json",
+        "application/vnd.docker.container.image.v1+json",
+    ];
+    let doc: Doc = serde_json::from_slice(body).ok()?;
+    let config_type = doc
+        .config
+        .and_then(|config| config.media_type)
+        .filter(|media_type| !IMAGE_CONFIGS.contains(&media_type.as_str()));
+    let layer_type = || {
+        doc.layers
+            .as_ref()?
+            .first()?
+            .media_type
+            .clone()
+            .filter(|_| doc.manifests.is_none())
+    };
+    Some(Artifact {
+        subject: doc.subject.map(|subject| subject.digest),
+        artifact_type: doc.artifact_type.or(config_type).or_else(layer_type),
+        children: doc
+            .manifests
+            .unwrap_or_default()
+            .into_iter()
+            .map(|child| (child.digest, child.artifact_type))
+            .collect(),
+    })
+}
+
+/// The digest a manifest body's `subject` names, if it has one.
+pub fn manifest_subject(body: &[u8]) -> Option<String> {
+    artifact(body)?.subject
+}
+
+/// The manifests among `digests` as artifacts: digest → artifact, for those that exist and are manifest
+/// documents. Each distinct digest is read once, at most `parallel` at a time; a failed read fails the
+/// answer, since a referrer taken for an image could be deleted on its own.
+pub async fn read_artifacts(
     client: &Client,
     repository: &str,
     digests: impl IntoIterator<Item = &str>,
     parallel: usize,
-) -> Result<BTreeMap<String, String>, RegistryError> {
+) -> Result<BTreeMap<String, Artifact>, RegistryError> {
     let distinct: BTreeSet<&str> = digests.into_iter().collect();
-    let read: Vec<Result<Option<(String, String)>, RegistryError>> = stream::iter(distinct)
+    let read: Vec<Result<Option<(String, Artifact)>, RegistryError>> = stream::iter(distinct)
         .map(|digest| async move {
             let manifest = client.get_manifest(repository, digest).await?;
             Ok(manifest
-                .and_then(|manifest| manifest_subject(&manifest.body))
-                .map(|subject| (digest.to_string(), subject)))
+                .and_then(|manifest| artifact(&manifest.body))
+                .map(|artifact| (digest.to_string(), artifact)))
         })
         .buffer_unordered(parallel.max(1))
         .collect()
@@ -85,6 +135,134 @@ pub async fn read_subjects(
     read.into_iter()
         .filter_map(Result::transpose)
         .collect::<Result<_, _>>()
+}
+
+/// The subjects of the manifests among `digests` that have one: digest → subject (see
+/// [`read_artifacts`]).
+pub async fn read_subjects(
+    client: &Client,
+    repository: &str,
+    digests: impl IntoIterator<Item = &str>,
+    parallel: usize,
+) -> Result<BTreeMap<String, String>, RegistryError> {
+    Ok(read_artifacts(client, repository, digests, parallel)
+        .await?
+        .into_iter()
+        .filter_map(|(digest, artifact)| Some((digest, artifact.subject?)))
+        .collect())
+}
+
+/// One line of `regkit tags --tree`: an image, or a referrer beneath its subject.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TreeNode {
+    /// How deep beneath an image (0: an image, or an orphan).
+    pub depth: usize,
+    /// Its tags, comma-separated; `None` for a referrer only an index lists.
+    pub tag: Option<String>,
+    /// Its digest.
+    pub digest: String,
+    /// What it refers to, for a referrer.
+    pub subject: Option<String>,
+    /// Its artifact type, when it says.
+    pub artifact_type: Option<String>,
+    /// A referrer whose subject is not in the repository.
+    pub orphan: bool,
+}
+
+/// The repository's images with their referrers beneath them, recursively (as `oras discover` shows
+/// them), from `tags` (tag → digest) and one read of each distinct manifest; orphans come last.
+pub async fn tree(
+    client: &Client,
+    repository: &str,
+    tags: &[(String, String)],
+    parallel: usize,
+) -> Result<Vec<TreeNode>, RegistryError> {
+    let mut names: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (tag, digest) in tags {
+        names.entry(digest).or_default().push(tag);
+    }
+    let mut artifacts = read_artifacts(client, repository, names.keys().copied(), parallel).await?;
+    // Subjects: by tag name first (cosign's scheme, the tag schema), else the manifest's own.
+    let mut subject_of: BTreeMap<String, String> = BTreeMap::new();
+    for (tag, digest) in tags {
+        if let Some((subject, _)) = tag_subject(tag) {
+            subject_of.insert(digest.clone(), subject);
+        }
+    }
+    let mut listed: Vec<(String, Option<String>, String)> = Vec::new();
+    for (digest, artifact) in &artifacts {
+        if let Some(subject) = &artifact.subject {
+            subject_of
+                .entry(digest.clone())
+                .or_insert_with(|| subject.clone());
+        }
+        let schema = names
+            .get(digest.as_str())
+            .into_iter()
+            .flatten()
+            .find_map(|tag| tag_subject(tag).filter(|(_, kind)| *kind == TagKind::SchemaIndex));
+        if let Some((subject, _)) = schema {
+            for (child, artifact_type) in &artifact.children {
+                listed.push((child.clone(), artifact_type.clone(), subject.clone()));
+            }
+        }
+    }
+    for (child, artifact_type, subject) in listed {
+        subject_of.entry(child.clone()).or_insert(subject);
+        artifacts.entry(child).or_insert_with(|| Artifact {
+            artifact_type,
+            ..Artifact::default()
+        });
+    }
+    check_chains(subject_of.iter().map(|(a, b)| (a.as_str(), b.as_str())))?;
+    let mut referrers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (referrer, subject) in &subject_of {
+        referrers.entry(subject).or_default().push(referrer);
+    }
+    let node = |digest: &str, depth: usize, orphan: bool| TreeNode {
+        depth,
+        tag: names.get(digest).map(|tags| tags.join(",")),
+        digest: digest.to_string(),
+        subject: subject_of.get(digest).cloned(),
+        artifact_type: artifacts.get(digest).and_then(|a| a.artifact_type.clone()),
+        orphan,
+    };
+    let mut nodes = Vec::new();
+    let mut stack: Vec<(&str, usize, bool)> = Vec::new();
+    // An index's untagged children exist too: a signed platform manifest heads a tree of its own.
+    let children: BTreeSet<&str> = artifacts
+        .values()
+        .flat_map(|artifact| &artifact.children)
+        .map(|(child, _)| child.as_str())
+        .collect();
+    let known = |digest: &str| {
+        names.contains_key(digest) || artifacts.contains_key(digest) || children.contains(digest)
+    };
+    let untagged_subjects: BTreeSet<&str> = subject_of
+        .values()
+        .map(String::as_str)
+        .filter(|subject| !names.contains_key(subject) && children.contains(subject))
+        .collect();
+    let roots = names
+        .keys()
+        .copied()
+        .chain(untagged_subjects)
+        .filter(|digest| !subject_of.contains_key(*digest))
+        .map(|digest| (digest, false));
+    let orphans = subject_of
+        .iter()
+        .filter(|(_, subject)| !known(subject))
+        .map(|(digest, _)| (digest.as_str(), true));
+    for (root, orphan) in roots.chain(orphans) {
+        stack.push((root, 0, orphan));
+        while let Some((digest, depth, orphan)) = stack.pop() {
+            nodes.push(node(digest, depth, orphan));
+            for child in referrers.get(digest).into_iter().flatten().rev() {
+                stack.push((child, depth + 1, false));
+            }
+        }
+    }
+    Ok(nodes)
 }
 
 /// The digests among `digests` that the registry does not have (one HEAD each, `parallel` at a time):
@@ -249,6 +427,32 @@ mod tests {
         assert_eq!(manifest_subject(br#"{"schemaVersion":2}"#), None);
         assert_eq!(manifest_subject(b"not json"), None);
         assert_eq!(manifest_subject(br#"{"subject":{"size":3}}"#), None);
+    }
+
+    #[test]
+    fn artifact_types_come_from_the_manifest() {
+        let typed = br#"{"artifactType":"application/spdx+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:e"}}"#;
+        assert_eq!(
+            artifact(typed).unwrap().artifact_type.as_deref(),
+            Some("application/spdx+json")
+        );
+        let cosign = br#"{"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:c"},"layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","digest":"sha256:l"}]}"#;
+        assert_eq!(
+            artifact(cosign).unwrap().artifact_type.as_deref(),
+            Some("application/vnd.dev.cosign.simplesigning.v1+json")
+        );
+        let index =
+            br#"{"manifests":[{"digest":"sha256:a","artifactType":"application/vnd.example"}]}"#;
+        let index = artifact(index).unwrap();
+        assert_eq!(index.artifact_type, None);
+        assert_eq!(
+            index.children,
+            [(
+                "sha256:a".to_string(),
+                Some("application/vnd.example".to_string())
+            )]
+        );
+        assert_eq!(artifact(b"[1]"), None);
     }
 
     #[test]

@@ -46,6 +46,11 @@ enum Command {
         /// Show each tag's manifest digest (one HEAD per tag).
         #[arg(long)]
         digests: bool,
+        /// Show each image with its signatures, attestations, SBOMs and other referrers beneath it
+        /// (artifact type, digest, tag), recursively: what a cleanup takes with the image. Reads each
+        /// manifest once.
+        #[arg(long)]
+        tree: bool,
     },
     /// Delete tags (repo:tag) or manifests (repo@sha256:…); other tags on the same image survive.
     Delete {
@@ -321,7 +326,13 @@ async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
     match &cli.command {
         Command::Tags {
             repository,
+            tree: true,
+            ..
+        } => tags_tree(&setup, repository).await,
+        Command::Tags {
+            repository,
             digests,
+            ..
         } => tags(&setup, repository, *digests).await,
         Command::Delete {
             references,
@@ -404,6 +415,58 @@ async fn tags(setup: &Setup<'_>, repository: &str, digests: bool) -> Result<u8, 
     if setup.json() || !setup.options.quiet {
         print_with(|out| report::write_tags(out, &rows, setup.json()))?;
     }
+    Ok(report::EXIT_OK)
+}
+
+/// `regkit tags --tree`: each image, then its referrers beneath it.
+async fn tags_tree(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
+    let repository = parse_repository(repository)?;
+    let connection = setup.connect(&repository.registry).await?;
+    let listed = connection
+        .implementation
+        .list_tags(&repository, true)
+        .await?;
+    let pairs: Vec<(String, String)> = listed
+        .into_iter()
+        .filter_map(|info| Some((info.tag, info.digest?)))
+        .collect();
+    let parallel = usize::from(setup.options.parallel);
+    let nodes =
+        regkit::referrers::tree(&connection.client, &repository.path, &pairs, parallel).await?;
+    if setup.options.quiet && !setup.json() {
+        return Ok(report::EXIT_OK);
+    }
+    let name = repository.to_string();
+    print_with(|out| {
+        for node in &nodes {
+            if setup.json() {
+                serde_json::to_writer(
+                    &mut *out,
+                    &serde_json::json!({"repository": name, "node": node}),
+                )?;
+                writeln!(out)?;
+                continue;
+            }
+            let tag = node.tag.as_deref().unwrap_or("(untagged)");
+            let kind = node.artifact_type.as_deref().unwrap_or("-");
+            match (node.depth, node.orphan) {
+                (0, false) => writeln!(out, "{tag}  {}", node.digest)?,
+                (0, true) => writeln!(
+                    out,
+                    "(orphan: {} is gone)\n└─ {kind}  {}  {tag}",
+                    node.subject.as_deref().unwrap_or("-"),
+                    node.digest
+                )?,
+                (depth, _) => writeln!(
+                    out,
+                    "{}└─ {kind}  {}  {tag}",
+                    "   ".repeat(depth - 1),
+                    node.digest
+                )?,
+            }
+        }
+        Ok(())
+    })?;
     Ok(report::EXIT_OK)
 }
 

@@ -515,3 +515,86 @@ fn deleting_a_manifest_by_digest_takes_its_referrers_unless_asked_to_keep_them()
     assert_eq!(after, expected);
     assert!(after.contains_key(&refs::cosign_tag(&signed["v2"].digest, Cosign::Signature)));
 }
+
+#[test]
+fn tags_tree_shows_each_image_with_its_referrers_beneath_it() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/tree";
+    let signed = supply_chain(&registry, repo);
+    let pusher = Pusher::new(&registry.url(), &Auth::None);
+    let missing = format!("sha256:{}", "d".repeat(64));
+    let (orphan_tag, _) = refs::push_cosign(&pusher, repo, &missing, Cosign::Signature);
+    let before = tag_map(&registry, repo);
+    let target = format!("{}/{repo}", registry.host());
+    let output = regkit(
+        config.path(),
+        &["--output", "json", "tags", "--tree", &target],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let nodes: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["node"].clone())
+        .collect();
+    let by_digest: BTreeMap<&str, &Value> = nodes
+        .iter()
+        .map(|node| (node["digest"].as_str().unwrap(), node))
+        .collect();
+    let v1 = &signed["v1"];
+    assert_eq!(by_digest[v1.digest.as_str()]["depth"], 0);
+    let sig = &before[&refs::cosign_tag(&v1.digest, Cosign::Signature)];
+    assert_eq!(by_digest[sig.as_str()]["depth"], 1);
+    assert_eq!(by_digest[sig.as_str()]["subject"], v1.digest.as_str());
+    assert_eq!(
+        by_digest[sig.as_str()]["artifact_type"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+    // The attestation's signature sits beneath the attestation.
+    let att = &before[&refs::cosign_tag(&v1.digest, Cosign::Attestation)];
+    let att_sig = &before[&refs::cosign_tag(att, Cosign::Signature)];
+    assert_eq!(by_digest[att_sig.as_str()]["depth"], 2);
+    // The untagged artifact the tag-schema index lists, with its type from the index.
+    let vex = &by_digest[v1.untagged[0].as_str()];
+    assert_eq!(
+        (vex["depth"].clone(), vex["tag"].clone()),
+        (1.into(), Value::Null)
+    );
+    assert_eq!(vex["artifact_type"], "application/vnd.example.vex");
+    assert_eq!(
+        by_digest[before["sbom-v1"].as_str()]["subject"],
+        v1.digest.as_str()
+    );
+    let orphan = &by_digest[before[&orphan_tag].as_str()];
+    assert_eq!(
+        (orphan["orphan"].clone(), orphan["depth"].clone()),
+        (true.into(), 0.into())
+    );
+    // Every tag appears once, each image before its referrers.
+    assert_eq!(
+        nodes.iter().filter(|node| node["tag"].is_string()).count(),
+        before.len()
+    );
+    let text = regkit(config.path(), &["tags", "--tree", &target]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with(&format!("v1  {}", v1.digest))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "   └─ application/vnd.dev.cosign.simplesigning.v1+json  {att_sig}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("(orphan: {missing} is gone)")),
+        "{text}"
+    );
+    assert_eq!(tag_map(&registry, repo), before);
+}
