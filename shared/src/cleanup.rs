@@ -1301,6 +1301,63 @@ mod tests {
     }
 
     #[test]
+    fn a_manifest_goes_only_when_every_row_of_it_goes_and_the_delete_takes_it() {
+        let decision = |delete| Decision {
+            delete,
+            rule: Rule::Selected,
+            reason: String::new(),
+        };
+        let rows = [
+            row(
+                "r/a",
+                Some("old"),
+                Some("sha256:a"),
+                None,
+                None,
+                0,
+                decision(true),
+            ),
+            row(
+                "r/a",
+                Some("sibling"),
+                Some("sha256:b"),
+                None,
+                None,
+                0,
+                decision(true),
+            ),
+            row(
+                "r/a",
+                Some("kept"),
+                Some("sha256:b"),
+                None,
+                None,
+                0,
+                decision(false),
+            ),
+            row("r/a", None, Some("sha256:c"), None, None, 0, decision(true)),
+            row(
+                "r/a",
+                None,
+                Some("sha256:d"),
+                None,
+                None,
+                0,
+                decision(false),
+            ),
+        ];
+        let removed =
+            |removes| -> Vec<String> { removed_digests(&rows, removes).into_iter().collect() };
+        assert_eq!(removed(DeleteRemoves::Manifest), ["sha256:a", "sha256:c"]);
+        assert_eq!(
+            removed(DeleteRemoves::UnreferencedManifest),
+            ["sha256:a", "sha256:c"]
+        );
+        // An untagging vendor leaves the manifest of a deleted tag: only an untagged manifest goes.
+        assert_eq!(removed(DeleteRemoves::Tag), ["sha256:c"]);
+    }
+
+    #[test]
     fn rows_serialise_with_the_reports_names() {
         let decision = Decision {
             delete: true,
