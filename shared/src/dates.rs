@@ -168,6 +168,16 @@ struct ConfigDoc {
     created: Option<String>,
 }
 
+/// What reading a manifest for its date found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageDate {
+    /// Its date, or why it has none.
+    pub date: DateResult,
+    /// The digest its `subject` names (a referrer's), when the manifest could be read: a cleanup then
+    /// need not read it again to recognise a referrer.
+    pub subject: Option<Option<String>>,
+}
+
 /// The dates of `digests` in `repository`, each distinct digest read once, at most `parallel` at a time.
 /// `progress` is called with 1 per digest finished.
 pub async fn image_dates(
@@ -176,13 +186,26 @@ pub async fn image_dates(
     digests: impl IntoIterator<Item = &str>,
     parallel: usize,
     progress: &dyn Fn(u64),
-) -> HashMap<String, DateResult> {
+) -> HashMap<String, ImageDate> {
     let distinct: BTreeSet<&str> = digests.into_iter().collect();
     stream::iter(distinct)
         .map(|digest| async move {
-            let date = manifest_date(client, repository, digest, true).await;
+            let read = match client.get_manifest(repository, digest).await {
+                Ok(Some(manifest)) => ImageDate {
+                    subject: Some(crate::referrers::manifest_subject(&manifest.body)),
+                    date: body_date(client, repository, digest, &manifest.body, true).await,
+                },
+                Ok(None) => ImageDate {
+                    date: Err(format!("manifest {digest} is gone")),
+                    subject: None,
+                },
+                Err(error) => ImageDate {
+                    date: Err(error.to_string()),
+                    subject: None,
+                },
+            };
             progress(1);
-            (digest.to_string(), date)
+            (digest.to_string(), read)
         })
         .buffer_unordered(parallel.max(1))
         .collect()
@@ -202,7 +225,18 @@ async fn manifest_date(
         .await
         .map_err(|error| error.to_string())?
         .ok_or_else(|| format!("manifest {digest} is gone"))?;
-    let doc: ManifestDoc = serde_json::from_slice(&manifest.body)
+    body_date(client, repository, digest, &manifest.body, index_allowed).await
+}
+
+/// The date of the manifest `digest` whose body is `body`.
+async fn body_date(
+    client: &Client,
+    repository: &str,
+    digest: &str,
+    body: &[u8],
+    index_allowed: bool,
+) -> DateResult {
+    let doc: ManifestDoc = serde_json::from_slice(body)
         .map_err(|error| format!("manifest {digest} is not valid JSON: {error}"))?;
     match (doc.config, doc.manifests) {
         (_, Some(children)) if index_allowed => {

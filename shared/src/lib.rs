@@ -20,7 +20,8 @@
 //! - `session`: credentials, client and implementation for a registry, once per run; `doctor`: the
 //!   checks behind `regkit doctor`.
 //! - `cleanup`: the cleanup engine (expand, list, date, decide, delete, report); `policy`, `dates`: what
-//!   a cleanup keeps, and image dates from configs; [`report`]: per-tag results, output and exit codes.
+//!   a cleanup keeps, and image dates from configs; `referrers`: signatures, attestations and SBOMs
+//!   that follow their subject; [`report`]: per-tag results, output and exit codes.
 //!
 //! `percent` (private) decodes `%xx` for both halves: D-Bus addresses and Google's resource names.
 
@@ -60,6 +61,8 @@ mod percent;
 pub mod policy;
 pub mod protocol;
 pub mod reference;
+#[cfg(feature = "registry")]
+pub mod referrers;
 #[cfg(feature = "registry")]
 pub mod registry;
 pub mod report;

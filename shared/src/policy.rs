@@ -46,6 +46,13 @@ pub enum Rule {
     Selected,
     /// Deleted: no tag points at the manifest (`--untagged`), and the age rule, if any, selects it.
     Untagged,
+    /// Kept: a signature, attestation, SBOM or other referrer is never selected on its own; it stays while
+    /// its subject does (set by the caller, which recognises referrers).
+    Referrer,
+    /// Deleted: a referrer whose subject's manifest is deleted in the same run.
+    FollowsSubject,
+    /// A referrer whose subject is gone: kept unless `--orphans` (with `--older-than` applying).
+    Orphan,
 }
 
 impl Rule {
@@ -61,6 +68,9 @@ impl Rule {
             Rule::InKeptIndex => "in-kept-index",
             Rule::Selected => "selected",
             Rule::Untagged => "untagged",
+            Rule::Referrer => "referrer",
+            Rule::FollowsSubject => "follows-subject",
+            Rule::Orphan => "orphan",
         }
     }
 }

@@ -370,6 +370,20 @@ impl Pusher {
         }
     }
 
+    /// The media type and body of the manifest `reference` points at, or `None` when absent.
+    pub fn manifest(&self, repo: &str, reference: &str) -> Option<(String, Vec<u8>)> {
+        let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
+        let mut response = self.send("GET", &url, &[("accept", ACCEPT_ALL)], None);
+        match response.status().as_u16() {
+            200 => {}
+            404 => return None,
+            _ => panic!("GET manifest {repo}:{reference}: {}", describe(response)),
+        }
+        let media_type = header(&response, "content-type").unwrap_or_default();
+        let body = response.body_mut().read_to_vec().expect("manifest body");
+        Some((media_type, body))
+    }
+
     /// Every tag of `repo` (following `Link` pagination); empty for an unknown repository.
     pub fn list_tags(&self, repo: &str) -> Vec<String> {
         let mut url = format!("{}/v2/{repo}/tags/list", self.base);

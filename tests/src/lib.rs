@@ -10,6 +10,7 @@ pub mod images;
 pub mod moto;
 pub mod pki;
 pub mod process;
+pub mod referrers;
 pub mod registry;
 pub mod report;
 pub mod specs;

@@ -2,7 +2,7 @@
 //! options, the prompt, progress bars and the outputs (a table, JSON Lines, `--report FILE`).
 //!
 //! Output: one row per tag seen (and per untagged manifest considered) with `repository`, `tag`, `digest`,
-//! `created`, `date_source`, `age`, `action` (`keep`/`delete`), `rule`, `reason`, `result` (`kept`,
+//! `subject` (a referrer's), `created`, `date_source`, `age`, `action` (`keep`/`delete`), `rule`, `reason`, `result` (`kept`,
 //! `declined`, or the deletion's status) and `method`/`error`; then `repository_note` lines (listing
 //! failures, untagged manifests an implementation cannot list) and a `summary`. `--report FILE` writes the
 //! same as one JSON document: `{"tags": […], "notes": […], "summary": {…}}`.
@@ -48,6 +48,14 @@ pub(crate) struct CleanupArgs {
         regkit::implementation::untagged_listers()
     ))]
     untagged: bool,
+    /// Keep the signatures, attestations, SBOMs and other referrers of the manifests deleted (they become
+    /// orphans); by default they go with their subject.
+    #[arg(long)]
+    keep_referrers: bool,
+    /// Also delete orphans: referrers (sha256-<digest>.sig tags, manifests with a subject) whose subject
+    /// no longer exists; --older-than applies to them too.
+    #[arg(long)]
+    orphans: bool,
     /// Delete without asking (required when standard input is not a terminal).
     #[arg(long, short = 'y')]
     yes: bool,
@@ -129,6 +137,8 @@ pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8,
         repositories: &args.repositories,
         policy: &policy,
         untagged: args.untagged,
+        keep_referrers: args.keep_referrers,
+        orphans: args.orphans,
     };
     let terminal = Terminal {
         setup,
@@ -288,7 +298,7 @@ fn output(setup: &Setup<'_>, report: &Report) -> Result<(), Fatal> {
         }
         writeln!(
             out,
-            "{} repositor{}, {} seen: {} kept, {} deleted, {} untagged, {} absent, {} planned, {} failed",
+            "{} repositor{}, {} seen: {} kept, {} deleted, {} untagged, {} absent, {} planned, {} failed, {} orphan(s)",
             summary.repositories,
             if summary.repositories == 1 {
                 "y"
@@ -301,7 +311,8 @@ fn output(setup: &Setup<'_>, report: &Report) -> Result<(), Fatal> {
             summary.statuses.untagged,
             summary.statuses.absent,
             summary.statuses.planned,
-            summary.statuses.failed
+            summary.statuses.failed,
+            summary.orphans
         )
     })
 }

@@ -6,7 +6,7 @@ mod configure;
 mod doctor;
 mod generate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,15 +46,25 @@ enum Command {
         /// Show each tag's manifest digest (one HEAD per tag).
         #[arg(long)]
         digests: bool,
+        /// Show each image with its signatures, attestations, SBOMs and other referrers beneath it
+        /// (artifact type, digest, tag), recursively: what a cleanup takes with the image. Reads each
+        /// manifest once.
+        #[arg(long)]
+        tree: bool,
     },
     /// Delete tags (repo:tag) or manifests (repo@sha256:…); other tags on the same image survive.
     Delete {
-        /// References to delete; a digest removes its manifest and every tag on it.
+        /// References to delete; a digest removes its manifest, every tag on it, and its referrers
+        /// (signatures, attestations, SBOMs).
         #[arg(required_unless_present = "stdin")]
         references: Vec<String>,
         /// Also read references from standard input, one per line (blank lines and # comments ignored).
         #[arg(long)]
         stdin: bool,
+        /// Keep the signatures, attestations, SBOMs and other referrers of a manifest deleted by digest
+        /// (by default they go with it, recursively).
+        #[arg(long)]
+        keep_referrers: bool,
     },
     /// Delete the tags a policy selects (--keep-last, --older-than, --match, --exclude, --keep-list) in
     /// one or more repositories; kept tags never lose their image.
@@ -316,9 +326,19 @@ async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
     match &cli.command {
         Command::Tags {
             repository,
+            tree: true,
+            ..
+        } => tags_tree(&setup, repository).await,
+        Command::Tags {
+            repository,
             digests,
+            ..
         } => tags(&setup, repository, *digests).await,
-        Command::Delete { references, stdin } => delete(&setup, references, *stdin).await,
+        Command::Delete {
+            references,
+            stdin,
+            keep_referrers,
+        } => delete(&setup, references, *stdin, *keep_referrers).await,
         Command::Cleanup(args) => cleanup::cleanup(&setup, args).await,
         Command::Detect { repository } => detect(&setup, repository).await,
         Command::Configure(args) => {
@@ -398,7 +418,64 @@ async fn tags(setup: &Setup<'_>, repository: &str, digests: bool) -> Result<u8, 
     Ok(report::EXIT_OK)
 }
 
-async fn delete(setup: &Setup<'_>, arguments: &[String], stdin: bool) -> Result<u8, Fatal> {
+/// `regkit tags --tree`: each image, then its referrers beneath it.
+async fn tags_tree(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
+    let repository = parse_repository(repository)?;
+    let connection = setup.connect(&repository.registry).await?;
+    let listed = connection
+        .implementation
+        .list_tags(&repository, true)
+        .await?;
+    let pairs: Vec<(String, String)> = listed
+        .into_iter()
+        .filter_map(|info| Some((info.tag, info.digest?)))
+        .collect();
+    let parallel = usize::from(setup.options.parallel);
+    let nodes =
+        regkit::referrers::tree(&connection.client, &repository.path, &pairs, parallel).await?;
+    if setup.options.quiet && !setup.json() {
+        return Ok(report::EXIT_OK);
+    }
+    let name = repository.to_string();
+    print_with(|out| {
+        for node in &nodes {
+            if setup.json() {
+                serde_json::to_writer(
+                    &mut *out,
+                    &serde_json::json!({"repository": name, "node": node}),
+                )?;
+                writeln!(out)?;
+                continue;
+            }
+            let tag = node.tag.as_deref().unwrap_or("(untagged)");
+            let kind = node.artifact_type.as_deref().unwrap_or("-");
+            match (node.depth, node.orphan) {
+                (0, false) => writeln!(out, "{tag}  {}", node.digest)?,
+                (0, true) => writeln!(
+                    out,
+                    "(orphan: {} is gone)\n└─ {kind}  {}  {tag}",
+                    node.subject.as_deref().unwrap_or("-"),
+                    node.digest
+                )?,
+                (depth, _) => writeln!(
+                    out,
+                    "{}└─ {kind}  {}  {tag}",
+                    "   ".repeat(depth - 1),
+                    node.digest
+                )?,
+            }
+        }
+        Ok(())
+    })?;
+    Ok(report::EXIT_OK)
+}
+
+async fn delete(
+    setup: &Setup<'_>,
+    arguments: &[String],
+    stdin: bool,
+    keep_referrers: bool,
+) -> Result<u8, Fatal> {
     let mut inputs: Vec<String> = arguments.to_vec();
     if stdin {
         for line in io::stdin().lock().lines() {
@@ -423,13 +500,37 @@ async fn delete(setup: &Setup<'_>, arguments: &[String], stdin: bool) -> Result<
             None => groups.push((reference.repository, vec![reference.target])),
         }
     }
-    let mut connections: BTreeMap<&str, Connection> = BTreeMap::new();
+    let mut connections: BTreeMap<String, Connection> = BTreeMap::new();
     for (repository, _) in &groups {
         if !connections.contains_key(repository.registry.as_str()) {
             connections.insert(
-                &repository.registry,
+                repository.registry.clone(),
                 setup.connect(&repository.registry).await?,
             );
+        }
+    }
+    // A manifest deleted by digest takes its referrers, found before anything is deleted.
+    for (repository, targets) in &mut groups {
+        let digests: BTreeSet<String> = targets
+            .iter()
+            .filter_map(|target| match target {
+                Target::Digest(digest) => Some(digest.clone()),
+                Target::Tag(_) => None,
+            })
+            .collect();
+        let Some(connection) = connections.get(repository.registry.as_str()) else {
+            continue;
+        };
+        if keep_referrers || digests.is_empty() {
+            continue;
+        }
+        let parallel = usize::from(setup.options.parallel);
+        for referrer in
+            regkit::cleanup::referrers_of(connection, repository, &digests, parallel).await?
+        {
+            if !targets.contains(&referrer) {
+                targets.push(referrer);
+            }
         }
     }
     let total: usize = groups.iter().map(|(_, targets)| targets.len()).sum();

@@ -24,6 +24,7 @@ mod kubelet;
 mod packaging;
 mod policy_cleanup;
 mod policy_vendors;
+mod referrers;
 mod registry_client;
 mod router;
 mod secrets;
