@@ -7,8 +7,12 @@
 //! away later leaves an untagged version behind, as on GitHub. An owner's container packages are the
 //! registry's tagged repositories under `OWNER/`.
 //!
-//! Routes come from `github/api.github.com.packages-extract.json`, except `GET /users/{username}` (GitHub's
-//! users API, outside the packages extract; werf-registries.md §3.3 uses it for the owner's kind).
+//! Packages under `OWNER/` are owned by OWNER: the token's user reaches its own through `/user/…`, anyone
+//! reads another user's through `/users/{username}/…` but only its owner deletes there (403).
+//!
+//! Routes come from `github/api.github.com.packages-extract.json`, except `GET /users/{username}` and
+//! `GET /user` (GitHub's users API, outside the packages extract; werf-registries.md §3.3 uses the first
+//! for the owner's kind, the second names the token's user).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -20,6 +24,8 @@ use crate::images::{ACCEPT_ALL, Auth, Pusher};
 
 /// The one route outside the packages description.
 pub const USERS_ROUTE: (&str, &str) = ("GET", "/users/{username}");
+/// The token's user, outside the packages description too.
+pub const USER_ROUTE: (&str, &str) = ("GET", "/user");
 
 #[derive(Default)]
 struct State {
@@ -28,6 +34,8 @@ struct State {
     token: String,
     /// The token's owner: what `/user/…` means.
     user: String,
+    /// Users other than the token's.
+    users: BTreeSet<String>,
     organisations: BTreeSet<String>,
     /// digest → (version id, created_at).
     ids: BTreeMap<String, (u64, String)>,
@@ -147,6 +155,11 @@ impl GitHubServer {
         self.state.lock().unwrap().organisations.insert(name.into());
     }
 
+    /// Makes `name` a user other than the token's.
+    pub fn add_user(&self, name: &str) {
+        self.state.lock().unwrap().users.insert(name.into());
+    }
+
     /// Records what the registry holds for `repo` as versions, as GitHub does at push time: call it after
     /// pushing untagged manifests (an index's children) or before moving a tag off a manifest.
     pub fn sync(&self, repo: &str) {
@@ -164,7 +177,9 @@ impl GitHubServer {
     }
 }
 
-fn versions_reply(state: &mut State, request: &Request, owner: &str) -> Reply {
+/// `owner`'s package versions; `paged` when the route takes `page` and `per_page`, else every version
+/// in one answer.
+fn versions_reply(state: &mut State, request: &Request, owner: &str, paged: bool) -> Reply {
     if request.bearer() != Some(state.token.as_str()) {
         return Reply::json(401, &json!({"message": "Bad credentials"}));
     }
@@ -184,7 +199,11 @@ fn versions_reply(state: &mut State, request: &Request, owner: &str) -> Reply {
                    "metadata": {"package_type": "container", "container": {"tags": tags}}})
         })
         .collect();
-    page_reply(state, request, items)
+    if paged {
+        page_reply(state, request, items)
+    } else {
+        Reply::json(200, &json!(items))
+    }
 }
 
 /// One page of `items` as `page` and `per_page` ask (GitHub's default 30, at most 100), with a `Link` to
@@ -296,6 +315,17 @@ fn delete_package(state: &mut State, request: &Request, owner: &str) -> Reply {
     Reply::empty(204)
 }
 
+/// The refusal of a change to another user's package (a valid token that is not the owner's).
+fn owner_only(state: &State, request: &Request) -> Option<Reply> {
+    (request.bearer() == Some(state.token.as_str()) && request.param("username") != state.user)
+        .then(|| {
+            Reply::json(
+                403,
+                &json!({"message": "You must have admin permissions on this package to delete it."}),
+            )
+        })
+}
+
 fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
     let s = |state: &Arc<Mutex<State>>| Arc::clone(state);
     let (users, org_list, org_delete, org_package, user_list, user_delete, user_package) = (
@@ -307,7 +337,8 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
         s(state),
         s(state),
     );
-    let (org_packages, user_packages) = (s(state), s(state));
+    let (org_packages, user_packages, me) = (s(state), s(state), s(state));
+    let (users_list, users_delete, users_package) = (s(state), s(state), s(state));
     vec![
         Route::new(
             "GET",
@@ -336,12 +367,59 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
             let name = r.param("username");
             if state.organisations.contains(name) {
                 Reply::json(200, &json!({"login": name, "type": "Organization"}))
-            } else if name == state.user {
+            } else if name == state.user || state.users.contains(name) {
                 Reply::json(200, &json!({"login": name, "type": "User"}))
             } else {
                 Reply::json(404, &json!({"message": "Not Found"}))
             }
         }),
+        Route::new(USER_ROUTE.0, USER_ROUTE.1, &[], &[200, 401], move |r| {
+            let state = me.lock().unwrap();
+            if r.bearer() != Some(state.token.as_str()) {
+                return Reply::json(401, &json!({"message": "Bad credentials"}));
+            }
+            Reply::json(200, &json!({"login": state.user, "type": "User"}))
+        }),
+        Route::new(
+            "GET",
+            "/users/{username}/packages/{package_type}/{package_name}/versions",
+            &[],
+            &[200, 401, 404],
+            move |r| {
+                versions_reply(
+                    &mut users_list.lock().unwrap(),
+                    r,
+                    r.param("username"),
+                    false,
+                )
+            },
+        ),
+        Route::new(
+            "DELETE",
+            "/users/{username}/packages/{package_type}/{package_name}/versions/{package_version_id}",
+            &[],
+            &[204, 401, 403, 404],
+            move |r| {
+                let mut state = users_delete.lock().unwrap();
+                match owner_only(&state, r) {
+                    Some(refused) => refused,
+                    None => delete_version(&mut state, r, r.param("username")),
+                }
+            },
+        ),
+        Route::new(
+            "DELETE",
+            "/users/{username}/packages/{package_type}/{package_name}",
+            &[],
+            &[204, 401, 403, 404],
+            move |r| {
+                let mut state = users_package.lock().unwrap();
+                match owner_only(&state, r) {
+                    Some(refused) => refused,
+                    None => delete_package(&mut state, r, r.param("username")),
+                }
+            },
+        ),
         // 429: GitHub's secondary rate limits (registry-apis.md §3), not listed per operation.
         Route::new(
             "GET",
@@ -355,7 +433,7 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
                     return Reply::json(429, &json!({"message": "secondary rate limit"}))
                         .with_header("Retry-After", "1");
                 }
-                versions_reply(&mut state, r, r.param("org"))
+                versions_reply(&mut state, r, r.param("org"), true)
             },
         ),
         Route::new(
@@ -380,7 +458,7 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
             move |r| {
                 let mut state = user_list.lock().unwrap();
                 let user = state.user.clone();
-                versions_reply(&mut state, r, &user)
+                versions_reply(&mut state, r, &user, true)
             },
         ),
         Route::new(

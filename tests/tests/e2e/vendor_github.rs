@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use regkit_e2e::images::{self, Auth, Format, Pusher};
 use regkit_e2e::registry::Registry;
 use regkit_e2e::specs::OpenApi;
-use regkit_e2e::vendors::github::{GitHubServer, USERS_ROUTE, declared};
+use regkit_e2e::vendors::github::{GitHubServer, USER_ROUTE, USERS_ROUTE, declared};
 use regkit_e2e::vendors::{DELETE_EVERY_TAG, Run, assert_listing_refused, regkit};
 use serde_json::Value;
 
@@ -149,6 +149,60 @@ fn user_packages_page_through_versions() {
 }
 
 #[test]
+fn another_users_package_is_reached_by_its_owner_never_as_the_tokens_own() {
+    let registry = Registry::start();
+    let github = GitHubServer::start(&registry.url(), TOKEN, "bob");
+    github.add_user("alice");
+    for owner in ["alice", "bob"] {
+        let repo = format!("{owner}/app");
+        images::push_distinct(&registry.url(), &repo, &["v1", "v2"], &Auth::None);
+    }
+    let (alice_before, bob_before) = (tags(&registry, "alice/app"), tags(&registry, "bob/app"));
+    let reference = |repo: &str| format!("{}/{repo}:v1", registry.host());
+    let listed = run(
+        &github,
+        TOKEN,
+        &["tags", &format!("{}/alice/app", registry.host())],
+    );
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert_eq!(listed.stdout.lines().count(), 2);
+
+    let deleted = run(
+        &github,
+        TOKEN,
+        &["delete", &reference("alice/app"), &reference("bob/app")],
+    );
+    assert_eq!(deleted.code, 3, "{}", deleted.stderr);
+    let entries = deleted.entries();
+    let alice = &entries[0];
+    assert_eq!(alice["status"], "failed");
+    let error = alice["error"].as_str().unwrap();
+    assert!(
+        error.contains("user alice's") && error.contains("the token is bob's"),
+        "{error}"
+    );
+    assert_eq!(entries[1]["status"], "deleted");
+    assert_eq!(tags(&registry, "alice/app"), alice_before);
+    let mut bob_after = bob_before;
+    bob_after.remove("v1");
+    assert_eq!(tags(&registry, "bob/app"), bob_after);
+    let log = github.server.log();
+    let token_lookups = log.iter().filter(|(m, p, _)| m == "GET" && p == "/user");
+    assert_eq!(token_lookups.count(), 2, "one GET /user per run: {log:?}");
+    let deletes = github.server.deletes();
+    assert!(
+        deletes.iter().any(
+            |(p, s)| p.starts_with("/users/alice/packages/container/app/versions/") && *s == 403
+        ),
+        "{deletes:?}"
+    );
+    assert!(deletes.iter().all(|(p, _)| !p.starts_with("/user/")
+        || p.starts_with("/user/packages/container/app/versions/")),);
+    assert_eq!(deletes.len(), 2, "{deletes:?}");
+    github.server.assert_no_violations();
+}
+
+#[test]
 fn organisation_listing_waits_out_a_429() {
     let registry = Registry::start();
     let github = GitHubServer::start(&registry.url(), TOKEN, "octocat");
@@ -268,6 +322,7 @@ fn routes_follow_the_published_description_except_the_owner_lookup() {
         spec.mismatches(&declared()),
         [
             format!("{} {} is not in the description", USERS_ROUTE.0, USERS_ROUTE.1),
+            format!("{} {} is not in the description", USER_ROUTE.0, USER_ROUTE.1),
             "GET /orgs/{org}/packages/{package_type}/{package_name}/versions: status 429 is not described".to_string(),
         ]
     );
