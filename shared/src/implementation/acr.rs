@@ -115,8 +115,13 @@ fn body_link_target(link: &str) -> Option<String> {
 }
 
 /// `link` (from a `Link` header or a body) with the `api-version` every `/acr/v1` call needs: ACR's links
-/// leave it out.
+/// leave it out. A link that is a path is taken under the API base, whose prefix (a proxy's) ACR does not
+/// know.
 fn with_api_version(link: String) -> String {
+    let link = match link.strip_prefix('/') {
+        Some(path) if !path.starts_with('/') => path.to_owned(),
+        _ => link,
+    };
     let has_version = link.split_once('?').is_some_and(|(_, query)| {
         query
             .split('&')
@@ -310,7 +315,7 @@ impl Acr {
     async fn untagged(&self, repository: &Repository) -> Result<Untagged, RegistryError> {
         let operation = format!("list manifests of {repository}");
         let path = format!(
-            "/acr/v1/{}/_manifests?api-version={API_VERSION}&n={PAGE_SIZE}",
+            "acr/v1/{}/_manifests?api-version={API_VERSION}&n={PAGE_SIZE}",
             rest::encode(&repository.path)
         );
         let manifests = self
@@ -342,7 +347,7 @@ impl Acr {
                     ("scope", scope),
                     ("refresh_token", refresh.expose().as_str()),
                 ];
-                api.send_form(Method::POST, "/oauth2/token", &operation, &form)
+                api.send_form(Method::POST, "oauth2/token", &operation, &form)
                     .await?
             }
             (RegistryAuth::RegistryToken(token), None) => return Ok(token.clone()),
@@ -359,7 +364,7 @@ impl Acr {
                     ("api-version", API_VERSION),
                 ];
                 client
-                    .send_with(Method::GET, "/oauth2/token", &operation, |request| {
+                    .send_with(Method::GET, "oauth2/token", &operation, |request| {
                         request.query(&query)
                     })
                     .await?
@@ -403,7 +408,7 @@ impl TagApi for Acr {
     ) -> Result<Listing, RegistryError> {
         let operation = format!("list tags of {repository}");
         let path = format!(
-            "/acr/v1/{}/_tags?api-version={API_VERSION}&n={PAGE_SIZE}&orderby=timedesc",
+            "acr/v1/{}/_tags?api-version={API_VERSION}&n={PAGE_SIZE}&orderby=timedesc",
             rest::encode(&repository.path)
         );
         let tags = self
@@ -444,7 +449,7 @@ impl TagApi for Acr {
     ) -> Result<Deleted, CallError> {
         let operation = format!("delete tag {repository}:{}", tag.tag);
         let path = format!(
-            "/acr/v1/{}/_tags/{}?api-version={API_VERSION}",
+            "acr/v1/{}/_tags/{}?api-version={API_VERSION}",
             rest::encode(&repository.path),
             rest::encode(&tag.handle)
         );
@@ -473,7 +478,7 @@ impl TagApi for Acr {
         let operation = format!("delete manifest {repository}@{digest}");
         // The v2 route takes the repository path with its slashes, as the distribution API does.
         let path = format!(
-            "/v2/{}/manifests/{}?api-version={API_VERSION}",
+            "v2/{}/manifests/{}?api-version={API_VERSION}",
             repository
                 .path
                 .split('/')
@@ -546,13 +551,13 @@ mod tests {
         let v = API_VERSION;
         assert_eq!(
             with_api_version("/acr/v1/a/_tags?last=x&n=100".into()),
-            format!("/acr/v1/a/_tags?last=x&n=100&api-version={v}")
+            format!("acr/v1/a/_tags?last=x&n=100&api-version={v}")
         );
         assert_eq!(
             with_api_version("/acr/v1/a/_tags".into()),
-            format!("/acr/v1/a/_tags?api-version={v}")
+            format!("acr/v1/a/_tags?api-version={v}")
         );
-        let kept = "/acr/v1/a/_tags?api-version=2019-08-15&last=x";
+        let kept = "https://r.azurecr.io/acr/v1/a/_tags?api-version=2019-08-15&last=x";
         assert_eq!(with_api_version(kept.into()), kept);
         assert_eq!(
             body_link_target("</acr/v1/a/_tags?last=x&n=2>; rel=\"next\"").as_deref(),
