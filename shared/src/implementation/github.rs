@@ -23,6 +23,7 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use reqwest::Method as Http;
 use tokio::sync::OnceCell;
@@ -36,8 +37,9 @@ use super::{
 use crate::dates::{self, Timestamp};
 use crate::reference::{Repository, Target};
 use crate::registry::RegistryError;
-use crate::registry::api::{ApiClient, ApiResponse};
+use crate::registry::api::{ApiClient, ApiResponse, is_secondary_limit};
 use crate::registry::pager::{Page, Pager};
+use crate::registry::throttle::{self, SECONDARY_LIMIT_WAIT};
 use crate::report::{Entry, Method, Outcome};
 
 /// GitHub.com's REST API.
@@ -45,6 +47,9 @@ const DEFAULT_API_URL: &str = "https://api.github.com";
 
 /// GitHub's largest page.
 const PER_PAGE: u32 = 100;
+
+/// GitHub's advice for mutations from one token: serially, about one per second.
+const DELETE_INTERVAL: Duration = Duration::from_secs(1);
 
 const TOKEN_HINT: &str = "give --repo-github-token (or GITHUB_TOKEN) a token with the read:packages and delete:packages scopes; a workflow's default GITHUB_TOKEN may not be enough (it deletes only packages whose repository grants the workflow admin access)";
 
@@ -74,6 +79,11 @@ const FLAGS: &[Flag] = &[
         name: "repo-github-token",
         value_name: "TOKEN",
         help: "GitHub token with read:packages and delete:packages (GITHUB_TOKEN is used when absent)",
+    },
+    Flag {
+        name: "github-delete-interval",
+        value_name: "SECONDS",
+        help: "seconds between two GitHub DELETEs (default 1: GitHub asks for mutations one at a time, about one per second; 0 = no pacing)",
     },
     Flag {
         name: "github-delete-package",
@@ -172,6 +182,23 @@ impl GitHub {
                     "GitHub API",
                     self.context.client.options(),
                 )?;
+                let interval = match settings.text("github-delete-interval") {
+                    None => DELETE_INTERVAL,
+                    Some(text) => text
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+                        .map(Duration::from_secs_f64)
+                        .ok_or_else(|| {
+                            RegistryError::Config(format!(
+                                "--github-delete-interval {text:?}: give a number of seconds (0 or more)"
+                            ))
+                        })?,
+                };
+                throttle::global()
+                    .host(&throttle::host_key(api.base()))
+                    .pace_mutations(interval);
                 match settings
                     .get("repo-github-token")
                     .or_else(|| settings.environment("GITHUB_TOKEN"))
@@ -183,20 +210,36 @@ impl GitHub {
             .await
     }
 
+    /// Sends a request; a secondary-limit 403 that names no wait holds the API host back for at least a
+    /// minute, doubling each time (GitHub's advice), within the run's bound.
     async fn send(
         &self,
         method: Http,
         path: &str,
         operation: &str,
     ) -> Result<ApiResponse, RegistryError> {
-        self.api()
-            .await?
-            .send_with(method, path, operation, |request| {
-                request
-                    .header("Accept", "application/vnd.github+json")
-                    .header("X-GitHub-Api-Version", "2022-11-28")
-            })
-            .await
+        let api = self.api().await?;
+        let deadline = throttle::global()
+            .deadline()
+            .unwrap_or_else(|| Instant::now() + api.retry_budget());
+        let mut wait = SECONDARY_LIMIT_WAIT;
+        loop {
+            let response = api
+                .send_with(method.clone(), path, operation, |request| {
+                    request
+                        .header("Accept", "application/vnd.github+json")
+                        .header("X-GitHub-Api-Version", "2022-11-28")
+                })
+                .await?;
+            if !is_secondary_limit(&response) || Instant::now() + wait > deadline {
+                return Ok(response);
+            }
+            // The host's gate makes every request to it, this one's retry too, wait.
+            throttle::global()
+                .host(&throttle::host_key(api.base()))
+                .block_for(wait);
+            wait *= 2;
+        }
     }
 
     async fn status_error(&self, response: &ApiResponse, operation: &str) -> RegistryError {

@@ -14,8 +14,9 @@
 //! `GET /user` (GitHub's users API, outside the packages extract; werf-registries.md §3.3 uses the first
 //! for the owner's kind, the second names the token's user).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
@@ -42,6 +43,81 @@ struct State {
     throttled: usize,
     /// Every page number answers the first page, with a `Link` to the next.
     paginate_forever: bool,
+    /// GitHub's secondary limit on DELETEs, when on.
+    limit: Option<SecondaryLimit>,
+}
+
+/// How a secondary-limit refusal says how long to wait.
+#[derive(Debug, Clone, Copy)]
+pub enum LimitHint {
+    /// `retry-after: N`.
+    RetryAfter(u64),
+    /// `x-ratelimit-remaining: 0` and `x-ratelimit-reset` N seconds from now.
+    Reset(u64),
+}
+
+/// At most `per_window` DELETEs per `window`; the next is refused (403) and opens a wait of the hint's
+/// length, during which every request is counted as sent too early.
+#[derive(Debug)]
+struct SecondaryLimit {
+    per_window: usize,
+    window: Duration,
+    hint: LimitHint,
+    starts: VecDeque<Instant>,
+    blocked_until: Option<Instant>,
+    refused: usize,
+    early: usize,
+}
+
+impl SecondaryLimit {
+    /// Counts a request sent during a wait.
+    fn note(&mut self, now: Instant) -> bool {
+        let early = self.blocked_until.is_some_and(|until| now < until);
+        if early {
+            self.early += 1;
+        }
+        early
+    }
+
+    /// `Some(refusal)` when a DELETE now goes over the limit (or into a wait).
+    fn delete(&mut self, now: Instant) -> Option<Reply> {
+        let early = self.note(now);
+        while self
+            .starts
+            .front()
+            .is_some_and(|start| now - *start >= self.window)
+        {
+            self.starts.pop_front();
+        }
+        if !early && self.starts.len() < self.per_window {
+            self.starts.push_back(now);
+            return None;
+        }
+        self.refused += 1;
+        let seconds = match self.hint {
+            LimitHint::RetryAfter(seconds) | LimitHint::Reset(seconds) => seconds,
+        };
+        if !early {
+            self.blocked_until = Some(now + Duration::from_secs(seconds));
+        }
+        let reply = Reply::json(
+            403,
+            &json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}),
+        );
+        Some(match self.hint {
+            LimitHint::RetryAfter(seconds) => reply.with_header("retry-after", seconds.to_string()),
+            LimitHint::Reset(seconds) => {
+                let reset = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs()
+                    + seconds;
+                reply
+                    .with_header("x-ratelimit-remaining", "0")
+                    .with_header("x-ratelimit-reset", reset.to_string())
+            }
+        })
+    }
 }
 
 impl State {
@@ -171,6 +247,28 @@ impl GitHubServer {
         self.state.lock().unwrap().throttled = n;
     }
 
+    /// Enforces a secondary limit: at most `per_window` DELETEs per `window`, refused beyond with `hint`.
+    pub fn secondary_limit(&self, per_window: usize, window: Duration, hint: LimitHint) {
+        self.state.lock().unwrap().limit = Some(SecondaryLimit {
+            per_window,
+            window,
+            hint,
+            starts: VecDeque::new(),
+            blocked_until: None,
+            refused: 0,
+            early: 0,
+        });
+    }
+
+    /// `(refused, early)`: DELETEs refused by the secondary limit, and requests sent during a wait.
+    pub fn limit_counts(&self) -> (usize, usize) {
+        let state = self.state.lock().unwrap();
+        state
+            .limit
+            .as_ref()
+            .map_or((0, 0), |limit| (limit.refused, limit.early))
+    }
+
     /// From now on, listings never end: every page number answers the first page and links to the next.
     pub fn paginate_forever(&self) {
         self.state.lock().unwrap().paginate_forever = true;
@@ -180,6 +278,9 @@ impl GitHubServer {
 /// `owner`'s package versions; `paged` when the route takes `page` and `per_page`, else every version
 /// in one answer.
 fn versions_reply(state: &mut State, request: &Request, owner: &str, paged: bool) -> Reply {
+    if let Some(limit) = &mut state.limit {
+        limit.note(Instant::now());
+    }
     if request.bearer() != Some(state.token.as_str()) {
         return Reply::json(401, &json!({"message": "Bad credentials"}));
     }
@@ -281,6 +382,13 @@ fn packages_reply(state: &State, request: &Request, owner: &str) -> Reply {
 fn delete_version(state: &mut State, request: &Request, owner: &str) -> Reply {
     if request.bearer() != Some(state.token.as_str()) {
         return Reply::json(401, &json!({"message": "Bad credentials"}));
+    }
+    if let Some(refused) = state
+        .limit
+        .as_mut()
+        .and_then(|limit| limit.delete(Instant::now()))
+    {
+        return refused;
     }
     let repo = format!("{owner}/{}", request.param("package_name"));
     let versions = state.versions(&repo);

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use regkit_e2e::images::{self, Auth, Format, Pusher};
 use regkit_e2e::registry::Registry;
 use regkit_e2e::specs::OpenApi;
-use regkit_e2e::vendors::github::{GitHubServer, USER_ROUTE, USERS_ROUTE, declared};
+use regkit_e2e::vendors::github::{GitHubServer, LimitHint, USER_ROUTE, USERS_ROUTE, declared};
 use regkit_e2e::vendors::{DELETE_EVERY_TAG, Run, assert_listing_refused, regkit};
 use serde_json::Value;
 
@@ -199,6 +199,80 @@ fn another_users_package_is_reached_by_its_owner_never_as_the_tokens_own() {
     assert!(deletes.iter().all(|(p, _)| !p.starts_with("/user/")
         || p.starts_with("/user/packages/container/app/versions/")),);
     assert_eq!(deletes.len(), 2, "{deletes:?}");
+    github.server.assert_no_violations();
+}
+
+/// `octo-org/app` with `n` tags on distinct versions plus `keep`, limited by a secondary limit.
+fn limited(
+    n: usize,
+    per_window: usize,
+    window: u64,
+    hint: LimitHint,
+) -> (Registry, GitHubServer, Vec<String>) {
+    let registry = Registry::start();
+    let github = GitHubServer::start(&registry.url(), TOKEN, "octocat");
+    github.add_organisation("octo-org");
+    let names: Vec<String> = (0..n).map(|i| format!("t{i:02}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.push("keep");
+    images::push_distinct(&registry.url(), "octo-org/app", &all, &Auth::None);
+    github.secondary_limit(per_window, std::time::Duration::from_secs(window), hint);
+    let refs = names
+        .iter()
+        .map(|tag| format!("{}/octo-org/app:{tag}", registry.host()))
+        .collect();
+    (registry, github, refs)
+}
+
+#[test]
+fn a_secondary_limit_is_waited_out_and_nothing_is_sent_during_the_wait() {
+    let (registry, github, refs) = limited(12, 4, 1, LimitHint::RetryAfter(1));
+    let mut args = vec!["--github-delete-interval", "0", "--parallel", "4", "delete"];
+    args.extend(refs.iter().map(String::as_str));
+    let deleted = run(&github, TOKEN, &args);
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    assert!(
+        statuses(&deleted)
+            .iter()
+            .all(|(status, _)| status == "deleted")
+    );
+    assert_eq!(
+        tags(&registry, "octo-org/app").keys().collect::<Vec<_>>(),
+        ["keep"]
+    );
+    let (refused, early) = github.limit_counts();
+    assert!(refused >= 1, "the limit was reached");
+    assert_eq!(early, 0, "no request inside a wait");
+    github.server.assert_no_violations();
+}
+
+#[test]
+fn a_wait_past_the_timeout_stops_cleanly_with_finished_rows_reported() {
+    let (registry, github, refs) = limited(6, 3, 600, LimitHint::Reset(600));
+    let mut args = vec!["--github-delete-interval", "0", "--timeout", "3s", "delete"];
+    args.extend(refs.iter().map(String::as_str));
+    let started = std::time::Instant::now();
+    let stopped = run(&github, TOKEN, &args);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(stopped.code, 1, "{}", stopped.stderr);
+    let entries = stopped.entries();
+    assert_eq!(entries.len(), 6);
+    let deleted = entries.iter().filter(|e| e["status"] == "deleted").count();
+    assert_eq!(deleted, 3, "{}", stopped.stdout);
+    for entry in entries.iter().filter(|e| e["status"] != "deleted") {
+        let error = entry["error"].as_str().unwrap();
+        assert!(
+            error.contains("rate limiting") || error.contains("--timeout"),
+            "{error}"
+        );
+        assert!(!error.contains("permission denied"), "{error}");
+    }
+    assert_eq!(tags(&registry, "octo-org/app").len(), 4);
+    assert_eq!(
+        github.limit_counts(),
+        (1, 0),
+        "one refusal, nothing sent into the wait"
+    );
     github.server.assert_no_violations();
 }
 
