@@ -99,7 +99,7 @@ struct Options {
         default_value = "text"
     )]
     output: Output,
-    /// Concurrent registry requests.
+    /// Concurrent requests to each registry (or API) host, however many repositories run at once.
     #[arg(long, global = true, env = "REGKIT_PARALLEL", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     parallel: u16,
@@ -318,6 +318,7 @@ fn finish(result: Result<u8, Fatal>) -> ExitCode {
 async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
     let options = &cli.options;
     regkit::registry::throttle::global().configure(
+        Some(usize::from(options.parallel)),
         options.max_rps,
         options.timeout.map(std::time::Duration::from_secs),
     );

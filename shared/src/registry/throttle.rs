@@ -49,6 +49,8 @@ pub struct Throttle {
 struct Settings {
     /// At most this many request starts per second per host.
     max_rps: Option<f64>,
+    /// At most this many requests in flight per host, whatever number of repositories runs at once.
+    max_in_flight: Option<usize>,
     /// The run's overall bound.
     deadline: Option<Instant>,
 }
@@ -63,9 +65,15 @@ pub enum Stop {
 }
 
 impl Throttle {
-    /// Sets the run's limits: a request pace per host and an overall deadline.
-    pub fn configure(&self, max_rps: Option<f64>, timeout: Option<Duration>) {
+    /// Sets the run's limits: requests in flight and a request pace per host, and an overall deadline.
+    pub fn configure(
+        &self,
+        max_in_flight: Option<usize>,
+        max_rps: Option<f64>,
+        timeout: Option<Duration>,
+    ) {
         if let Ok(mut settings) = self.settings.lock() {
+            settings.max_in_flight = max_in_flight.filter(|n| *n > 0);
             settings.max_rps = max_rps.filter(|rps| *rps > 0.0);
             settings.deadline = timeout.map(|timeout| Instant::now() + timeout);
         }
@@ -86,10 +94,14 @@ impl Throttle {
             Ok(hosts) => hosts,
             Err(poisoned) => poisoned.into_inner(),
         };
+        let ceiling = self
+            .settings()
+            .max_in_flight
+            .map_or(MAX_CONCURRENCY, |n| n as f64);
         Arc::clone(
             hosts
                 .entry(host.to_string())
-                .or_insert_with(|| Arc::new(Host::new(host))),
+                .or_insert_with(|| Arc::new(Host::new(host, ceiling))),
         )
     }
 
@@ -156,6 +168,8 @@ struct HostState {
     mutation_interval: Duration,
     /// AIMD concurrency limit.
     limit: f64,
+    /// What it grows back to (`--parallel`).
+    ceiling: f64,
     in_flight: usize,
 }
 
@@ -186,7 +200,7 @@ pub enum Verdict {
 }
 
 impl Host {
-    fn new(name: &str) -> Host {
+    fn new(name: &str, ceiling: f64) -> Host {
         let now = Instant::now();
         Host {
             name: name.to_string(),
@@ -195,7 +209,8 @@ impl Host {
                 next_start: now,
                 next_mutation: now,
                 mutation_interval: Duration::ZERO,
-                limit: MAX_CONCURRENCY,
+                limit: ceiling,
+                ceiling,
                 in_flight: 0,
             }),
             released: tokio::sync::Notify::new(),
@@ -288,7 +303,7 @@ impl Host {
                 // Halve what was actually in flight, so a limit far above the real load still bites.
                 state.limit = (state.limit.min(state.in_flight as f64) / 2.0).max(1.0);
             } else if status < 500 {
-                state.limit = (state.limit + 1.0).min(MAX_CONCURRENCY);
+                state.limit = (state.limit + 1.0).min(state.ceiling);
             }
         }
         // A success that says the window is spent: wait for its reset before the next request.
@@ -449,7 +464,7 @@ mod tests {
 
     #[test]
     fn throttling_blocks_the_host_and_halves_its_concurrency() {
-        let host = Host::new("api.example.test:443");
+        let host = Host::new("api.example.test:443", MAX_CONCURRENCY);
         let mut backoff = Backoff::default();
         let limit = |host: &Host| host.state.lock().unwrap().limit;
         assert_eq!(
@@ -485,6 +500,34 @@ mod tests {
     }
 
     #[test]
+    fn in_flight_requests_per_host_stay_within_the_budget() {
+        use futures_util::FutureExt;
+        let throttle = Throttle::default();
+        throttle.configure(Some(2), None, None);
+        let host = throttle.host("registry.example.test:443");
+        let far = Instant::now() + Duration::from_secs(3600);
+        let admit = || host.admit(false, Duration::ZERO, far).now_or_never();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        let first = admit().expect("a free slot").unwrap();
+        let _second = admit().expect("a free slot").unwrap();
+        assert!(admit().is_none(), "a third request waits for a slot");
+        drop(first);
+        assert!(admit().is_some(), "a freed slot is taken");
+        // Another host has its own budget.
+        let other = throttle.host("api.example.test:443");
+        assert!(
+            other
+                .admit(true, Duration::ZERO, far)
+                .now_or_never()
+                .is_some()
+        );
+    }
+
+    #[test]
     fn stops_after_repeated_refusals() {
         let throttle = Throttle::default();
         assert_eq!(throttle.stop_reason(), None);
@@ -493,7 +536,7 @@ mod tests {
         }
         assert_eq!(throttle.stop_reason(), Some(Stop::Refused(AUTH_STRIKES)));
         let timed = Throttle::default();
-        timed.configure(None, Some(Duration::ZERO));
+        timed.configure(None, None, Some(Duration::ZERO));
         assert_eq!(timed.stop_reason(), Some(Stop::Timeout));
     }
 }

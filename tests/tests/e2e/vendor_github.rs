@@ -277,6 +277,36 @@ fn a_wait_past_the_timeout_stops_cleanly_with_finished_rows_reported() {
 }
 
 #[test]
+fn repeated_refusals_stop_the_run_after_three() {
+    let registry = Registry::start();
+    let github = GitHubServer::start(&registry.url(), TOKEN, "bob");
+    github.add_user("alice");
+    let names: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.push("keep");
+    images::push_distinct(&registry.url(), "alice/app", &all, &Auth::None);
+    let mut args = vec!["--github-delete-interval", "0", "delete"];
+    let refs: Vec<String> = names
+        .iter()
+        .map(|tag| format!("{}/alice/app:{tag}", registry.host()))
+        .collect();
+    args.extend(refs.iter().map(String::as_str));
+    let stopped = run(&github, TOKEN, &args);
+    assert_eq!(stopped.code, 3, "{}", stopped.stderr);
+    let entries = stopped.entries();
+    assert_eq!(entries.len(), 10);
+    assert!(entries.iter().all(|e| e["status"] == "failed"));
+    let skipped = entries
+        .iter()
+        .filter(|e| e["error"].as_str().unwrap().starts_with("not attempted"))
+        .count();
+    assert_eq!(skipped, 7, "{}", stopped.stdout);
+    assert_eq!(github.server.deletes().len(), 3);
+    assert_eq!(tags(&registry, "alice/app").len(), 11);
+    github.server.assert_no_violations();
+}
+
+#[test]
 fn organisation_listing_waits_out_a_429() {
     let registry = Registry::start();
     let github = GitHubServer::start(&registry.url(), TOKEN, "octocat");
