@@ -14,6 +14,7 @@
 use std::collections::btree_map::Entry as Slot;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::dates::{self, ImageDate, Timestamp};
@@ -273,6 +274,8 @@ pub struct Plan {
     repositories: Vec<RepositoryPlan>,
     notes: Vec<RepositoryNote>,
     expanded: usize,
+    /// Repositories deleted from at once (`--parallel`).
+    parallel: usize,
 }
 
 /// The outcome of a cleanup: every row, the repository notes, the counts.
@@ -368,6 +371,7 @@ pub async fn plan(
         repositories: planned,
         notes,
         expanded: repositories.len(),
+        parallel,
     })
 }
 
@@ -385,18 +389,27 @@ impl Plan {
         self.repositories.len()
     }
 
-    /// Deletes (or plans, on a dry run) every selected row, one request per repository, and records
-    /// each result on its row.
+    /// Deletes (or plans, on a dry run) every selected row, one request per repository, repositories
+    /// running concurrently (the requests to each host stay within `--parallel`: the HTTP layer's gate),
+    /// and records each result on its row.
     pub async fn execute(mut self, dry_run: bool, observer: &dyn Observer) -> Report {
         let total = self.deletions().count();
         if total > 0 {
             observer.begin(total, None);
-            for plan in &mut self.repositories {
-                if let Some(connection) = self.connections.get(&plan.repository.registry) {
-                    delete_selected(connection.implementation.as_ref(), plan, dry_run, observer)
+            let connections = &self.connections;
+            stream::iter(self.repositories.iter_mut())
+                .for_each_concurrent(self.parallel.max(1), |plan| async move {
+                    if let Some(connection) = connections.get(&plan.repository.registry) {
+                        delete_selected(
+                            connection.implementation.as_ref(),
+                            plan,
+                            dry_run,
+                            observer,
+                        )
                         .await;
-                }
-            }
+                    }
+                })
+                .await;
             observer.end();
         }
         self.into_report(false)
@@ -1413,6 +1426,7 @@ mod tests {
                 report::EXIT_AUTH,
             )],
             expanded: 2,
+            parallel: 1,
         };
         let report = plan.decline();
         assert_eq!(report.rows[0].result, RowResult::Declined);

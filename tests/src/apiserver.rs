@@ -181,6 +181,8 @@ pub struct Declared {
 
 struct Shared {
     routes: Vec<Route>,
+    /// The path prefix a reverse proxy in front would strip (see [`ApiServer::serve_under`]).
+    prefix: Mutex<String>,
     violations: Mutex<Vec<String>>,
     log: Mutex<Vec<(String, String, u16)>>,
     requests: AtomicUsize,
@@ -215,6 +217,7 @@ impl ApiServer {
         };
         let shared = Arc::new(Shared {
             routes,
+            prefix: Mutex::new(String::new()),
             violations: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
             requests: AtomicUsize::new(0),
@@ -231,6 +234,12 @@ impl ApiServer {
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    /// From now on, answers only paths under `prefix` (`/harbor`) and sees them without it, as a backend
+    /// behind a reverse proxy that strips it does: its routes, logs and links never carry the prefix.
+    pub fn serve_under(&self, prefix: &str) {
+        *self.shared.prefix.lock().expect("prefix lock") = prefix.trim_end_matches('/').to_string();
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -376,7 +385,14 @@ async fn answer(
 fn serve(shared: &Shared, head: &Parts, body: Vec<u8>) -> Reply {
     shared.requests.fetch_add(1, Ordering::SeqCst);
     let method = head.method.as_str().to_uppercase();
-    let path = head.uri.path();
+    let prefix = shared.prefix.lock().expect("prefix lock").clone();
+    let Some(path) = head.uri.path().strip_prefix(prefix.as_str()) else {
+        violation(
+            shared,
+            format!("{method} {} is outside {prefix}", head.uri.path()),
+        );
+        return Reply::empty(404);
+    };
     let query: Vec<(String, String)> = head
         .uri
         .query()

@@ -64,7 +64,7 @@ pub(crate) struct CleanupArgs {
     report: Option<PathBuf>,
 }
 
-fn parse_duration(input: &str) -> Result<u64, String> {
+pub(crate) fn parse_duration(input: &str) -> Result<u64, String> {
     policy::parse_duration(input).map_err(|error| error.to_string())
 }
 

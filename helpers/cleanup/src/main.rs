@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::builder::BoolishValueParser;
 use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressDrawTarget};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use regkit::dockerconfig::DockerConfig;
 use regkit::dockerconfig::private::PrivateDirError;
 use regkit::dockerconfig::routes::RoutesError;
@@ -109,10 +109,19 @@ struct Options {
         default_value = "text"
     )]
     output: Output,
-    /// Concurrent registry requests.
+    /// Concurrent requests to each registry (or API) host, however many repositories run at once.
     #[arg(long, global = true, env = "REGKIT_PARALLEL", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     parallel: u16,
+    /// At most N requests per second to each host (default: no cap; rate limits the registry announces are
+    /// always obeyed, and GitHub DELETEs go about one per second).
+    #[arg(long, global = true, env = "REGKIT_MAX_RPS", value_name = "N", value_parser = parse_rate)]
+    max_rps: Option<f64>,
+    /// Overall bound on the run (30m, 2h): rate-limit waits may last up to it; once it passes nothing more is
+    /// attempted, every finished row is reported and a rerun continues.
+    #[arg(long, global = true, env = "REGKIT_TIMEOUT", value_name = "DURATION",
+          value_parser = cleanup::parse_duration)]
+    timeout: Option<u64>,
     /// Docker config directory [also WERF_DOCKER_CONFIG; default: DOCKER_CONFIG, then ~/.docker].
     #[arg(long, global = true, env = "REGKIT_DOCKER_CONFIG", value_name = "DIR")]
     docker_config: Option<PathBuf>,
@@ -171,6 +180,17 @@ impl Options {
         self.insecure_registry |= boolish("WERF_INSECURE_REGISTRY");
         self.skip_tls_verify_registry |= boolish("WERF_SKIP_TLS_VERIFY_REGISTRY");
     }
+}
+
+fn parse_rate(input: &str) -> Result<f64, String> {
+    input
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|rate| rate.is_finite() && *rate > 0.0)
+        .ok_or_else(|| {
+            format!("{input:?} is not a rate: give requests per second, such as 5 or 0.5")
+        })
 }
 
 fn is_true(value: &str) -> bool {
@@ -307,6 +327,11 @@ fn finish(result: Result<u8, Fatal>) -> ExitCode {
 
 async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
     let options = &cli.options;
+    regkit::registry::throttle::global().configure(
+        Some(usize::from(options.parallel)),
+        options.max_rps,
+        options.timeout.map(std::time::Duration::from_secs),
+    );
     let config = DockerConfig::load(options.docker_config.as_deref())
         .map_err(|error| Fatal::Usage(format!("cannot read the docker config: {error}")))?;
     let session_options = SessionOptions {
@@ -573,6 +598,27 @@ fn progress_bar(setup: &Setup<'_>, total: usize) -> Option<ProgressBar> {
         return None;
     }
     let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+    // indicatif's default bar, plus the wait a rate limit imposes, redrawn every second.
+    let style = ProgressStyle::with_template("{wide_bar} {pos}/{len} {msg}{wait}").map(|style| {
+        style.with_key(
+            "wait",
+            |_: &ProgressState, out: &mut dyn std::fmt::Write| {
+                if let Some((host, left)) = regkit::registry::throttle::global().waits().first() {
+                    let _ = std::fmt::Write::write_fmt(
+                        out,
+                        format_args!(
+                            " (rate limited by {host}, resuming in {} s)",
+                            left.as_secs() + 1
+                        ),
+                    );
+                }
+            },
+        )
+    });
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_secs(1));
     Some(bar)
 }
 

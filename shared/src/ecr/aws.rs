@@ -137,15 +137,49 @@ impl LoadServiceConfig for NonEmptyServiceConfig {
 /// An ECR client for a private registry. FIPS and dual-stack hosts select the matching API endpoints,
 /// unless an endpoint override is configured (the SDK refuses both together).
 pub fn ecr_client(config: &SdkConfig, registry: &EcrRegistry, env: &Env) -> aws_sdk_ecr::Client {
-    let mut builder = aws_sdk_ecr::config::Builder::from(config);
-    if let EcrRegistry::Private {
-        fips, dual_stack, ..
-    } = registry
-        && !overridden(env, "AWS_ENDPOINT_URL_ECR")
-    {
-        builder = builder.use_fips(*fips).use_dual_stack(*dual_stack);
-    }
+    aws_sdk_ecr::Client::from_conf(ecr_config(config, registry, env).build())
+}
+
+/// The ECR client for cleanup calls: the SDK's `adaptive` retry mode, which also rate-limits the client
+/// when ECR throttles (`ThrottlingException`), with every call bounded in time.
+pub fn ecr_cleanup_client(
+    config: &SdkConfig,
+    registry: &EcrRegistry,
+    env: &Env,
+) -> aws_sdk_ecr::Client {
+    let builder = ecr_config(config, registry, env)
+        .retry_config(
+            aws_config::retry::RetryConfig::adaptive()
+                .with_max_attempts(8)
+                .with_max_backoff(Duration::from_secs(20)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(20))
+                .operation_timeout(CLEANUP_CALL_TIMEOUT)
+                .build(),
+        );
     aws_sdk_ecr::Client::from_conf(builder.build())
+}
+
+/// Bound on one cleanup call, its retries and adaptive waits included.
+const CLEANUP_CALL_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn ecr_config(
+    config: &SdkConfig,
+    registry: &EcrRegistry,
+    env: &Env,
+) -> aws_sdk_ecr::config::Builder {
+    let builder = aws_sdk_ecr::config::Builder::from(config);
+    match registry {
+        EcrRegistry::Private {
+            fips, dual_stack, ..
+        } if !overridden(env, "AWS_ENDPOINT_URL_ECR") => {
+            builder.use_fips(*fips).use_dual_stack(*dual_stack)
+        }
+        _ => builder,
+    }
 }
 
 fn overridden(env: &Env, service_var: &str) -> bool {

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 
-use super::aws::{classify, ecr_client, sdk_config};
+use super::aws::{classify, ecr_cleanup_client, sdk_config};
 use super::host::EcrRegistry;
 use super::identity::{Identity, IdentityMap};
 use super::{EcrError, Env};
@@ -175,7 +175,7 @@ impl EcrRepositories {
         let identity = Identity::for_host(&map, registry.host(), env);
         let config = sdk_config(registry.region(), &identity).await;
         Ok(EcrRepositories {
-            client: ecr_client(&config, registry, env),
+            client: ecr_cleanup_client(&config, registry, env),
             registry_id: account.clone(),
             host: registry.host().to_owned(),
         })

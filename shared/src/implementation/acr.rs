@@ -29,7 +29,7 @@ use crate::reference::Repository;
 use crate::registry::api::{ApiClient, ApiResponse};
 use crate::registry::auth::parse_www_authenticate;
 use crate::registry::pager::{Page, Pager};
-use crate::registry::{ClientOptions, Deleted, RegistryError};
+use crate::registry::{Deleted, RegistryError};
 use crate::secret::Secret;
 
 pub(super) const SPEC: Spec = Spec {
@@ -61,18 +61,23 @@ const DELETE_HINT: &str = "the identity needs the AcrDelete role on the registry
 const TOKEN_HINT: &str = "log in through docker-credential-acr (Entra ID) or `az acr login`, or use the admin user or a repository-scoped token";
 
 pub(super) fn build(context: Context) -> Box<dyn Implementation> {
-    let api = ApiClient::new(
-        &rest::api_base(&context, "acr-api-url"),
-        "ACR API",
-        &ClientOptions::default(),
-    );
     Box::new(Acr {
-        api,
+        api: api_client(&context),
         auth: context.auth,
         tokens: Mutex::new(BTreeMap::new()),
         challenge: tokio::sync::Mutex::new(()),
         parallel: context.parallel,
     })
+}
+
+/// The API client, with the registry's options (`--insecure-registry`, `--skip-tls-verify-registry`,
+/// `--ca-file`): the API is the registry's own host, or a proxy in front of it.
+fn api_client(context: &Context) -> Result<ApiClient, RegistryError> {
+    ApiClient::new(
+        &rest::api_base(context, "acr-api-url"),
+        "ACR API",
+        context.client.options(),
+    )
 }
 
 struct Acr {
@@ -90,6 +95,45 @@ struct Acr {
 struct TagList {
     #[serde(default)]
     tags: Vec<AcrTag>,
+}
+
+/// The next page's link a listing body may carry instead of (or besides) the `Link` header.
+#[derive(Deserialize)]
+struct BodyLink {
+    link: Option<String>,
+}
+
+/// The target of a body's `link`, written as a `Link` header value (`</acr/v1/…>; rel="next"`, as ACR
+/// sends it) or bare.
+fn body_link_target(link: &str) -> Option<String> {
+    let link = link.trim();
+    let target = match link.strip_prefix('<') {
+        Some(rest) => &rest[..rest.find('>')?],
+        None => link,
+    };
+    (!target.is_empty()).then(|| target.to_owned())
+}
+
+/// `link` (from a `Link` header or a body) with the `api-version` every `/acr/v1` call needs: ACR's links
+/// leave it out. A link that is a path is taken under the API base, whose prefix (a proxy's) ACR does not
+/// know.
+fn with_api_version(link: String) -> String {
+    let link = match link.strip_prefix('/') {
+        Some(path) if !path.starts_with('/') => path.to_owned(),
+        _ => link,
+    };
+    let has_version = link.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|pair| pair.starts_with("api-version="))
+    });
+    if has_version {
+        link
+    } else if link.contains('?') {
+        format!("{link}&api-version={API_VERSION}")
+    } else {
+        format!("{link}?api-version={API_VERSION}")
+    }
 }
 
 #[derive(Deserialize)]
@@ -237,8 +281,8 @@ impl Acr {
             .await
     }
 
-    /// Every item of an `/acr/v1` listing starting at `path`, following the `Link` header; `items` takes
-    /// them out of a page.
+    /// Every item of an `/acr/v1` listing starting at `path`, following the `Link` header or the body's
+    /// `link`; `items` takes them out of a page.
     async fn pages<P: DeserializeOwned, T>(
         &self,
         path: String,
@@ -256,7 +300,13 @@ impl Acr {
                 let api = rest::built_client(&self.api)?;
                 rest::listing_status(api, &response, repository, operation, LIST_HINT)?;
                 let page = items(api.json(&response, operation)?);
-                Ok(Page::new(page, response.next_link(), response.body))
+                let next = response.next_link().or_else(|| {
+                    serde_json::from_slice::<BodyLink>(&response.body)
+                        .ok()
+                        .and_then(|body| body.link)
+                        .and_then(|link| body_link_target(&link))
+                });
+                Ok(Page::new(page, next.map(with_api_version), response.body))
             })
             .await
     }
@@ -265,7 +315,7 @@ impl Acr {
     async fn untagged(&self, repository: &Repository) -> Result<Untagged, RegistryError> {
         let operation = format!("list manifests of {repository}");
         let path = format!(
-            "/acr/v1/{}/_manifests?api-version={API_VERSION}&n={PAGE_SIZE}",
+            "acr/v1/{}/_manifests?api-version={API_VERSION}&n={PAGE_SIZE}",
             rest::encode(&repository.path)
         );
         let manifests = self
@@ -297,7 +347,7 @@ impl Acr {
                     ("scope", scope),
                     ("refresh_token", refresh.expose().as_str()),
                 ];
-                api.send_form(Method::POST, "/oauth2/token", &operation, &form)
+                api.send_form(Method::POST, "oauth2/token", &operation, &form)
                     .await?
             }
             (RegistryAuth::RegistryToken(token), None) => return Ok(token.clone()),
@@ -308,9 +358,13 @@ impl Acr {
                     }
                     _ => api.clone(),
                 };
-                let query = [("service", service), ("scope", scope)];
+                let query = [
+                    ("service", service),
+                    ("scope", scope),
+                    ("api-version", API_VERSION),
+                ];
                 client
-                    .send_with(Method::GET, "/oauth2/token", &operation, |request| {
+                    .send_with(Method::GET, "oauth2/token", &operation, |request| {
                         request.query(&query)
                     })
                     .await?
@@ -354,7 +408,7 @@ impl TagApi for Acr {
     ) -> Result<Listing, RegistryError> {
         let operation = format!("list tags of {repository}");
         let path = format!(
-            "/acr/v1/{}/_tags?api-version={API_VERSION}&n={PAGE_SIZE}&orderby=timedesc",
+            "acr/v1/{}/_tags?api-version={API_VERSION}&n={PAGE_SIZE}&orderby=timedesc",
             rest::encode(&repository.path)
         );
         let tags = self
@@ -395,7 +449,7 @@ impl TagApi for Acr {
     ) -> Result<Deleted, CallError> {
         let operation = format!("delete tag {repository}:{}", tag.tag);
         let path = format!(
-            "/acr/v1/{}/_tags/{}?api-version={API_VERSION}",
+            "acr/v1/{}/_tags/{}?api-version={API_VERSION}",
             rest::encode(&repository.path),
             rest::encode(&tag.handle)
         );
@@ -424,7 +478,7 @@ impl TagApi for Acr {
         let operation = format!("delete manifest {repository}@{digest}");
         // The v2 route takes the repository path with its slashes, as the distribution API does.
         let path = format!(
-            "/v2/{}/manifests/{}?api-version={API_VERSION}",
+            "v2/{}/manifests/{}?api-version={API_VERSION}",
             repository
                 .path
                 .split('/')
@@ -470,6 +524,52 @@ impl TagApi for Acr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_api_client_takes_the_registry_options() {
+        let context = |options: &crate::registry::ClientOptions| Context {
+            client: crate::registry::Client::new("r.azurecr.io", RegistryAuth::Anonymous, options)
+                .unwrap(),
+            auth: RegistryAuth::Anonymous,
+            parallel: 1,
+            settings: super::super::Settings::new([(
+                "acr-api-url".to_string(),
+                "http://acr-proxy.example.test".to_string(),
+            )]),
+        };
+        let defaults = crate::registry::ClientOptions::default();
+        assert!(api_client(&context(&defaults)).is_err());
+        let insecure = crate::registry::ClientOptions {
+            insecure: true,
+            ..defaults
+        };
+        assert!(api_client(&context(&insecure)).is_ok());
+    }
+
+    #[test]
+    fn links_get_the_api_version_they_lack() {
+        let v = API_VERSION;
+        assert_eq!(
+            with_api_version("/acr/v1/a/_tags?last=x&n=100".into()),
+            format!("acr/v1/a/_tags?last=x&n=100&api-version={v}")
+        );
+        assert_eq!(
+            with_api_version("/acr/v1/a/_tags".into()),
+            format!("acr/v1/a/_tags?api-version={v}")
+        );
+        let kept = "https://r.azurecr.io/acr/v1/a/_tags?api-version=2019-08-15&last=x";
+        assert_eq!(with_api_version(kept.into()), kept);
+        assert_eq!(
+            body_link_target("</acr/v1/a/_tags?last=x&n=2>; rel=\"next\"").as_deref(),
+            Some("/acr/v1/a/_tags?last=x&n=2")
+        );
+        assert_eq!(
+            body_link_target("/acr/v1/a/_tags?last=x").as_deref(),
+            Some("/acr/v1/a/_tags?last=x")
+        );
+        assert_eq!(body_link_target(""), None);
+        assert_eq!(body_link_target("<unterminated"), None);
+    }
 
     #[test]
     fn children_of_listed_indexes_are_not_untagged() {

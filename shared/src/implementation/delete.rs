@@ -12,6 +12,7 @@ use super::DeleteRequest;
 use crate::reference::{Repository, Target};
 use crate::registry::RegistryError;
 use crate::registry::failure_kind;
+use crate::registry::throttle::Stop;
 use crate::report::{Entry, FailureKind, Method, Outcome};
 
 /// How one target would go, as a dry run reports it.
@@ -103,9 +104,20 @@ pub(super) async fn run<D: Deletion>(deletion: &D, request: DeleteRequest<'_>) -
         targets: &targets,
         ..request
     };
+    let throttle = crate::registry::throttle::global();
+    if let Some(stop) = throttle.stop_reason() {
+        progress(targets.len() as u64);
+        return targets
+            .iter()
+            .map(|target| not_attempted(repository, target, &stop))
+            .collect();
+    }
     let steps = match deletion.plan(&request).await {
         Ok(steps) => steps,
         Err(error) => {
+            if failure_kind(&error) == FailureKind::Auth {
+                throttle.note_auth_refusal();
+            }
             progress(targets.len() as u64);
             return targets
                 .iter()
@@ -134,12 +146,27 @@ pub(super) async fn run<D: Deletion>(deletion: &D, request: DeleteRequest<'_>) -
     progress(entries.len() as u64);
     let removed: Vec<Vec<Entry>> = stream::iter(removals)
         .map(|removal| async move {
+            if let Some(stop) = throttle.stop_reason() {
+                progress(removal.planned.len() as u64);
+                return removal
+                    .planned
+                    .iter()
+                    .map(|planned| not_attempted(repository, &planned.target, &stop))
+                    .collect();
+            }
             let reported = Cell::new(0);
             let early = |finished: u64| {
                 reported.set(reported.get() + finished);
                 progress(finished);
             };
             let entries = deletion.remove(repository, removal, &early).await;
+            // Each refused removal counts once towards stopping the run.
+            if entries
+                .iter()
+                .any(|entry| entry.failure == Some(FailureKind::Auth))
+            {
+                throttle.note_auth_refusal();
+            }
             progress((entries.len() as u64).saturating_sub(reported.get()));
             entries
         })
@@ -179,6 +206,24 @@ pub(super) fn refused(
         kind: FailureKind::Other,
     };
     Entry::new(repository, target, digest, outcome)
+}
+
+/// The entry for `target`, which the run no longer tries (`--timeout` passed, credentials refused again
+/// and again): a rerun takes it up.
+fn not_attempted(repository: &Repository, target: &Target, stop: &Stop) -> Entry {
+    let (error, kind) = match stop {
+        Stop::Timeout => (
+            "not attempted: the --timeout passed; run again to continue".to_string(),
+            FailureKind::Other,
+        ),
+        Stop::Refused(times) => (
+            format!(
+                "not attempted: the credentials were refused {times} times in this run (see the first failures)"
+            ),
+            FailureKind::Auth,
+        ),
+    };
+    Entry::new(repository, target, None, Outcome::Failed { error, kind })
 }
 
 /// The entry for `target`, which `error` kept from going.

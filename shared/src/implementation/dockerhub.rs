@@ -4,8 +4,10 @@
 //! Hub's registry refuses the v2 manifest DELETE (`UNSUPPORTED`), and Hub's published API description
 //! documents no delete at all. `DELETE /v2/repositories/{namespace}/{repository}/tags/{tag}/` is the endpoint
 //! Hub's own UI, hub-tool and werf use (research: registry-apis.md §2, werf-registries.md §3.2); it is the one
-//! call here that is not in the description. Hub has no API that deletes a manifest by digest: a digest
-//! target fails with "cannot delete" (exit 4) and names the tags to delete instead.
+//! call here that is not in the description, so its 404 is not taken at its word: a tag the run listed that
+//! then 404s is read back (`GET …/tags/{tag}`, described) and is `absent` only when Hub no longer has it.
+//! Hub has no API that deletes a manifest by digest: a digest target fails with "cannot delete" (exit 4) and
+//! names the tags to delete instead.
 //!
 //! Hub's registry has no usable `_catalog`, so `regkit cleanup docker.io/NAMESPACE/*` lists the namespace's
 //! repositories from `GET /v2/namespaces/{namespace}/repositories`.
@@ -27,7 +29,7 @@ use crate::reference::{Repository, Target};
 use crate::registry::api::{ApiClient, ApiResponse};
 use crate::registry::pager::{self, Pager};
 use crate::registry::{Deleted, RegistryError};
-use crate::report::{Entry, Method, Outcome};
+use crate::report::{Entry, FailureKind, Method, Outcome};
 use crate::secret::Secret;
 
 /// The public Docker Hub API.
@@ -213,7 +215,8 @@ impl DockerHub {
         .await
     }
 
-    /// Every result of a paginated listing starting at `path`; a 404 means `missing` does not exist.
+    /// Every result of a paginated listing starting at `path`; a 404 on the first page means `missing`
+    /// does not exist (on a later one, the listing broke off).
     async fn pages<T: serde::de::DeserializeOwned>(
         &self,
         path: String,
@@ -224,11 +227,12 @@ impl DockerHub {
         let first = &path;
         Pager::new(api.label(), operation, "the next link")
             .collect(|path: Option<String>| async move {
+                let first_page = path.is_none();
                 let path = path.as_ref().unwrap_or(first);
                 let response = api.send(Http::GET, path, operation).await?;
                 match response.status {
                     200 => {}
-                    404 => {
+                    404 if first_page => {
                         return Err(RegistryError::RepositoryNotFound {
                             registry: api.label().to_string(),
                             repository: missing.to_string(),
@@ -260,7 +264,34 @@ impl DockerHub {
         let response = api.send(Http::DELETE, &path, &operation).await?;
         match response.status {
             200 | 202 | 204 => Ok(Deleted::Removed),
+            404 => self.recheck(namespace, name, tag, &response).await,
+            _ => Err(refusal(api, &response, &operation)),
+        }
+    }
+
+    /// After a 404 to the DELETE of a tag the run listed: absent only if Hub no longer has it.
+    async fn recheck(
+        &self,
+        namespace: &str,
+        name: &str,
+        tag: &str,
+        deleted: &ApiResponse,
+    ) -> Result<Deleted, RegistryError> {
+        let api = self.api().await?;
+        let operation = format!("read tag {namespace}/{name}:{tag} after its DELETE answered 404");
+        let path = format!("v2/namespaces/{namespace}/repositories/{name}/tags/{tag}");
+        let response = api.send(Http::GET, &path, &operation).await?;
+        match response.status {
             404 => Ok(Deleted::Absent),
+            200 => Err(RegistryError::Status {
+                registry: api.label().to_string(),
+                operation: format!("delete tag {namespace}/{name}:{tag}"),
+                status: deleted.status,
+                message: format!(
+                    "{}, yet Hub still has the tag; check that the account may delete in {namespace} (Read, Write, Delete) and run again",
+                    deleted.error_text()
+                ),
+            }),
             _ => Err(refusal(api, &response, &operation)),
         }
     }
@@ -425,18 +456,18 @@ impl Deletion for DockerHub {
                     .filter(|(_, known)| known.as_deref() == Some(digest.as_str()))
                     .map(|(tag, _)| tag.as_str())
                     .collect();
-                let error = RegistryError::DeleteUnsupported {
-                    registry: repository.registry.clone(),
-                    message: format!(
-                        "Docker Hub has no API to delete a manifest by digest; delete its tags instead ({})",
-                        if tags.is_empty() {
-                            "none listed".to_string()
-                        } else {
-                            tags.join(", ")
-                        }
-                    ),
-                };
-                Step::Settled(delete::failed(repository, target, None, &error))
+                // Exit 4 (cannot delete), without distribution's `storage.delete.enabled` advice.
+                let error = format!(
+                    "Docker Hub has no API to delete a manifest by digest; delete its tags instead ({})",
+                    if tags.is_empty() {
+                        "none listed".to_string()
+                    } else {
+                        tags.join(", ")
+                    }
+                );
+                let kind = FailureKind::DeleteUnsupported;
+                let outcome = Outcome::Failed { error, kind };
+                Step::Settled(Entry::new(repository, target, None, outcome))
             }
             Target::Tag(tag) => match listing.get(tag) {
                 Some(digest) => {

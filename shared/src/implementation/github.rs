@@ -14,13 +14,16 @@
 //! listed are left out: a child of an untagged index goes on the run after its index.
 //!
 //! The owner's kind comes from `GET /users/{owner}` (werf-registries.md §3.3; outside the packages
-//! description): organisations use `/orgs/{owner}/…`, users `/user/…` (the token owner's packages).
+//! description): organisations use `/orgs/{owner}/…`. `/user/…` means the token's user, whoever the
+//! reference names, so it serves only that user's packages (the token's login comes from `GET /user`, once
+//! per run); any other user's go through `/users/{owner}/…`, where a refusal names both users.
 //!
 //! ghcr.io has no `_catalog`, so `regkit cleanup ghcr.io/OWNER/*` lists the owner's container packages
 //! (`/users/{owner}/packages` for a user, who need not own the token).
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use reqwest::Method as Http;
 use tokio::sync::OnceCell;
@@ -34,8 +37,9 @@ use super::{
 use crate::dates::{self, Timestamp};
 use crate::reference::{Repository, Target};
 use crate::registry::RegistryError;
-use crate::registry::api::{ApiClient, ApiResponse};
+use crate::registry::api::{ApiClient, ApiResponse, is_secondary_limit};
 use crate::registry::pager::{Page, Pager};
+use crate::registry::throttle::{self, SECONDARY_LIMIT_WAIT};
 use crate::report::{Entry, Method, Outcome};
 
 /// GitHub.com's REST API.
@@ -43,6 +47,9 @@ const DEFAULT_API_URL: &str = "https://api.github.com";
 
 /// GitHub's largest page.
 const PER_PAGE: u32 = 100;
+
+/// GitHub's advice for mutations from one token: serially, about one per second.
+const DELETE_INTERVAL: Duration = Duration::from_secs(1);
 
 const TOKEN_HINT: &str = "give --repo-github-token (or GITHUB_TOKEN) a token with the read:packages and delete:packages scopes; a workflow's default GITHUB_TOKEN may not be enough (it deletes only packages whose repository grants the workflow admin access)";
 
@@ -74,6 +81,11 @@ const FLAGS: &[Flag] = &[
         help: "GitHub token with read:packages and delete:packages (GITHUB_TOKEN is used when absent)",
     },
     Flag {
+        name: "github-delete-interval",
+        value_name: "SECONDS",
+        help: "seconds between two GitHub DELETEs (default 1: GitHub asks for mutations one at a time, about one per second; 0 = no pacing)",
+    },
+    Flag {
         name: "github-delete-package",
         value_name: "PACKAGE",
         help: "delete package PACKAGE whole when a run would remove its last version (GitHub refuses that)",
@@ -84,12 +96,15 @@ pub(super) fn build(context: Context) -> Box<dyn Implementation> {
     Box::new(GitHub {
         context,
         api: OnceCell::new(),
+        token_user: OnceCell::new(),
     })
 }
 
 struct GitHub {
     context: Context,
     api: OnceCell<ApiClient>,
+    /// The token's login (`GET /user`), `None` without a token or for a token with no user (an app's).
+    token_user: OnceCell<Option<String>>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -125,12 +140,35 @@ struct Container {
     tags: Vec<String>,
 }
 
-/// A package's versions endpoint: `orgs/{org}/packages/container/{package}` or `user/packages/container/{package}`.
+/// A package's versions endpoint: `orgs/{org}/…`, `user/…` (the token's user) or `users/{owner}/…`.
 #[derive(Clone)]
 struct Package {
     api_path: String,
     /// The package name (the repository path after the owner).
     name: String,
+    /// Set for a package of a user other than the token's, whose refusals name both.
+    foreign: Option<Foreign>,
+}
+
+/// A user's package reached with someone else's token.
+#[derive(Clone)]
+struct Foreign {
+    owner: String,
+    token_user: Option<String>,
+}
+
+impl Foreign {
+    /// What a 403/404 on this package means, and what to do.
+    fn explain(&self, package: &str) -> String {
+        let token = match &self.token_user {
+            Some(user) => format!("the token is {user}'s"),
+            None => "the token has no user".to_string(),
+        };
+        format!(
+            "package {package} is user {0}'s and {token}: only {0}, or a user with admin rights on the package, can see a private package and delete its versions",
+            self.owner
+        )
+    }
 }
 
 impl GitHub {
@@ -144,6 +182,23 @@ impl GitHub {
                     "GitHub API",
                     self.context.client.options(),
                 )?;
+                let interval = match settings.text("github-delete-interval") {
+                    None => DELETE_INTERVAL,
+                    Some(text) => text
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+                        .map(Duration::from_secs_f64)
+                        .ok_or_else(|| {
+                            RegistryError::Config(format!(
+                                "--github-delete-interval {text:?}: give a number of seconds (0 or more)"
+                            ))
+                        })?,
+                };
+                throttle::global()
+                    .host(&throttle::host_key(api.base()))
+                    .pace_mutations(interval);
                 match settings
                     .get("repo-github-token")
                     .or_else(|| settings.environment("GITHUB_TOKEN"))
@@ -155,26 +210,93 @@ impl GitHub {
             .await
     }
 
+    /// Sends a request; a secondary-limit 403 that names no wait holds the API host back for at least a
+    /// minute, doubling each time (GitHub's advice), within the run's bound.
     async fn send(
         &self,
         method: Http,
         path: &str,
         operation: &str,
     ) -> Result<ApiResponse, RegistryError> {
-        self.api()
-            .await?
-            .send_with(method, path, operation, |request| {
-                request
-                    .header("Accept", "application/vnd.github+json")
-                    .header("X-GitHub-Api-Version", "2022-11-28")
-            })
-            .await
+        let api = self.api().await?;
+        let deadline = throttle::global()
+            .deadline()
+            .unwrap_or_else(|| Instant::now() + api.retry_budget());
+        let mut wait = SECONDARY_LIMIT_WAIT;
+        loop {
+            let response = api
+                .send_with(method.clone(), path, operation, |request| {
+                    request
+                        .header("Accept", "application/vnd.github+json")
+                        .header("X-GitHub-Api-Version", "2022-11-28")
+                })
+                .await?;
+            if !is_secondary_limit(&response) || Instant::now() + wait > deadline {
+                return Ok(response);
+            }
+            // The host's gate makes every request to it, this one's retry too, wait.
+            throttle::global()
+                .host(&throttle::host_key(api.base()))
+                .block_for(wait);
+            wait *= 2;
+        }
     }
 
     async fn status_error(&self, response: &ApiResponse, operation: &str) -> RegistryError {
         match self.api().await {
             Ok(api) => api.status_error(response, operation, TOKEN_HINT),
             Err(error) => error,
+        }
+    }
+
+    /// The token's login, asked once per run; `None` without a token, or when the token has no user (an
+    /// app's or a workflow's token, refused with 403).
+    async fn token_user(&self) -> Result<Option<&str>, RegistryError> {
+        let user = self
+            .token_user
+            .get_or_try_init(|| async {
+                let settings = &self.context.settings;
+                if settings.get("repo-github-token").is_none()
+                    && settings.environment("GITHUB_TOKEN").is_none()
+                {
+                    return Ok(None);
+                }
+                let operation = "look up the token's user";
+                let response = self.send(Http::GET, "user", operation).await?;
+                match response.status {
+                    200 => {}
+                    403 | 404 => return Ok(None),
+                    _ => return Err(self.status_error(&response, operation).await),
+                }
+                #[derive(serde::Deserialize)]
+                struct User {
+                    login: String,
+                }
+                let user: User = self.api().await?.json(&response, operation)?;
+                Ok(Some(user.login))
+            })
+            .await?;
+        Ok(user.as_deref())
+    }
+
+    /// The error for `response` to `operation` on `package`: for another user's package, a 403 or 404
+    /// names the owner and the token's user.
+    async fn package_error(
+        &self,
+        package: &Package,
+        response: &ApiResponse,
+        operation: &str,
+    ) -> RegistryError {
+        match &package.foreign {
+            Some(foreign) if matches!(response.status, 403 | 404) => RegistryError::Denied {
+                registry: "GitHub API".into(),
+                message: format!(
+                    "{operation}: {}; {}",
+                    response.error_text(),
+                    foreign.explain(&package.name)
+                ),
+            },
+            _ => self.status_error(response, operation).await,
         }
     }
 
@@ -201,23 +323,36 @@ impl GitHub {
                 "{repository}: GitHub packages are named OWNER/PACKAGE"
             )));
         };
-        let prefix = if self.is_organisation(owner).await? {
-            format!("orgs/{owner}")
+        let (prefix, foreign) = if self.is_organisation(owner).await? {
+            (format!("orgs/{owner}"), None)
         } else {
-            "user".to_string()
+            match self.token_user().await? {
+                // GitHub logins are case-insensitive.
+                Some(user) if user.eq_ignore_ascii_case(owner) => ("user".to_string(), None),
+                token_user => (
+                    format!("users/{owner}"),
+                    Some(Foreign {
+                        owner: owner.to_string(),
+                        token_user: token_user.map(String::from),
+                    }),
+                ),
+            }
         };
         Ok(Package {
             api_path: format!("{prefix}/packages/container/{}", name.replace('/', "%2F")),
             name: name.to_string(),
+            foreign,
         })
     }
 
-    /// Every item of a paginated listing starting at `path`; a 404 is `not_found` when given.
+    /// Every item of a paginated listing starting at `path`; a 404 is `not_found` when given, other
+    /// refusals are `package`'s when given.
     async fn list<T: serde::de::DeserializeOwned>(
         &self,
         path: String,
         operation: &str,
         not_found: Option<RegistryError>,
+        package: Option<&Package>,
     ) -> Result<Vec<T>, RegistryError> {
         let (first, not_found) = (&path, &Cell::new(not_found));
         Pager::new("GitHub API", operation, "the next link")
@@ -227,7 +362,14 @@ impl GitHub {
                 match response.status {
                     200 => {}
                     404 if let Some(error) = not_found.take() => return Err(error),
-                    _ => return Err(self.status_error(&response, operation).await),
+                    _ => {
+                        return Err(match package {
+                            Some(package) => {
+                                self.package_error(package, &response, operation).await
+                            }
+                            None => self.status_error(&response, operation).await,
+                        });
+                    }
                 }
                 let items = self.api().await?.json::<Vec<T>>(&response, operation)?;
                 Ok(Page::new(items, response.next_link(), response.body))
@@ -236,22 +378,32 @@ impl GitHub {
     }
 
     async fn versions(&self, package: &Package) -> Result<Vec<Version>, RegistryError> {
-        self.list(
-            format!("{}/versions?per_page={PER_PAGE}", package.api_path),
-            &format!("list versions of package {}", package.name),
-            Some(RegistryError::RepositoryNotFound {
-                registry: "GitHub API".into(),
-                repository: package.name.clone(),
-            }),
-        )
-        .await
+        // Another user's package: its 404 may only mean the token cannot see it, and the description
+        // gives `/users/{owner}/…/versions` no paging parameters (a `Link` is still followed).
+        let (path, not_found) = match package.foreign {
+            Some(_) => (format!("{}/versions", package.api_path), None),
+            None => (
+                format!("{}/versions?per_page={PER_PAGE}", package.api_path),
+                Some(RegistryError::RepositoryNotFound {
+                    registry: "GitHub API".into(),
+                    repository: package.name.clone(),
+                }),
+            ),
+        };
+        let operation = format!("list versions of package {}", package.name);
+        self.list(path, &operation, not_found, Some(package)).await
     }
 
-    async fn delete_path(&self, path: &str, operation: &str) -> Result<(), RegistryError> {
+    async fn delete_path(
+        &self,
+        package: &Package,
+        path: &str,
+        operation: &str,
+    ) -> Result<(), RegistryError> {
         let response = self.send(Http::DELETE, path, operation).await?;
         match response.status {
             200 | 202 | 204 => Ok(()),
-            _ => Err(self.status_error(&response, operation).await),
+            _ => Err(self.package_error(package, &response, operation).await),
         }
     }
 
@@ -288,6 +440,7 @@ impl GitHub {
             message: format!("no version for the tombstone {grave_digest} pushed under {tag}; {tag} now points at it, delete it again"),
         })?;
         self.delete_path(
+            package,
             &format!("{}/versions/{}", package.api_path, version.id),
             &format!("delete the tombstone version of {path}:{tag}"),
         )
@@ -466,6 +619,7 @@ impl Implementation for GitHub {
                     format!("{base}/packages?package_type=container&per_page={PER_PAGE}"),
                     &format!("list container packages of {owner}"),
                     None,
+                    None,
                 )
                 .await?;
             let paths = packages
@@ -596,6 +750,7 @@ impl Deletion for GitHub {
             ),
             ChangeKind::Version { id, digest } => (
                 self.delete_path(
+                    &package,
                     &format!("{}/versions/{id}", package.api_path),
                     &format!("delete version {digest} of package {}", package.name),
                 )
@@ -604,6 +759,7 @@ impl Deletion for GitHub {
             ),
             ChangeKind::Package => (
                 self.delete_path(
+                    &package,
                     &package.api_path,
                     &format!("delete package {}", package.name),
                 )

@@ -5,7 +5,8 @@
 //! its URL-encoded path), whose registry repositories include this path. Tag names come without dates or
 //! digests; [`Implementation::list_tags`] with `with_digests` means "details wanted" and fetches each tag's digest
 //! and `created_at` (one request per tag, bounded by `--parallel`), so runs that need neither pay nothing.
-//! A tag protected by a protection rule (403) fails alone; the rest of the run goes on.
+//! A tag protected by a protection rule (403 whose message says so) fails alone and the rest of the run
+//! goes on; any other 403 is a token without the role to delete (exit 3).
 //!
 //! GitLab's registry has no usable `_catalog`, so `regkit cleanup HOST/GROUP/*` lists the registry
 //! repositories of the longest leading part of the prefix that is a group (`/groups/{id}/registry/
@@ -40,6 +41,9 @@ const PER_PAGE: u32 = 100;
 
 /// What works, for authentication hints.
 const TOKEN_HINT: &str = "give --repo-gitlab-token with a personal, project or group access token with the api scope and at least the Developer role (Maintainer for protected tags), or run inside GitLab CI with CI_JOB_TOKEN";
+
+/// A 403 on a tag delete that is not a protection rule.
+const ROLE_HINT: &str = "deleting registry tags needs at least the Developer role on the project (a token with the api scope, or the CI job token of a pipeline of a member with that role)";
 
 pub(super) const SPEC: Spec = Spec {
     name: "gitlab",
@@ -299,11 +303,19 @@ impl GitLab {
         match response.status {
             200 | 202 | 204 => Ok(Deleted::Removed),
             404 => Ok(Deleted::Absent),
-            // GitLab documents this 403 as "the tag matches a protection rule": it concerns this tag only.
-            403 => Err(TagError::Protected(format!(
-                "{operation}: {}; the tag matches a tag protection rule of the project: delete it with a role the rule allows, or change the rule",
-                response.error_text()
-            ))),
+            // GitLab documents a 403 for a tag matching a protection rule, which concerns this tag only; a
+            // token whose role may not delete gets a 403 too, without the word.
+            403 if response
+                .error_text()
+                .to_ascii_lowercase()
+                .contains("protect") =>
+            {
+                Err(TagError::Protected(format!(
+                    "{operation}: {}; the tag matches a tag protection rule of the project: delete it with a role the rule allows, or change the rule",
+                    response.error_text()
+                )))
+            }
+            403 => Err(api.status_error(&response, &operation, ROLE_HINT).into()),
             _ => Err(api.status_error(&response, &operation, TOKEN_HINT).into()),
         }
     }
@@ -410,6 +422,8 @@ impl Deletion for GitLab {
     /// `planned` from `absent`.
     async fn plan(&self, request: &DeleteRequest<'_>) -> Result<Vec<Step<Target>>, RegistryError> {
         let (repository, targets) = (request.repository, request.targets);
+        // Found once here, before the removals run in parallel and would each look it up.
+        self.locate(repository).await?;
         let existing = if request.dry_run {
             Some(self.tag_names(repository).await?)
         } else {

@@ -145,7 +145,7 @@ impl Harbor {
             async move {
                 let page = page.unwrap_or(1);
                 let path = format!(
-                    "/api/v2.0/projects/{project}/repositories/{name}/artifacts?with_tag=true&with_immutable_status=true&page={page}&page_size={PAGE_SIZE}"
+                    "api/v2.0/projects/{project}/repositories/{name}/artifacts?with_tag=true&with_immutable_status=true&page={page}&page_size={PAGE_SIZE}"
                 );
                 let response = api.send(Method::GET, &path, operation).await?;
                 match response.status {
@@ -248,7 +248,7 @@ impl TagApi for Harbor {
         let (project, name) = split(repository)?;
         self.delete_call(
             format!(
-                "/api/v2.0/projects/{project}/repositories/{name}/artifacts/{}/tags/{}",
+                "api/v2.0/projects/{project}/repositories/{name}/artifacts/{}/tags/{}",
                 tag.handle,
                 rest::encode(&tag.tag)
             ),
@@ -265,7 +265,7 @@ impl TagApi for Harbor {
     ) -> Result<Deleted, CallError> {
         let (project, name) = split(repository)?;
         self.delete_call(
-            format!("/api/v2.0/projects/{project}/repositories/{name}/artifacts/{digest}"),
+            format!("api/v2.0/projects/{project}/repositories/{name}/artifacts/{digest}"),
             format!("delete artifact {repository}@{digest}"),
         )
         .await

@@ -23,10 +23,11 @@ use crate::report::{Entry, Method, Outcome};
 use crate::secret::Secret;
 
 /// The API base URL: the `url_flag` setting, else the registry host itself (`http://` for a loopback host,
-/// as the v2 client does).
+/// as the v2 client does). It ends in `/`, so paths joined without a leading `/` keep a proxy's prefix
+/// (`https://proxy/harbor/` + `api/v2.0/…`).
 pub(super) fn api_base(context: &Context, url_flag: &str) -> String {
     if let Some(url) = context.settings.text(url_flag) {
-        return url.trim_end_matches('/').to_string();
+        return format!("{}/", url.trim_end_matches('/'));
     }
     host_base(context.client.registry(), context.client.options())
 }

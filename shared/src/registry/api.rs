@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use super::auth::basic_credentials;
 use super::http::{self, ReadError};
+use super::throttle;
 use super::{ClientOptions, RegistryError};
 use crate::secret::{Secret, redact};
 
@@ -393,6 +394,9 @@ impl ApiClient {
         operation: &str,
         hint: &str,
     ) -> RegistryError {
+        if let Some(limited) = self.rate_limited(response, operation) {
+            return limited;
+        }
         let mut message = format!("{operation}: {}", response.error_text());
         if !hint.is_empty() {
             message.push_str("; ");
@@ -411,9 +415,45 @@ impl ApiClient {
         }
     }
 
+    /// How long this client retries one request.
+    pub fn retry_budget(&self) -> Duration {
+        self.retry_budget
+    }
+
+    /// [`RegistryError::RateLimited`] for a rate-limit answer (429, or a 403 or 503 with a wait in its
+    /// headers), so a limit is never taken for missing rights.
+    pub fn rate_limited(&self, response: &ApiResponse, operation: &str) -> Option<RegistryError> {
+        let told = throttle::told_wait(&response.headers, std::time::SystemTime::now());
+        let limited = response.status == 429
+            || (matches!(response.status, 403 | 503) && told.is_some())
+            || is_secondary_limit(response);
+        limited.then(|| RegistryError::RateLimited {
+            registry: self.label.clone(),
+            operation: operation.to_string(),
+            message: match told {
+                Some(wait) => format!(
+                    "{}, asked to wait {} s",
+                    response.error_text(),
+                    wait.as_secs()
+                ),
+                None => response.error_text(),
+            },
+        })
+    }
+
     fn transport(&self, operation: &str, error: &reqwest::Error) -> RegistryError {
         super::error::transport(&self.label, operation, error, &self.sent)
     }
+}
+
+/// A 403 that says it is a rate limit without saying how long to wait (GitHub's secondary limits).
+pub fn is_secondary_limit(response: &ApiResponse) -> bool {
+    response.status == 403
+        && throttle::told_wait(&response.headers, std::time::SystemTime::now()).is_none()
+        && response
+            .error_text()
+            .to_ascii_lowercase()
+            .contains("rate limit")
 }
 
 #[cfg(test)]

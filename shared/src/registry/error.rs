@@ -74,6 +74,18 @@ pub enum RegistryError {
         /// The cause.
         message: String,
     },
+    /// Still rate limited when the time allowed for waiting ran out.
+    #[error(
+        "{registry} is rate limiting requests ({operation}: {message}); run again later (finished work is kept), or allow longer waits with --timeout"
+    )]
+    RateLimited {
+        /// Registry or API host.
+        registry: String,
+        /// What was attempted.
+        operation: String,
+        /// What the server said and how long it asked to wait.
+        message: String,
+    },
     /// Refused before sending (Basic credentials over plain HTTP to a non-loopback host, bad options).
     #[error("{0}")]
     Config(String),

@@ -7,6 +7,7 @@ use reqwest::Url;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
+use super::throttle::Verdict;
 use super::{ClientOptions, RegistryError, USER_AGENT};
 
 /// How long `Retry-After` asks to wait: delay-seconds or an HTTP date (RFC 9110 §10.2.3), relative to
@@ -140,43 +141,59 @@ pub async fn read_bounded(
     Ok(body)
 }
 
-/// One request with retries: 429/503 wait for `Retry-After`, other 5xx and connection failures back off
-/// exponentially with jitter, all within `budget`. When the budget runs out, the last answer (or error) is
-/// returned as it is.
+/// One request with retries: rate limits wait as the answer says with the host held back for everyone
+/// ([`throttle`](super::throttle)), other 5xx and connection failures back off exponentially with jitter, all
+/// within `budget` (told waits within the run's `--timeout` instead, when it sets one). When the time runs
+/// out, the last answer (or error) is returned as it is.
 pub async fn send_with_retries(
     build: impl Fn() -> reqwest::RequestBuilder,
     budget: Duration,
 ) -> Result<reqwest::Response, reqwest::Error> {
+    let throttle = super::throttle::global();
     let deadline = Instant::now() + budget;
+    let told_deadline = throttle
+        .deadline()
+        .filter(|_| !budget.is_zero())
+        .unwrap_or(deadline);
     let mut backoff = Backoff::default();
     loop {
-        let (wait, outcome) = match build().send().await {
+        let (client, request) = build().build_split();
+        let request = request?;
+        let key = super::throttle::host_key(request.url());
+        let host = throttle.host(&key);
+        let mutation = super::throttle::is_mutation(request.method());
+        let permit = match host
+            .admit(mutation, throttle.interval(), told_deadline)
+            .await
+        {
+            Ok(permit) => permit,
+            Err(wait) => return Ok(super::throttle::held_back(&key, wait)),
+        };
+        // `held`: the host's gate holds every request back for the wait, this one's retry too.
+        let (wait, limit, held, outcome) = match client.execute(request).await {
             Ok(response) => {
-                let wait = match response.status().as_u16() {
-                    429 | 503 => response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|value| value.to_str().ok())
-                        .and_then(|value| parse_retry_after(value, SystemTime::now()))
-                        .unwrap_or_else(|| backoff.next_delay()),
-                    500 | 502 | 504 => backoff.next_delay(),
-                    _ => return Ok(response),
-                };
-                (wait, Ok(response))
+                match host.observe(response.status().as_u16(), response.headers(), &mut backoff) {
+                    Verdict::Done => return Ok(response),
+                    Verdict::RateLimited(wait) => (wait, told_deadline, true, Ok(response)),
+                    Verdict::Retry(wait) => (wait, deadline, false, Ok(response)),
+                }
             }
             Err(error)
                 if (error.is_connect() || error.is_timeout() || error.is_request())
                     && !is_tls_failure(&error) =>
             {
-                (backoff.next_delay(), Err(error))
+                (backoff.next_delay(), deadline, false, Err(error))
             }
             Err(error) => return Err(error),
         };
-        if Instant::now() + wait > deadline {
+        drop(permit);
+        if Instant::now() + wait > limit {
             return outcome;
         }
         drop(outcome);
-        tokio::time::sleep(wait).await;
+        if !held {
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod auth;
 mod error;
 pub(crate) mod http;
 pub mod pager;
+pub mod throttle;
 mod tls;
 
 use std::collections::HashSet;

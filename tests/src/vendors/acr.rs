@@ -67,6 +67,8 @@ pub struct State {
     /// Tag and manifest listings link every page to the page after the first one, as a server in a loop
     /// does.
     pub paginate_forever: bool,
+    /// Listings name the next page in the body's `link` (Link-header syntax) instead of a `Link` header.
+    pub body_link: bool,
     /// Issued access tokens → roles of their identity.
     access: BTreeMap<String, BTreeSet<String>>,
     issued: u64,
@@ -85,6 +87,31 @@ fn acr_error(status: u16, code: &str, message: &str) -> Reply {
         status,
         &json!({"errors":[{"code": code, "message": message}]}),
     )
+}
+
+/// The 400 for a call without the `api-version` the description requires (links never carry it).
+fn without_api_version(request: &Request) -> Option<Reply> {
+    request.query("api-version").is_none().then(|| {
+        acr_error(
+            400,
+            "UNSUPPORTED",
+            "the api-version query parameter is required",
+        )
+    })
+}
+
+/// A listing page: `body`, and the link to `next` as `Link` header or, with `body_link`, in the body.
+fn page_reply(state: &State, mut body: serde_json::Value, next: Option<String>) -> Reply {
+    let Some(next) = next else {
+        return Reply::json(200, &body);
+    };
+    let link = format!("<{next}>; rel=\"next\"");
+    if state.body_link {
+        body["link"] = json!(link);
+        Reply::json(200, &body)
+    } else {
+        Reply::json(200, &body).with_header("Link", link)
+    }
 }
 
 fn allows(roles: &BTreeSet<String>, action: &str) -> bool {
@@ -213,6 +240,9 @@ impl Acr {
             let state = Arc::clone(&state);
             move |request: &Request| {
                 let mut state = state.lock().expect("state");
+                if let Some(refused) = without_api_version(request) {
+                    return refused;
+                }
                 let basic = request
                     .header("authorization")
                     .and_then(|h| h.strip_prefix("Basic "))
@@ -238,6 +268,9 @@ impl Acr {
                     state.throttle -= 1;
                     return acr_error(429, "TOOMANYREQUESTS", "too many requests")
                         .with_header("Retry-After", "1");
+                }
+                if let Some(refused) = without_api_version(request) {
+                    return refused;
                 }
                 let host = host.lock().expect("host").clone();
                 let name = request.param("name");
@@ -274,22 +307,15 @@ impl Acr {
                                                  "readEnabled": true, "listEnabled": true},
                     })).collect::<Vec<_>>(),
                 });
-                let mut reply = Reply::json(200, &body);
                 let end = if state.paginate_forever {
                     rows.iter().take(n).next_back()
                 } else {
                     page.last().copied().filter(|_| start + n < rows.len())
                 };
-                if let Some((last, _)) = end {
-                    reply = reply.with_header(
-                        "Link",
-                        format!(
-                            "<{}?last={last}&n={n}&orderby={orderby}>; rel=\"next\"",
-                            request.path
-                        ),
-                    );
-                }
-                reply
+                let next = end.map(|(last, _)| {
+                    format!("{}?last={last}&n={n}&orderby={orderby}", request.path)
+                });
+                page_reply(&state, body, next)
             }
         };
         let delete_tag = {
@@ -367,6 +393,9 @@ impl Acr {
             let (state, host) = (Arc::clone(&state), Arc::clone(&host));
             move |request: &Request| {
                 let state = state.lock().expect("state");
+                if let Some(refused) = without_api_version(request) {
+                    return refused;
+                }
                 let host = host.lock().expect("host").clone();
                 let name = request.param("name");
                 if let Some(denied) = state.authorize(request, &host, name, "metadata_read") {
@@ -408,22 +437,15 @@ impl Acr {
                                                  "listEnabled": true},
                     })).collect::<Vec<_>>(),
                 });
-                let mut reply = Reply::json(200, &body);
                 let end = if state.paginate_forever {
                     rows.iter().take(n).next_back()
                 } else {
                     page.last().copied().filter(|_| start + n < rows.len())
                 };
-                if let Some((last, _)) = end {
-                    reply = reply.with_header(
-                        "Link",
-                        format!(
-                            "<{}?last={last}&n={n}&orderby={orderby}>; rel=\"next\"",
-                            request.path
-                        ),
-                    );
-                }
-                reply
+                let next = end.map(|(last, _)| {
+                    format!("{}?last={last}&n={n}&orderby={orderby}", request.path)
+                });
+                page_reply(&state, body, next)
             }
         };
         vec![
@@ -433,21 +455,21 @@ impl Acr {
                 "GET",
                 "/oauth2/token",
                 &["service", "scope", "api-version"],
-                &[200, 401],
+                &[200, 400, 401],
                 token_get,
             ),
             Route::new(
                 "GET",
                 "/acr/v1/{name}/_tags",
                 &["api-version", "n", "last", "orderby"],
-                &[200, 401, 403, 404, 429],
+                &[200, 400, 401, 403, 404, 429],
                 list,
             ),
             Route::new(
                 "GET",
                 "/acr/v1/{name}/_manifests",
                 &["api-version", "n", "last", "orderby"],
-                &[200, 401, 403, 404],
+                &[200, 400, 401, 403, 404],
                 list_manifests,
             ),
             Route::new(

@@ -6,7 +6,7 @@
 //! description has no delete operation; `DELETE /v2/repositories/{namespace}/{repository}/tags/{tag}/` is
 //! the de-facto endpoint (research registry-apis.md §2; werf's dockerhub driver, werf-registries.md §3.2).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
@@ -47,6 +47,11 @@ struct State {
     refuse_pats: bool,
     /// Every page number answers the first page, with a `next`.
     paginate_forever: bool,
+    /// Tags whose DELETE answers 404: `true` removes the tag first (a concurrent delete won), `false`
+    /// keeps it (a 404 that hides a refusal).
+    delete_404: BTreeMap<String, bool>,
+    /// Repositories removed once their first page of tags is served.
+    vanishing: BTreeSet<String>,
 }
 
 /// A running stand-in.
@@ -117,6 +122,24 @@ impl HubServer {
     /// Refuses deletes with PAT-derived tokens, as Hub did.
     pub fn refuse_pats(&self) {
         self.state.lock().unwrap().refuse_pats = true;
+    }
+
+    /// The DELETE of `tag` answers 404; `removes` says whether the tag goes first.
+    pub fn delete_answers_404(&self, tag: &str, removes: bool) {
+        self.state
+            .lock()
+            .unwrap()
+            .delete_404
+            .insert(tag.into(), removes);
+    }
+
+    /// `repository` is removed right after the first page of its tags is served.
+    pub fn vanish_after_first_page(&self, repository: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .vanishing
+            .insert(repository.into());
     }
 
     /// From now on, listings never end: every page number answers the first page and names a next one.
@@ -198,6 +221,7 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
     let list = Arc::clone(state);
     let delete = Arc::clone(state);
     let namespaces = Arc::clone(state);
+    let read = Arc::clone(state);
     vec![
         // AuthCreateAccessToken.
         Route::new("POST", "/v2/auth/token", &[], &[200, 401], move |r| {
@@ -245,7 +269,38 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
                                "images": {"digest": details.digest, "architecture": "amd64", "os": "linux"}})
                     })
                     .collect();
-                paged(&state, r, results)
+                let reply = paged(&state, r, results);
+                if state.vanishing.remove(&name) {
+                    state.repositories.remove(&name);
+                }
+                reply
+            },
+        ),
+        // GetRepositoryTag.
+        Route::new(
+            "GET",
+            "/v2/namespaces/{namespace}/repositories/{repository}/tags/{tag}",
+            &[],
+            &[200, 403, 404],
+            move |r| {
+                let state = read.lock().unwrap();
+                if r.bearer().is_some() && token_kind(&state, r).is_none() {
+                    return Reply::json(403, &json!({"detail": "forbidden"}));
+                }
+                let name = format!("{}/{}", r.param("namespace"), r.param("repository"));
+                match state
+                    .repositories
+                    .get(&name)
+                    .and_then(|tags| tags.get(r.param("tag")))
+                {
+                    Some(details) => Reply::json(
+                        200,
+                        &json!({"name": r.param("tag"), "last_updated": details.pushed,
+                                "tag_last_pushed": details.pushed, "status": "active",
+                                "images": {"digest": details.digest, "architecture": "amd64", "os": "linux"}}),
+                    ),
+                    None => Reply::json(404, &json!({"detail": "Object not found"})),
+                }
             },
         ),
         // listNamespaceRepositories: a namespace is an account or the first segment of a repository.
@@ -300,6 +355,12 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
                     Some(_) => {}
                 }
                 let name = format!("{}/{}", r.param("namespace"), r.param("repository"));
+                if let Some(removes) = state.delete_404.get(r.param("tag")).copied() {
+                    if removes && let Some(tags) = state.repositories.get_mut(&name) {
+                        tags.remove(r.param("tag"));
+                    }
+                    return Reply::json(404, &json!({"detail": "Not found"}));
+                }
                 let removed = state
                     .repositories
                     .get_mut(&name)

@@ -7,11 +7,16 @@
 //! away later leaves an untagged version behind, as on GitHub. An owner's container packages are the
 //! registry's tagged repositories under `OWNER/`.
 //!
-//! Routes come from `github/api.github.com.packages-extract.json`, except `GET /users/{username}` (GitHub's
-//! users API, outside the packages extract; werf-registries.md §3.3 uses it for the owner's kind).
+//! Packages under `OWNER/` are owned by OWNER: the token's user reaches its own through `/user/…`, anyone
+//! reads another user's through `/users/{username}/…` but only its owner deletes there (403).
+//!
+//! Routes come from `github/api.github.com.packages-extract.json`, except `GET /users/{username}` and
+//! `GET /user` (GitHub's users API, outside the packages extract; werf-registries.md §3.3 uses the first
+//! for the owner's kind, the second names the token's user).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
@@ -20,6 +25,8 @@ use crate::images::{ACCEPT_ALL, Auth, Pusher};
 
 /// The one route outside the packages description.
 pub const USERS_ROUTE: (&str, &str) = ("GET", "/users/{username}");
+/// The token's user, outside the packages description too.
+pub const USER_ROUTE: (&str, &str) = ("GET", "/user");
 
 #[derive(Default)]
 struct State {
@@ -28,12 +35,89 @@ struct State {
     token: String,
     /// The token's owner: what `/user/…` means.
     user: String,
+    /// Users other than the token's.
+    users: BTreeSet<String>,
     organisations: BTreeSet<String>,
     /// digest → (version id, created_at).
     ids: BTreeMap<String, (u64, String)>,
     throttled: usize,
     /// Every page number answers the first page, with a `Link` to the next.
     paginate_forever: bool,
+    /// GitHub's secondary limit on DELETEs, when on.
+    limit: Option<SecondaryLimit>,
+}
+
+/// How a secondary-limit refusal says how long to wait.
+#[derive(Debug, Clone, Copy)]
+pub enum LimitHint {
+    /// `retry-after: N`.
+    RetryAfter(u64),
+    /// `x-ratelimit-remaining: 0` and `x-ratelimit-reset` N seconds from now.
+    Reset(u64),
+}
+
+/// At most `per_window` DELETEs per `window`; the next is refused (403) and opens a wait of the hint's
+/// length, during which every request is counted as sent too early.
+#[derive(Debug)]
+struct SecondaryLimit {
+    per_window: usize,
+    window: Duration,
+    hint: LimitHint,
+    starts: VecDeque<Instant>,
+    blocked_until: Option<Instant>,
+    refused: usize,
+    early: usize,
+}
+
+impl SecondaryLimit {
+    /// Counts a request sent during a wait.
+    fn note(&mut self, now: Instant) -> bool {
+        let early = self.blocked_until.is_some_and(|until| now < until);
+        if early {
+            self.early += 1;
+        }
+        early
+    }
+
+    /// `Some(refusal)` when a DELETE now goes over the limit (or into a wait).
+    fn delete(&mut self, now: Instant) -> Option<Reply> {
+        let early = self.note(now);
+        while self
+            .starts
+            .front()
+            .is_some_and(|start| now - *start >= self.window)
+        {
+            self.starts.pop_front();
+        }
+        if !early && self.starts.len() < self.per_window {
+            self.starts.push_back(now);
+            return None;
+        }
+        self.refused += 1;
+        let seconds = match self.hint {
+            LimitHint::RetryAfter(seconds) | LimitHint::Reset(seconds) => seconds,
+        };
+        if !early {
+            self.blocked_until = Some(now + Duration::from_secs(seconds));
+        }
+        let reply = Reply::json(
+            403,
+            &json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}),
+        );
+        Some(match self.hint {
+            LimitHint::RetryAfter(seconds) => reply.with_header("retry-after", seconds.to_string()),
+            LimitHint::Reset(seconds) => {
+                let reset = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs()
+                    + seconds;
+                reply
+                    .with_header("x-ratelimit-remaining", "0")
+                    .with_header("x-ratelimit-reset", reset.to_string())
+            }
+        })
+    }
 }
 
 impl State {
@@ -147,6 +231,11 @@ impl GitHubServer {
         self.state.lock().unwrap().organisations.insert(name.into());
     }
 
+    /// Makes `name` a user other than the token's.
+    pub fn add_user(&self, name: &str) {
+        self.state.lock().unwrap().users.insert(name.into());
+    }
+
     /// Records what the registry holds for `repo` as versions, as GitHub does at push time: call it after
     /// pushing untagged manifests (an index's children) or before moving a tag off a manifest.
     pub fn sync(&self, repo: &str) {
@@ -158,13 +247,40 @@ impl GitHubServer {
         self.state.lock().unwrap().throttled = n;
     }
 
+    /// Enforces a secondary limit: at most `per_window` DELETEs per `window`, refused beyond with `hint`.
+    pub fn secondary_limit(&self, per_window: usize, window: Duration, hint: LimitHint) {
+        self.state.lock().unwrap().limit = Some(SecondaryLimit {
+            per_window,
+            window,
+            hint,
+            starts: VecDeque::new(),
+            blocked_until: None,
+            refused: 0,
+            early: 0,
+        });
+    }
+
+    /// `(refused, early)`: DELETEs refused by the secondary limit, and requests sent during a wait.
+    pub fn limit_counts(&self) -> (usize, usize) {
+        let state = self.state.lock().unwrap();
+        state
+            .limit
+            .as_ref()
+            .map_or((0, 0), |limit| (limit.refused, limit.early))
+    }
+
     /// From now on, listings never end: every page number answers the first page and links to the next.
     pub fn paginate_forever(&self) {
         self.state.lock().unwrap().paginate_forever = true;
     }
 }
 
-fn versions_reply(state: &mut State, request: &Request, owner: &str) -> Reply {
+/// `owner`'s package versions; `paged` when the route takes `page` and `per_page`, else every version
+/// in one answer.
+fn versions_reply(state: &mut State, request: &Request, owner: &str, paged: bool) -> Reply {
+    if let Some(limit) = &mut state.limit {
+        limit.note(Instant::now());
+    }
     if request.bearer() != Some(state.token.as_str()) {
         return Reply::json(401, &json!({"message": "Bad credentials"}));
     }
@@ -184,7 +300,11 @@ fn versions_reply(state: &mut State, request: &Request, owner: &str) -> Reply {
                    "metadata": {"package_type": "container", "container": {"tags": tags}}})
         })
         .collect();
-    page_reply(state, request, items)
+    if paged {
+        page_reply(state, request, items)
+    } else {
+        Reply::json(200, &json!(items))
+    }
 }
 
 /// One page of `items` as `page` and `per_page` ask (GitHub's default 30, at most 100), with a `Link` to
@@ -263,6 +383,13 @@ fn delete_version(state: &mut State, request: &Request, owner: &str) -> Reply {
     if request.bearer() != Some(state.token.as_str()) {
         return Reply::json(401, &json!({"message": "Bad credentials"}));
     }
+    if let Some(refused) = state
+        .limit
+        .as_mut()
+        .and_then(|limit| limit.delete(Instant::now()))
+    {
+        return refused;
+    }
     let repo = format!("{owner}/{}", request.param("package_name"));
     let versions = state.versions(&repo);
     let id: u64 = request.param("package_version_id").parse().unwrap_or(0);
@@ -296,6 +423,17 @@ fn delete_package(state: &mut State, request: &Request, owner: &str) -> Reply {
     Reply::empty(204)
 }
 
+/// The refusal of a change to another user's package (a valid token that is not the owner's).
+fn owner_only(state: &State, request: &Request) -> Option<Reply> {
+    (request.bearer() == Some(state.token.as_str()) && request.param("username") != state.user)
+        .then(|| {
+            Reply::json(
+                403,
+                &json!({"message": "You must have admin permissions on this package to delete it."}),
+            )
+        })
+}
+
 fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
     let s = |state: &Arc<Mutex<State>>| Arc::clone(state);
     let (users, org_list, org_delete, org_package, user_list, user_delete, user_package) = (
@@ -307,7 +445,8 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
         s(state),
         s(state),
     );
-    let (org_packages, user_packages) = (s(state), s(state));
+    let (org_packages, user_packages, me) = (s(state), s(state), s(state));
+    let (users_list, users_delete, users_package) = (s(state), s(state), s(state));
     vec![
         Route::new(
             "GET",
@@ -336,12 +475,59 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
             let name = r.param("username");
             if state.organisations.contains(name) {
                 Reply::json(200, &json!({"login": name, "type": "Organization"}))
-            } else if name == state.user {
+            } else if name == state.user || state.users.contains(name) {
                 Reply::json(200, &json!({"login": name, "type": "User"}))
             } else {
                 Reply::json(404, &json!({"message": "Not Found"}))
             }
         }),
+        Route::new(USER_ROUTE.0, USER_ROUTE.1, &[], &[200, 401], move |r| {
+            let state = me.lock().unwrap();
+            if r.bearer() != Some(state.token.as_str()) {
+                return Reply::json(401, &json!({"message": "Bad credentials"}));
+            }
+            Reply::json(200, &json!({"login": state.user, "type": "User"}))
+        }),
+        Route::new(
+            "GET",
+            "/users/{username}/packages/{package_type}/{package_name}/versions",
+            &[],
+            &[200, 401, 404],
+            move |r| {
+                versions_reply(
+                    &mut users_list.lock().unwrap(),
+                    r,
+                    r.param("username"),
+                    false,
+                )
+            },
+        ),
+        Route::new(
+            "DELETE",
+            "/users/{username}/packages/{package_type}/{package_name}/versions/{package_version_id}",
+            &[],
+            &[204, 401, 403, 404],
+            move |r| {
+                let mut state = users_delete.lock().unwrap();
+                match owner_only(&state, r) {
+                    Some(refused) => refused,
+                    None => delete_version(&mut state, r, r.param("username")),
+                }
+            },
+        ),
+        Route::new(
+            "DELETE",
+            "/users/{username}/packages/{package_type}/{package_name}",
+            &[],
+            &[204, 401, 403, 404],
+            move |r| {
+                let mut state = users_package.lock().unwrap();
+                match owner_only(&state, r) {
+                    Some(refused) => refused,
+                    None => delete_package(&mut state, r, r.param("username")),
+                }
+            },
+        ),
         // 429: GitHub's secondary rate limits (registry-apis.md §3), not listed per operation.
         Route::new(
             "GET",
@@ -355,7 +541,7 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
                     return Reply::json(429, &json!({"message": "secondary rate limit"}))
                         .with_header("Retry-After", "1");
                 }
-                versions_reply(&mut state, r, r.param("org"))
+                versions_reply(&mut state, r, r.param("org"), true)
             },
         ),
         Route::new(
@@ -380,7 +566,7 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
             move |r| {
                 let mut state = user_list.lock().unwrap();
                 let user = state.user.clone();
-                versions_reply(&mut state, r, &user)
+                versions_reply(&mut state, r, &user, true)
             },
         ),
         Route::new(

@@ -24,6 +24,8 @@ type RegistryRepository = (String, BTreeMap<String, (String, String)>);
 struct State {
     base_url: String,
     tokens: BTreeSet<String>,
+    /// Tokens whose role (Reporter) reads but may not delete.
+    readers: BTreeSet<String>,
     /// project path → registry repository paths (their id is the index + 1 in `repositories`).
     projects: BTreeMap<String, Vec<u64>>,
     /// repository id - 1 → (path, tag → (digest, created_at)).
@@ -80,6 +82,13 @@ impl GitLabServer {
         tags.iter()
             .map(|(t, (d, _))| (t.clone(), d.clone()))
             .collect()
+    }
+
+    /// Accepts `token` for reads only (a Reporter's).
+    pub fn add_reader(&self, token: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.tokens.insert(token.into());
+        state.readers.insert(token.into());
     }
 
     /// Makes `tag` match a protection rule.
@@ -281,6 +290,10 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
                 if !authorised(&state, r) {
                     return unauthorised();
                 }
+                let token = r.header("private-token").or_else(|| r.header("job-token"));
+                if token.is_some_and(|token| state.readers.contains(token)) {
+                    return Reply::json(403, &json!({"message": "403 Forbidden"}));
+                }
                 let protected = state.protected.contains(r.param("tag_name"));
                 let Some((_, tags)) = repository(&mut state, r) else {
                     return Reply::json(404, &json!({"message": "404 Repository Not Found"}));
@@ -289,7 +302,10 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
                     return Reply::json(404, &json!({"message": "404 Tag Not Found"}));
                 }
                 if protected {
-                    return Reply::json(403, &json!({"message": "403 Forbidden"}));
+                    return Reply::json(
+                        403,
+                        &json!({"message": "403 Forbidden - the tag matches a tag protection rule"}),
+                    );
                 }
                 tags.remove(r.param("tag_name"));
                 Reply::empty(204)

@@ -102,6 +102,58 @@ fn listing_is_paginated_with_dates_and_survives_429() {
 }
 
 #[test]
+fn a_next_link_in_the_body_is_followed_with_the_api_version() {
+    let acr = Acr::start(TENANT);
+    roles(&acr, APP, &["AcrPull"]);
+    acr.seed("team/app", "t", 250, 5);
+    acr.state.lock().unwrap().body_link = true;
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &acr, NULL_GUID, &refresh_token(APP));
+    let listed = run(
+        dir.path(),
+        &["tags", &format!("{}/team/app", acr.server.host())],
+    );
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert_eq!(listed.stdout.lines().count(), 250, "{}", listed.stdout);
+    let log = acr.server.log();
+    let pages = log
+        .iter()
+        .filter(|(m, p, s)| m == "GET" && p.ends_with("/_tags") && *s == 200);
+    assert_eq!(pages.count(), 3, "{log:?}");
+    assert_clean(&acr);
+}
+
+#[test]
+fn an_api_url_behind_a_path_prefix_keeps_the_prefix() {
+    let acr = Acr::start(TENANT);
+    roles(&acr, APP, &["AcrPull", "AcrDelete"]);
+    acr.seed("team/app", "t", 150, 1);
+    acr.server.serve_under("/acr-proxy");
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &acr, NULL_GUID, &refresh_token(APP));
+    let api_url = format!("{}/acr-proxy", acr.server.url());
+    let repository = format!("{}/team/app", acr.server.host());
+    let listed = run(
+        dir.path(),
+        &["--acr-api-url", &api_url, "tags", &repository],
+    );
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert_eq!(listed.stdout.lines().count(), 150, "{}", listed.stdout);
+    let deleted = run(
+        dir.path(),
+        &[
+            "--acr-api-url",
+            &api_url,
+            "delete",
+            &format!("{repository}:t7"),
+        ],
+    );
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    assert!(!acr.tags("team/app").contains("t7"));
+    assert_clean(&acr);
+}
+
+#[test]
 fn untag_keeps_siblings_and_reports_locked_and_absent_tags() {
     let acr = Acr::start(TENANT);
     roles(&acr, APP, &["AcrPull", "AcrDelete"]);

@@ -192,7 +192,8 @@ fn deleting_tags_keeps_their_siblings_and_library_is_implied() {
     );
     assert_eq!(by_digest.code, 4, "{}", by_digest.stderr);
     assert!(
-        by_digest.stderr.contains("delete its tags instead (b, c)"),
+        by_digest.stderr.contains("delete its tags instead (b, c)")
+            && !by_digest.stderr.contains("storage.delete"),
         "{}",
         by_digest.stderr
     );
@@ -377,7 +378,67 @@ fn routes_follow_the_published_description_except_the_tag_delete() {
         .iter()
         .filter(|d| (d.method, d.template) != UNDOCUMENTED_DELETE)
         .collect();
-    assert_eq!(documented.len(), 4);
+    assert_eq!(documented.len(), 5);
+}
+
+#[test]
+fn a_listed_tag_whose_delete_answers_404_is_read_back_before_it_counts_as_absent() {
+    let hub = hub();
+    for (i, tag) in ["gone", "stays", "keep"].iter().enumerate() {
+        hub.push(REPO, tag, &digest(i), "2024-01-01T00:00:00Z");
+    }
+    hub.delete_answers_404("gone", true);
+    hub.delete_answers_404("stays", false);
+    let config = tempfile::tempdir().unwrap();
+    let deleted = run(
+        &hub,
+        config.path(),
+        &login(),
+        &[
+            "delete",
+            &reference(&hub, "app", "gone"),
+            &reference(&hub, "app", "stays"),
+        ],
+    );
+    assert_eq!(deleted.code, 1, "{}", deleted.stderr);
+    let entries = deleted.entries();
+    assert_eq!(entries[0]["status"], "absent");
+    assert_eq!(entries[1]["status"], "failed");
+    let error = entries[1]["error"].as_str().unwrap();
+    assert!(
+        error.contains("404") && error.contains("still has the tag"),
+        "{error}"
+    );
+    assert_eq!(hub.tags(REPO).keys().collect::<Vec<_>>(), ["keep", "stays"]);
+    hub.server.assert_no_violations();
+}
+
+#[test]
+fn a_404_on_a_later_page_is_a_broken_listing_not_a_missing_repository() {
+    let hub = hub();
+    for i in 0..150 {
+        hub.push(
+            REPO,
+            &format!("t{i:03}"),
+            &digest(i),
+            "2024-01-01T00:00:00Z",
+        );
+    }
+    hub.vanish_after_first_page(REPO);
+    let config = tempfile::tempdir().unwrap();
+    let listed = run(
+        &hub,
+        config.path(),
+        &login(),
+        &["tags", &format!("{}/app", hub.server.host())],
+    );
+    assert_eq!(listed.code, 1, "{}", listed.stderr);
+    assert!(
+        listed.stderr.contains("answered 404") && !listed.stderr.contains("not found on"),
+        "{}",
+        listed.stderr
+    );
+    hub.server.assert_no_violations();
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use regkit_e2e::images::{self, Auth, Format, Pusher};
 use regkit_e2e::registry::Registry;
 use regkit_e2e::specs::OpenApi;
-use regkit_e2e::vendors::github::{GitHubServer, USERS_ROUTE, declared};
+use regkit_e2e::vendors::github::{GitHubServer, LimitHint, USER_ROUTE, USERS_ROUTE, declared};
 use regkit_e2e::vendors::{DELETE_EVERY_TAG, Run, assert_listing_refused, regkit};
 use serde_json::Value;
 
@@ -149,6 +149,164 @@ fn user_packages_page_through_versions() {
 }
 
 #[test]
+fn another_users_package_is_reached_by_its_owner_never_as_the_tokens_own() {
+    let registry = Registry::start();
+    let github = GitHubServer::start(&registry.url(), TOKEN, "bob");
+    github.add_user("alice");
+    for owner in ["alice", "bob"] {
+        let repo = format!("{owner}/app");
+        images::push_distinct(&registry.url(), &repo, &["v1", "v2"], &Auth::None);
+    }
+    let (alice_before, bob_before) = (tags(&registry, "alice/app"), tags(&registry, "bob/app"));
+    let reference = |repo: &str| format!("{}/{repo}:v1", registry.host());
+    let listed = run(
+        &github,
+        TOKEN,
+        &["tags", &format!("{}/alice/app", registry.host())],
+    );
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert_eq!(listed.stdout.lines().count(), 2);
+
+    let deleted = run(
+        &github,
+        TOKEN,
+        &["delete", &reference("alice/app"), &reference("bob/app")],
+    );
+    assert_eq!(deleted.code, 3, "{}", deleted.stderr);
+    let entries = deleted.entries();
+    let alice = &entries[0];
+    assert_eq!(alice["status"], "failed");
+    let error = alice["error"].as_str().unwrap();
+    assert!(
+        error.contains("user alice's") && error.contains("the token is bob's"),
+        "{error}"
+    );
+    assert_eq!(entries[1]["status"], "deleted");
+    assert_eq!(tags(&registry, "alice/app"), alice_before);
+    let mut bob_after = bob_before;
+    bob_after.remove("v1");
+    assert_eq!(tags(&registry, "bob/app"), bob_after);
+    let log = github.server.log();
+    let token_lookups = log.iter().filter(|(m, p, _)| m == "GET" && p == "/user");
+    assert_eq!(token_lookups.count(), 2, "one GET /user per run: {log:?}");
+    let deletes = github.server.deletes();
+    assert!(
+        deletes.iter().any(
+            |(p, s)| p.starts_with("/users/alice/packages/container/app/versions/") && *s == 403
+        ),
+        "{deletes:?}"
+    );
+    assert!(deletes.iter().all(|(p, _)| !p.starts_with("/user/")
+        || p.starts_with("/user/packages/container/app/versions/")),);
+    assert_eq!(deletes.len(), 2, "{deletes:?}");
+    github.server.assert_no_violations();
+}
+
+/// `octo-org/app` with `n` tags on distinct versions plus `keep`, limited by a secondary limit.
+fn limited(
+    n: usize,
+    per_window: usize,
+    window: u64,
+    hint: LimitHint,
+) -> (Registry, GitHubServer, Vec<String>) {
+    let registry = Registry::start();
+    let github = GitHubServer::start(&registry.url(), TOKEN, "octocat");
+    github.add_organisation("octo-org");
+    let names: Vec<String> = (0..n).map(|i| format!("t{i:02}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.push("keep");
+    images::push_distinct(&registry.url(), "octo-org/app", &all, &Auth::None);
+    github.secondary_limit(per_window, std::time::Duration::from_secs(window), hint);
+    let refs = names
+        .iter()
+        .map(|tag| format!("{}/octo-org/app:{tag}", registry.host()))
+        .collect();
+    (registry, github, refs)
+}
+
+#[test]
+fn a_secondary_limit_is_waited_out_and_nothing_is_sent_during_the_wait() {
+    let (registry, github, refs) = limited(12, 4, 1, LimitHint::RetryAfter(1));
+    let mut args = vec!["--github-delete-interval", "0", "--parallel", "4", "delete"];
+    args.extend(refs.iter().map(String::as_str));
+    let deleted = run(&github, TOKEN, &args);
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    assert!(
+        statuses(&deleted)
+            .iter()
+            .all(|(status, _)| status == "deleted")
+    );
+    assert_eq!(
+        tags(&registry, "octo-org/app").keys().collect::<Vec<_>>(),
+        ["keep"]
+    );
+    let (refused, early) = github.limit_counts();
+    assert!(refused >= 1, "the limit was reached");
+    assert_eq!(early, 0, "no request inside a wait");
+    github.server.assert_no_violations();
+}
+
+#[test]
+fn a_wait_past_the_timeout_stops_cleanly_with_finished_rows_reported() {
+    let (registry, github, refs) = limited(6, 3, 600, LimitHint::Reset(600));
+    let mut args = vec!["--github-delete-interval", "0", "--timeout", "3s", "delete"];
+    args.extend(refs.iter().map(String::as_str));
+    let started = std::time::Instant::now();
+    let stopped = run(&github, TOKEN, &args);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(stopped.code, 1, "{}", stopped.stderr);
+    let entries = stopped.entries();
+    assert_eq!(entries.len(), 6);
+    let deleted = entries.iter().filter(|e| e["status"] == "deleted").count();
+    assert_eq!(deleted, 3, "{}", stopped.stdout);
+    for entry in entries.iter().filter(|e| e["status"] != "deleted") {
+        let error = entry["error"].as_str().unwrap();
+        assert!(
+            error.contains("rate limiting") || error.contains("--timeout"),
+            "{error}"
+        );
+        assert!(!error.contains("permission denied"), "{error}");
+    }
+    assert_eq!(tags(&registry, "octo-org/app").len(), 4);
+    assert_eq!(
+        github.limit_counts(),
+        (1, 0),
+        "one refusal, nothing sent into the wait"
+    );
+    github.server.assert_no_violations();
+}
+
+#[test]
+fn repeated_refusals_stop_the_run_after_three() {
+    let registry = Registry::start();
+    let github = GitHubServer::start(&registry.url(), TOKEN, "bob");
+    github.add_user("alice");
+    let names: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.push("keep");
+    images::push_distinct(&registry.url(), "alice/app", &all, &Auth::None);
+    let mut args = vec!["--github-delete-interval", "0", "delete"];
+    let refs: Vec<String> = names
+        .iter()
+        .map(|tag| format!("{}/alice/app:{tag}", registry.host()))
+        .collect();
+    args.extend(refs.iter().map(String::as_str));
+    let stopped = run(&github, TOKEN, &args);
+    assert_eq!(stopped.code, 3, "{}", stopped.stderr);
+    let entries = stopped.entries();
+    assert_eq!(entries.len(), 10);
+    assert!(entries.iter().all(|e| e["status"] == "failed"));
+    let skipped = entries
+        .iter()
+        .filter(|e| e["error"].as_str().unwrap().starts_with("not attempted"))
+        .count();
+    assert_eq!(skipped, 7, "{}", stopped.stdout);
+    assert_eq!(github.server.deletes().len(), 3);
+    assert_eq!(tags(&registry, "alice/app").len(), 11);
+    github.server.assert_no_violations();
+}
+
+#[test]
 fn organisation_listing_waits_out_a_429() {
     let registry = Registry::start();
     let github = GitHubServer::start(&registry.url(), TOKEN, "octocat");
@@ -268,6 +426,7 @@ fn routes_follow_the_published_description_except_the_owner_lookup() {
         spec.mismatches(&declared()),
         [
             format!("{} {} is not in the description", USERS_ROUTE.0, USERS_ROUTE.1),
+            format!("{} {} is not in the description", USER_ROUTE.0, USER_ROUTE.1),
             "GET /orgs/{org}/packages/{package_type}/{package_name}/versions: status 429 is not described".to_string(),
         ]
     );

@@ -183,6 +183,38 @@ fn deleting_a_tag_keeps_its_siblings_and_a_protected_tag_fails_alone() {
 }
 
 #[test]
+fn a_token_without_the_role_exits_3_naming_it_and_the_project_is_found_once() {
+    let gitlab = GitLabServer::start(TOKEN);
+    gitlab.add_reader("glpat-reporter");
+    let tags = ["a", "b", "c", "d", "e"];
+    for tag in tags {
+        gitlab.push(PROJECT, PATH, tag, &digest(1), "2024-01-01T00:00:00Z");
+    }
+    let refs: Vec<String> = tags.iter().map(|tag| reference(&gitlab, tag)).collect();
+    let mut args = vec!["delete"];
+    args.extend(refs.iter().map(String::as_str));
+    let refused = run(&gitlab, "glpat-reporter", &args);
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+    for entry in refused.entries() {
+        let error = entry["error"].as_str().unwrap();
+        assert!(
+            error.contains("Developer role") && !error.contains("protection rule"),
+            "{error}"
+        );
+    }
+    assert_eq!(gitlab.tags(PATH).len(), 5);
+    let lookups = gitlab
+        .server
+        .log()
+        .into_iter()
+        .filter(|(m, p, _)| m == "GET" && p.ends_with("/registry/repositories"))
+        .count();
+    // One lookup per run: group/app/img is no project (404), group/app is.
+    assert_eq!(lookups, 2, "one project lookup per run");
+    gitlab.server.assert_no_violations();
+}
+
+#[test]
 fn a_bad_token_exits_3_with_the_hint() {
     let gitlab = GitLabServer::start(TOKEN);
     gitlab.push(PROJECT, PATH, "a", &digest(1), "2024-01-01T00:00:00Z");

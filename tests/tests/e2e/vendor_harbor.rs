@@ -50,6 +50,24 @@ fn the_route_table_follows_the_swagger() {
 }
 
 #[test]
+fn an_api_url_behind_a_path_prefix_keeps_the_prefix() {
+    let harbor = Harbor::start(ROBOT, SECRET);
+    harbor.push(REPOSITORY, &digest(1), &["a"], "2024-01-01T00:00:00.000Z");
+    harbor.push(REPOSITORY, &digest(2), &["b"], "2024-01-01T00:00:00.000Z");
+    harbor.server.serve_under("/harbor");
+    let config = tempfile::tempdir().unwrap();
+    let mut args = flags(&harbor);
+    args[3] = format!("{}/harbor/", harbor.server.url());
+    args.extend(["delete".into(), reference(&harbor, "a")]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let deleted = regkit(config.path(), &args);
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    assert_eq!(deleted.entries()[0]["status"], "untagged");
+    assert_eq!(harbor.tags(REPOSITORY).keys().collect::<Vec<_>>(), ["b"]);
+    harbor.server.assert_no_violations();
+}
+
+#[test]
 fn listing_pages_through_artifacts_with_push_times() {
     let harbor = Harbor::start(ROBOT, SECRET);
     for i in 0..150 {
