@@ -27,6 +27,8 @@ declare -A tools=(
   [dpkg-shlibdeps]=dpkg-dev
   [lintian]=lintian
   [faketime]=faketime
+  # The env helper's erase as podman calls it on `podman logout`.
+  [podman]=podman
 )
 
 missing=()

@@ -48,6 +48,10 @@ pub(crate) struct CleanupArgs {
         regkit::implementation::untagged_listers()
     ))]
     untagged: bool,
+    /// Select every tag when no rule is given (--match, --exclude, --keep-list, --older-than,
+    /// --keep-last): without a rule and without --all, cleanup refuses to run.
+    #[arg(long)]
+    all: bool,
     /// Delete without asking (required when standard input is not a terminal).
     #[arg(long, short = 'y')]
     yes: bool,
@@ -110,6 +114,13 @@ pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8,
         args.keep_last,
     )
     .map_err(|error| Fatal::Usage(error.to_string()))?;
+    if !args.all && !policy.has_rule() {
+        return Err(Fatal::Usage(
+            "cleanup needs a rule (--older-than, --keep-last, --match, --exclude or --keep-list), or --all \
+             to delete every tag"
+                .into(),
+        ));
+    }
     let dry_run = setup.options.dry_run;
     // Refused before the first request: a nightly job without --yes must fail loudly, not half-run.
     let interactive = io::stdin().is_terminal() && io::stderr().is_terminal();

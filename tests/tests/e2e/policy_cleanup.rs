@@ -374,6 +374,43 @@ fn without_yes_a_non_interactive_run_refuses_and_changes_nothing() {
 }
 
 #[test]
+fn without_a_rule_cleanup_refuses_unless_told_all() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/no-rule";
+    push(&registry, repo, &[("a", days_ago(90)), ("b", days_ago(1))]);
+    let before = tags(&registry, repo);
+    let target = format!("{}/{repo}", registry.host());
+    for args in [
+        &["cleanup", target.as_str(), "--yes"][..],
+        &["cleanup", target.as_str(), "--untagged", "--yes"][..],
+        &["--dry-run", "cleanup", target.as_str()][..],
+    ] {
+        let output = regkit(config.path(), args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let message = stderr(&output);
+        assert_eq!(message.lines().count(), 1, "{message}");
+        assert!(
+            message.contains("needs a rule") && message.contains("--all"),
+            "{message}"
+        );
+        assert!(output.stdout.is_empty());
+        assert_eq!(tags(&registry, repo), before);
+    }
+    let run = json(&regkit(
+        config.path(),
+        &["--output", "json", "cleanup", &target, "--all", "--yes"],
+    ));
+    assert_eq!(run.summary["deleted"], 2, "{:?}", run.summary);
+    assert!(tags(&registry, repo).is_empty());
+}
+
+#[test]
 fn the_report_lists_every_tag_with_reason_and_result() {
     let registry = Registry::start();
     let config = docker_config();
