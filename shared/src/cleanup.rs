@@ -280,13 +280,17 @@ pub struct Report {
 
 impl Report {
     /// The run's exit code: a declined run changed nothing and is a success; otherwise the worst of the
-    /// deletions' codes and the repositories' failures.
+    /// deletions' codes and the repositories' failures ([`report::worst_exit`]).
     pub fn exit_code(&self) -> u8 {
         if self.declined {
             return report::EXIT_OK;
         }
-        let repository_exit = self.notes.iter().map(|note| note.exit).max().unwrap_or(0);
-        report::exit_code(&self.entries()).max(repository_exit)
+        report::worst_exit(
+            self.notes
+                .iter()
+                .map(|note| note.exit)
+                .chain([report::exit_code(&self.entries())]),
+        )
     }
 
     /// Each distinct deletion error once.

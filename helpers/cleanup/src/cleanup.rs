@@ -136,8 +136,13 @@ pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8,
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
         });
+    let repositories = args
+        .repositories
+        .iter()
+        .map(|input| setup.unpasted(input).map(str::to_string))
+        .collect::<Result<Vec<_>, _>>()?;
     let request = CleanupRequest {
-        repositories: &args.repositories,
+        repositories: &repositories,
         policy: &policy,
         untagged: args.untagged,
     };

@@ -19,7 +19,7 @@ use regkit::dockerconfig::private::PrivateDirError;
 use regkit::dockerconfig::routes::RoutesError;
 use regkit::implementation::{self, DeleteRemoves, DeleteRequest, Settings};
 use regkit::reference::{Reference, Repository, Target};
-use regkit::registry::{ClientOptions, RegistryError, failure_kind};
+use regkit::registry::{ClientOptions, RegistryError, failure_kind, strip_url_scheme};
 use regkit::report::{self, EXIT_CODES_HELP, EXIT_FAILED, EXIT_USAGE, TagRow};
 use regkit::session::{Connection, Observer, Session, SessionOptions};
 
@@ -297,6 +297,17 @@ fn finish(result: Result<u8, Fatal>) -> ExitCode {
 
 async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
     let options = &cli.options;
+    // A directory the user named and that is not there would mean running without credentials unnoticed;
+    // `configure` makes it.
+    if let Some(dir) = &options.docker_config
+        && !dir.is_dir()
+        && !matches!(cli.command, Command::Configure(_))
+    {
+        return Err(Fatal::Usage(format!(
+            "the docker config directory {} (--docker-config, REGKIT_DOCKER_CONFIG or WERF_DOCKER_CONFIG) does not exist or is not a directory",
+            dir.display()
+        )));
+    }
     let config = DockerConfig::load(options.docker_config.as_deref())
         .map_err(|error| Fatal::Usage(format!("cannot read the docker config: {error}")))?;
     let session_options = SessionOptions {
@@ -373,12 +384,20 @@ impl Observer for Setup<'_> {
     }
 }
 
-fn parse_repository(input: &str) -> Result<Repository, Fatal> {
-    Repository::parse(input).map_err(|error| Fatal::Usage(error.to_string()))
+impl Setup<'_> {
+    /// A REPO or reference argument without the scheme of a pasted URL, where that is the scheme regkit
+    /// speaks to its host anyway ([`strip_url_scheme`]).
+    fn unpasted<'i>(&self, input: &'i str) -> Result<&'i str, Fatal> {
+        Ok(strip_url_scheme(input, self.options.insecure_registry)?)
+    }
+
+    fn parse_repository(&self, input: &str) -> Result<Repository, Fatal> {
+        Repository::parse(self.unpasted(input)?).map_err(|error| Fatal::Usage(error.to_string()))
+    }
 }
 
 async fn tags(setup: &Setup<'_>, repository: &str, digests: bool) -> Result<u8, Fatal> {
-    let repository = parse_repository(repository)?;
+    let repository = setup.parse_repository(repository)?;
     let connection = setup.connect(&repository.registry).await?;
     let listed = connection
         .implementation
@@ -414,7 +433,8 @@ async fn delete(setup: &Setup<'_>, arguments: &[String], stdin: bool) -> Result<
     // Everything is validated before the first request, so a typo on line 900 cannot leave a half-done run.
     let mut groups: Vec<(Repository, Vec<Target>)> = Vec::new();
     for input in &inputs {
-        let reference = Reference::parse(input).map_err(|error| Fatal::Usage(error.to_string()))?;
+        let reference = Reference::parse(setup.unpasted(input)?)
+            .map_err(|error| Fatal::Usage(error.to_string()))?;
         match groups
             .iter_mut()
             .find(|(repository, _)| *repository == reference.repository)
@@ -476,7 +496,7 @@ fn progress_bar(setup: &Setup<'_>, total: usize) -> Option<ProgressBar> {
 }
 
 async fn detect(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
-    let repository = parse_repository(repository)?;
+    let repository = setup.parse_repository(repository)?;
     let client = setup.session.anonymous_client(&repository.registry)?;
     let detection = setup.session.detect(&repository.registry, &client).await?;
     let (auth, source) = setup.session.credentials(&repository.registry)?;
