@@ -296,7 +296,7 @@ impl Policy {
                     let reason = if position < keep {
                         format!("among the {keep} newest (#{rank})")
                     } else {
-                        format!("pushed at the same time as the #{keep} newest")
+                        format!("dated the same as the #{keep} newest (a tie is kept)")
                     };
                     decisions[*index] = Some(Decision::keep(Rule::KeepLast, reason));
                 }
@@ -589,7 +589,7 @@ mod tests {
         assert!(tied.contains(&"among the 2 newest (#2)"), "{tied:?}");
         assert_eq!(
             tied.iter()
-                .filter(|r| **r == "pushed at the same time as the #2 newest")
+                .filter(|r| **r == "dated the same as the #2 newest (a tie is kept)")
                 .count(),
             2
         );

@@ -27,7 +27,8 @@ pub(crate) struct CleanupArgs {
     /// repository under team/ (where the registry can list repositories).
     #[arg(required = true, value_name = "REPO")]
     repositories: Vec<String>,
-    /// Keep the N newest tags of those the name filters select, however old.
+    /// Keep the N newest tags of those the name filters select, however old. Tags dated the same as the
+    /// Nth newest are all kept (tags on one image share its date), so more than N may stay.
     #[arg(long, value_name = "N")]
     keep_last: Option<usize>,
     /// Delete only tags older than this (30d, 12h, 1d12h, 2w); a tag without a date is kept.

@@ -203,3 +203,75 @@ fn mixed_failures_exit_with_the_most_actionable_code() {
     seen.sort();
     assert_eq!(seen, ["deleted", "failed", "failed"], "{}", stdout(&all));
 }
+
+#[test]
+fn a_dry_run_gives_the_rows_and_exit_code_of_the_real_run() {
+    let no_deletes = Registry::start_with(Options {
+        delete_enabled: false,
+        ..Options::default()
+    });
+    images::push(&no_deletes.url(), "x/app", &["v1", "v2"], &Auth::None);
+    let open = Registry::start();
+    images::push(&open.url(), "x/app", &["v1"], &Auth::None);
+    let home = tempfile::tempdir().unwrap();
+    let reference = format!("{}/x/app:v1", no_deletes.host());
+    let repository = format!("{}/x/app", no_deletes.host());
+
+    for dry_run in [true, false] {
+        let mut args = vec!["--output", "json"];
+        args.extend(dry_run.then_some("--dry-run"));
+        let deleted = regkit(home.path(), &[&args[..], &["delete", &reference]].concat());
+        assert_eq!(
+            deleted.status.code(),
+            Some(4),
+            "dry run {dry_run}: {}",
+            stderr(&deleted)
+        );
+        assert_eq!(
+            statuses(&deleted),
+            [(reference.clone(), "failed".to_string())]
+        );
+        let cleaned = regkit(
+            home.path(),
+            &[
+                &args[..],
+                &["cleanup", &repository, "--match", "^v1$", "--yes"],
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            cleaned.status.code(),
+            Some(4),
+            "dry run {dry_run}: {}",
+            stderr(&cleaned)
+        );
+    }
+
+    // A digest that does not exist is absent in both runs; one that does is planned.
+    let missing = format!("{}/x/app@sha256:{}", open.host(), "ab".repeat(32));
+    let present = images::tag_digests(&open.url(), "x/app", &Auth::None)["v1"].clone();
+    let present = format!("{}/x/app@{present}", open.host());
+    let planned = regkit(
+        home.path(),
+        &[
+            "--output",
+            "json",
+            "--dry-run",
+            "delete",
+            &missing,
+            &present,
+        ],
+    );
+    assert_eq!(planned.status.code(), Some(0), "{}", stderr(&planned));
+    assert_eq!(
+        statuses(&planned),
+        [
+            (missing, "absent".to_string()),
+            (present, "planned".to_string())
+        ]
+    );
+    assert_eq!(
+        images::tag_digests(&open.url(), "x/app", &Auth::None).len(),
+        1
+    );
+}

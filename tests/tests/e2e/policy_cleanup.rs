@@ -154,11 +154,17 @@ fn keep_last_keeps_the_newest_by_image_config_date() {
     );
     let row = |tag: &str| &run.rows[&format!("{target}:{tag}")];
     assert_eq!(row("e")["rule"], "keep-last");
-    assert_eq!(row("e")["reason"], "among the 2 newest (#1)");
+    assert_eq!(
+        row("e")["reason"],
+        "among the 2 newest (#1); dated by the image config's created time, not a push time"
+    );
     assert_eq!(row("d")["result"], "kept");
     assert_eq!(row("c")["action"], "delete");
     assert_eq!(row("c")["result"], "deleted");
-    assert_eq!(row("c")["reason"], "beyond the 2 newest");
+    assert_eq!(
+        row("c")["reason"],
+        "beyond the 2 newest; dated by the image config's created time, not a push time"
+    );
     assert_eq!(row("c")["date_source"], "image-config");
     assert_eq!(row("multi")["created"], images::DEFAULT_CREATED);
     assert_eq!(row("multi")["digest"], index.digest.as_str());
@@ -211,7 +217,7 @@ fn older_than_never_selects_a_tag_without_a_date() {
         row("old")["reason"]
             .as_str()
             .unwrap()
-            .ends_with("older than 30d"),
+            .contains("older than 30d; dated by the image config's created time"),
         "{}",
         row("old")["reason"]
     );
