@@ -271,6 +271,9 @@ fn main() -> ExitCode {
         return finish(generate::run(what, command()));
     }
     cli.options.apply_env_fallbacks();
+    if cli.options.verbose {
+        regkit::registry::on_retry(|line| eprintln!("regkit: {line}"));
+    }
     let settings = vendor_settings(&matches);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

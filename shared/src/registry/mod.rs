@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 mod error;
 pub(crate) mod http;
+pub use http::on_retry;
 pub mod pager;
 mod tls;
 

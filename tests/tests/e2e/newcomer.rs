@@ -275,3 +275,51 @@ fn a_dry_run_gives_the_rows_and_exit_code_of_the_real_run() {
         1
     );
 }
+
+#[test]
+fn an_unreachable_registry_fails_in_seconds_and_verbose_shows_each_retry() {
+    let home = tempfile::tempdir().unwrap();
+    // Nothing listens on the port: refused on loopback cannot pass on retry, so no retry.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let started = std::time::Instant::now();
+    let refused = regkit(
+        home.path(),
+        &["-v", "tags", &format!("127.0.0.1:{port}/x/app")],
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        !stderr(&refused).contains("retrying"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+
+    // A server that accepts and hangs up at once: a few quick retries, each shown with its wait.
+    let hangs_up = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = hangs_up.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in hangs_up.incoming() {
+            drop(stream);
+        }
+    });
+    let started = std::time::Instant::now();
+    let reset = regkit(home.path(), &["-v", "tags", &format!("{address}/x/app")]);
+    assert_eq!(reset.status.code(), Some(1), "{}", stderr(&reset));
+    let retries: Vec<String> = stderr(&reset)
+        .lines()
+        .filter(|line| line.contains("retrying in"))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        !retries.is_empty() && retries.len() <= 3,
+        "{}",
+        stderr(&reset)
+    );
+    assert!(
+        retries[0].starts_with(&format!("regkit: http://{address}/v2/")),
+        "{retries:?}"
+    );
+    assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+}
