@@ -87,10 +87,11 @@ enum Output {
 
 #[derive(Args)]
 struct Options {
-    /// Show what would be deleted; change nothing.
+    /// Change nothing: show what delete and cleanup would delete, or the diff configure would write.
     #[arg(long, global = true, env = "REGKIT_DRY_RUN", value_parser = BoolishValueParser::new())]
     dry_run: bool,
-    /// Output format: a text table, or JSON Lines (one object per tag, then a summary).
+    /// Output format: text, or JSON (tags, delete, cleanup: one object per tag, then a summary; detect,
+    /// doctor: one object).
     #[arg(
         long,
         global = true,
@@ -335,9 +336,14 @@ async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
         Command::Delete { references, stdin } => delete(&setup, references, *stdin).await,
         Command::Cleanup(args) => cleanup::cleanup(&setup, args).await,
         Command::Detect { repository } => detect(&setup, repository).await,
-        Command::Configure(args) => {
-            configure::run(args, setup.session.config().dir(), setup.options.dry_run)
-        }
+        Command::Configure(args) => configure::run(
+            args,
+            setup.session.config().dir(),
+            configure::Mode {
+                dry_run: setup.options.dry_run,
+                quiet: setup.options.quiet,
+            },
+        ),
         Command::Doctor { repository } => doctor::run(&setup, repository).await,
         Command::CiEnv(args) => cienv::run(args, setup.session.config().dir()),
         Command::Generate(what) => generate::run(what, command()),

@@ -308,7 +308,18 @@ impl<S: Store> Deletion for Distribution<S> {
         // A dry run probes too: it must fail where the real run would (no rights, deletes disabled).
         match self.store.delete(path, PROBE_DIGEST).await {
             Ok(_) | Err(RegistryError::RepositoryNotFound { .. }) => {}
-            Err(error) => return Err(error),
+            Err(error) => {
+                let asked = match targets {
+                    [one] => format!("DELETE {repository}{one}"),
+                    [first, rest @ ..] => {
+                        format!("DELETE {repository}{first} and {} more", rest.len())
+                    }
+                    [] => format!("DELETE in {repository}"),
+                };
+                return Err(
+                    error.told_as(&format!("DELETE manifest {path}@{PROBE_DIGEST}"), &asked)
+                );
+            }
         }
         let listing = if tags.is_empty() {
             BTreeMap::new()

@@ -295,6 +295,13 @@ fn an_unreachable_registry_fails_in_seconds_and_verbose_shows_each_retry() {
         stderr(&refused)
     );
     assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+    // A delete's error names the tag asked for, not the request regkit made first to check delete rights.
+    let reference = format!("127.0.0.1:{port}/x/app:v1");
+    let delete = regkit(home.path(), &["delete", &reference]);
+    assert_eq!(delete.status.code(), Some(1), "{}", stderr(&delete));
+    let error = stderr(&delete);
+    assert!(error.contains(&format!("DELETE {reference}: ")), "{error}");
+    assert!(!error.contains("sha256:0000"), "{error}");
 
     // A server that accepts and hangs up at once: a few quick retries, each shown with its wait.
     let hangs_up = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -322,4 +329,34 @@ fn an_unreachable_registry_fails_in_seconds_and_verbose_shows_each_retry() {
         "{retries:?}"
     );
     assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+}
+
+#[test]
+fn configure_quiet_prints_nothing_and_help_words_fit_every_subcommand() {
+    let home = tempfile::tempdir().unwrap();
+    let args = [
+        "configure",
+        "--registry",
+        "reg.example.com",
+        "--helper",
+        "env",
+    ];
+    let quiet = regkit(home.path(), &[&["-q"][..], &args].concat());
+    assert_eq!(quiet.status.code(), Some(0), "{}", stderr(&quiet));
+    assert_eq!(stdout(&quiet), "");
+    assert!(home.path().join("config.json").is_file());
+    let again = regkit(home.path(), &args);
+    assert!(
+        stdout(&again).contains("already up to date"),
+        "{}",
+        stdout(&again)
+    );
+
+    let help = stdout(&regkit(home.path(), &["configure", "--help"]));
+    assert!(!help.contains("Show what would be deleted"), "{help}");
+    assert!(help.contains("the diff configure would write"), "{help}");
+    assert!(
+        !help.contains("one object per tag, then a summary)"),
+        "{help}"
+    );
 }
