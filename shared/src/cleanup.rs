@@ -295,13 +295,17 @@ pub struct Report {
 
 impl Report {
     /// The run's exit code: a declined run changed nothing and is a success; otherwise the worst of the
-    /// deletions' codes and the repositories' failures.
+    /// deletions' codes and the repositories' failures ([`report::worst_exit`]).
     pub fn exit_code(&self) -> u8 {
         if self.declined {
             return report::EXIT_OK;
         }
-        let repository_exit = self.notes.iter().map(|note| note.exit).max().unwrap_or(0);
-        report::exit_code(&self.entries()).max(repository_exit)
+        report::worst_exit(
+            self.notes
+                .iter()
+                .map(|note| note.exit)
+                .chain([report::exit_code(&self.entries())]),
+        )
     }
 
     /// Each distinct deletion error once.
@@ -1207,6 +1211,9 @@ async fn protect_index_children(
     Ok(Some(children.into_keys().collect()))
 }
 
+/// How a reason names a date read from the image config.
+const IMAGE_CONFIG_DATE: &str = "dated by the image config's created time, not a push time";
+
 fn row(
     repository: &str,
     tag: Option<&str>,
@@ -1230,7 +1237,13 @@ fn row(
             Action::Keep
         },
         rule: decision.rule,
-        reason: decision.reason,
+        reason: match (date_source, decision.rule) {
+            // "Newest" and "old" then mean built, not pushed: a rebuilt image may be pushed years later.
+            (Some(DateSource::ImageConfig), Rule::KeepLast | Rule::TooNew | Rule::Selected) => {
+                format!("{}; {IMAGE_CONFIG_DATE}", decision.reason)
+            }
+            _ => decision.reason,
+        },
         result: RowResult::Kept,
         method: None,
         error: None,
@@ -1395,6 +1408,28 @@ mod tests {
         assert_eq!(json["rule"], "untagged");
         assert_eq!(json["result"], "planned");
         assert!(json.get("entry").is_none());
+        let kept = |source| {
+            let decision = Decision {
+                delete: false,
+                rule: Rule::KeepLast,
+                reason: "among the 2 newest (#1)".into(),
+            };
+            row(
+                "r.example/app",
+                Some("v1"),
+                None,
+                Some(0),
+                source,
+                86_400,
+                decision,
+            )
+            .reason
+        };
+        assert_eq!(
+            kept(Some(DateSource::ImageConfig)),
+            format!("among the 2 newest (#1); {IMAGE_CONFIG_DATE}")
+        );
+        assert_eq!(kept(Some(DateSource::Vendor)), "among the 2 newest (#1)");
     }
 
     #[test]

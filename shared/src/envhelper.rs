@@ -12,9 +12,14 @@
 //!    name is tried as written, then upper-cased. Both variables must be set and the username non-empty.
 //!
 //! A username of `<token>` makes the password an identity token. A miss is the not-found answer. `store`
-//! and `erase` fail unless `DOCKER_CREDENTIAL_ENV_IGNORE_STORE=1` (or `true`) makes them no-ops. `list`
-//! shows the keys of `DOCKER_AUTH_CONFIG` and of every complete `_USR`/`_PSW` pair (labels joined by `.`,
-//! a key `get` resolves back to the same pair), with usernames only.
+//! fails unless `DOCKER_CREDENTIAL_ENV_IGNORE_STORE=1` (or `true`) makes it a no-op: a login that seems to
+//! work and is not kept would surprise later. `erase` succeeds with a note on stderr, as the cloud helpers'
+//! does: nothing is stored, so there is nothing to remove (and podman 4.3 crashes on `podman logout` when a
+//! helper's erase fails). `list` shows the keys of `DOCKER_AUTH_CONFIG` exactly and one key per complete
+//! `_USR`/`_PSW` pair, with usernames only. A variable name cannot tell `-` from `.`: the key joins the
+//! labels with `.` (`DOCKER_my_reg_example_com` lists as `my.reg.example.com`, which `get` resolves back
+//! to the same pair, whether the registry is `my-reg.example.com` or `my.reg.example.com`); a trailing
+//! number is a port (`reg.example.com:5000`, `127.0.0.1:5000`), since no host name ends in a numeric label.
 //!
 //! No file is read: this runs once per registry operation and must cost no more than starting a process.
 
@@ -24,10 +29,10 @@ use std::net::IpAddr;
 use crate::dockerconfig::{AuthMap, RegistryAuth, hostname};
 use crate::protocol::{Credentials, Error, Helper, IDENTITY_TOKEN_USERNAME};
 
-/// The variable that makes `store` and `erase` succeed without doing anything.
+/// The variable that makes `store` succeed without doing anything.
 pub const IGNORE_STORE_VAR: &str = "DOCKER_CREDENTIAL_ENV_IGNORE_STORE";
 
-const READ_ONLY: &str = "docker-credential-env is read-only: it serves DOCKER_AUTH_CONFIG and DOCKER_<host>_USR/_PSW variables; set DOCKER_CREDENTIAL_ENV_IGNORE_STORE=1 to make store and erase do nothing";
+const READ_ONLY: &str = "docker-credential-env is read-only: it serves DOCKER_AUTH_CONFIG and DOCKER_<host>_USR/_PSW variables; set DOCKER_CREDENTIAL_ENV_IGNORE_STORE=1 to make store do nothing";
 
 /// The environment helper. [`EnvHelper::from_process`] for the binary, [`EnvHelper::from_vars`] for tests.
 #[derive(Debug)]
@@ -146,6 +151,23 @@ fn var_safe(label: &str) -> String {
         .collect()
 }
 
+/// The `list` key of a variable stem (`reg_example_com_5000` → `reg.example.com:5000`): the labels joined
+/// by `.`, a last numeric label as the port when the labels before it are a host name (not all numeric) or
+/// an IPv4 address (four numbers). Host names are case-insensitive: the key is lower-case.
+fn listed_key(stem: &str) -> String {
+    let stem = stem.to_ascii_lowercase();
+    let labels: Vec<&str> = stem.split('_').collect();
+    let numeric = |label: &&str| !label.is_empty() && label.bytes().all(|b| b.is_ascii_digit());
+    if let Some((port, host)) = labels.split_last()
+        && !host.is_empty()
+        && numeric(port)
+        && (!host.iter().all(numeric) || host.len() == 4)
+    {
+        return format!("{}:{port}", host.join("."));
+    }
+    labels.join(".")
+}
+
 impl Helper for EnvHelper {
     fn get(&self, server_url: &str) -> Result<Credentials, Error> {
         let host = hostname(server_url);
@@ -177,11 +199,17 @@ impl Helper for EnvHelper {
     }
 
     fn store(&self, _credentials: Credentials) -> Result<(), Error> {
-        self.refuse_write()
+        match self.var(IGNORE_STORE_VAR).as_deref() {
+            Some("1" | "true") => Ok(()),
+            _ => Err(Error::other(READ_ONLY)),
+        }
     }
 
-    fn erase(&self, _server_url: &str) -> Result<(), Error> {
-        self.refuse_write()
+    fn erase(&self, server_url: &str) -> Result<(), Error> {
+        eprintln!(
+            "docker-credential-env: nothing to erase for {server_url}: credentials come from the environment of each run"
+        );
+        Ok(())
     }
 
     fn list(&self) -> Result<BTreeMap<String, String>, Error> {
@@ -201,19 +229,10 @@ impl Helper for EnvHelper {
                 continue;
             };
             if self.var(&format!("DOCKER_{stem}_PSW")).is_some() {
-                keys.entry(stem.replace('_', ".")).or_insert(username);
+                keys.entry(listed_key(stem)).or_insert(username);
             }
         }
         Ok(keys)
-    }
-}
-
-impl EnvHelper {
-    fn refuse_write(&self) -> Result<(), Error> {
-        match self.var(IGNORE_STORE_VAR).as_deref() {
-            Some("1" | "true") => Ok(()),
-            _ => Err(Error::other(READ_ONLY)),
-        }
     }
 }
 
@@ -343,7 +362,7 @@ mod tests {
     }
 
     #[test]
-    fn store_and_erase_are_refused_unless_ignored() {
+    fn store_is_refused_unless_ignored_and_erase_has_nothing_to_do() {
         let credentials = Credentials {
             server_url: "h".into(),
             username: "u".into(),
@@ -351,9 +370,9 @@ mod tests {
         };
         let h = helper(&[]);
         assert_eq!(h.store(credentials.clone()), Err(Error::other(READ_ONLY)));
-        assert_eq!(h.erase("h"), Err(Error::other(READ_ONLY)));
+        assert_eq!(h.erase("h"), Ok(()));
         let h = helper(&[(IGNORE_STORE_VAR, "0")]);
-        assert!(h.erase("h").is_err());
+        assert!(h.store(credentials.clone()).is_err());
         for value in ["1", "true"] {
             let h = helper(&[(IGNORE_STORE_VAR, value)]);
             assert_eq!(h.store(credentials.clone()), Ok(()));
@@ -372,6 +391,12 @@ mod tests {
             ("DOCKER_ghcr_io_PSW", "x"),
             ("DOCKER_127_0_0_1_5000_USR", "port"),
             ("DOCKER_127_0_0_1_5000_PSW", "secret-pp"),
+            ("DOCKER_reg_example_com_5000_USR", "named-port"),
+            ("DOCKER_reg_example_com_5000_PSW", "secret-np"),
+            ("DOCKER_MY_REG_EXAMPLE_COM_USR", "dashed"),
+            ("DOCKER_MY_REG_EXAMPLE_COM_PSW", "secret-d"),
+            ("DOCKER_10_0_0_1_USR", "ip"),
+            ("DOCKER_10_0_0_1_PSW", "secret-ip"),
             ("DOCKER_half_USR", "half"),
             ("DOCKER__USR", "catch"),
             ("DOCKER__PSW", "all"),
@@ -382,11 +407,22 @@ mod tests {
             list,
             BTreeMap::from([
                 ("ghcr.io".to_owned(), "env".to_owned()),
-                ("127.0.0.1.5000".to_owned(), "port".to_owned()),
+                ("127.0.0.1:5000".to_owned(), "port".to_owned()),
+                ("reg.example.com:5000".to_owned(), "named-port".to_owned()),
+                ("my.reg.example.com".to_owned(), "dashed".to_owned()),
+                ("10.0.0.1".to_owned(), "ip".to_owned()),
             ])
         );
-        // Every listed key resolves back to the pair it came from.
-        assert_eq!(get(&h, "127.0.0.1.5000"), ok("port", "secret-pp"));
+        // Every listed key resolves back to the pair it came from, and so does the registry it was made
+        // for when `-` became `_`.
+        assert_eq!(get(&h, "127.0.0.1:5000"), ok("port", "secret-pp"));
+        assert_eq!(
+            get(&h, "reg.example.com:5000"),
+            ok("named-port", "secret-np")
+        );
+        assert_eq!(get(&h, "my.reg.example.com"), ok("dashed", "secret-d"));
+        assert_eq!(get(&h, "my-reg.example.com"), ok("dashed", "secret-d"));
+        assert_eq!(get(&h, "10.0.0.1"), ok("ip", "secret-ip"));
         assert_eq!(helper(&[]).list(), Ok(BTreeMap::new()));
     }
 }

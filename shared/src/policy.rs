@@ -228,6 +228,15 @@ impl Policy {
         })
     }
 
+    /// Whether any rule selects or keeps tags. A policy without one selects every tag, which a cleanup
+    /// accepts only when told so (`--all`): a forgotten `--older-than` must not empty a repository.
+    pub fn has_rule(&self) -> bool {
+        !self.matches.is_empty()
+            || !self.excludes.is_empty()
+            || !self.keep_list.is_empty()
+            || self.needs_dates()
+    }
+
     /// Whether the policy needs tag dates (an age rule is set).
     pub fn needs_dates(&self) -> bool {
         self.older_than.is_some() || self.keep_last.is_some()
@@ -297,7 +306,7 @@ impl Policy {
                     let reason = if position < keep {
                         format!("among the {keep} newest (#{rank})")
                     } else {
-                        format!("pushed at the same time as the #{keep} newest")
+                        format!("dated the same as the #{keep} newest (a tie is kept)")
                     };
                     decisions[*index] = Some(Decision::keep(Rule::KeepLast, reason));
                 }
@@ -512,6 +521,17 @@ mod tests {
         .unwrap()
     }
 
+    #[test]
+    fn a_policy_without_any_rule_says_so() {
+        assert!(!policy(&[], &[], "", None, None).has_rule());
+        assert!(!policy(&[], &[], "# only a comment\n", None, None).has_rule());
+        assert!(policy(&["^pr-"], &[], "", None, None).has_rule());
+        assert!(policy(&[], &["^v"], "", None, None).has_rule());
+        assert!(policy(&[], &[], "latest", None, None).has_rule());
+        assert!(policy(&[], &[], "", Some(30), None).has_rule());
+        assert!(policy(&[], &[], "", None, Some(5)).has_rule());
+    }
+
     /// The deleted tags, in input order.
     fn deleted(policy: &Policy, tags: &[TagRecord]) -> Vec<String> {
         policy
@@ -579,7 +599,7 @@ mod tests {
         assert!(tied.contains(&"among the 2 newest (#2)"), "{tied:?}");
         assert_eq!(
             tied.iter()
-                .filter(|r| **r == "pushed at the same time as the #2 newest")
+                .filter(|r| **r == "dated the same as the #2 newest (a tie is kept)")
                 .count(),
             2
         );

@@ -74,6 +74,11 @@ impl Repository {
             input: input.to_string(),
             reason: reason.to_string(),
         };
+        if input.contains("://") {
+            return Err(error(
+                "write it without a scheme, as host[:port]/path, e.g. registry.example.com/team/app",
+            ));
+        }
         let (registry, path) = split_registry(input);
         if path.contains('@') || last_component(path).contains(':') {
             return Err(error(

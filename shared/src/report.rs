@@ -18,7 +18,7 @@ pub const EXIT_AUTH: u8 = 3;
 pub const EXIT_DELETE_UNSUPPORTED: u8 = 4;
 
 /// The exit codes as `regkit --help` documents them.
-pub const EXIT_CODES_HELP: &str = "Exit codes:
+pub const EXIT_CODES_HELP: &str = "Exit codes (when several apply, the first of 2, 3, 4, 1 wins):
   0  everything requested is done (a tag that was already absent counts as done)
   1  some tags failed, a repository could not be listed, or an output could not be written
   2  usage or configuration error
@@ -77,15 +77,15 @@ impl Method {
     }
 }
 
-/// Which exit code a failure maps to.
+/// Which exit code a failure maps to. The order is the exit codes' precedence (see [`worst_exit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FailureKind {
     /// Any other failure (exit 1).
     Other,
-    /// Authentication or permission (exit 3).
-    Auth,
     /// The registry refuses deletes (exit 4).
     DeleteUnsupported,
+    /// Authentication or permission (exit 3).
+    Auth,
 }
 
 /// The result for one tag (or one explicitly requested digest).
@@ -248,13 +248,27 @@ impl Summary {
     }
 }
 
-/// The exit code for a finished run: the most specific failure class wins (4 over 3 over 1).
+/// The exit code for a finished run: the most actionable failure wins, see [`worst_exit`].
 pub fn exit_code(entries: &[Entry]) -> u8 {
     entries
         .iter()
         .filter_map(|entry| entry.failure)
         .max()
         .map_or(EXIT_OK, FailureKind::exit_code)
+}
+
+/// The exit code of a run whose parts ended with `codes`: the most actionable first. 2 (the command or the
+/// configuration is wrong) over 3 (the user's credentials or permissions: theirs to fix) over 4 (a registry
+/// setting: its administrator's to change) over 1 (anything else, often worth a rerun) over 0.
+pub fn worst_exit(codes: impl IntoIterator<Item = u8>) -> u8 {
+    let rank = |code: &u8| match *code {
+        EXIT_OK => 0,
+        EXIT_USAGE => 4,
+        EXIT_AUTH => 3,
+        EXIT_DELETE_UNSUPPORTED => 2,
+        _ => 1,
+    };
+    codes.into_iter().max_by_key(rank).unwrap_or(EXIT_OK)
 }
 
 impl FailureKind {
@@ -441,9 +455,23 @@ mod tests {
         assert_eq!(exit_code(&[ok.clone(), other.clone()]), EXIT_FAILED);
         assert_eq!(exit_code(&[other.clone(), auth.clone()]), EXIT_AUTH);
         assert_eq!(
-            exit_code(&[auth, unsupported, other.clone()]),
+            exit_code(&[unsupported.clone(), other.clone()]),
             EXIT_DELETE_UNSUPPORTED
         );
+        assert_eq!(
+            exit_code(&[ok.clone(), unsupported, auth, other.clone()]),
+            EXIT_AUTH
+        );
+        assert_eq!(
+            worst_exit([EXIT_FAILED, EXIT_DELETE_UNSUPPORTED]),
+            EXIT_DELETE_UNSUPPORTED
+        );
+        assert_eq!(
+            worst_exit([EXIT_DELETE_UNSUPPORTED, EXIT_AUTH, EXIT_FAILED]),
+            EXIT_AUTH
+        );
+        assert_eq!(worst_exit([EXIT_AUTH, EXIT_USAGE]), EXIT_USAGE);
+        assert_eq!(worst_exit([]), EXIT_OK);
         assert_eq!(distinct_errors(&[other.clone(), other, ok]), vec!["boom b"]);
     }
 

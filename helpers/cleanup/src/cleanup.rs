@@ -27,7 +27,8 @@ pub(crate) struct CleanupArgs {
     /// repository under team/ (where the registry can list repositories).
     #[arg(required = true, value_name = "REPO")]
     repositories: Vec<String>,
-    /// Keep the N newest tags of those the name filters select, however old.
+    /// Keep the N newest tags of those the name filters select, however old. Tags dated the same as the
+    /// Nth newest are all kept (tags on one image share its date), so more than N may stay.
     #[arg(long, value_name = "N")]
     keep_last: Option<usize>,
     /// Delete only tags older than this (30d, 12h, 1d12h, 2w); a tag without a date is kept.
@@ -56,6 +57,10 @@ pub(crate) struct CleanupArgs {
     /// no longer exists; --older-than applies to them too.
     #[arg(long)]
     orphans: bool,
+    /// Select every tag when no rule is given (--match, --exclude, --keep-list, --older-than,
+    /// --keep-last): without a rule and without --all, cleanup refuses to run.
+    #[arg(long)]
+    all: bool,
     /// Delete without asking (required when standard input is not a terminal).
     #[arg(long, short = 'y')]
     yes: bool,
@@ -118,6 +123,13 @@ pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8,
         args.keep_last,
     )
     .map_err(|error| Fatal::Usage(error.to_string()))?;
+    if !args.all && !policy.has_rule() {
+        return Err(Fatal::Usage(
+            "cleanup needs a rule (--older-than, --keep-last, --match, --exclude or --keep-list), or --all \
+             to delete every tag"
+                .into(),
+        ));
+    }
     let dry_run = setup.options.dry_run;
     // Refused before the first request: a nightly job without --yes must fail loudly, not half-run.
     let interactive = io::stdin().is_terminal() && io::stderr().is_terminal();
@@ -133,8 +145,13 @@ pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8,
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
         });
+    let repositories = args
+        .repositories
+        .iter()
+        .map(|input| setup.unpasted(input).map(str::to_string))
+        .collect::<Result<Vec<_>, _>>()?;
     let request = CleanupRequest {
-        repositories: &args.repositories,
+        repositories: &repositories,
         policy: &policy,
         untagged: args.untagged,
         keep_referrers: args.keep_referrers,

@@ -28,10 +28,26 @@ pub(crate) struct ConfigureArgs {
     router: bool,
 }
 
-/// Runs `regkit configure` on the docker config directory `dir`; `dry_run` prints diffs instead of writing.
-pub(crate) fn run(args: &ConfigureArgs, dir: &Path, dry_run: bool) -> Result<u8, Fatal> {
+/// How `configure` reports: `dry_run` prints diffs instead of writing; `quiet` drops the lines that say
+/// what changed (warnings and diffs stay).
+#[derive(Clone, Copy)]
+pub(crate) struct Mode {
+    pub(crate) dry_run: bool,
+    pub(crate) quiet: bool,
+}
+
+impl Mode {
+    fn say(self, line: String) {
+        if !self.quiet {
+            println!("{line}");
+        }
+    }
+}
+
+/// Runs `regkit configure` on the docker config directory `dir`.
+pub(crate) fn run(args: &ConfigureArgs, dir: &Path, mode: Mode) -> Result<u8, Fatal> {
     if args.router {
-        return configure_router(args, dir, dry_run);
+        return configure_router(args, dir, mode);
     }
     if args.registries.is_empty() && !args.podman {
         return Err(Fatal::Usage(
@@ -49,11 +65,11 @@ pub(crate) fn run(args: &ConfigureArgs, dir: &Path, dry_run: bool) -> Result<u8,
         warn_unless_on_path(helper);
     }
     if !routes.is_empty() {
-        configure_docker(&routes, None, dir, dry_run)?;
+        configure_docker(&routes, None, dir, mode)?;
         warn_about_shadows(&routes, dir)?;
     }
     if args.podman {
-        configure_podman(args, &helpers, dry_run)?;
+        configure_podman(args, &helpers, mode)?;
     }
     Ok(regkit::report::EXIT_OK)
 }
@@ -70,11 +86,11 @@ fn warn_unless_on_path(helper: &str) {
 }
 
 /// `--router`: docker's `credsStore` and podman's helper list both name the router.
-fn configure_router(args: &ConfigureArgs, dir: &Path, dry_run: bool) -> Result<u8, Fatal> {
+fn configure_router(args: &ConfigureArgs, dir: &Path, mode: Mode) -> Result<u8, Fatal> {
     const ROUTER: &str = "regkit";
     warn_unless_on_path(ROUTER);
-    configure_docker(&[], Some(ROUTER), dir, dry_run)?;
-    configure_podman(args, &[ROUTER], dry_run)?;
+    configure_docker(&[], Some(ROUTER), dir, mode)?;
+    configure_podman(args, &[ROUTER], mode)?;
     Ok(regkit::report::EXIT_OK)
 }
 
@@ -82,25 +98,28 @@ fn configure_docker(
     routes: &[Route],
     creds_store: Option<&str>,
     dir: &Path,
-    dry_run: bool,
+    mode: Mode,
 ) -> Result<(), Fatal> {
     let edit = ConfigEdit::new(dir, routes, creds_store)?;
     let path = edit.path().display().to_string();
     if !edit.changes() {
-        println!("{path}: already up to date");
+        mode.say(format!("{path}: already up to date"));
         return Ok(());
     }
-    if dry_run {
+    if mode.dry_run {
         let (before, after) = edit.redacted_texts();
         print_diff(&path, &before, &after);
         return Ok(());
     }
     edit.save()?;
     for route in routes {
-        println!("{path}: credHelpers[{:?}] = {:?}", route.key, route.helper);
+        mode.say(format!(
+            "{path}: credHelpers[{:?}] = {:?}",
+            route.key, route.helper
+        ));
     }
     if let Some(store) = creds_store {
-        println!("{path}: credsStore = {store:?}");
+        mode.say(format!("{path}: credsStore = {store:?}"));
     }
     Ok(())
 }
@@ -125,7 +144,7 @@ fn warn_about_shadows(routes: &[Route], dir: &Path) -> Result<(), Fatal> {
     Ok(())
 }
 
-fn configure_podman(args: &ConfigureArgs, helpers: &[&str], dry_run: bool) -> Result<(), Fatal> {
+fn configure_podman(args: &ConfigureArgs, helpers: &[&str], mode: Mode) -> Result<(), Fatal> {
     let dir = match &args.podman_dir {
         Some(dir) => dir.clone(),
         None => routes::default_podman_dir(&|name| std::env::var_os(name))?,
@@ -133,15 +152,18 @@ fn configure_podman(args: &ConfigureArgs, helpers: &[&str], dry_run: bool) -> Re
     let drop_in = DropIn::new(&dir, helpers)?;
     let shown = drop_in.path().display().to_string();
     if !drop_in.changes() {
-        println!("{shown}: already up to date");
+        mode.say(format!("{shown}: already up to date"));
         return Ok(());
     }
-    if dry_run {
+    if mode.dry_run {
         print_diff(&shown, drop_in.current(), drop_in.content());
         return Ok(());
     }
     drop_in.save()?;
-    println!("{shown}: credential-helpers = [{}]", drop_in.helper_list());
+    mode.say(format!(
+        "{shown}: credential-helpers = [{}]",
+        drop_in.helper_list()
+    ));
     Ok(())
 }
 

@@ -4,11 +4,11 @@ use std::io::Write;
 
 use regkit::doctor::{self, Check, CheckStatus};
 
-use super::{Fatal, Setup, parse_repository, print_with};
+use super::{Fatal, Setup, print_with};
 
 /// Runs every check and prints the report; the exit code is the first failure's, else 0.
 pub(crate) async fn run(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
-    let repository = parse_repository(repository)?;
+    let repository = setup.parse_repository(repository)?;
     let checks = doctor::diagnose(&setup.session, &repository, setup).await?;
     print_report(setup, &repository.to_string(), &checks)?;
     Ok(doctor::exit_code(&checks))

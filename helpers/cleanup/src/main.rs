@@ -19,7 +19,7 @@ use regkit::dockerconfig::private::PrivateDirError;
 use regkit::dockerconfig::routes::RoutesError;
 use regkit::implementation::{self, DeleteRemoves, DeleteRequest, Settings};
 use regkit::reference::{Reference, Repository, Target};
-use regkit::registry::{ClientOptions, RegistryError, failure_kind};
+use regkit::registry::{ClientOptions, RegistryError, failure_kind, strip_url_scheme};
 use regkit::report::{self, EXIT_CODES_HELP, EXIT_FAILED, EXIT_USAGE, TagRow};
 use regkit::session::{Connection, Observer, Session, SessionOptions};
 
@@ -97,10 +97,11 @@ enum Output {
 
 #[derive(Args)]
 struct Options {
-    /// Show what would be deleted; change nothing.
+    /// Change nothing: show what delete and cleanup would delete, or the diff configure would write.
     #[arg(long, global = true, env = "REGKIT_DRY_RUN", value_parser = BoolishValueParser::new())]
     dry_run: bool,
-    /// Output format: a text table, or JSON Lines (one object per tag, then a summary).
+    /// Output format: text, or JSON (tags, delete, cleanup: one object per tag, then a summary; detect,
+    /// doctor: one object).
     #[arg(
         long,
         global = true,
@@ -301,6 +302,9 @@ fn main() -> ExitCode {
         return finish(generate::run(what, command()));
     }
     cli.options.apply_env_fallbacks();
+    if cli.options.verbose {
+        regkit::registry::on_retry(|line| eprintln!("regkit: {line}"));
+    }
     let settings = vendor_settings(&matches);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -327,6 +331,17 @@ fn finish(result: Result<u8, Fatal>) -> ExitCode {
 
 async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
     let options = &cli.options;
+    // A directory the user named and that is not there would mean running without credentials unnoticed;
+    // `configure` makes it.
+    if let Some(dir) = &options.docker_config
+        && !dir.is_dir()
+        && !matches!(cli.command, Command::Configure(_))
+    {
+        return Err(Fatal::Usage(format!(
+            "the docker config directory {} (--docker-config, REGKIT_DOCKER_CONFIG or WERF_DOCKER_CONFIG) does not exist or is not a directory",
+            dir.display()
+        )));
+    }
     regkit::registry::throttle::global().configure(
         Some(usize::from(options.parallel)),
         options.max_rps,
@@ -366,9 +381,14 @@ async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
         } => delete(&setup, references, *stdin, *keep_referrers).await,
         Command::Cleanup(args) => cleanup::cleanup(&setup, args).await,
         Command::Detect { repository } => detect(&setup, repository).await,
-        Command::Configure(args) => {
-            configure::run(args, setup.session.config().dir(), setup.options.dry_run)
-        }
+        Command::Configure(args) => configure::run(
+            args,
+            setup.session.config().dir(),
+            configure::Mode {
+                dry_run: setup.options.dry_run,
+                quiet: setup.options.quiet,
+            },
+        ),
         Command::Doctor { repository } => doctor::run(&setup, repository).await,
         Command::CiEnv(args) => cienv::run(args, setup.session.config().dir()),
         Command::Generate(what) => generate::run(what, command()),
@@ -418,12 +438,20 @@ impl Observer for Setup<'_> {
     }
 }
 
-fn parse_repository(input: &str) -> Result<Repository, Fatal> {
-    Repository::parse(input).map_err(|error| Fatal::Usage(error.to_string()))
+impl Setup<'_> {
+    /// A REPO or reference argument without the scheme of a pasted URL, where that is the scheme regkit
+    /// speaks to its host anyway ([`strip_url_scheme`]).
+    fn unpasted<'i>(&self, input: &'i str) -> Result<&'i str, Fatal> {
+        Ok(strip_url_scheme(input, self.options.insecure_registry)?)
+    }
+
+    fn parse_repository(&self, input: &str) -> Result<Repository, Fatal> {
+        Repository::parse(self.unpasted(input)?).map_err(|error| Fatal::Usage(error.to_string()))
+    }
 }
 
 async fn tags(setup: &Setup<'_>, repository: &str, digests: bool) -> Result<u8, Fatal> {
-    let repository = parse_repository(repository)?;
+    let repository = setup.parse_repository(repository)?;
     let connection = setup.connect(&repository.registry).await?;
     let listed = connection
         .implementation
@@ -445,7 +473,7 @@ async fn tags(setup: &Setup<'_>, repository: &str, digests: bool) -> Result<u8, 
 
 /// `regkit tags --tree`: each image, then its referrers beneath it.
 async fn tags_tree(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
-    let repository = parse_repository(repository)?;
+    let repository = setup.parse_repository(repository)?;
     let connection = setup.connect(&repository.registry).await?;
     let listed = connection
         .implementation
@@ -516,7 +544,8 @@ async fn delete(
     // Everything is validated before the first request, so a typo on line 900 cannot leave a half-done run.
     let mut groups: Vec<(Repository, Vec<Target>)> = Vec::new();
     for input in &inputs {
-        let reference = Reference::parse(input).map_err(|error| Fatal::Usage(error.to_string()))?;
+        let reference = Reference::parse(setup.unpasted(input)?)
+            .map_err(|error| Fatal::Usage(error.to_string()))?;
         match groups
             .iter_mut()
             .find(|(repository, _)| *repository == reference.repository)
@@ -623,7 +652,7 @@ fn progress_bar(setup: &Setup<'_>, total: usize) -> Option<ProgressBar> {
 }
 
 async fn detect(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
-    let repository = parse_repository(repository)?;
+    let repository = setup.parse_repository(repository)?;
     let client = setup.session.anonymous_client(&repository.registry)?;
     let detection = setup.session.detect(&repository.registry, &client).await?;
     let (auth, source) = setup.session.credentials(&repository.registry)?;

@@ -305,10 +305,20 @@ impl<S: Store> Deletion for Distribution<S> {
             }
         }
         let path = repository.path.as_str();
-        if !request.dry_run {
-            match self.store.delete(path, PROBE_DIGEST).await {
-                Ok(_) | Err(RegistryError::RepositoryNotFound { .. }) => {}
-                Err(error) => return Err(error),
+        // A dry run probes too: it must fail where the real run would (no rights, deletes disabled).
+        match self.store.delete(path, PROBE_DIGEST).await {
+            Ok(_) | Err(RegistryError::RepositoryNotFound { .. }) => {}
+            Err(error) => {
+                let asked = match targets {
+                    [one] => format!("DELETE {repository}{one}"),
+                    [first, rest @ ..] => {
+                        format!("DELETE {repository}{first} and {} more", rest.len())
+                    }
+                    [] => format!("DELETE in {repository}"),
+                };
+                return Err(
+                    error.told_as(&format!("DELETE manifest {path}@{PROBE_DIGEST}"), &asked)
+                );
             }
         }
         let listing = if tags.is_empty() {
@@ -334,10 +344,25 @@ impl<S: Store> Deletion for Distribution<S> {
         let actions = self
             .protect_index_children(path, actions, &tags, &listing, request.kept_index_children)
             .await?;
-        Ok(actions
-            .into_iter()
-            .map(|action| step(repository, action))
-            .collect())
+        let mut steps = Vec::with_capacity(actions.len());
+        for action in actions {
+            // A real run learns that a digest no tag names is gone from its DELETE; a dry run asks.
+            if let Action::DeleteDigest {
+                digest,
+                tags,
+                explicit: true,
+            } = &action
+                && request.dry_run
+                && tags.is_empty()
+                && self.store.head(path, digest).await?.is_none()
+            {
+                let target = Target::Digest(digest.clone());
+                steps.push(Step::Settled(Entry::absent(repository, &target)));
+                continue;
+            }
+            steps.push(step(repository, action));
+        }
+        Ok(steps)
     }
 
     async fn remove(
@@ -1015,29 +1040,54 @@ mod tests {
     }
 
     #[test]
-    fn dry_run_changes_nothing() {
+    fn dry_run_changes_nothing_and_reports_what_the_real_run_would() {
+        let fake = Fake::default();
+        fake.push("a", "one");
+        fake.push("b", "one");
+        let two = fake.push("c", "two");
+        let before = fake.snapshot();
+        let missing = digest_of(b"never pushed");
+        let targets = [
+            tag("a"),
+            tag("c"),
+            tag("x"),
+            Target::Digest(missing.clone()),
+            Target::Digest(two.clone()),
+        ];
+        let (entries, fake, _) = run(fake, &targets, true);
+        let seen: BTreeMap<String, (Status, Option<Method>)> = statuses(&entries)
+            .into_iter()
+            .map(|(reference, status, method)| (reference, (status, method)))
+            .collect();
+        let expected: BTreeMap<String, (Status, Option<Method>)> = [
+            (
+                "fake/a/b:a".to_string(),
+                (Status::Planned, Some(Method::Tombstone)),
+            ),
+            ("fake/a/b:c".into(), (Status::Planned, Some(Method::Digest))),
+            ("fake/a/b:x".into(), (Status::Absent, None)),
+            (format!("fake/a/b@{missing}"), (Status::Absent, None)),
+            (
+                format!("fake/a/b@{two}"),
+                (Status::Planned, Some(Method::Digest)),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(seen, expected);
+        assert_eq!(fake.snapshot(), before);
+
+        // Deletes disabled: the dry run fails as the real run does, and pushes no tombstone.
         let fake = Fake {
             delete_disabled: true,
             ..Fake::default()
         };
         fake.push("a", "one");
         fake.push("b", "one");
-        fake.push("c", "two");
-        let before = fake.snapshot();
-        let (entries, fake, _) = run(fake, &[tag("a"), tag("c"), tag("x")], true);
-        assert_eq!(
-            statuses(&entries),
-            vec![
-                (
-                    "fake/a/b:a".into(),
-                    Status::Planned,
-                    Some(Method::Tombstone)
-                ),
-                ("fake/a/b:c".into(), Status::Planned, Some(Method::Digest)),
-                ("fake/a/b:x".into(), Status::Absent, None),
-            ]
-        );
-        assert_eq!(fake.snapshot(), before);
+        let manifests = fake.manifests.borrow().len();
+        let (entries, fake, _) = run(fake, &[tag("a")], true);
+        assert_eq!(entries[0].failure, Some(FailureKind::DeleteUnsupported));
+        assert_eq!(fake.manifests.borrow().len(), manifests);
     }
 
     #[test]

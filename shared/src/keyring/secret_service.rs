@@ -400,6 +400,9 @@ impl Service {
 
     /// The one item to answer with. Only another writer (the peer stores one item per username) leaves
     /// several; the most recently modified wins, which costs a property read per match, only in that case.
+    /// `Modified` counts seconds, and a re-login often lands in the same second: then the item the service
+    /// created last wins, by the number that ends its path (gnome-keyring numbers a collection's items in
+    /// creation order; its search answers in hash order).
     fn newest(&mut self, mut items: Vec<String>) -> Option<String> {
         if items.len() > 1 {
             let reads: Vec<u32> = items
@@ -415,8 +418,9 @@ impl Service {
                     value.and_then(|v| v.unwrap_variant().as_int()).unwrap_or(0)
                 })
                 .collect();
+            let created = |item: &str| item.rsplit('/').next().and_then(|n| n.parse::<u64>().ok());
             let mut order: Vec<usize> = (0..items.len()).collect();
-            order.sort_by_key(|&i| modified[i]);
+            order.sort_by_key(|&i| (modified[i], created(&items[i])));
             let newest = order.last().copied()?;
             return Some(items.swap_remove(newest));
         }

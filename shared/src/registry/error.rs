@@ -94,6 +94,46 @@ pub enum RegistryError {
     Unbounded(#[from] Unbounded),
 }
 
+impl RegistryError {
+    /// The same failure told as a failure of `operation` instead of `replaced`, the internal request that
+    /// met it (a delete names the tags asked for, not its zero-digest probe).
+    pub fn told_as(self, replaced: &str, operation: &str) -> RegistryError {
+        match self {
+            RegistryError::Status {
+                registry,
+                operation: _,
+                status,
+                message,
+            } => RegistryError::Status {
+                registry,
+                operation: operation.to_string(),
+                status,
+                message,
+            },
+            RegistryError::InvalidResponse {
+                registry,
+                operation: _,
+                message,
+            } => RegistryError::InvalidResponse {
+                registry,
+                operation: operation.to_string(),
+                message,
+            },
+            RegistryError::Transport { registry, message } => {
+                let mut message = message.replacen(replaced, operation, 1);
+                // reqwest names the internal request's URL too.
+                if let Some(start) = message.find(" for url (")
+                    && let Some(length) = message[start..].find(')')
+                {
+                    message.replace_range(start..=start + length, "");
+                }
+                RegistryError::Transport { registry, message }
+            }
+            other => other,
+        }
+    }
+}
+
 /// The exit-code class of a registry error.
 pub fn failure_kind(error: &RegistryError) -> FailureKind {
     match error {

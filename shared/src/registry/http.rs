@@ -1,6 +1,7 @@
 //! HTTP details the client needs beyond reqwest: `Retry-After`, `Link` pagination, backoff with jitter,
 //! loopback detection and size-bounded bodies.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::Url;
@@ -141,9 +142,23 @@ pub async fn read_bounded(
     Ok(body)
 }
 
+/// How often one request is retried after a connection-level failure (refused, reset, timed out, a DNS
+/// answer that may change): an unreachable host fails in seconds, not after the whole retry budget.
+const CONNECTION_RETRIES: u32 = 3;
+
+/// Where [`send_with_retries`] tells of each retry and its wait; silent until [`on_retry`] sets it.
+static RETRY_NOTICE: OnceLock<fn(&str)> = OnceLock::new();
+
+/// Has every later retry told to `notice` as one line (`regkit -v` prints them); the first call wins.
+pub fn on_retry(notice: fn(&str)) {
+    let _ = RETRY_NOTICE.set(notice);
+}
+
 /// One request with retries: rate limits wait as the answer says with the host held back for everyone
-/// ([`throttle`](super::throttle)), other 5xx and connection failures back off exponentially with jitter, all
-/// within `budget` (told waits within the run's `--timeout` instead, when it sets one). When the time runs
+/// ([`throttle`](super::throttle)), other 5xx back off exponentially with jitter, all within `budget` (told
+/// waits within the run's `--timeout` instead, when it sets one); connection failures back off too, at most
+/// [`CONNECTION_RETRIES`] times, except those no retry can mend ([`is_permanent_connect_failure`]), which
+/// return at once. When the time runs
 /// out, the last answer (or error) is returned as it is.
 pub async fn send_with_retries(
     build: impl Fn() -> reqwest::RequestBuilder,
@@ -156,6 +171,7 @@ pub async fn send_with_retries(
         .filter(|_| !budget.is_zero())
         .unwrap_or(deadline);
     let mut backoff = Backoff::default();
+    let mut connection_retries = 0;
     loop {
         let (client, request) = build().build_split();
         let request = request?;
@@ -180,8 +196,11 @@ pub async fn send_with_retries(
             }
             Err(error)
                 if (error.is_connect() || error.is_timeout() || error.is_request())
-                    && !is_tls_failure(&error) =>
+                    && !is_tls_failure(&error)
+                    && !is_permanent_connect_failure(&error)
+                    && connection_retries < CONNECTION_RETRIES =>
             {
+                connection_retries += 1;
                 (backoff.next_delay(), deadline, false, Err(error))
             }
             Err(error) => return Err(error),
@@ -190,6 +209,9 @@ pub async fn send_with_retries(
         if Instant::now() + wait > limit {
             return outcome;
         }
+        if let Some(notice) = RETRY_NOTICE.get() {
+            notice(&retry_line(&outcome, wait));
+        }
         drop(outcome);
         if !held {
             tokio::time::sleep(wait).await;
@@ -197,23 +219,63 @@ pub async fn send_with_retries(
     }
 }
 
-/// Whether a TLS handshake failed (an untrusted certificate, a name mismatch, a plain-HTTP server): the
-/// same answer comes back on every attempt, so retrying only delays the error.
-fn is_tls_failure(error: &reqwest::Error) -> bool {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(error) = current {
-        if error.is::<rustls::Error>() {
-            return true;
-        }
+/// `https://host/v2/app/tags/list: HTTP 503; retrying in 0.4 s`: the URL without its query, the cause.
+fn retry_line(outcome: &Result<reqwest::Response, reqwest::Error>, wait: Duration) -> String {
+    let (url, cause) = match outcome {
+        Ok(response) => (Some(response.url()), format!("HTTP {}", response.status())),
+        Err(error) => (
+            error.url(),
+            causes(error)
+                .last()
+                .map_or_else(String::new, ToString::to_string),
+        ),
+    };
+    let url = url.map_or_else(String::new, |url| {
+        format!("{}{}: ", url.origin().ascii_serialization(), url.path())
+    });
+    format!("{url}{cause}; retrying in {:.1} s", wait.as_secs_f64())
+}
+
+/// Whether a connection failed in a way the next attempt meets again: the name does not exist
+/// (NXDOMAIN; a temporary resolver failure is retried), or a loopback port refuses (nothing listens there;
+/// a remote refusal may be a restart behind a load balancer).
+fn is_permanent_connect_failure(error: &reqwest::Error) -> bool {
+    let loopback = error.url().is_some_and(is_loopback);
+    causes(error).any(|cause| {
+        let refused = cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+        let text = cause.to_string();
+        (loopback && refused)
+            || [
+                "Name or service not known",
+                "No address associated with hostname",
+                "nodename nor servname provided",
+            ]
+            .iter()
+            .any(|nxdomain| text.contains(nxdomain))
+    })
+}
+
+/// `error` and its causes, outermost first.
+fn causes<'e>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'e (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |error| {
         // io::Error's `source` skips the error it wraps (rustls's own, often inside a second io::Error).
-        current = match error.downcast_ref::<std::io::Error>() {
+        match error.downcast_ref::<std::io::Error>() {
             Some(io) => io
                 .get_ref()
                 .map(|inner| inner as &(dyn std::error::Error + 'static)),
             None => error.source(),
-        };
-    }
-    false
+        }
+    })
+}
+
+/// Whether a TLS handshake failed (an untrusted certificate, a name mismatch, a plain-HTTP server): the
+/// same answer comes back on every attempt, so retrying only delays the error.
+fn is_tls_failure(error: &reqwest::Error) -> bool {
+    causes(error).any(|cause| cause.is::<rustls::Error>())
 }
 
 /// The HTTP client every regkit connection uses: rustls on ring, `User-Agent: regkit/…`, connect and

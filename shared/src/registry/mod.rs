@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 mod error;
 pub(crate) mod http;
+pub use http::on_retry;
 pub mod pager;
 pub mod throttle;
 mod tls;
@@ -150,6 +151,55 @@ struct Call<'a> {
     body: Option<&'a [u8]>,
 }
 
+/// The scheme regkit speaks to `connect` (`host[:port]`, named `display` in errors): `explicit` when given
+/// and allowed, else plain HTTP for loopback hosts (or with `insecure`) and HTTPS for the others.
+fn scheme_for(
+    connect: &str,
+    display: &str,
+    explicit: Option<&str>,
+    insecure: bool,
+) -> Result<&'static str, RegistryError> {
+    let probe = Url::parse(&format!("http://{connect}")).map_err(|error| {
+        RegistryError::Config(format!("invalid registry host {display:?}: {error}"))
+    })?;
+    let loopback = http::is_loopback(&probe);
+    Ok(match explicit {
+        Some("http") if loopback || insecure => "http",
+        Some("http") => {
+            return Err(RegistryError::Config(format!(
+                "refusing plain HTTP to {display}: it is not a loopback host; use HTTPS or --insecure-registry"
+            )));
+        }
+        Some("https") => "https",
+        Some(other) => {
+            return Err(RegistryError::Config(format!(
+                "unsupported scheme {other:?} for registry {display}: use https:// or http://"
+            )));
+        }
+        None if loopback || insecure => "http",
+        None => "https",
+    })
+}
+
+/// A reference or repository pasted as a URL (`http://127.0.0.1:5000/team/app:v1`) without its scheme,
+/// when the scheme is the one regkit speaks to that host anyway (plain HTTP only to loopback hosts, or
+/// with `insecure`); anything else is an error that says which form to write. Text without `://` is
+/// returned as it is.
+pub fn strip_url_scheme(input: &str, insecure: bool) -> Result<&str, RegistryError> {
+    let Some((scheme, rest)) = input.split_once("://") else {
+        return Ok(input);
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let host = rest.split('/').next().unwrap_or(rest);
+    let wanted = scheme_for(host, host, Some(&scheme), insecure)?;
+    if scheme_for(host, host, None, insecure)? != wanted {
+        return Err(RegistryError::Config(format!(
+            "{input:?}: regkit speaks plain HTTP to the loopback host {host}, not {scheme}://; write the reference without a scheme, e.g. {rest}"
+        )));
+    }
+    Ok(rest)
+}
+
 impl Client {
     /// A client for `registry` (`host[:port]`; `docker.io` means Docker Hub) with these credentials.
     /// Loopback hosts default to plain HTTP; others to HTTPS (plain HTTP only with `insecure`).
@@ -178,26 +228,7 @@ impl Client {
             }
             _ => (host.to_string(), host),
         };
-        let probe = Url::parse(&format!("http://{connect}")).map_err(|error| {
-            RegistryError::Config(format!("invalid registry host {registry:?}: {error}"))
-        })?;
-        let loopback = http::is_loopback(&probe);
-        let scheme = match scheme.as_deref() {
-            Some("http") if loopback || options.insecure => "http",
-            Some("http") => {
-                return Err(RegistryError::Config(format!(
-                    "refusing plain HTTP to {display}: it is not a loopback host; use HTTPS or --insecure"
-                )));
-            }
-            Some("https") => "https",
-            Some(other) => {
-                return Err(RegistryError::Config(format!(
-                    "unsupported scheme {other:?} for registry {display}: use https:// or http://"
-                )));
-            }
-            None if loopback || options.insecure => "http",
-            None => "https",
-        };
+        let scheme = scheme_for(connect, &display, scheme.as_deref(), options.insecure)?;
         let base = Url::parse(&format!("{scheme}://{connect}")).map_err(|error| {
             RegistryError::Config(format!("invalid registry host {registry:?}: {error}"))
         })?;
@@ -934,6 +965,39 @@ mod tests {
         assert_eq!(hub.inner.base.as_str(), "https://registry-1.docker.io/");
         assert_eq!(hub.repository("alpine").unwrap(), "library/alpine");
         assert!(hub.repository("a/../b").is_err());
+    }
+
+    #[test]
+    fn pasted_urls_lose_the_scheme_regkit_would_use_anyway() {
+        let strip = |input, insecure| strip_url_scheme(input, insecure).map_err(|e| e.to_string());
+        assert_eq!(
+            strip("127.0.0.1:5120/x/app:v1", false).unwrap(),
+            "127.0.0.1:5120/x/app:v1"
+        );
+        assert_eq!(
+            strip("http://127.0.0.1:5120/x/app:v1", false).unwrap(),
+            "127.0.0.1:5120/x/app:v1"
+        );
+        assert_eq!(
+            strip("HTTPS://reg.example/x/app", false).unwrap(),
+            "reg.example/x/app"
+        );
+        assert_eq!(
+            strip("http://reg.example:5000/x/app", true).unwrap(),
+            "reg.example:5000/x/app"
+        );
+        let refused = strip("http://reg.example/x/app:v1", false).unwrap_err();
+        assert!(refused.contains("--insecure-registry"), "{refused}");
+        let loopback_tls = strip("https://127.0.0.1:5120/x/app:v1", false).unwrap_err();
+        assert!(
+            loopback_tls.contains("e.g. 127.0.0.1:5120/x/app:v1"),
+            "{loopback_tls}"
+        );
+        assert!(
+            strip("oci://reg.example/x/app", false)
+                .unwrap_err()
+                .contains("https:// or http://")
+        );
     }
 
     #[test]

@@ -317,6 +317,49 @@ fn ours_reads_lists_and_erases_the_peers() {
     assert_not_found(&session, &peer, "docker.io");
 }
 
+#[test]
+fn get_answers_with_the_peers_newest_item_when_it_left_two() {
+    let session = Session::start();
+    let (helper, peer) = (ours(), peer());
+    // The peer keeps one item per username: a re-login as someone else leaves the stale item beside the
+    // new one, usually within the same second (the resolution of the items' `Modified`).
+    for round in 0..5 {
+        let (old, new) = (format!("old{round}"), format!("new{round}"));
+        store(
+            &session,
+            &peer,
+            "reg.test",
+            &old,
+            &format!("{CANARY}-{old}"),
+        );
+        store(
+            &session,
+            &peer,
+            "reg.test",
+            &new,
+            &format!("{CANARY}-{new}"),
+        );
+        assert_eq!(items_for(&session, "reg.test"), 2);
+        for _ in 0..4 {
+            assert_eq!(
+                get(&session, &helper, "reg.test"),
+                (new.clone(), format!("{CANARY}-{new}")),
+                "round {round}"
+            );
+        }
+        // Our store leaves one item for the server, whoever wrote the others.
+        store(
+            &session,
+            &helper,
+            "reg.test",
+            &new,
+            &format!("{CANARY}-{new}"),
+        );
+        assert_eq!(items_for(&session, "reg.test"), 1);
+        assert_eq!(call(&session, &helper, "erase", "reg.test").code, 0);
+    }
+}
+
 /// Runs every action and checks it prints exactly one line containing `needle`, exits 1, and is quick.
 fn assert_clear_failure(mut command: impl FnMut() -> Command, needle: &str) {
     let store_input = format!("{{\"ServerURL\":\"h\",\"Username\":\"u\",\"Secret\":\"{CANARY}\"}}");

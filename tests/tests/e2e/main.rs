@@ -21,6 +21,7 @@ mod gcr_login;
 mod hostile;
 mod keyring;
 mod kubelet;
+mod newcomer;
 mod packaging;
 mod policy_cleanup;
 mod policy_vendors;

@@ -154,11 +154,17 @@ fn keep_last_keeps_the_newest_by_image_config_date() {
     );
     let row = |tag: &str| &run.rows[&format!("{target}:{tag}")];
     assert_eq!(row("e")["rule"], "keep-last");
-    assert_eq!(row("e")["reason"], "among the 2 newest (#1)");
+    assert_eq!(
+        row("e")["reason"],
+        "among the 2 newest (#1); dated by the image config's created time, not a push time"
+    );
     assert_eq!(row("d")["result"], "kept");
     assert_eq!(row("c")["action"], "delete");
     assert_eq!(row("c")["result"], "deleted");
-    assert_eq!(row("c")["reason"], "beyond the 2 newest");
+    assert_eq!(
+        row("c")["reason"],
+        "beyond the 2 newest; dated by the image config's created time, not a push time"
+    );
     assert_eq!(row("c")["date_source"], "image-config");
     assert_eq!(row("multi")["created"], images::DEFAULT_CREATED);
     assert_eq!(row("multi")["digest"], index.digest.as_str());
@@ -211,7 +217,7 @@ fn older_than_never_selects_a_tag_without_a_date() {
         row("old")["reason"]
             .as_str()
             .unwrap()
-            .ends_with("older than 30d"),
+            .contains("older than 30d; dated by the image config's created time"),
         "{}",
         row("old")["reason"]
     );
@@ -371,6 +377,43 @@ fn without_yes_a_non_interactive_run_refuses_and_changes_nothing() {
         );
     }
     assert_eq!(tags(&registry, repo), before);
+}
+
+#[test]
+fn without_a_rule_cleanup_refuses_unless_told_all() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/no-rule";
+    push(&registry, repo, &[("a", days_ago(90)), ("b", days_ago(1))]);
+    let before = tags(&registry, repo);
+    let target = format!("{}/{repo}", registry.host());
+    for args in [
+        &["cleanup", target.as_str(), "--yes"][..],
+        &["cleanup", target.as_str(), "--untagged", "--yes"][..],
+        &["--dry-run", "cleanup", target.as_str()][..],
+    ] {
+        let output = regkit(config.path(), args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let message = stderr(&output);
+        assert_eq!(message.lines().count(), 1, "{message}");
+        assert!(
+            message.contains("needs a rule") && message.contains("--all"),
+            "{message}"
+        );
+        assert!(output.stdout.is_empty());
+        assert_eq!(tags(&registry, repo), before);
+    }
+    let run = json(&regkit(
+        config.path(),
+        &["--output", "json", "cleanup", &target, "--all", "--yes"],
+    ));
+    assert_eq!(run.summary["deleted"], 2, "{:?}", run.summary);
+    assert!(tags(&registry, repo).is_empty());
 }
 
 #[test]

@@ -558,7 +558,7 @@ fn an_untagged_sweep_emptying_the_package_is_refused_unless_it_is_named() {
     let new = images::push(&url, repo, &["a"], &Auth::None);
     let repository = format!("{}/{repo}", registry.host());
     let every = [&old, &new];
-    let args = ["cleanup", &repository, "--untagged", "--yes"];
+    let args = ["cleanup", &repository, "--all", "--untagged", "--yes"];
     let refused = run(&github, TOKEN, &args);
     assert_eq!(refused.code, 1, "{}\n{}", refused.stderr, refused.stdout);
     assert!(
