@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::dates::{self, DateResult, Timestamp};
 use crate::implementation::{DeleteRemoves, DeleteRequest, Implementation, TagInfo};
-use crate::policy::{self, Decision, Policy, Rule, TagRecord};
+use crate::policy::{self, Decision, Listing, Policies, Rule, TagRecord, Verdict};
 use crate::reference::{Repository, Target};
 use crate::registry::{Client, RegistryError, failure_kind};
 use crate::report::{self, Entry, FailureKind, Method, Status, StatusCounts};
@@ -29,8 +29,10 @@ use crate::session::{Connection, Observer, Session};
 pub struct CleanupRequest<'a> {
     /// Repositories as typed: `registry/path`, `registry/prefix/*` or `registry/*`.
     pub repositories: &'a [String],
-    /// What is kept and what goes.
-    pub policy: &'a Policy,
+    /// What is kept and what goes: one policy, or named policies each for its repositories.
+    pub policies: &'a Policies,
+    /// A tag whose every rule's verdict the plan records ([`Plan::explanations`]).
+    pub explain: Option<&'a str>,
     /// Also remove manifests no tag points at, where the implementation can list them.
     pub untagged: bool,
 }
@@ -239,10 +241,22 @@ impl Summary {
     }
 }
 
+/// Every rule's verdict on one tag of one repository (`--explain`), per policy that covers it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    /// The repository.
+    pub repository: String,
+    /// The tag.
+    pub tag: String,
+    /// Per policy (named when it comes from the config file), the verdict of each rule it sets.
+    pub policies: Vec<(Option<String>, Vec<Verdict>)>,
+}
+
 /// The decided rows of one repository.
 struct RepositoryPlan {
     repository: Repository,
     rows: Vec<Row>,
+    explanation: Option<Explanation>,
     /// The manifests kept indexes reference, where the engine read them (see [`protect_index_children`]).
     kept_index_children: Option<BTreeSet<String>>,
 }
@@ -250,6 +264,7 @@ struct RepositoryPlan {
 /// One repository listed, dated and decided.
 struct Decided {
     rows: Vec<Row>,
+    explanation: Option<Explanation>,
     /// A note for the report (untagged manifests that cannot be listed).
     note: Option<String>,
     kept_index_children: Option<BTreeSet<String>>,
@@ -340,6 +355,7 @@ pub async fn plan(
                 planned.push(RepositoryPlan {
                     repository: repository.clone(),
                     rows: decided.rows,
+                    explanation: decided.explanation,
                     kept_index_children: decided.kept_index_children,
                 });
             }
@@ -366,6 +382,23 @@ impl Plan {
             .iter()
             .flat_map(|plan| &plan.rows)
             .filter(|row| row.action == Action::Delete)
+    }
+
+    /// Every row of the plan, kept or selected.
+    pub fn rows(&self) -> impl Iterator<Item = &Row> {
+        self.repositories.iter().flat_map(|plan| &plan.rows)
+    }
+
+    /// The `--explain` verdicts, one per repository that lists the tag.
+    pub fn explanations(&self) -> impl Iterator<Item = &Explanation> {
+        self.repositories
+            .iter()
+            .filter_map(|plan| plan.explanation.as_ref())
+    }
+
+    /// Repository-level failures and notes so far.
+    pub fn notes(&self) -> &[RepositoryNote] {
+        &self.notes
     }
 
     /// How many repositories were listed and decided.
@@ -537,7 +570,7 @@ fn looks_like_host(component: &str) -> bool {
 /// digest whose config could not be read, why.
 async fn date_tags(
     tags: &[TagInfo],
-    policy: &Policy,
+    needs_dates: bool,
     client: &Client,
     repository: &Repository,
     parallel: usize,
@@ -554,7 +587,7 @@ async fn date_tags(
         })
         .collect();
     // Dates the listing does not give are read from image configs, and only when a rule needs them.
-    if !policy.needs_dates() {
+    if !needs_dates {
         return (created, HashMap::new());
     }
     let undated: BTreeSet<&str> = tags
@@ -592,11 +625,11 @@ async fn plan_repository(
     observer: &dyn Observer,
 ) -> Result<Decided, RegistryError> {
     let implementation = connection.implementation.as_ref();
-    let policy = request.policy;
+    let policies = request.policies.for_repository(repository);
     let tags = implementation.list_tags(repository, true).await?;
     let (created, unreadable) = date_tags(
         &tags,
-        policy,
+        policies.iter().any(|(_, policy)| policy.needs_dates()),
         &connection.client,
         repository,
         parallel,
@@ -606,13 +639,32 @@ async fn plan_repository(
     let records: Vec<TagRecord> = tags
         .iter()
         .zip(&created)
-        .map(|(info, (date, _))| TagRecord {
-            tag: info.tag.clone(),
-            created: *date,
-        })
+        .map(|(info, (date, _))| TagRecord::new(info.tag.clone(), *date))
         .collect();
-    let decisions = policy.decide(&records, now);
+    let unrecorded = format!(
+        "the {} implementation's listing carries no pull times",
+        implementation.name()
+    );
+    let listing = Listing {
+        now,
+        pulls_unrecorded: Some(&unrecorded),
+    };
+    let decisions = Policies::decide(&policies, &records, listing);
     let name = repository.to_string();
+    let explanation = request.explain.and_then(|tag| {
+        let verdicts: Vec<(Option<String>, Vec<Verdict>)> = policies
+            .iter()
+            .filter_map(|(policy_name, policy)| {
+                let (verdicts, _) = policy.explain(&records, listing, tag)?;
+                Some((policy_name.map(str::to_string), verdicts))
+            })
+            .collect();
+        (!verdicts.is_empty()).then(|| Explanation {
+            repository: name.clone(),
+            tag: tag.to_string(),
+            policies: verdicts,
+        })
+    });
     let mut rows: Vec<Row> = tags
         .iter()
         .zip(&created)
@@ -649,6 +701,7 @@ async fn plan_repository(
         };
     let mut decided = Decided {
         rows,
+        explanation,
         note: None,
         kept_index_children,
     };
@@ -672,7 +725,7 @@ async fn plan_repository(
             continue;
         }
         let date = manifest.created.map(Timestamp::unix_seconds);
-        let decision = policy.decide_untagged(date, now);
+        let decision = Policies::decide_untagged(&policies, date, now);
         decided.rows.push(row(
             &name,
             None,
@@ -894,6 +947,7 @@ mod tests {
                     0,
                     selected,
                 )],
+                explanation: None,
                 kept_index_children: None,
             }],
             notes: vec![RepositoryNote::failure(
