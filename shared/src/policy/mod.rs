@@ -26,7 +26,9 @@ pub mod semver;
 
 use std::fmt;
 
-use regex_lite::Regex;
+use std::borrow::Cow;
+
+use regex::{CaptureLocations, Regex};
 use serde::Serialize;
 
 pub use git::{GitError, GitRefs};
@@ -257,17 +259,25 @@ impl KeepList {
 /// Whole-string glob match with `*` and `?`, linear in practice: on a mismatch only the last `*` is
 /// retried, which is enough because `*` matches any run.
 fn glob_matches(pattern: &str, text: &str) -> bool {
+    // Tags are ASCII, so the common case needs no copy; a non-ASCII pattern is matched by characters.
+    if pattern.is_ascii() && text.is_ascii() {
+        return glob_units(pattern.as_bytes(), text.as_bytes(), b'*', b'?');
+    }
     let pattern: Vec<char> = pattern.chars().collect();
     let text: Vec<char> = text.chars().collect();
+    glob_units(&pattern, &text, '*', '?')
+}
+
+fn glob_units<T: PartialEq + Copy>(pattern: &[T], text: &[T], any_run: T, any_one: T) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
         match pattern.get(p) {
-            Some('*') => {
+            Some(&c) if c == any_run => {
                 star = Some((p, t));
                 p += 1;
             }
-            Some(&c) if c == '?' || c == text[t] => {
+            Some(&c) if c == any_one || c == text[t] => {
                 p += 1;
                 t += 1;
             }
@@ -281,7 +291,7 @@ fn glob_matches(pattern: &str, text: &str) -> bool {
             },
         }
     }
-    pattern[p..].iter().all(|c| *c == '*')
+    pattern[p..].iter().all(|c| *c == any_run)
 }
 
 /// The values of a policy as the command line or a policy file gives them.
@@ -381,9 +391,33 @@ enum RankKey {
     Version(Version),
 }
 
+/// Group names as small numbers, so a ranking sorts on integers rather than strings.
+#[derive(Default)]
+struct Groups {
+    ids: std::collections::HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Groups {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.ids.insert(name.to_string(), id);
+        self.names.push(name.to_string());
+        id
+    }
+}
+
 /// Ranks `entries` (group, key, tag index) within each group, keeping `keep` per group, and records each
 /// tag's best placement in `out`.
-fn place(mut entries: Vec<(String, RankKey, usize)>, keep: usize, out: &mut [Option<Placement>]) {
+fn place(
+    mut entries: Vec<(u32, RankKey, usize)>,
+    groups: &Groups,
+    keep: usize,
+    out: &mut [Option<Placement>],
+) {
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
     let mut start = 0;
     while start < entries.len() {
@@ -393,13 +427,17 @@ fn place(mut entries: Vec<(String, RankKey, usize)>, keep: usize, out: &mut [Opt
             .checked_sub(1)
             .and_then(|last| group.get(last))
             .map(|e| &e.1);
-        for (position, (name, key, index)) in group.iter().enumerate() {
+        let name = groups
+            .names
+            .get(entries[start].0 as usize)
+            .filter(|name| !name.is_empty());
+        for (position, (_, key, index)) in group.iter().enumerate() {
             // Rank and tie come from the keys alone, so equal keys read the same whatever the order.
             let rank = group.partition_point(|other| &other.1 > key) + 1;
             let equal_end = group.partition_point(|other| &other.1 >= key);
             let kept = position < keep || boundary.is_some_and(|limit| key >= limit);
             let placement = Placement {
-                group: (!name.is_empty()).then(|| name.clone()),
+                group: name.cloned(),
                 rank,
                 kept,
                 tie: kept && equal_end > keep,
@@ -553,11 +591,11 @@ impl Policy {
             if !older(now, date, limit) {
                 return Decision::keep(
                     keep_rule,
-                    format!("untagged, not older than {} ({what})", format_age(limit)),
+                    format!("untagged, not older than {} ({what})", Age(limit)),
                 );
             }
             if keep_rule == Rule::TooNew {
-                reason = format!("{reason}, older than {}", format_age(limit));
+                reason = format!("{reason}, older than {}", Age(limit));
             }
         }
         Decision {
@@ -662,20 +700,29 @@ impl Policy {
         };
         let mut keep_last = vec![None; tags.len()];
         if let Some(keep) = self.keep_last {
+            let mut groups = Groups::default();
+            let mut locations = None;
             let entries = ranked()
-                .filter_map(|(index, tag, key)| Some((self.group_of(&tag.tag)?, key, index)))
+                .filter_map(|(index, tag, key)| {
+                    Some((
+                        groups.id(&self.group_key(&tag.tag, &mut locations)?),
+                        key,
+                        index,
+                    ))
+                })
                 .collect();
-            place(entries, keep, &mut keep_last);
+            place(entries, &groups, keep, &mut keep_last);
         }
         let mut per_git_ref = vec![None; tags.len()];
         if let (Some(keep), Some(git)) = (self.per_git_ref, &self.git) {
-            let entries = ranked()
-                .flat_map(|(index, tag, key)| {
-                    git.carried_by(&tag.tag)
-                        .map(move |name| (name.to_string(), key.clone(), index))
-                })
-                .collect();
-            place(entries, keep, &mut per_git_ref);
+            let mut groups = Groups::default();
+            let mut entries = Vec::new();
+            for (index, tag, key) in ranked() {
+                for name in git.carried_by(&tag.tag) {
+                    entries.push((groups.id(name), key.clone(), index));
+                }
+            }
+            place(entries, &groups, keep, &mut per_git_ref);
         }
         Evaluation {
             tags,
@@ -689,19 +736,32 @@ impl Policy {
     /// The `--group-by` group of `tag`: its captures (or the whole match when the regex has none); `None`
     /// when the regex does not match. Without `--group-by` every tag is in the one unnamed group.
     fn group_of(&self, tag: &str) -> Option<String> {
+        let mut locations = None;
+        self.group_key(tag, &mut locations).map(Cow::into_owned)
+    }
+
+    /// [`Policy::group_of`] reusing `locations` across calls and borrowing from `tag` where it can: it
+    /// runs once per tag of a listing.
+    fn group_key<'t>(
+        &self,
+        tag: &'t str,
+        locations: &mut Option<CaptureLocations>,
+    ) -> Option<Cow<'t, str>> {
         let Some(regex) = &self.group_by else {
-            return Some(String::new());
+            return Some(Cow::Borrowed(""));
         };
-        let captures = regex.captures(tag)?;
-        if captures.len() == 1 {
-            return captures.get(0).map(|whole| whole.as_str().to_string());
-        }
-        let parts: Vec<&str> = captures
-            .iter()
-            .skip(1)
-            .map(|part| part.map_or("", |part| part.as_str()))
-            .collect();
-        Some(parts.join(" "))
+        let locations = locations.get_or_insert_with(|| regex.capture_locations());
+        regex.captures_read(locations, tag)?;
+        let part = |group: usize| {
+            locations
+                .get(group)
+                .map_or("", |(start, end)| &tag[start..end])
+        };
+        Some(match locations.len() {
+            0 | 1 => Cow::Borrowed(part(0)),
+            2 => Cow::Borrowed(part(1)),
+            groups => Cow::Owned((1..groups).map(part).collect::<Vec<_>>().join(" ")),
+        })
     }
 
     fn decide_one(&self, evaluation: &Evaluation<'_>, index: usize) -> Decision {
@@ -795,8 +855,8 @@ impl Policy {
                         Rule::Grace,
                         format!(
                             "pushed {} ago, within the {} grace window",
-                            format_age(now.saturating_sub(created).max(0).unsigned_abs()),
-                            format_age(self.grace)
+                            Age(now.saturating_sub(created).max(0).unsigned_abs()),
+                            Age(self.grace)
                         ),
                     ),
                     Some(_) => Finding::Pass(None),
@@ -808,13 +868,12 @@ impl Policy {
                     None => no_date("--older-than"),
                     Some(created) if older(now, created, limit) => Finding::Pass(Some(format!(
                         "{} old, older than {}",
-                        format_age(now.saturating_sub(created).unsigned_abs()),
-                        format_age(limit)
+                        Age(now.saturating_sub(created).unsigned_abs()),
+                        Age(limit)
                     ))),
-                    Some(_) => Finding::Keep(
-                        Rule::TooNew,
-                        format!("not older than {}", format_age(limit)),
-                    ),
+                    Some(_) => {
+                        Finding::Keep(Rule::TooNew, format!("not older than {}", Age(limit)))
+                    }
                 }
             }
             Step::UnpulledFor => {
@@ -831,16 +890,16 @@ impl Policy {
                     (None, Some(created)) => (created, "never pulled, pushed"),
                     (None, None) => return Some(no_date("--unpulled-for")),
                 };
-                let ago = format_age(now.saturating_sub(since).max(0).unsigned_abs());
+                let ago = Age(now.saturating_sub(since).max(0).unsigned_abs());
                 if older(now, since, limit) {
                     Finding::Pass(Some(format!(
                         "{what} {ago} ago, unpulled for more than {}",
-                        format_age(limit)
+                        Age(limit)
                     )))
                 } else {
                     Finding::Keep(
                         Rule::RecentlyPulled,
-                        format!("{what} {ago} ago, within {}", format_age(limit)),
+                        format!("{what} {ago} ago, within {}", Age(limit)),
                     )
                 }
             }
@@ -1064,19 +1123,30 @@ pub fn parse_duration(input: &str) -> Result<u64, PolicyError> {
 /// A duration the way [`parse_duration`] reads it, rounded down to its largest unit and the one below
 /// (`3d4h`, `40d`, `5m`, `0s`): enough to judge an age at a glance.
 pub fn format_age(seconds: u64) -> String {
-    let units = &UNITS[1..];
-    let Some(first) = units.iter().position(|(_, unit)| seconds >= *unit) else {
-        return "0s".into();
-    };
-    let (name, unit) = units[first];
-    let mut text = format!("{}{name}", seconds / unit);
-    if let Some((next_name, next_unit)) = units.get(first + 1) {
-        let rest = seconds % unit / next_unit;
-        if rest > 0 {
-            text.push_str(&format!("{rest}{next_name}"));
+    Age(seconds).to_string()
+}
+
+/// [`format_age`] as a `Display`, so a reason is written in one allocation.
+#[derive(Clone, Copy)]
+struct Age(u64);
+
+impl fmt::Display for Age {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seconds = self.0;
+        let units = &UNITS[1..];
+        let Some(first) = units.iter().position(|(_, unit)| seconds >= *unit) else {
+            return f.write_str("0s");
+        };
+        let (name, unit) = units[first];
+        write!(f, "{}{name}", seconds / unit)?;
+        if let Some((next_name, next_unit)) = units.get(first + 1) {
+            let rest = seconds % unit / next_unit;
+            if rest > 0 {
+                write!(f, "{rest}{next_name}")?;
+            }
         }
+        Ok(())
     }
-    text
 }
 
 impl fmt::Display for Rule {
