@@ -201,7 +201,15 @@ struct Entry {
 
 /// The policies of a config file's text, in file order, every value checked.
 pub fn parse(text: &str) -> Result<Vec<NamedPolicy>, FileError> {
-    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    // Counted in bytes: a span from the parser could end inside a character.
+    let line_of = |offset: usize| {
+        let bytes = text.as_bytes();
+        bytes[..offset.min(bytes.len())]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    };
     let document: Document = toml::from_str(text).map_err(|error| FileError {
         line: error.span().map_or(1, |span| line_of(span.start)),
         key: None,

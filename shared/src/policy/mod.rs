@@ -1914,7 +1914,7 @@ mod tests {
 
         proptest! {
             #[test]
-            fn every_tag_a_keep_rule_keeps_is_kept(tags in records(), options in options()) {
+            fn fuzz_policy_every_tag_a_keep_rule_keeps_is_kept(tags in records(), options in options()) {
                 let policy = Policy::from_options(options).unwrap();
                 let decisions = policy.decide(&tags, at(NOW));
                 for (tag, decision) in tags.iter().zip(&decisions) {
@@ -1931,7 +1931,7 @@ mod tests {
             }
 
             #[test]
-            fn decisions_do_not_depend_on_listing_order(
+            fn fuzz_policy_decisions_do_not_depend_on_listing_order(
                 tags in records(),
                 options in options(),
                 seed in any::<u64>(),
@@ -1953,6 +1953,13 @@ mod tests {
                         .collect::<std::collections::BTreeMap<_, _>>()
                 };
                 prop_assert_eq!(by_tag(&tags), by_tag(&shuffled));
+            }
+
+            #[test]
+            fn fuzz_policy_file_answers_any_text_without_panicking(
+                text in "(\\[\\[cleanup\\.policy\\]\\]\n|name = \"p\"\n|repositories = \\[\"r\\.example/a\"\\]\n|[a-z-]{1,12} = (\"[^\"\n]{0,8}\"|-?[0-9]{1,3}|\\[\\])\n|.{0,10}\n){0,8}",
+            ) {
+                let _ = file::parse(&text);
             }
         }
     }
