@@ -639,15 +639,21 @@ async fn plan_repository(
     let records: Vec<TagRecord> = tags
         .iter()
         .zip(&created)
-        .map(|(info, (date, _))| TagRecord::new(info.tag.clone(), *date))
+        .map(|(info, (date, _))| TagRecord {
+            tag: info.tag.clone(),
+            created: *date,
+            last_pulled: info.last_pulled.flatten().map(Timestamp::unix_seconds),
+        })
         .collect();
+    // A listing records pulls when its tags carry a pull record (a null one is "never pulled").
     let unrecorded = format!(
         "the {} implementation's listing carries no pull times",
         implementation.name()
     );
+    let recorded = tags.iter().all(|info| info.last_pulled.is_some());
     let listing = Listing {
         now,
-        pulls_unrecorded: Some(&unrecorded),
+        pulls_unrecorded: (!recorded).then_some(unrecorded.as_str()),
     };
     let decisions = Policies::decide(&policies, &records, listing);
     let name = repository.to_string();

@@ -926,6 +926,28 @@ fn grouped_keep_last_semver_order_and_the_grace_window() {
     ));
     // latest, pushed now and not a version, is beyond the 3 highest but the default 2h grace keeps it.
     assert_eq!(tags(&registry, versions), without(&before, &["1.9.0"]));
+    // A plain v2 registry records no pulls: --unpulled-for selects nothing and says why.
+    let run = json(&regkit(
+        config.path(),
+        &[
+            "--output",
+            "json",
+            "cleanup",
+            &target(versions),
+            "--unpulled-for",
+            "1d",
+            "--grace",
+            "0",
+            "--yes",
+        ],
+    ));
+    let v2 = &run.rows[&format!("{}:v2.0.0", target(versions))];
+    assert_eq!(v2["rule"], "no-pull-data", "{v2}");
+    assert_eq!(
+        v2["reason"],
+        "--unpulled-for cannot select it: the default implementation's listing carries no pull times"
+    );
+    assert_eq!(tags(&registry, versions), without(&before, &["1.9.0"]));
 
     // The default grace window keeps a fresh push against every rule; --grace 0 turns it off.
     let fresh = "team/fresh";
