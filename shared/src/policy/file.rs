@@ -95,11 +95,6 @@ impl Rules {
         self
     }
 
-    /// Whether any rule is given (a cleanup with none would select every tag).
-    pub fn any(&self) -> bool {
-        *self != Rules::default()
-    }
-
     /// The policy: reads the keep-list and the git references (bounded), compiles the regexes.
     pub fn policy(&self) -> Result<Policy, RulesError> {
         let keep_list = match &self.keep_list {

@@ -107,11 +107,6 @@ impl GitRefs {
             .push((commit.to_ascii_lowercase(), name.to_string()));
     }
 
-    /// Whether no reference was found.
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
     /// The reference `tag` names: a branch or tag name as CI turns it into a tag, or a head commit (full or
     /// at least 7 hex digits). The answer says which, for the report.
     pub fn named_by(&self, tag: &str) -> Option<String> {

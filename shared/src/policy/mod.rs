@@ -249,11 +249,6 @@ impl KeepList {
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }
-
-    /// Adds the entries of `other`.
-    pub fn extend(&mut self, other: KeepList) {
-        self.patterns.extend(other.patterns);
-    }
 }
 
 /// Whole-string glob match with `*` and `?`, linear in practice: on a mismatch only the last `*` is
@@ -564,11 +559,6 @@ impl Policy {
             || self.per_git_ref.is_some()
             || self.unpulled_for.is_some()
             || self.grace > 0
-    }
-
-    /// Whether `--unpulled-for` is set (the listing's pull times matter).
-    pub fn needs_pulls(&self) -> bool {
-        self.unpulled_for.is_some()
     }
 
     /// The decision for a manifest no tag points at (`--untagged`), dated `date`, at time `now`. It goes
@@ -988,13 +978,6 @@ impl Policies {
             })
             .map(|(name, _, policy)| (name.as_deref(), policy))
             .collect()
-    }
-
-    /// Whether any policy needs dates.
-    pub fn needs_dates(&self) -> bool {
-        self.entries
-            .iter()
-            .any(|(_, _, policy)| policy.needs_dates())
     }
 
     /// The decisions of several policies on one listing, combined by the precedence rule: a policy
