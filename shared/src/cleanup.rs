@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::dates::{self, ImageDate, Timestamp};
 use crate::implementation::{DeleteRemoves, DeleteRequest, Implementation, TagInfo};
-use crate::policy::{self, Decision, Policy, Rule, TagRecord};
+use crate::policy::{self, Decision, Listing, Policies, Policy, Rule, TagRecord, Verdict};
 use crate::reference::{Repository, Target};
 use crate::referrers::{self, Depth, TagKind};
 use crate::registry::{Client, RegistryError, failure_kind};
@@ -31,8 +31,10 @@ use crate::session::{Connection, Observer, Session};
 pub struct CleanupRequest<'a> {
     /// Repositories as typed: `registry/path`, `registry/prefix/*` or `registry/*`.
     pub repositories: &'a [String],
-    /// What is kept and what goes.
-    pub policy: &'a Policy,
+    /// What is kept and what goes: one policy, or named policies each for its repositories.
+    pub policies: &'a Policies,
+    /// A tag whose every rule's verdict the plan records ([`Plan::explanations`]).
+    pub explain: Option<&'a str>,
     /// Also remove manifests no tag points at, where the implementation can list them.
     pub untagged: bool,
     /// Keep the referrers of deleted manifests (they become orphans).
@@ -252,10 +254,22 @@ impl Summary {
     }
 }
 
+/// Every rule's verdict on one tag of one repository (`--explain`), per policy that covers it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    /// The repository.
+    pub repository: String,
+    /// The tag.
+    pub tag: String,
+    /// Per policy (named when it comes from the config file), the verdict of each rule it sets.
+    pub policies: Vec<(Option<String>, Vec<Verdict>)>,
+}
+
 /// The decided rows of one repository.
 struct RepositoryPlan {
     repository: Repository,
     rows: Vec<Row>,
+    explanation: Option<Explanation>,
     /// The manifests kept indexes reference, where the engine read them (see [`protect_index_children`]).
     kept_index_children: Option<BTreeSet<String>>,
 }
@@ -263,6 +277,7 @@ struct RepositoryPlan {
 /// One repository listed, dated and decided.
 struct Decided {
     rows: Vec<Row>,
+    explanation: Option<Explanation>,
     /// A note for the report (untagged manifests that cannot be listed).
     note: Option<String>,
     kept_index_children: Option<BTreeSet<String>>,
@@ -359,6 +374,7 @@ pub async fn plan(
                 planned.push(RepositoryPlan {
                     repository: repository.clone(),
                     rows: decided.rows,
+                    explanation: decided.explanation,
                     kept_index_children: decided.kept_index_children,
                 });
             }
@@ -386,6 +402,23 @@ impl Plan {
             .iter()
             .flat_map(|plan| &plan.rows)
             .filter(|row| row.action == Action::Delete)
+    }
+
+    /// Every row of the plan, kept or selected.
+    pub fn rows(&self) -> impl Iterator<Item = &Row> {
+        self.repositories.iter().flat_map(|plan| &plan.rows)
+    }
+
+    /// The `--explain` verdicts, one per repository that lists the tag.
+    pub fn explanations(&self) -> impl Iterator<Item = &Explanation> {
+        self.repositories
+            .iter()
+            .filter_map(|plan| plan.explanation.as_ref())
+    }
+
+    /// Repository-level failures and notes so far.
+    pub fn notes(&self) -> &[RepositoryNote] {
+        &self.notes
     }
 
     /// How many repositories were listed and decided.
@@ -520,10 +553,11 @@ pub async fn referrers_of(
             decide(Some(digest), None),
         ));
     }
-    let policy = Policy::default();
+    let policies = Policies::single(Policy::default());
     let request = CleanupRequest {
         repositories: &[],
-        policy: &policy,
+        policies: &policies,
+        explain: None,
         untagged: false,
         keep_referrers: false,
         orphans: false,
@@ -660,7 +694,7 @@ fn looks_like_host(component: &str) -> bool {
 async fn date_tags(
     tags: &[TagInfo],
     wanted: impl Fn(usize) -> bool,
-    policy: &Policy,
+    needs_dates: bool,
     client: &Client,
     repository: &Repository,
     parallel: usize,
@@ -677,7 +711,7 @@ async fn date_tags(
         })
         .collect();
     // Dates the listing does not give are read from image configs, and only when a rule needs them.
-    if !policy.needs_dates() {
+    if !needs_dates {
         return (created, HashMap::new());
     }
     let undated: BTreeSet<&str> = tags
@@ -721,7 +755,7 @@ async fn plan_repository(
 ) -> Result<Decided, RegistryError> {
     let implementation = connection.implementation.as_ref();
     let client = &connection.client;
-    let policy = request.policy;
+    let policies = request.policies.for_repository(repository);
     let tags = implementation.list_tags(repository, true).await?;
     let takes_manifest = implementation.capabilities().delete_removes == DeleteRemoves::Manifest;
     let mut subjects: Vec<Option<String>> = tags
@@ -732,27 +766,60 @@ async fn plan_repository(
     let (created, unreadable) = date_tags(
         &tags,
         |index| request.orphans || subjects[index].is_none(),
-        policy,
+        policies.iter().any(|(_, policy)| policy.needs_dates()),
         client,
         repository,
         parallel,
         observer,
     )
     .await;
+    let records: Vec<TagRecord> = tags
+        .iter()
+        .zip(&created)
+        .map(|(info, (date, _))| TagRecord {
+            tag: info.tag.clone(),
+            created: *date,
+            last_pulled: info.last_pulled.flatten().map(Timestamp::unix_seconds),
+        })
+        .collect();
+    // A listing records pulls when its tags carry a pull record (a null one is "never pulled").
+    let unrecorded = format!(
+        "the {} implementation's listing carries no pull times",
+        implementation.name()
+    );
+    let recorded = tags.iter().all(|info| info.last_pulled.is_some());
+    let listing = Listing {
+        now,
+        pulls_unrecorded: (!recorded).then_some(unrecorded.as_str()),
+    };
     let decisions = decide_images(
-        policy,
+        &policies,
+        &records,
+        listing,
         &tags,
-        &created,
         &mut subjects,
         &unreadable,
         (takes_manifest, request.orphans),
         client,
         repository,
-        now,
         parallel,
     )
     .await?;
     let name = repository.to_string();
+    let explanation = request.explain.and_then(|tag| {
+        let verdicts: Vec<(Option<String>, Vec<Verdict>)> = policies
+            .iter()
+            .filter_map(|(policy_name, policy)| {
+                let (verdicts, _) = policy.explain(&records, listing, tag)?;
+                Some((policy_name.map(str::to_string), verdicts))
+            })
+            .collect();
+        (!verdicts.is_empty()).then(|| Explanation {
+            repository: name.clone(),
+            tag: tag.to_string(),
+            policies: verdicts,
+        })
+    });
     let mut rows: Vec<Row> = tags
         .iter()
         .zip(&created)
@@ -808,7 +875,7 @@ async fn plan_repository(
                         continue;
                     }
                     let date = manifest.created.map(Timestamp::unix_seconds);
-                    let decision = policy.decide_untagged(date, now);
+                    let decision = Policies::decide_untagged(&policies, date, now);
                     rows.push(row(
                         &name,
                         None,
@@ -845,6 +912,7 @@ async fn plan_repository(
     .await?;
     Ok(Decided {
         rows,
+        explanation,
         note,
         kept_index_children,
     })
@@ -869,15 +937,15 @@ fn referrer_decision(subject: &str) -> Decision {
 /// untags, a referrer's manifest outlives its tag and stays listed by the referrers API.
 #[allow(clippy::too_many_arguments)]
 async fn decide_images(
-    policy: &Policy,
+    policies: &[(Option<&str>, &Policy)],
+    records: &[TagRecord],
+    listing: Listing<'_>,
     tags: &[TagInfo],
-    created: &[(Option<i64>, Option<DateSource>)],
     subjects: &mut [Option<String>],
     dated: &HashMap<String, ImageDate>,
     (read_manifests, orphans): (bool, bool),
     client: &Client,
     repository: &Repository,
-    now: i64,
     parallel: usize,
 ) -> Result<Vec<Decision>, RegistryError> {
     // A tag the listing gave no digest for is read by its name.
@@ -899,18 +967,17 @@ async fn decide_images(
         let images: Vec<usize> = (0..tags.len())
             .filter(|index| subjects[*index].is_none())
             .collect();
-        let records: Vec<TagRecord> = images
-            .iter()
-            .map(|index| TagRecord {
-                tag: tags[*index].tag.clone(),
-                created: created[*index].0,
-            })
-            .collect();
+        let images_records: Vec<TagRecord> =
+            images.iter().map(|index| records[*index].clone()).collect();
         let mut decided: Vec<Option<Decision>> = subjects
             .iter()
             .map(|subject| subject.as_deref().map(referrer_decision))
             .collect();
-        for (index, decision) in images.iter().zip(policy.decide(&records, now)) {
+        for (index, decision) in
+            images
+                .iter()
+                .zip(Policies::decide(policies, &images_records, listing))
+        {
             decided[*index] = Some(decision);
         }
         let decisions: Vec<Decision> = decided.into_iter().flatten().collect();
@@ -1037,9 +1104,11 @@ async fn follow_subjects(
         let (action, reason) = if !request.orphans {
             (Action::Keep, format!("{orphan}; --orphans removes it"))
         } else {
-            let age = request
-                .policy
-                .decide_untagged(row.created.map(Timestamp::unix_seconds), now);
+            let age = Policies::decide_untagged(
+                &request.policies.for_repository(repository),
+                row.created.map(Timestamp::unix_seconds),
+                now,
+            );
             let action = if age.delete {
                 Action::Delete
             } else {
@@ -1452,6 +1521,7 @@ mod tests {
                     0,
                     selected,
                 )],
+                explanation: None,
                 kept_index_children: None,
             }],
             notes: vec![RepositoryNote::failure(

@@ -14,7 +14,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use indicatif::ProgressBar;
 use regkit::cleanup::{self, Action, CleanupRequest, Report, Row};
-use regkit::policy::{self, KeepList, Policy};
+use regkit::ecr::identity::IdentityMap;
+use regkit::policy::file::{Rules, RulesError};
+use regkit::policy::{self, Policies, Sort};
+use regkit::report;
 use regkit::session::{Connection, Observer};
 
 use crate::{Fatal, Setup, print_with, progress_bar};
@@ -24,13 +27,51 @@ use crate::{Fatal, Setup, print_with, progress_bar};
 #[derive(clap::Args)]
 pub(crate) struct CleanupArgs {
     /// Repositories, e.g. registry.example.com/team/app; `registry.example.com/team/*` means every
-    /// repository under team/ (where the registry can list repositories).
-    #[arg(required = true, value_name = "REPO")]
+    /// repository under team/ (where the registry can list repositories). With --policy, they replace the
+    /// policies' own repositories.
+    #[arg(value_name = "REPO", required_unless_present_any = ["policies", "all_policies"])]
     repositories: Vec<String>,
-    /// Keep the N newest tags of those the name filters select, however old. Tags dated the same as the
-    /// Nth newest are all kept (tags on one image share its date), so more than N may stay.
+    /// Apply the [[cleanup.policy]] of this name from regkit's config file (REGKIT_CONFIG, else
+    /// ~/.config/regkit/config.toml) to its repositories; repeatable. Rule flags given here override
+    /// the file's values.
+    #[arg(long = "policy", value_name = "NAME")]
+    policies: Vec<String>,
+    /// Apply every [[cleanup.policy]] of the config file.
+    #[arg(long, conflicts_with = "policies")]
+    all_policies: bool,
+    /// Print every rule's verdict on TAG in each repository, and the decision; deletes nothing.
+    #[arg(long, value_name = "TAG")]
+    explain: Option<String>,
+    /// Keep the N newest tags of those the name filters select (per --group-by group), however old.
+    /// Tags dated the same as the Nth newest are all kept (tags on one image share its date), so more than
+    /// N may stay.
     #[arg(long, value_name = "N")]
     keep_last: Option<usize>,
+    /// Apply --keep-last per group: the capture groups of this regex's match form the group key
+    /// (`^(main|release-.*)-` keeps N per branch); tags it does not match are not ranked.
+    #[arg(long, value_name = "REGEX", allow_hyphen_values = true)]
+    group_by: Option<String>,
+    /// How --keep-last and --per-git-ref rank tags: date (newest push first), or semver (highest version
+    /// first, optional v prefix, pre-releases below their release; other tags below every version, by
+    /// date) [default: date].
+    #[arg(long, value_name = "ORDER", value_parser = parse_sort)]
+    sort: Option<Sort>,
+    /// Never delete anything pushed within this window, whatever the rules (0 turns it off), so a
+    /// cleanup never races a build that is still pushing [default: 2h].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    grace: Option<u64>,
+    /// Delete only tags not pulled for this long (never-pulled tags count from their push), where the
+    /// registry records pulls; elsewhere the rule selects nothing and the report says why.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    unpulled_for: Option<u64>,
+    /// Keep tags naming a branch or tag of this git repository (as CI turns ref names into tags:
+    /// lowercase, / to -) or a head commit (full or 7+ hex digits); read with `git`, bounded in time.
+    #[arg(long, value_name = "DIR")]
+    keep_git: Option<PathBuf>,
+    /// With --keep-git: also keep the N newest tags carrying each reference as a prefix or suffix
+    /// (main-1a2b3c4, build-7-main).
+    #[arg(long, value_name = "N")]
+    per_git_ref: Option<usize>,
     /// Delete only tags older than this (30d, 12h, 1d12h, 2w); a tag without a date is kept.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     older_than: Option<u64>,
@@ -73,6 +114,104 @@ pub(crate) fn parse_duration(input: &str) -> Result<u64, String> {
     policy::parse_duration(input).map_err(|error| error.to_string())
 }
 
+fn parse_sort(input: &str) -> Result<Sort, String> {
+    Sort::parse(input).ok_or_else(|| format!("{input:?} is no order: use date or semver"))
+}
+
+impl CleanupArgs {
+    /// The rule values given on the command line.
+    fn rules(&self) -> Rules {
+        Rules {
+            matches: self.matches.clone(),
+            excludes: self.excludes.clone(),
+            keep_list: self.keep_list.clone(),
+            older_than: self.older_than,
+            keep_last: self.keep_last,
+            group_by: self.group_by.clone(),
+            sort: self.sort,
+            grace: self.grace,
+            unpulled_for: self.unpulled_for,
+            keep_git: self.keep_git.clone(),
+            per_git_ref: self.per_git_ref,
+        }
+    }
+
+    /// The policies of the run and the repositories they cover: the command line's rules, or the named
+    /// policies of the config file with the command line's rules over them. Every file, regex and git
+    /// repository is read here, before the first request.
+    fn policies(&self) -> Result<(Policies, Vec<String>), Fatal> {
+        let flags = self.rules();
+        let usage = |error: RulesError| Fatal::Usage(error.to_string());
+        if self.policies.is_empty() && !self.all_policies {
+            return Ok((
+                Policies::single(flags.policy().map_err(usage)?),
+                self.repositories.clone(),
+            ));
+        }
+        let env = regkit::ecr::Env::from_process();
+        let file = IdentityMap::load_with(&env, |text| {
+            policy::file::parse(text).map_err(|error| error.to_string())
+        })
+        .map_err(|error| Fatal::Usage(error.to_string()))?;
+        let place = IdentityMap::path(&env).map_or_else(
+            || "regkit's config file".into(),
+            |path| path.display().to_string(),
+        );
+        let defined = file.unwrap_or_default();
+        let mut chosen = Vec::new();
+        if self.all_policies {
+            if defined.is_empty() {
+                return Err(Fatal::Usage(format!(
+                    "--all-policies: {place} defines no [[cleanup.policy]]"
+                )));
+            }
+            chosen.extend(defined.iter());
+        }
+        for name in &self.policies {
+            let named = defined
+                .iter()
+                .find(|policy| &policy.name == name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> =
+                        defined.iter().map(|policy| policy.name.as_str()).collect();
+                    Fatal::Usage(format!(
+                        "--policy {name}: {place} defines no such [[cleanup.policy]] (defined: {})",
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ))
+                })?;
+            if !chosen.iter().any(|policy| policy.name == named.name) {
+                chosen.push(named);
+            }
+        }
+        let mut entries = Vec::new();
+        let mut repositories: Vec<String> = self.repositories.clone();
+        for named in chosen {
+            let covered = if self.repositories.is_empty() {
+                named.repositories.clone()
+            } else {
+                self.repositories.clone()
+            };
+            let policy = named
+                .rules
+                .clone()
+                .overlaid(&flags)
+                .policy()
+                .map_err(|error| Fatal::Usage(format!("policy {}: {error}", named.name)))?;
+            for repository in &covered {
+                if !repositories.contains(repository) {
+                    repositories.push(repository.clone());
+                }
+            }
+            entries.push((named.name.clone(), covered, policy));
+        }
+        Ok((Policies::named(entries), repositories))
+    }
+}
+
 /// Progress bars on a terminal and `--verbose` lines, for the engine's steps.
 struct Terminal<'s> {
     setup: &'s Setup<'s>,
@@ -106,34 +245,18 @@ impl Observer for Terminal<'_> {
 }
 
 pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8, Fatal> {
-    let keep_list = match &args.keep_list {
-        Some(path) => KeepList::parse(&std::fs::read_to_string(path).map_err(|error| {
-            Fatal::Usage(format!(
-                "cannot read the keep-list {}: {error}",
-                path.display()
-            ))
-        })?),
-        None => KeepList::default(),
-    };
-    let policy = Policy::new(
-        &args.matches,
-        &args.excludes,
-        keep_list,
-        args.older_than,
-        args.keep_last,
-    )
-    .map_err(|error| Fatal::Usage(error.to_string()))?;
-    if !args.all && !policy.has_rule() {
+    let (policies, repositories) = args.policies()?;
+    if !args.all && args.explain.is_none() && !policies.has_rule() {
         return Err(Fatal::Usage(
-            "cleanup needs a rule (--older-than, --keep-last, --match, --exclude or --keep-list), or --all \
-             to delete every tag"
+            "cleanup needs a rule (--older-than, --keep-last, --match, --exclude, --keep-list, --unpulled-for, \
+             --keep-git or a --policy), or --all to delete every tag"
                 .into(),
         ));
     }
     let dry_run = setup.options.dry_run;
     // Refused before the first request: a nightly job without --yes must fail loudly, not half-run.
     let interactive = io::stdin().is_terminal() && io::stderr().is_terminal();
-    if !dry_run && !args.yes && !interactive {
+    if !dry_run && !args.yes && !interactive && args.explain.is_none() {
         return Err(Fatal::Usage(
             "cleanup deletes tags and standard input is not a terminal to confirm: pass --yes to delete \
              without asking, or --dry-run to see the plan"
@@ -145,14 +268,14 @@ pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8,
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
         });
-    let repositories = args
-        .repositories
+    let repositories = repositories
         .iter()
         .map(|input| setup.unpasted(input).map(str::to_string))
         .collect::<Result<Vec<_>, _>>()?;
     let request = CleanupRequest {
         repositories: &repositories,
-        policy: &policy,
+        policies: &policies,
+        explain: args.explain.as_deref(),
         untagged: args.untagged,
         keep_referrers: args.keep_referrers,
         orphans: args.orphans,
@@ -162,6 +285,9 @@ pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8,
         bar: RefCell::new(None),
     };
     let plan = cleanup::plan(&setup.session, &request, now, &terminal).await?;
+    if let Some(tag) = &args.explain {
+        return explain(setup, &plan, tag);
+    }
     let deletions = plan.deletions().count();
     let mut proceed = true;
     if !dry_run && !args.yes && deletions > 0 {
@@ -194,6 +320,67 @@ pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8,
         }
     }
     Ok(report.exit_code())
+}
+
+/// `--explain TAG`: per repository listing it, every rule's verdict (per policy), then the decision the
+/// plan holds (which includes what the engine adds, such as a kept index's children). Changes nothing;
+/// exit 1 when no repository lists the tag.
+fn explain(setup: &Setup<'_>, plan: &cleanup::Plan, tag: &str) -> Result<u8, Fatal> {
+    let mut found = false;
+    let result = print_with(|out| {
+        for explanation in plan.explanations() {
+            found = true;
+            let row = plan.rows().find(|row| {
+                row.repository == explanation.repository && row.tag.as_deref() == Some(tag)
+            });
+            if setup.json() {
+                let value = serde_json::json!({ "explain": explanation, "decision": row });
+                serde_json::to_writer(&mut *out, &value)?;
+                writeln!(out)?;
+                continue;
+            }
+            writeln!(out, "{}:{tag}", explanation.repository)?;
+            for (name, verdicts) in &explanation.policies {
+                if let Some(name) = name {
+                    writeln!(out, "  policy {name}")?;
+                }
+                for verdict in verdicts {
+                    let mark = if verdict.keeps { "keeps" } else { "-" };
+                    writeln!(
+                        out,
+                        "    {:<16} {mark:<6} {}",
+                        verdict.option, verdict.reason
+                    )?;
+                }
+            }
+            if let Some(row) = row {
+                writeln!(
+                    out,
+                    "  decision: {} ({}): {}",
+                    if row.action == Action::Delete {
+                        "delete"
+                    } else {
+                        "keep"
+                    },
+                    row.rule,
+                    row.reason
+                )?;
+            }
+        }
+        Ok(())
+    });
+    result?;
+    for note in plan.notes() {
+        if let Some(error) = &note.error {
+            eprintln!("regkit: {}: {error}", note.repository);
+        }
+    }
+    if found {
+        Ok(report::EXIT_OK)
+    } else {
+        eprintln!("regkit: --explain {tag}: no repository of the run lists this tag");
+        Ok(report::EXIT_FAILED)
+    }
 }
 
 /// The plan before the question: tag, age, digest, reason.

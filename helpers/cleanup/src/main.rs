@@ -66,9 +66,13 @@ enum Command {
         #[arg(long)]
         keep_referrers: bool,
     },
-    /// Delete the tags a policy selects (--keep-last, --older-than, --match, --exclude, --keep-list) in
-    /// one or more repositories; kept tags never lose their image.
-    Cleanup(cleanup::CleanupArgs),
+    /// Delete the tags a policy selects in one or more repositories; kept tags never lose their image.
+    ///
+    /// Precedence: a tag kept by any keep rule is kept (--match it fails, --exclude, --keep-list,
+    /// --keep-git, --per-git-ref, --keep-last per --group-by group, the --grace window; and always a
+    /// kept index's children); only then do the delete rules (--older-than, --unpulled-for) select.
+    /// Policies can be named in regkit's config file ([[cleanup.policy]], --policy NAME).
+    Cleanup(Box<cleanup::CleanupArgs>),
     /// Show which implementation and credentials would be used for a repository.
     Detect {
         /// Repository, e.g. registry.example.com/team/app.

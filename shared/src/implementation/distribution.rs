@@ -155,6 +155,7 @@ impl<S: Store> Implementation for Distribution<S> {
                         tag,
                         digest: Some(digest),
                         created: None,
+                        last_pulled: None,
                     })
                 })
                 .collect())

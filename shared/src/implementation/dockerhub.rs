@@ -121,6 +121,9 @@ struct HubTag {
     images: Option<serde_json::Value>,
     tag_last_pushed: Option<String>,
     last_updated: Option<String>,
+    /// The last pull; Hub sends null for a tag never pulled.
+    #[serde(default)]
+    tag_last_pulled: Option<String>,
 }
 
 impl HubTag {
@@ -372,6 +375,9 @@ impl Implementation for DockerHub {
                     created: (tag.tag_last_pushed.as_deref())
                         .or(tag.last_updated.as_deref())
                         .and_then(Timestamp::parse_rfc3339),
+                    last_pulled: Some(
+                        (tag.tag_last_pulled.as_deref()).and_then(Timestamp::parse_rfc3339),
+                    ),
                     tag: tag.name,
                 })
                 .collect();

@@ -320,6 +320,7 @@ fn tag_infos(images: Vec<Image>) -> Vec<TagInfo> {
                 tag,
                 digest: Some(digest.clone()),
                 created: pushed_at,
+                last_pulled: None,
             })
         })
         .collect();

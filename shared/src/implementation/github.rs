@@ -550,6 +550,7 @@ impl Implementation for GitHub {
                         tag,
                         digest: Some(name.clone()),
                         created: created_at.as_deref().and_then(Timestamp::parse_rfc3339),
+                        last_pulled: None,
                     })
                 })
                 .collect();

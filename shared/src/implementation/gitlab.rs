@@ -364,6 +364,7 @@ impl Implementation for GitLab {
                         tag,
                         digest: details.digest,
                         created: (details.created_at.as_deref()).and_then(Timestamp::parse_rfc3339),
+                        last_pulled: None,
                     });
                 }
             }

@@ -56,6 +56,9 @@ pub struct TagInfo {
     pub digest: Option<String>,
     /// When it was pushed, when the vendor reports it.
     pub created: Option<Timestamp>,
+    /// Pulls, where the vendor records them: `None` when the listing carries no pull record at all,
+    /// `Some(None)` for a tag the registry says was never pulled.
+    pub last_pulled: Option<Option<Timestamp>>,
 }
 
 impl TagInfo {
@@ -65,6 +68,7 @@ impl TagInfo {
             tag,
             digest: None,
             created: None,
+            last_pulled: None,
         }
     }
 }

@@ -295,6 +295,7 @@ fn tag_infos(listing: Listing) -> Vec<TagInfo> {
             tag: listed.tag,
             digest: listed.digest,
             created: listed.created,
+            last_pulled: None,
         })
         .collect();
     tags.sort_by(|a, b| a.tag.cmp(&b.tag));

@@ -29,6 +29,8 @@ pub struct HubTag {
     pub digest: String,
     /// `tag_last_pushed`, RFC 3339.
     pub pushed: String,
+    /// `tag_last_pulled`, RFC 3339; `None` (null) when never pulled.
+    pub pulled: Option<String>,
 }
 
 #[derive(Default)]
@@ -102,8 +104,18 @@ impl HubServer {
                 HubTag {
                     digest: digest.into(),
                     pushed: pushed.into(),
+                    pulled: None,
                 },
             );
+    }
+
+    /// Records a pull of `repository` `tag` at `pulled` (RFC 3339).
+    pub fn pull(&self, repository: &str, tag: &str, pulled: &str) {
+        if let Some(details) = (self.state.lock().unwrap().repositories.get_mut(repository))
+            .and_then(|tags| tags.get_mut(tag))
+        {
+            details.pulled = Some(pulled.into());
+        }
     }
 
     /// Every tag of `repository` with its digest.
@@ -265,7 +277,8 @@ fn routes(state: &Arc<Mutex<State>>) -> Vec<Route> {
                     .iter()
                     .map(|(tag, details)| {
                         json!({"name": tag, "last_updated": details.pushed,
-                               "tag_last_pushed": details.pushed, "status": "active",
+                               "tag_last_pushed": details.pushed, "tag_last_pulled": details.pulled,
+                               "status": "active",
                                "images": {"digest": details.digest, "architecture": "amd64", "os": "linux"}})
                     })
                     .collect();

@@ -785,3 +785,419 @@ fn a_report_that_cannot_be_written_exits_1_naming_the_file() {
     assert_eq!(error.lines().count(), 1, "{error}");
     assert_eq!(tags(&registry, repo), before);
 }
+
+/// `git ARGS` in `dir` with a fixed identity; panics on failure.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}: {}", stderr(&output));
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[test]
+fn git_references_keep_their_tags_heads_and_newest_per_reference() {
+    let repository = tempfile::tempdir().unwrap();
+    let dir = repository.path();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["commit", "-q", "--allow-empty", "-m", "one"]);
+    git(dir, &["tag", "-a", "v1.2.0", "-m", "release"]);
+    git(dir, &["branch", "feature/x"]);
+    git(dir, &["branch", "gone"]);
+    git(dir, &["commit", "-q", "--allow-empty", "-m", "two"]);
+    git(dir, &["branch", "-D", "gone"]);
+    let head = git(dir, &["rev-parse", "HEAD"]);
+    let short = &head[..7];
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/git";
+    push(
+        &registry,
+        repo,
+        &[
+            ("main", days_ago(40)),
+            ("feature-x", days_ago(40)),
+            ("v1.2.0", days_ago(40)),
+            (short, days_ago(40)),
+            ("main-3", days_ago(3)),
+            ("main-2", days_ago(2)),
+            ("main-1", days_ago(1)),
+            ("gone", days_ago(40)),
+            ("gone-1", days_ago(1)),
+        ],
+    );
+    let before = tags(&registry, repo);
+    let target = format!("{}/{repo}", registry.host());
+    let keep_git = dir.to_str().unwrap();
+    let run = json(&regkit(
+        config.path(),
+        &[
+            "--output",
+            "json",
+            "cleanup",
+            &target,
+            "--keep-git",
+            keep_git,
+            "--per-git-ref",
+            "2",
+            "--grace",
+            "0",
+            "--yes",
+        ],
+    ));
+    // The deleted branch's images go; main keeps its 2 newest, the ref tags and the head commit stay.
+    assert_eq!(
+        tags(&registry, repo),
+        without(&before, &["main-3", "gone", "gone-1"])
+    );
+    let row = |tag: &str| &run.rows[&format!("{target}:{tag}")];
+    assert_eq!(row("feature-x")["rule"], "git-ref");
+    assert_eq!(
+        row("feature-x")["reason"],
+        "names the git reference feature/x"
+    );
+    assert_eq!(row(short)["rule"], "git-ref");
+    assert_eq!(row("v1.2.0")["rule"], "git-ref");
+    assert_eq!(row("main-1")["rule"], "per-git-ref");
+    assert_eq!(row("gone")["rule"], "selected");
+
+    // A directory that is not a repository stops the run before any request: exit 2, one line.
+    let plain = tempfile::tempdir().unwrap();
+    let output = regkit(
+        config.path(),
+        &[
+            "cleanup",
+            &target,
+            "--keep-git",
+            plain.path().to_str().unwrap(),
+            "--grace",
+            "0",
+            "--yes",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains("--keep-git") && message.contains("not a git repository"),
+        "{message}"
+    );
+    assert_eq!(tags(&registry, repo).len(), before.len() - 3);
+}
+
+#[test]
+fn grouped_keep_last_semver_order_and_the_grace_window() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let target = |repo: &str| format!("{}/{repo}", registry.host());
+    // Groups of different sizes: main has 4, release-1 has 1, release-2 has 3; pr-7 is in no group.
+    let grouped = "team/grouped";
+    push(
+        &registry,
+        grouped,
+        &[
+            ("main-a", days_ago(1)),
+            ("main-b", days_ago(2)),
+            ("main-c", days_ago(3)),
+            ("main-d", days_ago(4)),
+            ("release-1-a", days_ago(90)),
+            ("release-2-a", days_ago(7)),
+            ("release-2-b", days_ago(8)),
+            ("release-2-c", days_ago(9)),
+            ("pr-7", days_ago(1)),
+        ],
+    );
+    let before = tags(&registry, grouped);
+    let run = json(&regkit(
+        config.path(),
+        &[
+            "--output",
+            "json",
+            "cleanup",
+            &target(grouped),
+            "--group-by",
+            "^(main|release-[0-9]+)-",
+            "--keep-last",
+            "2",
+            "--grace",
+            "0",
+            "--yes",
+        ],
+    ));
+    assert_eq!(
+        tags(&registry, grouped),
+        without(&before, &["main-c", "main-d", "release-2-c", "pr-7"])
+    );
+    let row = |tag: &str| &run.rows[&format!("{}:{tag}", target(grouped))];
+    assert_eq!(
+        row("release-1-a")["reason"],
+        "among the 2 newest of the group \"release-1\" (#1)"
+    );
+    assert_eq!(row("pr-7")["reason"], "in no --group-by group");
+
+    // Semver: the release above its pre-release, versions above other tags; build metadata ties.
+    let versions = "team/versions";
+    push(
+        &registry,
+        versions,
+        &[
+            ("v1.10.0", days_ago(50)),
+            ("1.9.0", days_ago(1)),
+            ("v2.0.0-rc.1", days_ago(1)),
+            ("v2.0.0", days_ago(60)),
+            ("latest", days_ago(0)),
+        ],
+    );
+    let before = tags(&registry, versions);
+    json(&regkit(
+        config.path(),
+        &[
+            "--output",
+            "json",
+            "cleanup",
+            &target(versions),
+            "--sort",
+            "semver",
+            "--keep-last",
+            "3",
+            "--yes",
+        ],
+    ));
+    // latest, pushed now and not a version, is beyond the 3 highest but the default 2h grace keeps it.
+    assert_eq!(tags(&registry, versions), without(&before, &["1.9.0"]));
+    // A plain v2 registry records no pulls: --unpulled-for selects nothing and says why.
+    let run = json(&regkit(
+        config.path(),
+        &[
+            "--output",
+            "json",
+            "cleanup",
+            &target(versions),
+            "--unpulled-for",
+            "1d",
+            "--grace",
+            "0",
+            "--yes",
+        ],
+    ));
+    let v2 = &run.rows[&format!("{}:v2.0.0", target(versions))];
+    assert_eq!(v2["rule"], "no-pull-data", "{v2}");
+    assert_eq!(
+        v2["reason"],
+        "--unpulled-for cannot select it: the default implementation's listing carries no pull times"
+    );
+    assert_eq!(tags(&registry, versions), without(&before, &["1.9.0"]));
+
+    // The default grace window keeps a fresh push against every rule; --grace 0 turns it off.
+    let fresh = "team/fresh";
+    push(
+        &registry,
+        fresh,
+        &[("now", days_ago(0)), ("old", days_ago(3))],
+    );
+    let run = json(&regkit(
+        config.path(),
+        &[
+            "--output",
+            "json",
+            "cleanup",
+            &target(fresh),
+            "--keep-last",
+            "0",
+            "--yes",
+        ],
+    ));
+    let now = &run.rows[&format!("{}:now", target(fresh))];
+    assert_eq!(now["rule"], "grace");
+    assert!(
+        now["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("within the 2h grace window"),
+        "{now}"
+    );
+    assert_eq!(tags(&registry, fresh).keys().collect::<Vec<_>>(), ["now"]);
+    json(&regkit(
+        config.path(),
+        &[
+            "--output",
+            "json",
+            "cleanup",
+            &target(fresh),
+            "--grace",
+            "0",
+            "--yes",
+        ],
+    ));
+    assert!(tags(&registry, fresh).is_empty());
+}
+
+/// Writes regkit's config file where a run with `HOME=home` reads it.
+fn write_config(home: &Path, text: &str) -> std::path::PathBuf {
+    let dir = home.join(".config/regkit");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_policy_file_with_two_policies_on_one_repository_and_explain() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/policies";
+    let target = format!("{}/{repo}", registry.host());
+    push(
+        &registry,
+        repo,
+        &[
+            ("main-1", days_ago(40)),
+            ("main-2", days_ago(50)),
+            ("x-old", days_ago(40)),
+            ("x-new", days_ago(1)),
+        ],
+    );
+    let before = tags(&registry, repo);
+    write_config(
+        config.path(),
+        &format!(
+            r#"
+[[ecr.identity]]
+registry = "*.dkr.ecr.*.amazonaws.com"
+profile = "other"
+
+[[cleanup.policy]]
+name = "branches"
+repositories = ["{target}"]
+match = "^main-"
+keep-last = 1
+grace = "0"
+
+[[cleanup.policy]]
+name = "old"
+repositories = ["{}/team/*"]
+older-than = "30d"
+"#,
+            registry.host()
+        ),
+    );
+    // --explain prints every rule of each policy and deletes nothing, even without --yes.
+    let output = regkit(
+        config.path(),
+        &["cleanup", "--all-policies", "--explain", "main-1"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("policy branches") && text.contains("policy old"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--keep-last") && text.contains("--older-than"),
+        "{text}"
+    );
+    assert!(
+        text.contains("decision: keep (keep-last): policy branches: among the 1 newest (#1)"),
+        "{text}"
+    );
+    assert_eq!(tags(&registry, repo), before);
+
+    let run = json(&regkit(
+        config.path(),
+        &[
+            "--output", "json", "cleanup", "--policy", "branches", "--policy", "old", "--yes",
+        ],
+    ));
+    // main-1: kept by branches' keep-last although old selects it; x-old: branches does not judge it
+    // (no --match), old selects it; x-new: old keeps it.
+    assert_eq!(
+        tags(&registry, repo),
+        without(&before, &["main-2", "x-old"])
+    );
+    let row = |tag: &str| &run.rows[&format!("{target}:{tag}")];
+    assert_eq!(row("main-1")["rule"], "keep-last");
+    assert_eq!(row("x-new")["rule"], "too-new");
+    assert!(
+        row("x-old")["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("policy old: 40d old"),
+        "{}",
+        row("x-old")
+    );
+
+    // Flags override the file: --keep-last 0 makes branches select main-1 too.
+    let output = regkit(
+        config.path(),
+        &[
+            "--output",
+            "json",
+            "cleanup",
+            "--policy",
+            "branches",
+            "--keep-last",
+            "0",
+            "--dry-run",
+        ],
+    );
+    let planned = json(&output);
+    assert_eq!(
+        planned.rows[&format!("{target}:main-1")]["result"],
+        "planned"
+    );
+}
+
+#[test]
+fn bad_policy_files_stop_the_run_with_one_line_naming_file_line_and_key() {
+    let registry = Registry::start();
+    let config = docker_config();
+    let repo = "team/bad-files";
+    push(&registry, repo, &[("old", days_ago(40))]);
+    let before = tags(&registry, repo);
+    let head = format!(
+        "[[cleanup.policy]]\nname = \"p\"\nrepositories = [\"{}/{repo}\"]\n",
+        registry.host()
+    );
+    for (body, expected) in [
+        (
+            format!("{head}keep-lats = 3\n"),
+            "line 4: unknown field `keep-lats`",
+        ),
+        (
+            format!("{head}match = \"(\"\n"),
+            "line 4, key match: invalid match regex",
+        ),
+        (
+            format!("{head}older-than = \"30\"\n"),
+            "line 4, key older-than: invalid duration \"30\"",
+        ),
+        (
+            "[[cleanup.policy]]\nname = \"p\"\nolder-than = \"1d\"\n".to_string(),
+            "key repositories: policy \"p\" names no repository",
+        ),
+    ] {
+        let path = write_config(config.path(), &body);
+        let output = regkit(
+            config.path(),
+            &["cleanup", "--policy", "p", "--grace", "0", "--yes"],
+        );
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{body}: {message}");
+        assert_eq!(message.lines().count(), 1, "{message}");
+        assert!(message.contains(path.to_str().unwrap()), "{message}");
+        assert!(message.contains(expected), "{expected}: {message}");
+    }
+    write_config(config.path(), &format!("{head}older-than = \"1d\"\n"));
+    let output = regkit(config.path(), &["cleanup", "--policy", "nope", "--yes"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("--policy nope: ") && stderr(&output).contains("(defined: p)"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(tags(&registry, repo), before, "nothing was deleted");
+}

@@ -50,6 +50,31 @@ fn cleanup(flags: &[&str], repository: &str) -> BTreeMap<String, Value> {
     cleanup_in(config.path(), flags, repository)
 }
 
+/// The `--report` file's rows by tag.
+fn report_rows(report: &Path) -> BTreeMap<String, Value> {
+    let document: Value = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
+    document["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| (row["tag"].as_str().unwrap().to_string(), row.clone()))
+        .collect()
+}
+
+/// The flags that reach the Docker Hub double as alice.
+fn hub_flags(url: &str) -> [&str; 8] {
+    [
+        "--repo-implementation",
+        "dockerhub",
+        "--docker-hub-api-url",
+        url,
+        "--repo-docker-hub-username",
+        "alice",
+        "--repo-docker-hub-password",
+        "s3cret-pw",
+    ]
+}
+
 /// [`cleanup`] with the docker config (and report) in `config`, for vendors whose credentials come from it.
 fn cleanup_in(config: &Path, flags: &[&str], repository: &str) -> BTreeMap<String, Value> {
     let report = config.join("report.json");
@@ -59,13 +84,7 @@ fn cleanup_in(config: &Path, flags: &[&str], repository: &str) -> BTreeMap<Strin
     args.push(report.to_str().unwrap());
     let run: Run = regkit(config, &args);
     assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
-    let document: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    let rows: BTreeMap<String, Value> = document["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| (row["tag"].as_str().unwrap().to_string(), row.clone()))
-        .collect();
+    let rows = report_rows(&report);
     assert_eq!(
         rows.keys().map(String::as_str).collect::<Vec<_>>(),
         ["pin", "t-mid", "t-new", "t-old"]
@@ -135,18 +154,66 @@ fn dockerhub() {
         );
     }
     let url = hub.url();
-    let flags = [
-        "--repo-implementation",
-        "dockerhub",
-        "--docker-hub-api-url",
-        &url,
-        "--repo-docker-hub-username",
-        "alice",
-        "--repo-docker-hub-password",
-        "s3cret-pw",
-    ];
-    cleanup(&flags, &format!("{}/alice/app", hub.server.host()));
+    cleanup(
+        &hub_flags(&url),
+        &format!("{}/alice/app", hub.server.host()),
+    );
     assert_eq!(hub.tags("alice/app"), expected());
+    hub.server.assert_no_violations();
+}
+
+/// `--unpulled-for` reads Docker Hub's `tag_last_pulled`: a tag pulled lately stays, one pulled long ago
+/// or never (counted from its push) goes; the rule names what it found.
+#[test]
+fn dockerhub_unpulled_for_reads_tag_last_pulled() {
+    let hub = HubServer::start();
+    hub.add_account("alice", "s3cret-pw", None);
+    for (tag, n, pushed, pulled) in [
+        ("hot", 1, 90, Some(2)),
+        ("cold", 2, 90, Some(60)),
+        ("never", 3, 90, None),
+        ("young", 4, 5, None),
+    ] {
+        hub.push(
+            "alice/pulls",
+            tag,
+            &digest(n),
+            &format_rfc3339(days_ago(pushed)),
+        );
+        if let Some(days) = pulled {
+            hub.pull("alice/pulls", tag, &format_rfc3339(days_ago(days)));
+        }
+    }
+    let url = hub.url();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let repository = format!("{}/alice/pulls", hub.server.host());
+    let mut args = hub_flags(&url).to_vec();
+    args.extend([
+        "cleanup",
+        &repository,
+        "--unpulled-for",
+        "30d",
+        "--yes",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let run: Run = regkit(dir.path(), &args);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert_eq!(
+        hub.tags("alice/pulls")
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["hot", "young"]
+    );
+    let rows = report_rows(&report);
+    assert_eq!(rows["hot"]["rule"], "recently-pulled");
+    assert_eq!(rows["hot"]["reason"], "last pulled 2d ago, within 30d");
+    assert_eq!(
+        rows["never"]["reason"],
+        "never pulled, pushed 90d ago, unpulled for more than 30d"
+    );
     hub.server.assert_no_violations();
 }
 
