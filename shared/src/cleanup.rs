@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::dates::{self, DateResult, Timestamp};
 use crate::implementation::{DeleteRemoves, DeleteRequest, Implementation, TagInfo};
+use crate::inuse::InUse;
 use crate::policy::{self, Decision, Policy, Rule, TagRecord};
 use crate::reference::{Repository, Target};
 use crate::registry::{Client, RegistryError, failure_kind};
@@ -33,6 +34,8 @@ pub struct CleanupRequest<'a> {
     pub policy: &'a Policy,
     /// Also remove manifests no tag points at, where the implementation can list them.
     pub untagged: bool,
+    /// What workloads and `--keep-images` use (computed before planning): kept whatever the policy says.
+    pub in_use: Option<&'a InUse>,
 }
 
 /// Keep or delete.
@@ -220,6 +223,20 @@ pub struct Summary {
     /// Rows whose deletion ran (or was planned), per status.
     #[serde(flatten)]
     pub statuses: StatusCounts,
+    /// What the in-use scan read (or that it read nothing), and what it skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_use: Option<InUseSummary>,
+}
+
+/// The in-use scan in a cleanup's summary.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct InUseSummary {
+    /// Images (repository with a tag or a digest) in use.
+    pub images: usize,
+    /// What was scanned, or why nothing was.
+    pub scanned: Vec<String>,
+    /// Objects and lines skipped, and why.
+    pub skipped: Vec<String>,
 }
 
 impl Summary {
@@ -261,6 +278,7 @@ pub struct Plan {
     repositories: Vec<RepositoryPlan>,
     notes: Vec<RepositoryNote>,
     expanded: usize,
+    in_use: Option<InUseSummary>,
 }
 
 /// The outcome of a cleanup: every row, the repository notes, the counts.
@@ -356,6 +374,11 @@ pub async fn plan(
         repositories: planned,
         notes,
         expanded: repositories.len(),
+        in_use: request.in_use.map(|set| InUseSummary {
+            images: set.len(),
+            scanned: set.scanned.clone(),
+            skipped: set.skipped.clone(),
+        }),
     })
 }
 
@@ -410,7 +433,10 @@ impl Plan {
             .flat_map(|plan| plan.rows)
             .collect();
         Report {
-            summary: Summary::of(&rows, self.expanded),
+            summary: Summary {
+                in_use: self.in_use,
+                ..Summary::of(&rows, self.expanded)
+            },
             rows,
             notes: self.notes,
             declined,
@@ -639,6 +665,9 @@ async fn plan_repository(
             )
         })
         .collect();
+    if let Some(set) = request.in_use {
+        keep_in_use(set, &mut rows);
+    }
     // An implementation whose tag delete takes the manifest would remove, with a deleted tag, a manifest
     // that a kept index still references; the others leave it to the index (or refuse, as ECR does).
     let kept_index_children =
@@ -683,7 +712,22 @@ async fn plan_repository(
             decision,
         ));
     }
+    if let Some(set) = request.in_use {
+        keep_in_use(set, &mut decided.rows);
+    }
     Ok(decided)
+}
+
+/// Keeps every selected row whose tag or digest a workload or a `--keep-images` line uses. A digest in use
+/// keeps each tag on it: on several registries the last tag's delete takes the manifest.
+fn keep_in_use(set: &InUse, rows: &mut [Row]) {
+    for row in rows.iter_mut().filter(|row| row.action == Action::Delete) {
+        if let Some(keep) = set.keeps(&row.repository, row.tag.as_deref(), row.digest.as_deref()) {
+            row.action = Action::Keep;
+            row.rule = Rule::InUse;
+            row.reason = keep.to_string();
+        }
+    }
 }
 
 /// Keeps every selected tag whose manifest an index of a kept tag references, to any depth: a tag kept
@@ -903,6 +947,7 @@ mod tests {
                 report::EXIT_AUTH,
             )],
             expanded: 2,
+            in_use: None,
         };
         let report = plan.decline();
         assert_eq!(report.rows[0].result, RowResult::Declined);

@@ -42,6 +42,9 @@ pub enum Rule {
     TooNew,
     /// Kept: a kept tag's index references its manifest (set by the caller, which reads the indexes).
     InKeptIndex,
+    /// Kept: a workload or a `--keep-images` line uses its tag or digest (set by the caller, from
+    /// [`crate::inuse::InUse`]).
+    InUse,
     /// Deleted: every rule selects it.
     Selected,
     /// Deleted: no tag points at the manifest (`--untagged`), and the age rule, if any, selects it.
@@ -59,6 +62,7 @@ impl Rule {
             Rule::KeepLast => "keep-last",
             Rule::TooNew => "too-new",
             Rule::InKeptIndex => "in-kept-index",
+            Rule::InUse => "in-use",
             Rule::Selected => "selected",
             Rule::Untagged => "untagged",
         }

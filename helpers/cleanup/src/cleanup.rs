@@ -17,6 +17,7 @@ use regkit::cleanup::{self, Action, CleanupRequest, Report, Row};
 use regkit::policy::{self, KeepList, Policy};
 use regkit::session::{Connection, Observer};
 
+use crate::inuse::{self, InUseArgs};
 use crate::{Fatal, Setup, print_with, progress_bar};
 
 /// `regkit cleanup` options (the global ones — `--dry-run`, `--output`, `--parallel`, credentials,
@@ -51,6 +52,8 @@ pub(crate) struct CleanupArgs {
     /// Delete without asking (required when standard input is not a terminal).
     #[arg(long, short = 'y')]
     yes: bool,
+    #[command(flatten)]
+    in_use: InUseArgs,
     /// Write a JSON report of every tag seen, kept or deleted, with the reason and the result.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -125,10 +128,14 @@ pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8,
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
         });
+    // Before the first registry request: without the in-use set, nothing may be deleted.
+    let in_use = inuse::gather(&args.in_use).await?;
+    inuse::explain(setup, &in_use);
     let request = CleanupRequest {
         repositories: &args.repositories,
         policy: &policy,
         untagged: args.untagged,
+        in_use: Some(&in_use),
     };
     let terminal = Terminal {
         setup,

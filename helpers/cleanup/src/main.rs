@@ -5,6 +5,7 @@ mod cleanup;
 mod configure;
 mod doctor;
 mod generate;
+mod inuse;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, IsTerminal, Write};
@@ -59,6 +60,9 @@ enum Command {
     /// Delete the tags a policy selects (--keep-last, --older-than, --match, --exclude, --keep-list) in
     /// one or more repositories; kept tags never lose their image.
     Cleanup(cleanup::CleanupArgs),
+    /// Print the images Kubernetes workloads and --keep-images use, which cleanup keeps (reference, where
+    /// from); changes nothing.
+    InUse(inuse::InUseArgs),
     /// Show which implementation and credentials would be used for a repository.
     Detect {
         /// Repository, e.g. registry.example.com/team/app.
@@ -320,6 +324,7 @@ async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
         } => tags(&setup, repository, *digests).await,
         Command::Delete { references, stdin } => delete(&setup, references, *stdin).await,
         Command::Cleanup(args) => cleanup::cleanup(&setup, args).await,
+        Command::InUse(args) => inuse::run(&setup, args).await,
         Command::Detect { repository } => detect(&setup, repository).await,
         Command::Configure(args) => {
             configure::run(args, setup.session.config().dir(), setup.options.dry_run)

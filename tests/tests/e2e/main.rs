@@ -18,6 +18,7 @@ mod faults;
 mod gcr_cleanup;
 mod gcr_login;
 mod hostile;
+mod inuse;
 mod keyring;
 mod kubelet;
 mod packaging;
