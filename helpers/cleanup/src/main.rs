@@ -58,7 +58,8 @@ enum Command {
         stdin: bool,
     },
     /// Delete the tags a policy selects (--keep-last, --older-than, --match, --exclude, --keep-list) in
-    /// one or more repositories; kept tags never lose their image.
+    /// one or more repositories; kept tags never lose their image, and images that Kubernetes workloads
+    /// (every kubeconfig context) or --keep-images use are kept.
     Cleanup(cleanup::CleanupArgs),
     /// Print the images Kubernetes workloads and --keep-images use, which cleanup keeps (reference, where
     /// from); changes nothing.
