@@ -697,7 +697,6 @@ fn ecr_cleanup() -> Row {
     }
 }
 
-/// Every program `make install` ships: the Makefile's `BINARIES`.
 /// The in-use scan before a cleanup: `regkit in-use` against the Kubernetes stand-in holding 10,000 Pods
 /// (two containers and a running digest each) and 3,000 ReplicaSets across 200 namespaces, beside the same
 /// command with `--without-kube`; the stand-in counts the requests.
@@ -707,13 +706,19 @@ fn kube_scan() -> Row {
     const NAMESPACES: usize = 200;
     let cluster = Kubernetes::start("bench-token");
     let digest = format!("sha256:{}", "ab".repeat(32));
+    // Object `index` of a kind lives in one of the namespaces and runs one of 50 repositories' tags.
+    let place = |index: usize, tags: usize| {
+        (
+            format!("ns-{:03}", index % NAMESPACES),
+            format!(
+                "registry.example.com/team/app-{}:v{}",
+                index % 50,
+                index % tags
+            ),
+        )
+    };
     for index in 0..PODS {
-        let namespace = format!("ns-{:03}", index % NAMESPACES);
-        let image = format!(
-            "registry.example.com/team/app-{}:v{}",
-            index % 50,
-            index % 7
-        );
+        let (namespace, image) = place(index, 7);
         cluster.add(
             "Pod",
             serde_json::json!({
@@ -725,12 +730,7 @@ fn kube_scan() -> Row {
         );
     }
     for index in 0..REPLICA_SETS {
-        let namespace = format!("ns-{:03}", index % NAMESPACES);
-        let image = format!(
-            "registry.example.com/team/app-{}:v{}",
-            index % 50,
-            index % 11
-        );
+        let (namespace, image) = place(index, 11);
         cluster.add_workload("ReplicaSet", &namespace, &format!("rs-{index}"), &[&image]);
     }
     let home = tempfile::tempdir().expect("home");
@@ -775,6 +775,7 @@ fn kube_scan() -> Row {
     }
 }
 
+/// Every program `make install` ships: the Makefile's `BINARIES`.
 fn shipped_binaries() -> Vec<String> {
     let makefile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Makefile");
     let text = std::fs::read_to_string(&makefile).expect("read the Makefile");
