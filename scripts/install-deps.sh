@@ -7,6 +7,8 @@ set -euo pipefail
 declare -A tools=(
   [docker-registry]=docker-registry
   [skopeo]=skopeo
+  # The real client the Kubernetes stand-in is proven against (tests/tests/e2e/inuse.rs).
+  [kubectl]=kubernetes-client
   [htpasswd]=apache2-utils
   [jq]=jq
   [dbus-daemon]=dbus

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::dates::{self, ImageDate, Timestamp};
 use crate::implementation::{DeleteRemoves, DeleteRequest, Implementation, TagInfo};
+use crate::inuse::InUse;
 use crate::policy::{self, Decision, Listing, Policies, Policy, Rule, TagRecord, Verdict};
 use crate::reference::{Repository, Target};
 use crate::referrers::{self, Depth, TagKind};
@@ -41,6 +42,8 @@ pub struct CleanupRequest<'a> {
     pub keep_referrers: bool,
     /// Remove orphans: referrers whose subject no longer exists (`--older-than` applies).
     pub orphans: bool,
+    /// What workloads and `--keep-images` use (computed before planning): kept whatever the policy says.
+    pub in_use: Option<&'a InUse>,
 }
 
 /// Keep or delete.
@@ -232,6 +235,20 @@ pub struct Summary {
     /// Rows whose deletion ran (or was planned), per status.
     #[serde(flatten)]
     pub statuses: StatusCounts,
+    /// What the in-use scan read (or that it read nothing), and what it skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_use: Option<InUseSummary>,
+}
+
+/// The in-use scan in a cleanup's summary.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct InUseSummary {
+    /// Images (repository with a tag or a digest) in use.
+    pub images: usize,
+    /// What was scanned, or why nothing was.
+    pub scanned: Vec<String>,
+    /// Objects and lines skipped, and why.
+    pub skipped: Vec<String>,
 }
 
 impl Summary {
@@ -291,6 +308,7 @@ pub struct Plan {
     expanded: usize,
     /// Repositories deleted from at once (`--parallel`).
     parallel: usize,
+    in_use: Option<InUseSummary>,
 }
 
 /// The outcome of a cleanup: every row, the repository notes, the counts.
@@ -392,6 +410,11 @@ pub async fn plan(
         notes,
         expanded: repositories.len(),
         parallel,
+        in_use: request.in_use.map(|set| InUseSummary {
+            images: set.len(),
+            scanned: set.scanned.clone(),
+            skipped: set.skipped.clone(),
+        }),
     })
 }
 
@@ -472,7 +495,10 @@ impl Plan {
             .flat_map(|plan| plan.rows)
             .collect();
         Report {
-            summary: Summary::of(&rows, self.expanded),
+            summary: Summary {
+                in_use: self.in_use,
+                ..Summary::of(&rows, self.expanded)
+            },
             rows,
             notes: self.notes,
             declined,
@@ -561,6 +587,7 @@ pub async fn referrers_of(
         untagged: false,
         keep_referrers: false,
         orphans: false,
+        in_use: None,
     };
     let removes = implementation.capabilities().delete_removes;
     follow_subjects(
@@ -855,6 +882,9 @@ async fn plan_repository(
             }
         })
         .collect();
+    if let Some(set) = request.in_use {
+        keep_in_use(set, &mut rows);
+    }
     // An implementation whose tag delete takes the manifest would remove, with a deleted tag, a manifest
     // that a kept index still references; the others leave it to the index (or refuse, as ECR does).
     let kept_index_children = if takes_manifest {
@@ -898,6 +928,9 @@ async fn plan_repository(
                 ));
             }
         }
+    }
+    if let Some(set) = request.in_use {
+        keep_in_use(set, &mut rows);
     }
     follow_subjects(
         request,
@@ -1217,6 +1250,18 @@ async fn add_schema_children(
     Ok(true)
 }
 
+/// Keeps every selected row whose tag or digest a workload or a `--keep-images` line uses. A digest in use
+/// keeps each tag on it: on several registries the last tag's delete takes the manifest.
+fn keep_in_use(set: &InUse, rows: &mut [Row]) {
+    for row in rows.iter_mut().filter(|row| row.action == Action::Delete) {
+        if let Some(keep) = set.keeps(&row.repository, row.tag.as_deref(), row.digest.as_deref()) {
+            row.action = Action::Keep;
+            row.rule = Rule::InUse;
+            row.reason = keep.to_string();
+        }
+    }
+}
+
 /// Keeps every selected tag whose manifest an index of a kept tag references, to any depth: a tag kept
 /// for an index may itself be an index, whose children are then read too. Returns the manifests kept
 /// indexes reference when anything is still selected (the delete request carries them, so the
@@ -1532,6 +1577,7 @@ mod tests {
             )],
             expanded: 2,
             parallel: 1,
+            in_use: None,
         };
         let report = plan.decline();
         assert_eq!(report.rows[0].result, RowResult::Declined);

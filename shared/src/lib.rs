@@ -52,6 +52,8 @@ mod fuzz_tests;
 pub mod gcr;
 #[cfg(feature = "registry")]
 pub mod implementation;
+#[cfg(feature = "registry")]
+pub mod inuse;
 #[cfg(feature = "keyring")]
 pub mod keyring;
 pub mod kubelet;

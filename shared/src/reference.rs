@@ -123,7 +123,7 @@ impl Reference {
 }
 
 /// The part after the last `/`, where a tag separator can be (a `:` before it belongs to a port).
-fn last_component(name: &str) -> &str {
+pub(crate) fn last_component(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
 }
 
@@ -234,7 +234,7 @@ fn valid_path_component(component: &str) -> bool {
 }
 
 /// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`
-fn validate_tag(tag: &str) -> Result<(), String> {
+pub(crate) fn validate_tag(tag: &str) -> Result<(), String> {
     let bytes = tag.as_bytes();
     let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
     let valid = matches!(bytes.first(), Some(first) if word(first))
@@ -250,7 +250,7 @@ fn validate_tag(tag: &str) -> Result<(), String> {
 }
 
 /// `sha256:` + 64 lowercase hex digits, or `sha512:` + 128.
-fn validate_digest(digest: &str) -> Result<(), String> {
+pub(crate) fn validate_digest(digest: &str) -> Result<(), String> {
     let valid = match digest.split_once(':') {
         Some(("sha256", hex)) => hex.len() == 64,
         Some(("sha512", hex)) => hex.len() == 128,

@@ -34,6 +34,8 @@ pub struct Request {
     pub headers: BTreeMap<String, String>,
     /// The body.
     pub body: Vec<u8>,
+    /// The DER certificate the client presented over TLS, verified against the server's client CA.
+    pub client_certificate: Option<Vec<u8>>,
 }
 
 impl Request {
@@ -188,10 +190,54 @@ struct Shared {
     requests: AtomicUsize,
 }
 
+/// TLS for a server: its certificate chain and key (PEM files), and the CA whose client certificates it
+/// verifies. A client without a certificate is still served: handlers decide (a bearer token may do).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The server's certificate (PEM).
+    pub cert: std::path::PathBuf,
+    /// Its private key (PEM).
+    pub key: std::path::PathBuf,
+    /// The CA of the client certificates it accepts (PEM).
+    pub client_ca: std::path::PathBuf,
+}
+
+impl Tls {
+    fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_file_iter(&self.client_ca).expect("client CA file") {
+            roots.add(ca.expect("client CA PEM")).expect("client CA");
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(&provider),
+        )
+        .allow_unauthenticated()
+        .build()
+        .expect("client verifier");
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.cert)
+            .expect("server certificate file")
+            .map(|cert| cert.expect("server certificate PEM"))
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(&self.key).expect("server key");
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .expect("server certificate and key");
+        Arc::new(config)
+    }
+}
+
 /// A running server on 127.0.0.1; stops on drop.
 pub struct ApiServer {
     shared: Arc<Shared>,
     addr: String,
+    scheme: &'static str,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -199,6 +245,16 @@ pub struct ApiServer {
 impl ApiServer {
     /// Starts a server answering `routes` on an ephemeral loopback port.
     pub fn start(routes: Vec<Route>) -> ApiServer {
+        ApiServer::start_with(routes, None)
+    }
+
+    /// Starts a server answering `routes` over TLS.
+    pub fn start_tls(routes: Vec<Route>, tls: &Tls) -> ApiServer {
+        ApiServer::start_with(routes, Some(tls.server_config()))
+    }
+
+    fn start_with(routes: Vec<Route>, tls: Option<Arc<rustls::ServerConfig>>) -> ApiServer {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind API server");
         let addr = listener
             .local_addr()
@@ -226,11 +282,12 @@ impl ApiServer {
         let thread = std::thread::spawn({
             let shared = Arc::clone(&shared);
             // Dropping the runtime when the accept loop ends closes every connection still open.
-            move || runtime.block_on(accept(listener, shared, stopped))
+            move || runtime.block_on(accept(listener, shared, tls, stopped))
         });
         ApiServer {
             shared,
             addr,
+            scheme,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -242,9 +299,9 @@ impl ApiServer {
         *self.shared.prefix.lock().expect("prefix lock") = prefix.trim_end_matches('/').to_string();
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// `127.0.0.1:PORT`.
@@ -323,8 +380,10 @@ impl Drop for ApiServer {
 async fn accept(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut stop: oneshot::Receiver<()>,
 ) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let stream = tokio::select! {
             _ = &mut stop => return,
@@ -339,21 +398,45 @@ async fn accept(
             },
         };
         let shared = Arc::clone(&shared);
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |request| answer(Arc::clone(&shared), request));
-            // A client dropping its connection mid-request is no concern of the server's.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            match acceptor {
+                None => serve_connection(stream, shared, None).await,
+                // A failed handshake (an untrusted client certificate) ends that connection only.
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        let certificate = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .map(|leaf| leaf.as_ref().to_vec());
+                        serve_connection(stream, shared, certificate).await;
+                    }
+                }
+            }
         });
     }
+}
+
+async fn serve_connection<S>(stream: S, shared: Arc<Shared>, certificate: Option<Vec<u8>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        answer(Arc::clone(&shared), request, certificate.clone())
+    });
+    // A client dropping its connection mid-request is no concern of the server's.
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 /// One request: the whole body is read, then the route's handler answers.
 async fn answer(
     shared: Arc<Shared>,
     request: hyper::Request<Incoming>,
+    certificate: Option<Vec<u8>>,
 ) -> Result<hyper::Response<Full<Bytes>>, hyper::Error> {
     let (head, body) = request.into_parts();
     let body = body.collect().await?.to_bytes().to_vec();
@@ -361,7 +444,7 @@ async fn answer(
     // Handlers are synchronous and may wait on shared state: they run off the connections' I/O thread.
     let reply = tokio::task::spawn_blocking({
         let shared = Arc::clone(&shared);
-        move || serve(&shared, &head, body)
+        move || serve(&shared, &head, body, certificate)
     })
     .await
     .unwrap_or_else(|_| {
@@ -382,7 +465,7 @@ async fn answer(
     Ok(response)
 }
 
-fn serve(shared: &Shared, head: &Parts, body: Vec<u8>) -> Reply {
+fn serve(shared: &Shared, head: &Parts, body: Vec<u8>, certificate: Option<Vec<u8>>) -> Reply {
     shared.requests.fetch_add(1, Ordering::SeqCst);
     let method = head.method.as_str().to_uppercase();
     let prefix = shared.prefix.lock().expect("prefix lock").clone();
@@ -445,6 +528,7 @@ fn serve(shared: &Shared, head: &Parts, body: Vec<u8>) -> Reply {
                 query,
                 headers,
                 body,
+                client_certificate: certificate,
             };
             let reply = (route.handler)(&request);
             if route.statuses.contains(&reply.status) {

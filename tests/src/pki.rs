@@ -17,18 +17,10 @@ pub struct Pki {
 impl Pki {
     /// Makes a fresh CA and server certificate, valid for a day.
     pub fn new() -> Pki {
-        let openssl = bins::tool("openssl", "openssl");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let run = |args: &[&str]| {
-            let status = Command::new(&openssl)
-                .args(args)
-                .current_dir(dir.path())
-                .stderr(Stdio::null())
-                .status()
-                .expect("run openssl");
-            assert!(status.success(), "openssl {args:?}");
+        let pki = Pki {
+            dir: tempfile::tempdir().expect("temp dir"),
         };
-        run(&[
+        pki.openssl(&[
             "req",
             "-x509",
             "-newkey",
@@ -43,25 +35,39 @@ impl Pki {
             "-out",
             "ca.pem",
         ]);
-        run(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
+        pki.leaf(
+            "server",
+            "127.0.0.1",
             "subjectAltName=IP:127.0.0.1,IP:::ffff:127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
+        );
+        pki
+    }
+
+    /// Makes a client certificate for `name` signed by the CA (`client.pem`, `client.key`), for servers that
+    /// authenticate clients by certificate (a Kubernetes API server's kubeconfig `client-certificate-data`).
+    pub fn client(&self, name: &str) -> (PathBuf, PathBuf) {
+        self.leaf("client", name, "extendedKeyUsage=clientAuth");
+        (self.path("client.pem"), self.path("client.key"))
+    }
+
+    /// `{file}.pem` and `{file}.key`: a key and a certificate for `common_name` with `extension`, signed by the
+    /// CA.
+    fn leaf(&self, file: &str, common_name: &str, extension: &str) {
+        let (key, csr, pem) = (
+            format!("{file}.key"),
+            format!("{file}.csr"),
+            format!("{file}.pem"),
+        );
+        let subject = format!("/CN={common_name}");
+        self.openssl(&[
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", &subject, "-addext", extension,
+            "-keyout", &key, "-out", &csr,
         ]);
-        run(&[
+        self.openssl(&[
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &csr,
             "-CA",
             "ca.pem",
             "-CAkey",
@@ -72,9 +78,18 @@ impl Pki {
             "-copy_extensions",
             "copyall",
             "-out",
-            "server.pem",
+            &pem,
         ]);
-        Pki { dir }
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let status = Command::new(bins::tool("openssl", "openssl"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run openssl");
+        assert!(status.success(), "openssl {args:?}");
     }
 
     /// The path of one of the files.

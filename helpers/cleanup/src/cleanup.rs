@@ -20,6 +20,7 @@ use regkit::policy::{self, Policies, Sort};
 use regkit::report;
 use regkit::session::{Connection, Observer};
 
+use crate::inuse::{self, InUseArgs};
 use crate::{Fatal, Setup, print_with, progress_bar};
 
 /// `regkit cleanup` options (the global ones — `--dry-run`, `--output`, `--parallel`, credentials,
@@ -105,6 +106,8 @@ pub(crate) struct CleanupArgs {
     /// Delete without asking (required when standard input is not a terminal).
     #[arg(long, short = 'y')]
     yes: bool,
+    #[command(flatten)]
+    in_use: InUseArgs,
     /// Write a JSON report of every tag seen, kept or deleted, with the reason and the result.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -272,6 +275,9 @@ pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8,
         .iter()
         .map(|input| setup.unpasted(input).map(str::to_string))
         .collect::<Result<Vec<_>, _>>()?;
+    // Before the first registry request: without the in-use set, nothing may be deleted.
+    let in_use = inuse::gather(&args.in_use).await?;
+    inuse::explain(setup, &in_use);
     let request = CleanupRequest {
         repositories: &repositories,
         policies: &policies,
@@ -279,6 +285,7 @@ pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8,
         untagged: args.untagged,
         keep_referrers: args.keep_referrers,
         orphans: args.orphans,
+        in_use: Some(&in_use),
     };
     let terminal = Terminal {
         setup,

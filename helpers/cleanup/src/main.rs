@@ -5,6 +5,7 @@ mod cleanup;
 mod configure;
 mod doctor;
 mod generate;
+mod inuse;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufRead, IsTerminal, Write};
@@ -66,13 +67,18 @@ enum Command {
         #[arg(long)]
         keep_referrers: bool,
     },
-    /// Delete the tags a policy selects in one or more repositories; kept tags never lose their image.
+    /// Delete the tags a policy selects in one or more repositories; kept tags never lose their image, and
+    /// images that Kubernetes workloads (every kubeconfig context) or --keep-images use are kept.
     ///
-    /// Precedence: a tag kept by any keep rule is kept (--match it fails, --exclude, --keep-list,
-    /// --keep-git, --per-git-ref, --keep-last per --group-by group, the --grace window; and always a
-    /// kept index's children); only then do the delete rules (--older-than, --unpulled-for) select.
-    /// Policies can be named in regkit's config file ([[cleanup.policy]], --policy NAME).
+    /// Precedence: a tag kept by any keep rule is kept (in use, a referrer of a kept image, --match it
+    /// fails, --exclude, --keep-list, --keep-git, --per-git-ref, --keep-last per --group-by group, the
+    /// --grace window; and always a kept index's children); only then do the delete rules (--older-than,
+    /// --unpulled-for) select. Policies can be named in regkit's config file ([[cleanup.policy]], --policy
+    /// NAME).
     Cleanup(Box<cleanup::CleanupArgs>),
+    /// Print the images Kubernetes workloads and --keep-images use, which cleanup keeps (reference, where
+    /// from); changes nothing.
+    InUse(inuse::InUseArgs),
     /// Show which implementation and credentials would be used for a repository.
     Detect {
         /// Repository, e.g. registry.example.com/team/app.
@@ -384,6 +390,7 @@ async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
             keep_referrers,
         } => delete(&setup, references, *stdin, *keep_referrers).await,
         Command::Cleanup(args) => cleanup::cleanup(&setup, args).await,
+        Command::InUse(args) => inuse::run(&setup, args).await,
         Command::Detect { repository } => detect(&setup, repository).await,
         Command::Configure(args) => configure::run(
             args,

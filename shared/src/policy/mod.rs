@@ -98,6 +98,9 @@ pub enum Rule {
     NoPullData,
     /// Kept: a kept tag's index references its manifest (set by the caller, which reads the indexes).
     InKeptIndex,
+    /// Kept: a workload or a `--keep-images` line uses its tag or digest (set by the caller, from
+    /// [`crate::inuse::InUse`]).
+    InUse,
     /// Deleted: every rule selects it.
     Selected,
     /// Deleted: no tag points at the manifest (`--untagged`), and the age rule, if any, selects it.
@@ -127,6 +130,7 @@ impl Rule {
             Rule::RecentlyPulled => "recently-pulled",
             Rule::NoPullData => "no-pull-data",
             Rule::InKeptIndex => "in-kept-index",
+            Rule::InUse => "in-use",
             Rule::Selected => "selected",
             Rule::Untagged => "untagged",
             Rule::Referrer => "referrer",

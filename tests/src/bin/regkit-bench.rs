@@ -5,7 +5,8 @@
 //! the same invocation of a process that only reads a file, because this machine rounds wake-ups to a few
 //! milliseconds and only differences above the floor mean anything.
 //!
-//! Sections: `env`, `keyring`, `router`, `ecr-get`, `delete`, `list`, `ecr-cleanup`, `policy`, `sizes`; all by default,
+//! Sections: `env`, `keyring`, `router`, `ecr-get`, `delete`, `list`, `ecr-cleanup`, `policy`, `kube-scan`, `sizes`;
+//! all by default,
 //! some with `REGKIT_BENCH_ONLY=delete,list` (comma-separated).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use regkit_e2e::moto::{self, Moto};
 use regkit_e2e::registry::Registry;
+use regkit_e2e::vendors::kubernetes::{self, Auth as KubeAuth, Kubernetes};
 use regkit_e2e::{bins, dbus, images};
 
 /// Counts heap bytes in use and their peak, for the in-process `policy` figure (one relaxed atomic add per
@@ -99,6 +101,9 @@ fn main() {
     }
     if wanted("policy") {
         rows.push(policy_decide());
+    }
+    if wanted("kube-scan") {
+        rows.push(kube_scan());
     }
     if wanted("sizes") {
         rows.extend(sizes_and_startup(runs));
@@ -720,6 +725,84 @@ fn ecr_cleanup() -> Row {
             "10 calls (floor here: 1 DescribeImages + {} BatchDeleteImage)",
             TAGS.div_ceil(100)
         ),
+    }
+}
+
+/// The in-use scan before a cleanup: `regkit in-use` against the Kubernetes stand-in holding 10,000 Pods
+/// (two containers and a running digest each) and 3,000 ReplicaSets across 200 namespaces, beside the same
+/// command with `--without-kube`; the stand-in counts the requests.
+fn kube_scan() -> Row {
+    const PODS: usize = 10_000;
+    const REPLICA_SETS: usize = 3_000;
+    const NAMESPACES: usize = 200;
+    let cluster = Kubernetes::start("bench-token");
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    // Object `index` of a kind lives in one of the namespaces and runs one of 50 repositories' tags.
+    let place = |index: usize, tags: usize| {
+        (
+            format!("ns-{:03}", index % NAMESPACES),
+            format!(
+                "registry.example.com/team/app-{}:v{}",
+                index % 50,
+                index % tags
+            ),
+        )
+    };
+    for index in 0..PODS {
+        let (namespace, image) = place(index, 7);
+        cluster.add(
+            "Pod",
+            serde_json::json!({
+                "metadata": kubernetes::metadata(&namespace, &format!("pod-{index}")),
+                "spec": {"containers": [{"name": "app", "image": image}, {"name": "proxy", "image": "envoyproxy/envoy:v1.30"}]},
+                "status": {"containerStatuses": [{"name": "app", "image": image,
+                    "imageID": format!("registry.example.com/team/app-{}@{digest}", index % 50)}]},
+            }),
+        );
+    }
+    for index in 0..REPLICA_SETS {
+        let (namespace, image) = place(index, 11);
+        cluster.add_workload("ReplicaSet", &namespace, &format!("rs-{index}"), &[&image]);
+    }
+    let home = tempfile::tempdir().expect("home");
+    let config = home.path().join("kubeconfig");
+    let entry = cluster.entry("bench", KubeAuth::Token);
+    std::fs::write(&config, kubernetes::kubeconfig(&[entry])).expect("write kubeconfig");
+    let configure = |c: &mut Command| {
+        c.env_clear()
+            .env("HOME", home.path())
+            .env("KUBECONFIG", &config);
+    };
+    let regkit = bins::ours("regkit");
+    let scan = ["in-use", "--output", "json", "--quiet"];
+    let before = cluster.server.request_count();
+    let started = Instant::now();
+    let kib = peak_kib(&regkit, &scan, Stdio::null(), configure);
+    let wall = started.elapsed();
+    let requests = cluster.server.request_count() - before;
+    let started = Instant::now();
+    let without_kib = peak_kib(
+        &regkit,
+        &["in-use", "--without-kube", "--quiet"],
+        Stdio::null(),
+        configure,
+    );
+    let without = started.elapsed();
+    cluster.server.assert_no_violations();
+    // One LIST per kind per 500 objects: 20 pages of Pods, 6 of ReplicaSets, one each for the other six kinds.
+    let target = PODS.div_ceil(500) + REPLICA_SETS.div_ceil(500) + 6;
+    Row {
+        what: format!(
+            "in-use scan: `regkit in-use` over the Kubernetes stand-in (TLS, token) with {PODS} Pods and {REPLICA_SETS} ReplicaSets in {NAMESPACES} namespaces; peer = `--without-kube`"
+        ),
+        ours: format!(
+            "{requests} requests, {} (peak RSS {})",
+            secs(wall),
+            mib(kib)
+        ),
+        peer: format!("{} (peak RSS {})", secs(without), mib(without_kib)),
+        ratio: format!("+{} per cleanup", secs(wall.saturating_sub(without))),
+        target: format!("{target} requests (one per kind per 500 objects)"),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod github;
 pub mod gitlab;
 pub mod google;
 pub mod harbor;
+pub mod kubernetes;
 pub mod nexus;
 pub mod quay;
 

@@ -19,6 +19,7 @@ mod faults;
 mod gcr_cleanup;
 mod gcr_login;
 mod hostile;
+mod inuse;
 mod keyring;
 mod kubelet;
 mod newcomer;
