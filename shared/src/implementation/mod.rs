@@ -143,6 +143,13 @@ pub trait Implementation {
         Box::pin(async { Ok(None) })
     }
 
+    /// Whether `cleanup --untagged` reads each untagged manifest over v2 to find its `subject` (a
+    /// referrer, which `--untagged` never takes on its own) before it decides. `false` only where that
+    /// read is not wired yet: there `--untagged` can take an untagged referrer (README, limits).
+    fn reads_untagged_subjects(&self) -> bool {
+        true
+    }
+
     /// The repositories whose path starts with `prefix`, for `regkit cleanup REPO/*`; `None` (the default)
     /// means the registry's v2 `_catalog` lists them.
     fn list_repositories<'a>(

@@ -12,7 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use regkit::dates::format_rfc3339;
 use regkit_e2e::bins;
-use regkit_e2e::images::{self, Auth, Format};
+use regkit_e2e::images::{self, Auth, Format, Pusher};
+use regkit_e2e::referrers::push_subject_artifact;
 use regkit_e2e::registry::Registry;
 use regkit_e2e::vendors::artifactregistry::{ArtifactRegistry, Discovery, IMAGE_MANIFEST, SPEC};
 use regkit_e2e::vendors::{DELETE_EVERY_TAG, Run, assert_listing_refused, digest};
@@ -306,6 +307,50 @@ fn untagged_sweep_reads_tagged_indexes_and_spares_their_children() {
             .iter()
             .all(|(path, _)| path.contains("/versions/sha256")),
         "{deletes:?}"
+    );
+    assert_clean(&ar);
+}
+
+/// `--untagged` reads each untagged version's manifest over v2: one with a `subject` (a signature of the
+/// kept image `v1`) is a referrer and stays with its subject; an untagged image goes.
+#[test]
+fn untagged_sweep_keeps_an_untagged_referrer_of_a_kept_image() {
+    let registry = Registry::start();
+    let ar = ArtifactRegistry::start(ADMIN, READER);
+    let path = "proj/repo/team/app";
+    let image = images::push(&registry.url(), path, &["v1"], &Auth::None);
+    let pusher = Pusher::new(&registry.url(), &Auth::None);
+    let signature = "application/vnd.dev.cosign.artifact.sig.v1+json";
+    let (referrer, _) = push_subject_artifact(&pusher, path, &image, signature, None);
+    let stale = images::push(&registry.url(), path, &["stale"], &Auth::None);
+    let old = "2025-01-01T00:00:00.123456Z";
+    ar.version(PACKAGE, &image, old, IMAGE_MANIFEST);
+    ar.tag(PACKAGE, "v1", &image);
+    ar.version(PACKAGE, &referrer, old, IMAGE_MANIFEST);
+    // The registry keeps `stale` by its tag; to the double it is an untagged version.
+    ar.version(PACKAGE, &stale, old, IMAGE_MANIFEST);
+    let repository = format!("{}/{path}", registry.host());
+    let policy = ["--untagged", "--older-than", "30d", "--exclude", "."];
+
+    let mut args = vec!["cleanup", "--dry-run", &repository];
+    args.extend(policy);
+    let planned = run_on(&ar, registry.host(), ADMIN, &args);
+    assert_eq!(planned.code, 0, "{}\n{}", planned.stderr, planned.stdout);
+    let plan = planned.rows();
+    assert_eq!(plan[&referrer]["action"], "keep", "{}", plan[&referrer]);
+    assert_eq!(plan[&referrer]["rule"], "referrer", "{}", plan[&referrer]);
+    assert_eq!(plan[&referrer]["subject"], image.as_str());
+    assert_eq!(plan[&stale]["result"], "planned", "{}", plan[&stale]);
+    assert_eq!(plan[&stale]["rule"], "untagged");
+
+    let mut args = vec!["cleanup", "--yes", &repository];
+    args.extend(policy);
+    let swept = run_on(&ar, registry.host(), ADMIN, &args);
+    assert_eq!(swept.code, 0, "{}\n{}", swept.stderr, swept.stdout);
+    assert_eq!(
+        ar.versions(PACKAGE),
+        BTreeSet::from([image.clone(), referrer.clone()]),
+        "the kept image keeps its untagged signature"
     );
     assert_clean(&ar);
 }
