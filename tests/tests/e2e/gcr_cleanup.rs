@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use regkit::dates::format_rfc3339;
 use regkit_e2e::bins;
+use regkit_e2e::faultproxy::{Fault, FaultProxy, Rule};
 use regkit_e2e::images::{self, Auth, Format, Pusher};
 use regkit_e2e::referrers::push_subject_artifact;
 use regkit_e2e::registry::Registry;
@@ -352,6 +353,48 @@ fn untagged_sweep_keeps_an_untagged_referrer_of_a_kept_image() {
         BTreeSet::from([image.clone(), referrer.clone()]),
         "the kept image keeps its untagged signature"
     );
+    assert_clean(&ar);
+}
+
+/// An untagged manifest that cannot be read might be a referrer: the repository fails with one line and
+/// nothing of it is deleted.
+#[test]
+fn an_unreadable_untagged_manifest_fails_the_repository_and_nothing_goes() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(registry.host());
+    let ar = ArtifactRegistry::start(ADMIN, READER);
+    let path = "proj/repo/team/app";
+    let image = images::push(&registry.url(), path, &["v1"], &Auth::None);
+    let stale = images::push(&registry.url(), path, &["stale"], &Auth::None);
+    let unreadable = images::push(&registry.url(), path, &["other"], &Auth::None);
+    let old = "2025-01-01T00:00:00.123456Z";
+    ar.version(PACKAGE, &image, old, IMAGE_MANIFEST);
+    ar.tag(PACKAGE, "v1", &image);
+    for untagged in [&stale, &unreadable] {
+        ar.version(PACKAGE, untagged, old, IMAGE_MANIFEST);
+    }
+    let hex = unreadable.trim_start_matches("sha256:");
+    // A registry that refuses the read (no retry waits out a 400).
+    let refused = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let rule = Rule::new(Fault::Answer(refused.into())).method("GET");
+    proxy.set_rules(vec![rule.path(hex)]);
+    let before = ar.versions(PACKAGE);
+    let repository = format!("{}/{path}", proxy.host());
+    let args = [
+        "cleanup",
+        "--yes",
+        &repository,
+        "--untagged",
+        "--older-than",
+        "30d",
+        "--exclude",
+        ".",
+    ];
+    let failed = run_on(&ar, proxy.host(), ADMIN, &args);
+    assert_eq!(failed.code, 1, "{}\n{}", failed.stderr, failed.stdout);
+    assert!(failed.stderr.contains(hex), "{}", failed.stderr);
+    assert_eq!(ar.versions(PACKAGE), before, "nothing deleted");
+    assert!(ar.server.deletes().is_empty(), "{:?}", ar.server.log());
     assert_clean(&ar);
 }
 
