@@ -506,6 +506,37 @@ mod tests {
         );
     }
 
+    /// `--untagged` reads untagged manifests for their `subject` wherever that read is wired; the README's
+    /// limits name the rest.
+    #[test]
+    fn untagged_listers_read_subjects_except_the_unwired_ones() {
+        let reading: Vec<&str> = SPECS
+            .iter()
+            .filter(|spec| spec.lists_untagged && spec.name != "example")
+            .filter(|spec| {
+                let client = Client::new(
+                    "registry.example.test",
+                    RegistryAuth::Anonymous,
+                    &crate::registry::ClientOptions::default(),
+                )
+                .unwrap();
+                let context = Context {
+                    client,
+                    auth: RegistryAuth::Anonymous,
+                    parallel: 1,
+                    settings: Settings::with_environment([], []),
+                };
+                (spec.build)(context).reads_untagged_subjects()
+            })
+            .map(|spec| spec.name)
+            .collect();
+        let built: Vec<&str> = ["gcr", "github"]
+            .into_iter()
+            .filter(|name| spec(name).is_some())
+            .collect();
+        assert_eq!(reading, built);
+    }
+
     #[test]
     fn every_spec_has_its_own_name() {
         for (index, spec) in SPECS.iter().enumerate() {
