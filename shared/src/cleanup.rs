@@ -916,8 +916,11 @@ async fn plan_repository(
                         decision,
                     ));
                 }
-                if takes_manifest {
-                    keep_untagged_referrers(client, repository, parallel, &mut rows[first..])
+                // No vendor's listing of untagged manifests gives their `subject`: the manifests do.
+                if implementation.reads_untagged_subjects() {
+                    let all =
+                        request.orphans || rows.iter().any(|row| row.action == Action::Delete);
+                    keep_untagged_referrers(client, repository, parallel, all, &mut rows[first..])
                         .await?;
                 }
             }
@@ -1050,19 +1053,23 @@ async fn decide_images(
     }
 }
 
-/// Keeps the selected untagged manifests that have a `subject`: `--untagged` never takes a referrer on
-/// its own.
+/// Keeps the untagged manifests among `rows` that have a `subject`: `--untagged` never takes a referrer
+/// on its own; they follow their subject or are orphans ([`follow_subjects`]). The selected ones are
+/// read, and with `all` every one (a kept one may follow a subject that goes, or be an orphan). A failed
+/// read fails the repository before anything of it is deleted; a manifest the registry no longer serves
+/// has no subject.
 async fn keep_untagged_referrers(
     client: &Client,
     repository: &Repository,
     parallel: usize,
+    all: bool,
     rows: &mut [Row],
 ) -> Result<(), RegistryError> {
-    let selected = rows
+    let candidates = rows
         .iter()
-        .filter(|row| row.action == Action::Delete)
+        .filter(|row| all || row.action == Action::Delete)
         .filter_map(|row| row.digest.as_deref());
-    let found = referrers::read_subjects(client, &repository.path, selected, parallel).await?;
+    let found = referrers::read_subjects(client, &repository.path, candidates, parallel).await?;
     for row in rows.iter_mut() {
         if let Some(subject) = row.digest.as_ref().and_then(|digest| found.get(digest)) {
             let decision = referrer_decision(subject);

@@ -387,6 +387,8 @@ impl Acr {
 
 impl TagApi for Acr {
     const SPEC: &'static Spec = &SPEC;
+    // Not yet: its v2 manifest read has no stand-in checked against a published description yet (the ACR description leaves it out).
+    const READS_UNTAGGED_SUBJECTS: bool = false;
 
     fn parallel(&self) -> usize {
         self.parallel

@@ -161,6 +161,11 @@ impl Implementation for Ecr {
         Box::pin(async move { Ok(tag_infos(self.list_and_keep(repository).await?)) })
     }
 
+    // Not yet: BatchGetImage (the manifest) or ListImageReferrers would tell, and neither is read yet.
+    fn reads_untagged_subjects(&self) -> bool {
+        false
+    }
+
     fn list_untagged<'a>(
         &'a self,
         repository: &'a Repository,

@@ -147,6 +147,13 @@ pub trait Implementation {
         Box::pin(async { Ok(None) })
     }
 
+    /// Whether `cleanup --untagged` reads each untagged manifest over v2 to find its `subject` (a
+    /// referrer, which `--untagged` never takes on its own) before it decides. `false` only where that
+    /// read is not wired yet: there `--untagged` can take an untagged referrer (README, limits).
+    fn reads_untagged_subjects(&self) -> bool {
+        true
+    }
+
     /// The repositories whose path starts with `prefix`, for `regkit cleanup REPO/*`; `None` (the default)
     /// means the registry's v2 `_catalog` lists them.
     fn list_repositories<'a>(
@@ -501,6 +508,37 @@ mod tests {
             detect("quay.io", None).unwrap().by.to_string(),
             "host matches quay.io"
         );
+    }
+
+    /// `--untagged` reads untagged manifests for their `subject` wherever that read is wired; the README's
+    /// limits name the rest.
+    #[test]
+    fn untagged_listers_read_subjects_except_the_unwired_ones() {
+        let reading: Vec<&str> = SPECS
+            .iter()
+            .filter(|spec| spec.lists_untagged && spec.name != "example")
+            .filter(|spec| {
+                let client = Client::new(
+                    "registry.example.test",
+                    RegistryAuth::Anonymous,
+                    &crate::registry::ClientOptions::default(),
+                )
+                .unwrap();
+                let context = Context {
+                    client,
+                    auth: RegistryAuth::Anonymous,
+                    parallel: 1,
+                    settings: Settings::with_environment([], []),
+                };
+                (spec.build)(context).reads_untagged_subjects()
+            })
+            .map(|spec| spec.name)
+            .collect();
+        let built: Vec<&str> = ["gcr", "github"]
+            .into_iter()
+            .filter(|name| spec(name).is_some())
+            .collect();
+        assert_eq!(reading, built);
     }
 
     #[test]

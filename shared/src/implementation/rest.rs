@@ -190,6 +190,9 @@ pub(super) trait TagApi {
     /// when only the tag went, `deleted` when its manifest went with it).
     const SPEC: &'static Spec;
 
+    /// [`Implementation::reads_untagged_subjects`].
+    const READS_UNTAGGED_SUBJECTS: bool = true;
+
     /// Bound on concurrent delete calls.
     fn parallel(&self) -> usize;
 
@@ -283,6 +286,10 @@ impl<T: TagApi> Implementation for T {
         repository: &'a Repository,
     ) -> BoxFuture<'a, Result<Option<Vec<UntaggedManifest>>, RegistryError>> {
         Box::pin(self.untagged(repository))
+    }
+
+    fn reads_untagged_subjects(&self) -> bool {
+        T::READS_UNTAGGED_SUBJECTS
     }
 }
 

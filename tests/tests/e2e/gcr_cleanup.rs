@@ -12,7 +12,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use regkit::dates::format_rfc3339;
 use regkit_e2e::bins;
-use regkit_e2e::images::{self, Auth, Format};
+use regkit_e2e::faultproxy::{Fault, FaultProxy, Rule};
+use regkit_e2e::images::{self, Auth, Format, Pusher};
+use regkit_e2e::referrers::push_subject_artifact;
 use regkit_e2e::registry::Registry;
 use regkit_e2e::vendors::artifactregistry::{ArtifactRegistry, Discovery, IMAGE_MANIFEST, SPEC};
 use regkit_e2e::vendors::{DELETE_EVERY_TAG, Run, assert_listing_refused, digest};
@@ -308,6 +310,92 @@ fn untagged_sweep_reads_tagged_indexes_and_spares_their_children() {
             .all(|(path, _)| path.contains("/versions/sha256")),
         "{deletes:?}"
     );
+    assert_clean(&ar);
+}
+
+/// `--untagged` reads each untagged version's manifest over v2: one with a `subject` (a signature of the
+/// kept image `v1`) is a referrer and stays with its subject; an untagged image goes.
+#[test]
+fn untagged_sweep_keeps_an_untagged_referrer_of_a_kept_image() {
+    let registry = Registry::start();
+    let ar = ArtifactRegistry::start(ADMIN, READER);
+    let path = "proj/repo/team/app";
+    let image = images::push(&registry.url(), path, &["v1"], &Auth::None);
+    let pusher = Pusher::new(&registry.url(), &Auth::None);
+    let signature = "application/vnd.dev.cosign.artifact.sig.v1+json";
+    let (referrer, _) = push_subject_artifact(&pusher, path, &image, signature, None);
+    let stale = images::push(&registry.url(), path, &["stale"], &Auth::None);
+    let old = "2025-01-01T00:00:00.123456Z";
+    ar.version(PACKAGE, &image, old, IMAGE_MANIFEST);
+    ar.tag(PACKAGE, "v1", &image);
+    ar.version(PACKAGE, &referrer, old, IMAGE_MANIFEST);
+    // The registry keeps `stale` by its tag; to the double it is an untagged version.
+    ar.version(PACKAGE, &stale, old, IMAGE_MANIFEST);
+    let repository = format!("{}/{path}", registry.host());
+    let policy = ["--untagged", "--older-than", "30d", "--exclude", "."];
+
+    let mut args = vec!["cleanup", "--dry-run", &repository];
+    args.extend(policy);
+    let planned = run_on(&ar, registry.host(), ADMIN, &args);
+    assert_eq!(planned.code, 0, "{}\n{}", planned.stderr, planned.stdout);
+    let plan = planned.rows();
+    assert_eq!(plan[&referrer]["action"], "keep", "{}", plan[&referrer]);
+    assert_eq!(plan[&referrer]["rule"], "referrer", "{}", plan[&referrer]);
+    assert_eq!(plan[&referrer]["subject"], image.as_str());
+    assert_eq!(plan[&stale]["result"], "planned", "{}", plan[&stale]);
+    assert_eq!(plan[&stale]["rule"], "untagged");
+
+    let mut args = vec!["cleanup", "--yes", &repository];
+    args.extend(policy);
+    let swept = run_on(&ar, registry.host(), ADMIN, &args);
+    assert_eq!(swept.code, 0, "{}\n{}", swept.stderr, swept.stdout);
+    assert_eq!(
+        ar.versions(PACKAGE),
+        BTreeSet::from([image.clone(), referrer.clone()]),
+        "the kept image keeps its untagged signature"
+    );
+    assert_clean(&ar);
+}
+
+/// An untagged manifest that cannot be read might be a referrer: the repository fails with one line and
+/// nothing of it is deleted.
+#[test]
+fn an_unreadable_untagged_manifest_fails_the_repository_and_nothing_goes() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(registry.host());
+    let ar = ArtifactRegistry::start(ADMIN, READER);
+    let path = "proj/repo/team/app";
+    let image = images::push(&registry.url(), path, &["v1"], &Auth::None);
+    let stale = images::push(&registry.url(), path, &["stale"], &Auth::None);
+    let unreadable = images::push(&registry.url(), path, &["other"], &Auth::None);
+    let old = "2025-01-01T00:00:00.123456Z";
+    ar.version(PACKAGE, &image, old, IMAGE_MANIFEST);
+    ar.tag(PACKAGE, "v1", &image);
+    for untagged in [&stale, &unreadable] {
+        ar.version(PACKAGE, untagged, old, IMAGE_MANIFEST);
+    }
+    let hex = unreadable.trim_start_matches("sha256:");
+    // A registry that refuses the read (no retry waits out a 400).
+    let refused = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let rule = Rule::new(Fault::Answer(refused.into())).method("GET");
+    proxy.set_rules(vec![rule.path(hex)]);
+    let before = ar.versions(PACKAGE);
+    let repository = format!("{}/{path}", proxy.host());
+    let args = [
+        "cleanup",
+        "--yes",
+        &repository,
+        "--untagged",
+        "--older-than",
+        "30d",
+        "--exclude",
+        ".",
+    ];
+    let failed = run_on(&ar, proxy.host(), ADMIN, &args);
+    assert_eq!(failed.code, 1, "{}\n{}", failed.stderr, failed.stdout);
+    assert!(failed.stderr.contains(hex), "{}", failed.stderr);
+    assert_eq!(ar.versions(PACKAGE), before, "nothing deleted");
+    assert!(ar.server.deletes().is_empty(), "{:?}", ar.server.log());
     assert_clean(&ar);
 }
 
