@@ -23,8 +23,8 @@ use regkit::session::{Connection, Observer};
 use crate::inuse::{self, InUseArgs};
 use crate::{Fatal, Setup, print_with, progress_bar};
 
-/// `regkit cleanup` options (the global ones — `--dry-run`, `--output`, `--parallel`, credentials,
-/// implementation — come from the top level).
+/// `regkit cleanup`'s own options (`--dry-run`, `--output`, `--parallel`, the registry options come from
+/// the groups in main.rs it shares with other subcommands).
 #[derive(clap::Args)]
 pub(crate) struct CleanupArgs {
     /// Repositories, e.g. registry.example.com/team/app; `registry.example.com/team/*` means every

@@ -33,7 +33,23 @@ use regkit::session::{Connection, Observer, Session, SessionOptions};
 )]
 struct Cli {
     #[command(flatten)]
-    options: Options,
+    common: Common,
+    // Accepted before the subcommand too (`regkit --output json tags …`), as they always were; each
+    // subcommand's --help lists only those it honours.
+    #[command(
+        flatten,
+        next_help_heading = "Registry options (tags, delete, cleanup, detect, doctor)"
+    )]
+    registry: RegistryArgs,
+    #[command(flatten, next_help_heading = "Pace options (tags, delete, cleanup)")]
+    pace: PaceArgs,
+    #[command(
+        flatten,
+        next_help_heading = "Output options (all but configure and ci-env)"
+    )]
+    format: FormatArgs,
+    #[command(flatten, next_help_heading = "Dry run (delete, cleanup, configure)")]
+    dry: DryRunArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +68,12 @@ enum Command {
         /// manifest once.
         #[arg(long)]
         tree: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        #[command(flatten)]
+        pace: PaceArgs,
+        #[command(flatten)]
+        format: FormatArgs,
     },
     /// Delete tags (repo:tag) or manifests (repo@sha256:…); other tags on the same image survive.
     Delete {
@@ -66,6 +88,14 @@ enum Command {
         /// (by default they go with it, recursively).
         #[arg(long)]
         keep_referrers: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        #[command(flatten)]
+        pace: PaceArgs,
+        #[command(flatten)]
+        format: FormatArgs,
+        #[command(flatten)]
+        dry: DryRunArgs,
     },
     /// Delete the tags a policy selects in one or more repositories; kept tags never lose their image, and
     /// images that Kubernetes workloads (every kubeconfig context) or --keep-images use are kept.
@@ -75,22 +105,51 @@ enum Command {
     /// --grace window; and always a kept index's children); only then do the delete rules (--older-than,
     /// --unpulled-for) select. Policies can be named in regkit's config file ([[cleanup.policy]], --policy
     /// NAME).
-    Cleanup(Box<cleanup::CleanupArgs>),
+    Cleanup {
+        #[command(flatten)]
+        args: Box<cleanup::CleanupArgs>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        #[command(flatten)]
+        pace: PaceArgs,
+        #[command(flatten)]
+        format: FormatArgs,
+        #[command(flatten)]
+        dry: DryRunArgs,
+    },
     /// Print the images Kubernetes workloads and --keep-images use, which cleanup keeps (reference, where
     /// from); changes nothing.
-    InUse(inuse::InUseArgs),
+    InUse {
+        #[command(flatten)]
+        args: inuse::InUseArgs,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
     /// Show which implementation and credentials would be used for a repository.
     Detect {
         /// Repository, e.g. registry.example.com/team/app.
         repository: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        #[command(flatten)]
+        format: FormatArgs,
     },
     /// Route registries to a credential helper in docker's config.json (and podman's, with --podman).
-    Configure(configure::ConfigureArgs),
+    Configure {
+        #[command(flatten)]
+        args: configure::ConfigureArgs,
+        #[command(flatten)]
+        dry: DryRunArgs,
+    },
     /// Check what regkit would use for a repository and whether listing and deleting would work; changes
     /// nothing.
     Doctor {
         /// Repository, e.g. registry.example.com/team/app.
         repository: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        #[command(flatten)]
+        format: FormatArgs,
     },
     /// Make a private docker config directory for one CI job and print the variables that select it.
     CiEnv(cienv::CiEnvArgs),
@@ -99,47 +158,75 @@ enum Command {
     Generate(generate::Generate),
 }
 
+/// The subcommands that reach registries, which take the registry options and the vendor flags.
+const REGISTRY_COMMANDS: [&str; 5] = ["tags", "delete", "cleanup", "detect", "doctor"];
+
+/// The wording of `--output` and `--dry-run` where their generic help would not say what they do.
+const SCOPED_HELP: [(&str, &str, &str); 7] = [
+    (
+        "tags",
+        "output",
+        "Output format: text, or json (one object per tag; with --tree, per image and referrer) [default: text]",
+    ),
+    (
+        "delete",
+        "output",
+        "Output format: text, or json (one object per reference, then a summary) [default: text]",
+    ),
+    (
+        "cleanup",
+        "output",
+        "Output format: text, or json (one object per tag, then a summary) [default: text]",
+    ),
+    (
+        "in-use",
+        "output",
+        "Output format: text, or json (one object per image in use) [default: text]",
+    ),
+    (
+        "delete",
+        "dry_run",
+        "Change nothing: report what would be deleted, with the exit code the real run would give",
+    ),
+    (
+        "cleanup",
+        "dry_run",
+        "Change nothing: report what would be deleted and what is kept, with the exit code the real run would give",
+    ),
+    (
+        "configure",
+        "dry_run",
+        "Change nothing: print the diff configure would write to each file",
+    ),
+];
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     Text,
     Json,
 }
 
+/// Options every subcommand honours, wherever they are given.
 #[derive(Args)]
-struct Options {
-    /// Change nothing: show what delete and cleanup would delete, or the diff configure would write.
-    #[arg(long, global = true, env = "REGKIT_DRY_RUN", value_parser = BoolishValueParser::new())]
-    dry_run: bool,
-    /// Output format: text, or JSON (tags, delete, cleanup: one object per tag, then a summary; detect,
-    /// doctor: one object).
-    #[arg(
-        long,
-        global = true,
-        env = "REGKIT_OUTPUT",
-        value_enum,
-        default_value = "text"
-    )]
-    output: Output,
-    /// Concurrent requests to each registry (or API) host, however many repositories run at once.
-    #[arg(long, global = true, env = "REGKIT_PARALLEL", default_value_t = 8,
-          value_parser = clap::value_parser!(u16).range(1..=256))]
-    parallel: u16,
-    /// At most N requests per second to each host (default: no cap; rate limits the registry announces are
-    /// always obeyed, and GitHub DELETEs go about one per second).
-    #[arg(long, global = true, env = "REGKIT_MAX_RPS", value_name = "N", value_parser = parse_rate)]
-    max_rps: Option<f64>,
-    /// Overall bound on the run (30m, 2h): rate-limit waits may last up to it; once it passes nothing more is
-    /// attempted, every finished row is reported and a rerun continues.
-    #[arg(long, global = true, env = "REGKIT_TIMEOUT", value_name = "DURATION",
-          value_parser = cleanup::parse_duration)]
-    timeout: Option<u64>,
+struct Common {
     /// Docker config directory [also WERF_DOCKER_CONFIG; default: DOCKER_CONFIG, then ~/.docker].
     #[arg(long, global = true, env = "REGKIT_DOCKER_CONFIG", value_name = "DIR")]
     docker_config: Option<PathBuf>,
+    /// Explain choices (implementation, credential source, retries) on stderr.
+    #[arg(short, long, global = true, env = "REGKIT_VERBOSE", value_parser = BoolishValueParser::new())]
+    verbose: bool,
+    /// Print only errors (JSON output is still printed).
+    #[arg(short, long, global = true, env = "REGKIT_QUIET", value_parser = BoolishValueParser::new(),
+          conflicts_with = "verbose")]
+    quiet: bool,
+}
+
+/// How to reach a registry.
+#[derive(Args, Clone, Default)]
+struct RegistryArgs {
     // Built, not written: the names come from the implementation specs.
     #[arg(
         long,
-        global = true,
         visible_alias = "repo-container-registry",
         env = "REGKIT_REPO_IMPLEMENTATION",
         value_name = "NAME",
@@ -150,24 +237,124 @@ struct Options {
     )]
     repo_implementation: Option<String>,
     /// Allow plain HTTP to non-loopback registries [also WERF_INSECURE_REGISTRY].
-    #[arg(long, global = true, env = "REGKIT_INSECURE_REGISTRY", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "REGKIT_INSECURE_REGISTRY", value_parser = BoolishValueParser::new())]
     insecure_registry: bool,
     /// Accept any TLS certificate [also WERF_SKIP_TLS_VERIFY_REGISTRY].
-    #[arg(long, global = true, env = "REGKIT_SKIP_TLS_VERIFY_REGISTRY", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "REGKIT_SKIP_TLS_VERIFY_REGISTRY", value_parser = BoolishValueParser::new())]
     skip_tls_verify_registry: bool,
     /// Also trust the CA certificates of this PEM bundle (the system roots and SSL_CERT_FILE still apply).
-    #[arg(long, global = true, env = "REGKIT_CA_FILE", value_name = "PEM")]
+    #[arg(long, env = "REGKIT_CA_FILE", value_name = "PEM")]
     ca_file: Option<PathBuf>,
-    /// Explain choices (implementation, credential source) on stderr.
-    #[arg(short, long, global = true, env = "REGKIT_VERBOSE", value_parser = BoolishValueParser::new())]
+}
+
+/// How fast and how long the many requests of a listing or a deletion may go.
+#[derive(Args, Clone, Default)]
+struct PaceArgs {
+    /// Concurrent requests to each registry (or API) host, however many repositories run at once
+    /// [default: 8].
+    #[arg(long, env = "REGKIT_PARALLEL", value_name = "PARALLEL",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    parallel: Option<u16>,
+    /// At most N requests per second to each host (default: no cap; rate limits the registry announces are
+    /// always obeyed, and GitHub DELETEs go about one per second).
+    #[arg(long, env = "REGKIT_MAX_RPS", value_name = "N", value_parser = parse_rate)]
+    max_rps: Option<f64>,
+    /// Overall bound on the run (30m, 2h): rate-limit waits may last up to it; once it passes nothing more is
+    /// attempted, every finished row is reported and a rerun continues.
+    #[arg(long, env = "REGKIT_TIMEOUT", value_name = "DURATION",
+          value_parser = cleanup::parse_duration)]
+    timeout: Option<u64>,
+}
+
+#[derive(Args, Clone, Default)]
+struct FormatArgs {
+    /// Output format: text, or json (one object per line) [default: text].
+    #[arg(long, env = "REGKIT_OUTPUT", value_enum)]
+    output: Option<Output>,
+}
+
+#[derive(Args, Clone, Default)]
+struct DryRunArgs {
+    /// Change nothing: show what delete and cleanup would delete, or the diff configure would write.
+    #[arg(long, env = "REGKIT_DRY_RUN", value_parser = BoolishValueParser::new())]
+    dry_run: bool,
+}
+
+/// Every option as the run sees it: the subcommand's own, else the one given before the subcommand.
+struct Options {
+    dry_run: bool,
+    output: Output,
+    parallel: u16,
+    max_rps: Option<f64>,
+    timeout: Option<u64>,
+    docker_config: Option<PathBuf>,
+    repo_implementation: Option<String>,
+    insecure_registry: bool,
+    skip_tls_verify_registry: bool,
+    ca_file: Option<PathBuf>,
     verbose: bool,
-    /// Print only errors (JSON output is still printed).
-    #[arg(short, long, global = true, env = "REGKIT_QUIET", value_parser = BoolishValueParser::new(),
-          conflicts_with = "verbose")]
     quiet: bool,
 }
 
 impl Options {
+    fn new(cli: &Cli) -> Self {
+        let none = (None, None, None, None);
+        let (registry, pace, format, dry) = match &cli.command {
+            Command::Tags {
+                registry,
+                pace,
+                format,
+                ..
+            } => (Some(registry), Some(pace), Some(format), None),
+            Command::Delete {
+                registry,
+                pace,
+                format,
+                dry,
+                ..
+            }
+            | Command::Cleanup {
+                registry,
+                pace,
+                format,
+                dry,
+                ..
+            } => (Some(registry), Some(pace), Some(format), Some(dry)),
+            Command::InUse { format, .. } => (None, None, Some(format), None),
+            Command::Detect {
+                registry, format, ..
+            }
+            | Command::Doctor {
+                registry, format, ..
+            } => (Some(registry), None, Some(format), None),
+            Command::Configure { dry, .. } => (None, None, None, Some(dry)),
+            Command::CiEnv(_) | Command::Generate(_) => none,
+        };
+        let registry = registry.cloned().unwrap_or_default();
+        let pace = pace.cloned().unwrap_or_default();
+        let top = &cli.registry;
+        Options {
+            dry_run: cli.dry.dry_run || dry.is_some_and(|dry| dry.dry_run),
+            output: format
+                .and_then(|format| format.output)
+                .or(cli.format.output)
+                .unwrap_or(Output::Text),
+            parallel: pace.parallel.or(cli.pace.parallel).unwrap_or(8),
+            max_rps: pace.max_rps.or(cli.pace.max_rps),
+            timeout: pace.timeout.or(cli.pace.timeout),
+            docker_config: cli.common.docker_config.clone(),
+            repo_implementation: registry
+                .repo_implementation
+                .or_else(|| top.repo_implementation.clone()),
+            insecure_registry: registry.insecure_registry || top.insecure_registry,
+            skip_tls_verify_registry: registry.skip_tls_verify_registry
+                || top.skip_tls_verify_registry,
+            ca_file: registry.ca_file.or_else(|| top.ca_file.clone()),
+            verbose: cli.common.verbose,
+            quiet: cli.common.quiet,
+        }
+    }
+
     /// clap reads one variable per option; werf's names (and the alias's own name) are the fallbacks.
     fn apply_env_fallbacks(&mut self) {
         let var = |name: &str| {
@@ -279,40 +466,57 @@ impl From<PrivateDirError> for Fatal {
     }
 }
 
-/// The derived command plus every vendor module's flags (they live with the vendor, not here).
+/// The derived command, every vendor module's flags (they live with the vendor, not here) where registries
+/// are reached, and the wording of `--output` and `--dry-run` for each subcommand.
 fn command() -> clap::Command {
-    Cli::command().args(implementation::flags().map(|flag| {
-        let variable = flag.name.replace('-', "_").to_ascii_uppercase();
-        Arg::new(flag.name)
-            .long(flag.name)
-            .value_name(flag.value_name)
-            .global(true)
-            .help(format!(
-                "{} [also REGKIT_{variable}, WERF_{variable}]",
-                flag.help
-            ))
-    }))
+    let vendor_flags = || {
+        implementation::flags().map(|flag| {
+            let variable = flag.name.replace('-', "_").to_ascii_uppercase();
+            Arg::new(flag.name)
+                .long(flag.name)
+                .value_name(flag.value_name)
+                .help(format!(
+                    "{} [also REGKIT_{variable}, WERF_{variable}]",
+                    flag.help
+                ))
+                .help_heading("Registry options (tags, delete, cleanup, detect, doctor)")
+        })
+    };
+    let mut command = Cli::command().args(vendor_flags());
+    for name in REGISTRY_COMMANDS {
+        command = command.mut_subcommand(name, |sub| {
+            sub.args(vendor_flags().map(|flag| flag.help_heading(None)))
+        });
+    }
+    for (name, id, help) in SCOPED_HELP {
+        command = command.mut_subcommand(name, |sub| sub.mut_arg(id, |arg| arg.help(help)));
+    }
+    command
 }
 
+/// The vendor flags given after the subcommand, else before it.
 fn vendor_settings(matches: &ArgMatches) -> Settings {
+    let scoped = matches.subcommand().map(|(_, sub)| sub);
     Settings::new(implementation::flags().filter_map(|flag| {
-        matches
-            .get_one::<String>(flag.name)
+        scoped
+            .and_then(|sub| sub.try_get_one::<String>(flag.name).ok().flatten())
+            .or_else(|| matches.get_one::<String>(flag.name))
             .map(|value| (flag.name.to_string(), value.clone()))
     }))
 }
 
 fn main() -> ExitCode {
     let matches = command().get_matches();
-    let mut cli = match Cli::from_arg_matches(&matches) {
+    let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
     if let Command::Generate(what) = &cli.command {
         return finish(generate::run(what, command()));
     }
-    cli.options.apply_env_fallbacks();
-    if cli.options.verbose {
+    let mut options = Options::new(&cli);
+    options.apply_env_fallbacks();
+    if options.verbose {
         regkit::registry::on_retry(|line| eprintln!("regkit: {line}"));
     }
     let settings = vendor_settings(&matches);
@@ -326,7 +530,7 @@ fn main() -> ExitCode {
             return ExitCode::from(report::EXIT_FAILED);
         }
     };
-    finish(runtime.block_on(run(&cli, settings)))
+    finish(runtime.block_on(run(&cli.command, &options, settings)))
 }
 
 fn finish(result: Result<u8, Fatal>) -> ExitCode {
@@ -339,13 +543,12 @@ fn finish(result: Result<u8, Fatal>) -> ExitCode {
     }
 }
 
-async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
-    let options = &cli.options;
+async fn run(subcommand: &Command, options: &Options, settings: Settings) -> Result<u8, Fatal> {
     // A directory the user named and that is not there would mean running without credentials unnoticed;
     // `configure` makes it.
     if let Some(dir) = &options.docker_config
         && !dir.is_dir()
-        && !matches!(cli.command, Command::Configure(_))
+        && !matches!(subcommand, Command::Configure { .. })
     {
         return Err(Fatal::Usage(format!(
             "the docker config directory {} (--docker-config, REGKIT_DOCKER_CONFIG or WERF_DOCKER_CONFIG) does not exist or is not a directory",
@@ -373,7 +576,7 @@ async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
         options,
         session: Session::new(config, settings, session_options),
     };
-    match &cli.command {
+    match subcommand {
         Command::Tags {
             repository,
             tree: true,
@@ -388,11 +591,12 @@ async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
             references,
             stdin,
             keep_referrers,
+            ..
         } => delete(&setup, references, *stdin, *keep_referrers).await,
-        Command::Cleanup(args) => cleanup::cleanup(&setup, args).await,
-        Command::InUse(args) => inuse::run(&setup, args).await,
-        Command::Detect { repository } => detect(&setup, repository).await,
-        Command::Configure(args) => configure::run(
+        Command::Cleanup { args, .. } => cleanup::cleanup(&setup, args).await,
+        Command::InUse { args, .. } => inuse::run(&setup, args).await,
+        Command::Detect { repository, .. } => detect(&setup, repository).await,
+        Command::Configure { args, .. } => configure::run(
             args,
             setup.session.config().dir(),
             configure::Mode {
@@ -400,7 +604,7 @@ async fn run(cli: &Cli, settings: Settings) -> Result<u8, Fatal> {
                 quiet: setup.options.quiet,
             },
         ),
-        Command::Doctor { repository } => doctor::run(&setup, repository).await,
+        Command::Doctor { repository, .. } => doctor::run(&setup, repository).await,
         Command::CiEnv(args) => cienv::run(args, setup.session.config().dir()),
         Command::Generate(what) => generate::run(what, command()),
     }

@@ -359,4 +359,72 @@ fn configure_quiet_prints_nothing_and_help_words_fit_every_subcommand() {
         !help.contains("one object per tag, then a summary)"),
         "{help}"
     );
+    let options = |command: &str| {
+        let help = stdout(&regkit(home.path(), &[command, "--help"]));
+        let names: Vec<String> = help
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|word| word.starts_with("--"))
+            .map(str::to_string)
+            .collect();
+        (help, names)
+    };
+    let has = |names: &[String], option: &str| names.iter().any(|name| name == option);
+    let (help, names) = options("configure");
+    for absent in ["--output", "--parallel", "--ca-file", "--repo-github-token"] {
+        assert!(!has(&names, absent), "configure lists {absent}: {help}");
+    }
+    assert!(has(&names, "--dry-run"), "{help}");
+    for command in ["tags", "detect", "doctor", "in-use", "ci-env"] {
+        let (help, names) = options(command);
+        assert!(
+            !has(&names, "--dry-run"),
+            "{command} lists --dry-run: {help}"
+        );
+    }
+    let (help, names) = options("in-use");
+    for absent in [
+        "--ca-file",
+        "--insecure-registry",
+        "--parallel",
+        "--repo-github-token",
+    ] {
+        assert!(!has(&names, absent), "in-use lists {absent}: {help}");
+    }
+    assert!(help.contains("one object per image in use"), "{help}");
+    let (help, names) = options("tags");
+    assert!(help.contains("one object per tag;"), "{help}");
+    assert!(
+        has(&names, "--parallel") && has(&names, "--repo-github-token"),
+        "{help}"
+    );
+    for command in ["delete", "cleanup"] {
+        let (help, names) = options(command);
+        for present in [
+            "--dry-run",
+            "--output",
+            "--parallel",
+            "--max-rps",
+            "--timeout",
+            "--ca-file",
+        ] {
+            assert!(has(&names, present), "{command} lacks {present}: {help}");
+        }
+        assert!(
+            help.contains("the exit code the real run would give"),
+            "{help}"
+        );
+    }
+    // Given before the subcommand they still parse, as scripts write them; after it only where they apply.
+    let before = regkit(
+        home.path(),
+        &["--dry-run", "--output", "json", "configure", "--help"],
+    );
+    assert_eq!(before.status.code(), Some(0), "{}", stderr(&before));
+    let misplaced = regkit(home.path(), &["tags", "127.0.0.1:1/x/app", "--dry-run"]);
+    assert_eq!(misplaced.status.code(), Some(2), "{}", stderr(&misplaced));
+    assert!(
+        stderr(&misplaced).contains("--dry-run"),
+        "{}",
+        stderr(&misplaced)
+    );
 }
