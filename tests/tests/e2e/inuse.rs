@@ -453,6 +453,7 @@ fn context_and_namespace_filters_limit_what_is_kept() {
     let unknown = scene.regkit(&[
         "cleanup",
         &repository,
+        "--all",
         "--dry-run",
         "--kube-context",
         "nope",

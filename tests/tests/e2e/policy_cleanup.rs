@@ -935,9 +935,12 @@ fn grouped_keep_last_semver_order_and_the_grace_window() {
     let row = |tag: &str| &run.rows[&format!("{}:{tag}", target(grouped))];
     assert_eq!(
         row("release-1-a")["reason"],
-        "among the 2 newest of the group \"release-1\" (#1)"
+        "among the 2 newest of the group \"release-1\" (#1); dated by the image config's created time, not a push time"
     );
-    assert_eq!(row("pr-7")["reason"], "in no --group-by group");
+    assert_eq!(
+        row("pr-7")["reason"],
+        "in no --group-by group; dated by the image config's created time, not a push time"
+    );
 
     // Semver: the release above its pre-release, versions above other tags; build metadata ties.
     let versions = "team/versions";
@@ -1028,6 +1031,7 @@ fn grouped_keep_last_semver_order_and_the_grace_window() {
             "json",
             "cleanup",
             &target(fresh),
+            "--all",
             "--grace",
             "0",
             "--yes",
