@@ -50,6 +50,9 @@ pub struct Image {
     pub tags: Vec<String>,
     /// When it was pushed.
     pub pushed_at: Option<Timestamp>,
+    /// `lastRecordedPullTime`: ECR leaves it out for an image never pulled, and refreshes it at least once a
+    /// day, so a pull within the last day may not show yet.
+    pub last_pulled: Option<Timestamp>,
     /// `imageManifestMediaType`, when ECR reports it.
     pub media_type: Option<String>,
 }
@@ -234,6 +237,18 @@ impl EcrRepositories {
     }
 }
 
+/// One `imageDetails` entry of `DescribeImages`; none without a digest.
+fn image(detail: &aws_sdk_ecr::types::ImageDetail) -> Option<Image> {
+    let time = |time: &aws_sdk_ecr::primitives::DateTime| Timestamp::from_unix_seconds(time.secs());
+    Some(Image {
+        digest: detail.image_digest()?.to_owned(),
+        tags: detail.image_tags().to_vec(),
+        pushed_at: detail.image_pushed_at().map(time),
+        last_pulled: detail.last_recorded_pull_time().map(time),
+        media_type: detail.image_manifest_media_type().map(str::to_owned),
+    })
+}
+
 impl Api for EcrRepositories {
     async fn describe_page(
         &self,
@@ -252,19 +267,7 @@ impl Api for EcrRepositories {
             .map_err(|e| {
                 self.fix_repository(classify(e, &self.host, "DescribeImages"), repository)
             })?;
-        let images = output
-            .image_details()
-            .iter()
-            .filter_map(|detail| {
-                Some(Image {
-                    digest: detail.image_digest()?.to_owned(),
-                    tags: detail.image_tags().to_vec(),
-                    pushed_at: (detail.image_pushed_at())
-                        .map(|pushed| Timestamp::from_unix_seconds(pushed.secs())),
-                    media_type: detail.image_manifest_media_type().map(str::to_owned),
-                })
-            })
-            .collect();
+        let images = output.image_details().iter().filter_map(image).collect();
         Ok(Page {
             images,
             next_token: output.next_token().map(str::to_owned),
@@ -613,6 +616,7 @@ mod tests {
                     digest,
                     tags,
                     pushed_at: None,
+                    last_pulled: None,
                     media_type: Some(ACCEPTED_MEDIA_TYPES[3].into()),
                 })
                 .collect();
@@ -955,8 +959,35 @@ mod tests {
             digest: digest.into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
             pushed_at: None,
+            last_pulled: None,
             media_type: media_type.map(str::to_owned),
         }
+    }
+
+    /// An `imageDetails` entry shaped as the botocore model has it (moto records no pulls, so the e2e
+    /// suite cannot show `lastRecordedPullTime`).
+    #[test]
+    fn image_details_carry_the_last_recorded_pull() {
+        use aws_sdk_ecr::primitives::DateTime;
+        use aws_sdk_ecr::types::ImageDetail;
+        let pulled = ImageDetail::builder()
+            .image_digest("sha256:a")
+            .image_tags("v1")
+            .image_pushed_at(DateTime::from_secs(1_700_000_000))
+            .last_recorded_pull_time(DateTime::from_secs(1_767_312_000))
+            .build();
+        let listed = image(&pulled).unwrap();
+        assert_eq!(
+            listed.pushed_at,
+            Some(Timestamp::from_unix_seconds(1_700_000_000))
+        );
+        assert_eq!(
+            listed.last_pulled,
+            Some(Timestamp::from_unix_seconds(1_767_312_000))
+        );
+        let never = ImageDetail::builder().image_digest("sha256:b").build();
+        assert_eq!(image(&never).unwrap().last_pulled, None);
+        assert!(image(&ImageDetail::builder().build()).is_none());
     }
 
     fn index_of(children: &[&str]) -> String {

@@ -420,6 +420,7 @@ impl TagApi for Acr {
         listing.tags.extend(tags.into_iter().map(|tag| {
             let locked = Changeable::locked(tag.changeable_attributes.as_ref());
             ListedTag {
+                last_pulled: None,
                 handle: tag.name.clone(),
                 refusal: locked.then(|| {
                     "the tag is locked (deleteEnabled=false); unlock it with `az acr repository update --delete-enabled true`".to_owned()

@@ -169,6 +169,7 @@ impl Artifactory {
         needs: ListingNeeds,
     ) -> Result<ListedTag, RegistryError> {
         let mut listed = ListedTag {
+            last_pulled: None,
             handle: rest::encode(&tag),
             tag,
             digest: None,

@@ -319,13 +319,15 @@ fn tag_infos(images: Vec<Image>) -> Vec<TagInfo> {
                 digest,
                 tags,
                 pushed_at,
+                last_pulled,
                 ..
             } = image;
+            // Every image carries a pull record: no lastRecordedPullTime is never pulled.
             tags.into_iter().map(move |tag| TagInfo {
                 tag,
                 digest: Some(digest.clone()),
                 created: pushed_at,
-                last_pulled: None,
+                last_pulled: Some(last_pulled),
             })
         })
         .collect();
@@ -434,6 +436,7 @@ mod tests {
             digest: digest.into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
             pushed_at: Timestamp::parse_rfc3339("2024-01-01T00:00:00Z"),
+            last_pulled: None,
             media_type: None,
         }
     }
@@ -446,6 +449,8 @@ mod tests {
             ["a", "z"]
         );
         assert_eq!(infos[0].digest.as_deref(), Some("sha256:b"));
+        // An image ECR never saw pulled is recorded as never pulled.
+        assert_eq!(infos[0].last_pulled, Some(None));
         assert_eq!(
             infos[0]
                 .created

@@ -401,6 +401,7 @@ impl TagApi for Gcr {
                 let name = last_segment(&tag.name);
                 let digest = tag.version.as_deref().map(last_segment);
                 ListedTag {
+                    last_pulled: None,
                     handle: name.clone(),
                     tag: name,
                     created: (digest.as_deref()).and_then(|d| created.get(d)).copied(),

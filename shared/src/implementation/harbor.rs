@@ -94,6 +94,7 @@ struct Harbor {
 struct Artifact {
     digest: String,
     push_time: Option<String>,
+    pull_time: Option<String>,
     #[serde(default)]
     tags: Option<Vec<Tag>>,
     #[serde(default)]
@@ -104,6 +105,7 @@ struct Artifact {
 struct Tag {
     name: String,
     push_time: Option<String>,
+    pull_time: Option<String>,
     #[serde(default)]
     immutable: bool,
 }
@@ -111,6 +113,25 @@ struct Tag {
 #[derive(Deserialize)]
 struct Reference {
     child_digest: Option<String>,
+}
+
+/// The last pull of a tag, from its own `pull_time` and its artifact's: Harbor stamps the tag only on
+/// a pull by tag and the artifact on any pull (by digest too), so the later one counts, which keeps an
+/// image pulled by digest. Harbor sends Go's zero time (`0001-01-01T00:00:00.000Z`) for never pulled;
+/// no field at all is no pull record.
+fn last_pulled(tag: &Tag, artifact: &Artifact) -> Option<Option<Timestamp>> {
+    let times = [&tag.pull_time, &artifact.pull_time];
+    if times.iter().all(|time| time.is_none()) {
+        return None;
+    }
+    Some(
+        times
+            .into_iter()
+            .filter_map(|time| time.as_deref().and_then(Timestamp::parse_rfc3339))
+            // Before 1970 is the zero time: never pulled.
+            .filter(|time| time.unix_seconds() > 0)
+            .max(),
+    )
 }
 
 /// `project`, and the repository inside it encoded twice as Harbor's path parameters want it.
@@ -232,6 +253,7 @@ impl TagApi for Harbor {
                     created: (tag.push_time.as_deref())
                         .or(artifact.push_time.as_deref())
                         .and_then(Timestamp::parse_rfc3339),
+                    last_pulled: last_pulled(tag, artifact),
                     handle: artifact.digest.clone(),
                     refusal: tag.immutable.then(|| {
                         "the tag is immutable (a Harbor immutability rule of the project matches it); change the rule to delete it".to_string()
@@ -316,5 +338,31 @@ mod tests {
             path: "app".into(),
         };
         assert!(matches!(split(&flat), Err(RegistryError::Config(_))));
+    }
+
+    #[test]
+    fn pull_times_take_the_later_and_read_the_zero_time_as_never() {
+        let at = |tag: Option<&str>, artifact: Option<&str>| {
+            let tag: Tag =
+                serde_json::from_value(serde_json::json!({"name": "t", "pull_time": tag})).unwrap();
+            let artifact: Artifact =
+                serde_json::from_value(serde_json::json!({"digest": "d", "pull_time": artifact}))
+                    .unwrap();
+            last_pulled(&tag, &artifact).map(|time| time.map(Timestamp::unix_seconds))
+        };
+        const ZERO: &str = "0001-01-01T00:00:00.000Z";
+        assert_eq!(at(None, None), None);
+        assert_eq!(at(Some(ZERO), Some(ZERO)), Some(None));
+        assert_eq!(
+            at(Some(ZERO), Some("2026-01-02T00:00:00Z")),
+            Some(Some(1_767_312_000))
+        );
+        assert_eq!(
+            at(
+                Some("2026-01-03T00:00:00.000Z"),
+                Some("2026-01-02T00:00:00Z")
+            ),
+            Some(Some(1_767_398_400))
+        );
     }
 }

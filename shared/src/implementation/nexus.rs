@@ -201,6 +201,7 @@ impl TagApi for Nexus {
                             (asset.blob_created.as_deref()).or(asset.last_modified.as_deref())
                         })
                         .and_then(Timestamp::parse_rfc3339),
+                    last_pulled: None,
                     handle: component.id,
                     refusal: None,
                 })

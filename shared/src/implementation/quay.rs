@@ -141,6 +141,7 @@ impl TagApi for Quay {
             .into_iter()
             .filter(|tag| tag.end_ts.is_none_or(|end| end > now))
             .map(|tag| ListedTag {
+                last_pulled: None,
                 handle: tag.name.clone(),
                 tag: tag.name,
                 digest: tag.manifest_digest,

@@ -142,6 +142,8 @@ pub(super) struct ListedTag {
     pub digest: Option<String>,
     /// When it was pushed, when known.
     pub created: Option<Timestamp>,
+    /// Pulls, as [`TagInfo::last_pulled`](super::TagInfo::last_pulled).
+    pub last_pulled: Option<Option<Timestamp>>,
     /// The vendor's handle for the delete call (Harbor's artifact digest, Nexus's component id).
     pub handle: String,
     /// Why the vendor will not let it go (an immutable tag), known from the listing.
@@ -302,7 +304,7 @@ fn tag_infos(listing: Listing) -> Vec<TagInfo> {
             tag: listed.tag,
             digest: listed.digest,
             created: listed.created,
-            last_pulled: None,
+            last_pulled: listed.last_pulled,
         })
         .collect();
     tags.sort_by(|a, b| a.tag.cmp(&b.tag));

@@ -23,6 +23,9 @@ pub struct Artifact {
     pub digest: String,
     /// `push_time`.
     pub push_time: String,
+    /// `pull_time` of the artifact and its tags; `None` is never pulled, which Harbor reports as Go's
+    /// zero time.
+    pub pull_time: Option<String>,
     /// Tags → immutable.
     pub tags: BTreeMap<String, bool>,
     /// Digests of the manifests this index references.
@@ -205,6 +208,7 @@ impl Harbor {
             Artifact {
                 digest: digest.into(),
                 push_time: push_time.into(),
+                pull_time: None,
                 tags: tags.iter().map(|t| (t.to_string(), false)).collect(),
                 references: Vec::new(),
             },
@@ -219,6 +223,15 @@ impl Harbor {
             .entry(repository.into())
             .or_default()
             .push(artifact);
+    }
+
+    /// Records a pull of the artifact `digest` of `repository` at `time`.
+    pub fn pull(&self, repository: &str, digest: &str, time: &str) {
+        let mut state = self.state.lock().expect("state");
+        let artifacts = state.get_mut(repository).into_iter().flatten();
+        for artifact in artifacts.filter(|a| a.digest == digest) {
+            artifact.pull_time = Some(time.into());
+        }
     }
 
     /// Every tag of `repository` → its digest.
@@ -259,14 +272,19 @@ fn repository_key(request: &Request) -> Option<String> {
     ))
 }
 
+/// Go's zero time, as Harbor serialises a `pull_time` never set.
+const NEVER: &str = "0001-01-01T00:00:00.000Z";
+
 fn artifact_json(artifact: &Artifact, request: &Request) -> serde_json::Value {
+    let pull_time = artifact.pull_time.as_deref().unwrap_or(NEVER);
     let with_tag = request.query("with_tag") != Some("false");
     let immutable = request.query("with_immutable_status") == Some("true");
     let tags: Vec<_> = artifact
         .tags
         .iter()
         .map(|(name, locked)| {
-            let mut tag = json!({"name": name, "push_time": artifact.push_time});
+            let mut tag =
+                json!({"name": name, "push_time": artifact.push_time, "pull_time": pull_time});
             if immutable {
                 tag["immutable"] = json!(locked);
             }
@@ -281,6 +299,7 @@ fn artifact_json(artifact: &Artifact, request: &Request) -> serde_json::Value {
     json!({
         "digest": artifact.digest,
         "push_time": artifact.push_time,
+        "pull_time": pull_time,
         "tags": if with_tag && !tags.is_empty() { json!(tags) } else { json!(null) },
         "references": if references.is_empty() { json!(null) } else { json!(references) },
     })

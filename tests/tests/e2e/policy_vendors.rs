@@ -75,6 +75,20 @@ fn hub_flags(url: &str) -> [&str; 8] {
     ]
 }
 
+/// The flags that reach the Harbor double as its robot account.
+fn harbor_flags(url: &str) -> [&str; 8] {
+    [
+        "--repo-implementation",
+        "harbor",
+        "--harbor-api-url",
+        url,
+        "--repo-harbor-username",
+        "robot$proj+ci",
+        "--repo-harbor-password",
+        "robot-s3cret",
+    ]
+}
+
 /// [`cleanup`] with the docker config (and report) in `config`, for vendors whose credentials come from it.
 fn cleanup_in(config: &Path, flags: &[&str], repository: &str) -> BTreeMap<String, Value> {
     let report = config.join("report.json");
@@ -162,18 +176,48 @@ fn dockerhub() {
     hub.server.assert_no_violations();
 }
 
-/// `--unpulled-for` reads Docker Hub's `tag_last_pulled`: a tag pulled lately stays, one pulled long ago
-/// or never (counted from its push) goes; the rule names what it found.
+/// The tags of the `--unpulled-for 30d` runs: (tag, digest number, pushed and last pulled days ago).
+const PULLS: [(&str, usize, i64, Option<i64>); 4] = [
+    ("hot", 1, 90, Some(2)),
+    ("cold", 2, 90, Some(60)),
+    ("never", 3, 90, None),
+    ("young", 4, 5, None),
+];
+
+/// Runs `--unpulled-for 30d` on `repository`, holding [`PULLS`], and checks the verdicts: a tag pulled
+/// lately stays, one pulled long ago or never (counted from its push) goes; the rule names what it found.
+fn unpulled_for(flags: &[&str], repository: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let mut args = flags.to_vec();
+    args.extend([
+        "cleanup",
+        repository,
+        "--unpulled-for",
+        "30d",
+        "--yes",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let run: Run = regkit(dir.path(), &args);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let rows = report_rows(&report);
+    assert_eq!(rows["hot"]["rule"], "recently-pulled");
+    assert_eq!(rows["hot"]["reason"], "last pulled 2d ago, within 30d");
+    assert_eq!(rows["cold"]["action"], "delete", "{}", rows["cold"]);
+    assert_eq!(
+        rows["never"]["reason"],
+        "never pulled, pushed 90d ago, unpulled for more than 30d"
+    );
+    assert_eq!(rows["young"]["action"], "keep", "{}", rows["young"]);
+}
+
+/// `--unpulled-for` reads Docker Hub's `tag_last_pulled`.
 #[test]
 fn dockerhub_unpulled_for_reads_tag_last_pulled() {
     let hub = HubServer::start();
     hub.add_account("alice", "s3cret-pw", None);
-    for (tag, n, pushed, pulled) in [
-        ("hot", 1, 90, Some(2)),
-        ("cold", 2, 90, Some(60)),
-        ("never", 3, 90, None),
-        ("young", 4, 5, None),
-    ] {
+    for (tag, n, pushed, pulled) in PULLS {
         hub.push(
             "alice/pulls",
             tag,
@@ -185,21 +229,10 @@ fn dockerhub_unpulled_for_reads_tag_last_pulled() {
         }
     }
     let url = hub.url();
-    let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("report.json");
-    let repository = format!("{}/alice/pulls", hub.server.host());
-    let mut args = hub_flags(&url).to_vec();
-    args.extend([
-        "cleanup",
-        &repository,
-        "--unpulled-for",
-        "30d",
-        "--yes",
-        "--report",
-        report.to_str().unwrap(),
-    ]);
-    let run: Run = regkit(dir.path(), &args);
-    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    unpulled_for(
+        &hub_flags(&url),
+        &format!("{}/alice/pulls", hub.server.host()),
+    );
     assert_eq!(
         hub.tags("alice/pulls")
             .keys()
@@ -207,14 +240,39 @@ fn dockerhub_unpulled_for_reads_tag_last_pulled() {
             .collect::<Vec<_>>(),
         ["hot", "young"]
     );
-    let rows = report_rows(&report);
-    assert_eq!(rows["hot"]["rule"], "recently-pulled");
-    assert_eq!(rows["hot"]["reason"], "last pulled 2d ago, within 30d");
-    assert_eq!(
-        rows["never"]["reason"],
-        "never pulled, pushed 90d ago, unpulled for more than 30d"
-    );
     hub.server.assert_no_violations();
+}
+
+/// `--unpulled-for` reads Harbor's `pull_time`, whose zero time means never pulled.
+#[test]
+fn harbor_unpulled_for_reads_pull_time() {
+    let harbor = Harbor::start("robot$proj+ci", "robot-s3cret");
+    let repository = "proj/pulls";
+    for (tag, n, pushed, pulled) in PULLS {
+        harbor.push(
+            repository,
+            &digest(n),
+            &[tag],
+            &format_rfc3339(days_ago(pushed)),
+        );
+        if let Some(days) = pulled {
+            harbor.pull(repository, &digest(n), &format_rfc3339(days_ago(days)));
+        }
+    }
+    let url = harbor.server.url();
+    unpulled_for(
+        &harbor_flags(&url),
+        &format!("{}/{repository}", harbor.server.host()),
+    );
+    assert_eq!(
+        harbor
+            .tags(repository)
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["hot", "young"]
+    );
+    harbor.server.assert_no_violations();
 }
 
 #[test]
@@ -266,17 +324,10 @@ fn harbor() {
         &format_rfc3339(days_ago(1)),
     );
     let url = harbor.server.url();
-    let flags = [
-        "--repo-implementation",
-        "harbor",
-        "--harbor-api-url",
-        &url,
-        "--repo-harbor-username",
-        "robot$proj+ci",
-        "--repo-harbor-password",
-        "robot-s3cret",
-    ];
-    let rows = cleanup(&flags, &format!("{}/{repository}", harbor.server.host()));
+    let rows = cleanup(
+        &harbor_flags(&url),
+        &format!("{}/{repository}", harbor.server.host()),
+    );
     assert_eq!(rows["t-old"]["result"], "untagged");
     assert_eq!(harbor.tags(repository), expected());
     harbor.server.assert_no_violations();

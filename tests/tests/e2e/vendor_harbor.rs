@@ -146,6 +146,7 @@ fn deleting_a_tag_keeps_its_siblings_and_refusals_are_per_tag() {
         Artifact {
             digest: digest(3),
             push_time: "2024-01-03T00:00:00Z".into(),
+            pull_time: None,
             tags: [("release".to_string(), true), ("rc".to_string(), false)].into(),
             references: Vec::new(),
         },
@@ -157,6 +158,7 @@ fn deleting_a_tag_keeps_its_siblings_and_refusals_are_per_tag() {
         Artifact {
             digest: digest(11),
             push_time: "2024-01-04T00:00:00Z".into(),
+            pull_time: None,
             tags: [("multi".to_string(), false)].into(),
             references: vec![digest(10)],
         },
@@ -304,6 +306,7 @@ fn push_index(harbor: &Harbor, index: usize, tags: &[&str], children: [usize; 2]
         Artifact {
             digest: digest(index),
             push_time: days_ago(days),
+            pull_time: None,
             tags: tags.iter().map(|t| (t.to_string(), false)).collect(),
             references: children.iter().map(|c| digest(*c)).collect(),
         },
