@@ -553,18 +553,16 @@ pub async fn referrers_of(
                     .and_then(|digest| found.get(digest).cloned())
             });
             let decision = decide(info.digest.as_deref(), subject.as_ref());
-            Row {
-                subject,
-                ..row(
-                    &name,
-                    Some(&info.tag),
-                    info.digest.as_deref(),
-                    None,
-                    None,
-                    0,
-                    decision,
-                )
-            }
+            row(
+                &name,
+                Some(&info.tag),
+                info.digest.as_deref(),
+                None,
+                None,
+                0,
+                decision,
+            )
+            .following(subject)
         })
         .collect();
     let listed: BTreeSet<String> = rows.iter().filter_map(|row| row.digest.clone()).collect();
@@ -589,9 +587,15 @@ pub async fn referrers_of(
         orphans: false,
         in_use: None,
     };
-    let removes = implementation.capabilities().delete_removes;
     follow_subjects(
-        &request, removes, client, repository, parallel, None, 0, &mut rows,
+        &request,
+        implementation,
+        client,
+        repository,
+        parallel,
+        None,
+        0,
+        &mut rows,
     )
     .await?;
     Ok(rows
@@ -868,18 +872,16 @@ async fn plan_repository(
                 };
                 decision.reason = format!("{} ({why})", decision.reason);
             }
-            Row {
-                subject,
-                ..row(
-                    &name,
-                    Some(&info.tag),
-                    info.digest.as_deref(),
-                    *date,
-                    *source,
-                    now,
-                    decision,
-                )
-            }
+            row(
+                &name,
+                Some(&info.tag),
+                info.digest.as_deref(),
+                *date,
+                *source,
+                now,
+                decision,
+            )
+            .following(subject)
         })
         .collect();
     if let Some(set) = request.in_use {
@@ -905,24 +907,32 @@ async fn plan_repository(
                         continue;
                     }
                     let date = manifest.created.map(Timestamp::unix_seconds);
-                    let decision = Policies::decide_untagged(&policies, date, now);
-                    rows.push(row(
-                        &name,
-                        None,
-                        Some(&manifest.digest),
-                        date,
-                        date.map(|_| DateSource::Vendor),
-                        now,
-                        decision,
-                    ));
+                    let decision = match &manifest.subject {
+                        Some(subject) => referrer_decision(subject),
+                        None => Policies::decide_untagged(&policies, date, now),
+                    };
+                    rows.push(
+                        row(
+                            &name,
+                            None,
+                            Some(&manifest.digest),
+                            date,
+                            date.map(|_| DateSource::Vendor),
+                            now,
+                            decision,
+                        )
+                        .following(manifest.subject),
+                    );
                 }
-                // No vendor's listing of untagged manifests gives their `subject`: the manifests do.
-                if implementation.reads_untagged_subjects() {
-                    let all =
-                        request.orphans || rows.iter().any(|row| row.action == Action::Delete);
-                    keep_untagged_referrers(client, repository, parallel, all, &mut rows[first..])
-                        .await?;
-                }
+                let all = request.orphans || rows.iter().any(|row| row.action == Action::Delete);
+                keep_untagged_referrers(
+                    (implementation, client),
+                    repository,
+                    parallel,
+                    all,
+                    &mut rows[first..],
+                )
+                .await?;
             }
             None => {
                 note = Some(format!(
@@ -937,7 +947,7 @@ async fn plan_repository(
     }
     follow_subjects(
         request,
-        implementation.capabilities().delete_removes,
+        implementation,
         client,
         repository,
         parallel,
@@ -952,6 +962,13 @@ async fn plan_repository(
         note,
         kept_index_children,
     })
+}
+
+impl Row {
+    /// The row of a referrer of `subject` (none: not a referrer).
+    fn following(self, subject: Option<String>) -> Row {
+        Row { subject, ..self }
+    }
 }
 
 /// The decision that keeps a referrer of `subject`, which no rule selects on its own.
@@ -1055,21 +1072,35 @@ async fn decide_images(
 
 /// Keeps the untagged manifests among `rows` that have a `subject`: `--untagged` never takes a referrer
 /// on its own; they follow their subject or are orphans ([`follow_subjects`]). The selected ones are
-/// read, and with `all` every one (a kept one may follow a subject that goes, or be an orphan). A failed
-/// read fails the repository before anything of it is deleted; a manifest the registry no longer serves
-/// has no subject.
+/// read (through the vendor where it reads them, else over v2), and with `all` every one (a kept one may
+/// follow a subject that goes, or be an orphan); those whose subject the listing gave need no read. A
+/// failed read fails the repository before anything of it is deleted; a manifest the registry no longer
+/// serves has no subject.
 async fn keep_untagged_referrers(
-    client: &Client,
+    (implementation, client): (&dyn Implementation, &Client),
     repository: &Repository,
     parallel: usize,
     all: bool,
     rows: &mut [Row],
 ) -> Result<(), RegistryError> {
-    let candidates = rows
+    let candidates: Vec<String> = rows
         .iter()
-        .filter(|row| all || row.action == Action::Delete)
-        .filter_map(|row| row.digest.as_deref());
-    let found = referrers::read_subjects(client, &repository.path, candidates, parallel).await?;
+        .filter(|row| row.subject.is_none() && (all || row.action == Action::Delete))
+        .filter_map(|row| row.digest.clone())
+        .collect();
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let found = match implementation
+        .untagged_subjects(repository, &candidates)
+        .await?
+    {
+        Some(found) => found,
+        None => {
+            let candidates = candidates.iter().map(String::as_str);
+            referrers::read_subjects(client, &repository.path, candidates, parallel).await?
+        }
+    };
     for row in rows.iter_mut() {
         if let Some(subject) = row.digest.as_ref().and_then(|digest| found.get(digest)) {
             let decision = referrer_decision(subject);
@@ -1107,7 +1138,7 @@ fn removed_digests(rows: &[Row], removes: DeleteRemoves) -> BTreeSet<String> {
 #[allow(clippy::too_many_arguments)]
 async fn follow_subjects(
     request: &CleanupRequest<'_>,
-    removes: DeleteRemoves,
+    implementation: &dyn Implementation,
     client: &Client,
     repository: &Repository,
     parallel: usize,
@@ -1126,12 +1157,24 @@ async fn follow_subjects(
         .iter()
         .filter_map(|row| row.digest.as_deref())
         .collect();
-    let unlisted = rows
+    let unlisted: Vec<String> = rows
         .iter()
         .filter_map(|row| row.subject.as_deref())
         .filter(|subject| !listed.contains(subject))
-        .filter(|subject| !kept_index_children.is_some_and(|children| children.contains(*subject)));
-    let gone = referrers::missing(client, &repository.path, unlisted, parallel).await?;
+        .filter(|subject| !kept_index_children.is_some_and(|children| children.contains(*subject)))
+        .map(str::to_owned)
+        .collect();
+    let gone = match implementation
+        .missing_manifests(repository, &unlisted)
+        .await?
+    {
+        Some(gone) => gone,
+        None => {
+            let unlisted = unlisted.iter().map(String::as_str);
+            referrers::missing(client, &repository.path, unlisted, parallel).await?
+        }
+    };
+    let removes = implementation.capabilities().delete_removes;
     for row in rows.iter_mut() {
         let Some(subject) = row
             .subject
@@ -1249,10 +1292,10 @@ async fn add_schema_children(
             rule: Rule::FollowsSubject,
             reason: format!("listed by the referrers index of {subject}, which goes"),
         };
-        rows.push(Row {
-            subject: Some(subject.clone()),
-            ..row(&name, None, Some(&child), None, None, now, decision)
-        });
+        rows.push(
+            row(&name, None, Some(&child), None, None, now, decision)
+                .following(Some(subject.clone())),
+        );
     }
     Ok(true)
 }

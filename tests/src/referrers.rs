@@ -97,6 +97,27 @@ pub fn push_cosign(pusher: &Pusher, repo: &str, subject: &str, kind: Cosign) -> 
     (tag, digest)
 }
 
+/// The one layer of an artifact of `artifact_type` about `subject`.
+fn artifact_content(subject: &str, artifact_type: &str) -> String {
+    format!("{artifact_type} of {subject}")
+}
+
+/// An OCI 1.1 artifact manifest (empty config, one layer) of `artifact_type` whose `subject` is the
+/// manifest `subject` of `subject_size` bytes, as oras and cosign write them.
+pub fn artifact_manifest(subject: &str, subject_size: usize, artifact_type: &str) -> Vec<u8> {
+    let content = artifact_content(subject, artifact_type);
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": {"mediaType": EMPTY_CONFIG, "size": 2, "digest": sha256_digest(b"{}")},
+        "layers": [{"mediaType": "application/octet-stream", "size": content.len(),
+                    "digest": sha256_digest(content.as_bytes())}],
+        "subject": {"mediaType": OCI_MANIFEST, "size": subject_size, "digest": subject},
+    }))
+    .expect("manifest")
+}
+
 /// Pushes an OCI 1.1 artifact (empty config, one layer) whose `subject` is `subject`, under `tag` or by
 /// digest alone; returns `(digest, size)`.
 pub fn push_subject_artifact(
@@ -106,19 +127,9 @@ pub fn push_subject_artifact(
     artifact_type: &str,
     tag: Option<&str>,
 ) -> (String, usize) {
-    let empty = pusher.push_blob(repo, b"{}");
-    let content = format!("{artifact_type} of {subject}");
-    let layer = pusher.push_blob(repo, content.as_bytes());
-    let subject_size = manifest_size(pusher, repo, subject);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": {"mediaType": EMPTY_CONFIG, "size": 2, "digest": empty},
-        "layers": [{"mediaType": "application/octet-stream", "size": content.len(), "digest": layer}],
-        "subject": {"mediaType": OCI_MANIFEST, "size": subject_size, "digest": subject},
-    }))
-    .expect("manifest");
+    let manifest = artifact_manifest(subject, manifest_size(pusher, repo, subject), artifact_type);
+    pusher.push_blob(repo, b"{}");
+    pusher.push_blob(repo, artifact_content(subject, artifact_type).as_bytes());
     let reference = tag.map_or_else(|| sha256_digest(&manifest), str::to_string);
     (
         pusher.put_manifest(repo, &reference, OCI_MANIFEST, &manifest),

@@ -68,6 +68,49 @@ impl OpenApi {
         OpenApi::from_document(&document)
     }
 
+    /// The OCI distribution spec's endpoint table (`oci-distribution/spec.v1.1.1.md`, "Endpoints"): each
+    /// `end-*` row's methods, path (`<name>` → a parameter; its `?a=<…>` names the query parameters) and
+    /// success and failure statuses, plus any 4XX, which the spec says any endpoint may answer ("A `4XX`
+    /// response code from the registry MAY return a body…"; `UNAUTHORIZED`, `DENIED` in its error codes).
+    pub fn load_oci_endpoints(relative: &str) -> OpenApi {
+        let path = dir().join(relative);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let mut operations: BTreeMap<(String, String), Operation> = BTreeMap::new();
+        for line in text.lines().filter(|line| line.starts_with("| end-")) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let [_, _, methods, target, success, failure, ..] = cells[..] else {
+                continue;
+            };
+            let unquote = |cell: &str| cell.replace('`', "");
+            let target = unquote(target);
+            let (route, query) = target.split_once('?').unwrap_or((&target, ""));
+            let template = route.replace('<', "{").replace('>', "}");
+            let query: BTreeSet<String> = query
+                .split('&')
+                .filter_map(|pair| pair.split_once('=').map(|(name, _)| name.to_owned()))
+                .collect();
+            let mut responses: BTreeSet<String> = format!("{success}/{failure}")
+                .split('/')
+                .map(|code| unquote(code).trim().to_owned())
+                .filter(|code| !code.is_empty())
+                .collect();
+            responses.insert("4XX".into());
+            for method in unquote(methods).split('/') {
+                let operation = operations
+                    .entry((method.trim().to_uppercase(), normalise(&template)))
+                    .or_default();
+                operation.query.extend(query.iter().cloned());
+                operation.responses.extend(responses.iter().cloned());
+            }
+        }
+        assert!(!operations.is_empty(), "{relative}: no endpoint table");
+        OpenApi {
+            base_path: String::new(),
+            operations,
+        }
+    }
+
     /// Builds from a parsed document.
     pub fn from_document(document: &Value) -> OpenApi {
         let base_path = document["basePath"]
@@ -226,6 +269,21 @@ mod tests {
             ..ok
         };
         assert_eq!(spec.mismatches(&[missing]).len(), 1);
+    }
+
+    #[test]
+    fn the_oci_endpoint_table_loads() {
+        let spec = OpenApi::load_oci_endpoints("oci-distribution/spec.v1.1.1.md");
+        let manifests = spec.operation("HEAD", "/v2/{n}/manifests/{r}").unwrap();
+        assert!(manifests.responses.contains("200") && manifests.responses.contains("404"));
+        let referrers = spec.operation("GET", "/v2/{n}/referrers/{d}").unwrap();
+        assert!(referrers.query.contains("artifactType"));
+        assert!(
+            spec.operation("GET", "/v2/{n}/tags/list")
+                .unwrap()
+                .query
+                .contains("last")
+        );
     }
 
     #[test]

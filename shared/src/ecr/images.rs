@@ -11,13 +11,14 @@
 //!
 //! ECR has no v2 `_catalog`: `REGISTRY/PREFIX/*` is expanded from `DescribeRepositories`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::aws::{classify, ecr_cleanup_client, sdk_config};
 use super::host::EcrRegistry;
 use super::identity::{Identity, IdentityMap};
 use super::{EcrError, Env};
 use crate::dates::Timestamp;
+use crate::referrers::manifest_subject;
 use crate::registry::pager::{self, Pager};
 
 /// The most image ids one `BatchDeleteImage` accepts.
@@ -209,6 +210,16 @@ impl EcrRepositories {
         listing: &[Image],
     ) -> Result<Vec<Image>, EcrError> {
         untagged(self, repository, listing).await
+    }
+
+    /// The `subject` of each manifest among `digests` that has one (digest → subject), read with
+    /// `BatchGetImage`; one that no longer exists has none, one that cannot be read fails the answer.
+    pub async fn subjects(
+        &self,
+        repository: &str,
+        digests: &[String],
+    ) -> Result<BTreeMap<String, String>, EcrError> {
+        subjects(self, repository, digests).await
     }
 
     /// Deletes `ids` in batches of [`MAX_BATCH`]; one outcome per distinct id, in request order.
@@ -436,27 +447,73 @@ pub(crate) async fn untagged(
         .iter()
         .filter(|image| image.may_be_index())
         .map(|image| image.digest.clone())
+        .collect();
+    let why = "to spare the images it references";
+    let mut referenced: BTreeSet<String> = BTreeSet::new();
+    for (digest, body) in manifests(api, repository, &indexes, why).await? {
+        let children = crate::dates::manifest_children(body.as_bytes()).ok_or_else(|| {
+            unreadable(repository, &digest, why, "not a manifest document".into())
+        })?;
+        referenced.extend(children);
+    }
+    Ok(listing
+        .iter()
+        .filter(|image| image.tags.is_empty() && !referenced.contains(&image.digest))
+        .cloned()
+        .collect())
+}
+
+/// See [`EcrRepositories::subjects`]: the manifests are read [`MAX_GET`] per call.
+pub(crate) async fn subjects(
+    api: &impl Api,
+    repository: &str,
+    digests: &[String],
+) -> Result<BTreeMap<String, String>, EcrError> {
+    let why = "for its subject (a signature or attestation is never swept on its own)";
+    Ok(manifests(api, repository, digests, why)
+        .await?
+        .into_iter()
+        .filter_map(|(digest, body)| Some((digest, manifest_subject(body.as_bytes())?)))
+        .collect())
+}
+
+/// The failure to read `digest` of `repository` `why`.
+fn unreadable(repository: &str, digest: &str, why: &str, reason: String) -> EcrError {
+    EcrError::Api {
+        registry: String::new(),
+        operation: "BatchGetImage".into(),
+        status: None,
+        message: format!("cannot read manifest {digest} of {repository} {why}: {reason}"),
+    }
+}
+
+/// (digest, body) of each distinct manifest among `digests` that still exists, [`MAX_GET`] per
+/// `BatchGetImage`. Any other failure, or a digest ECR answers neither way, fails the answer, naming
+/// `why` it was read.
+async fn manifests(
+    api: &impl Api,
+    repository: &str,
+    digests: &[String],
+    why: &str,
+) -> Result<Vec<(String, String)>, EcrError> {
+    let distinct: Vec<String> = digests
+        .iter()
+        .cloned()
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let mut referenced: BTreeSet<String> = BTreeSet::new();
-    for chunk in indexes.chunks(MAX_GET) {
+    let mut found = Vec::new();
+    for chunk in distinct.chunks(MAX_GET) {
         let answer = api.batch_get(repository, chunk).await?;
-        let unreadable = |digest: &str, why: String| EcrError::Api {
-            registry: String::new(),
-            operation: "BatchGetImage".into(),
-            status: None,
-            message: format!(
-                "cannot read manifest {digest} of {repository} to spare the images it references: {why}"
-            ),
-        };
         if let Some(failure) = answer.failures.iter().find(|f| f.code != "ImageNotFound") {
             let digest = match &failure.id {
                 Some(ImageId::Digest(digest)) => digest.as_str(),
                 _ => "(unnamed)",
             };
             return Err(unreadable(
+                repository,
                 digest,
+                why,
                 format!("{}: {}", failure.code, failure.reason),
             ));
         }
@@ -467,21 +524,15 @@ pub(crate) async fn untagged(
             .collect();
         if let Some(digest) = missing.get(answer.failures.len()) {
             return Err(unreadable(
+                repository,
                 digest,
+                why,
                 "ECR returned neither it nor a failure".into(),
             ));
         }
-        for (digest, body) in &answer.found {
-            let children = crate::dates::manifest_children(body.as_bytes())
-                .ok_or_else(|| unreadable(digest, "not a manifest document".into()))?;
-            referenced.extend(children);
-        }
+        found.extend(answer.found);
     }
-    Ok(listing
-        .iter()
-        .filter(|image| image.tags.is_empty() && !referenced.contains(&image.digest))
-        .cloned()
-        .collect())
+    Ok(found)
 }
 
 /// Deletes distinct `ids` in order, [`MAX_BATCH`] per call, and maps every answer back to its id.
@@ -1106,6 +1157,57 @@ mod tests {
         let error = ready(untagged(&garbled, "r", &listing)).unwrap_err();
         assert!(
             error.to_string().contains("not a manifest document"),
+            "{error}"
+        );
+    }
+
+    /// `--untagged` reads untagged manifests for their `subject` a hundred per call; one gone since the
+    /// listing has none, one that cannot be read fails the answer naming why it was read.
+    #[test]
+    fn subjects_are_read_100_per_call() {
+        let signed = |i: usize| {
+            serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": ACCEPTED_MEDIA_TYPES[2],
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": "sha256:e", "size": 2},
+                "layers": [],
+                "subject": {"mediaType": ACCEPTED_MEDIA_TYPES[2], "digest": format!("sha256:image{i}"), "size": 1},
+            })
+            .to_string()
+        };
+        let digests: Vec<String> = (0..150).map(|i| format!("sha256:m{i:03}")).collect();
+        let mut bodies: BTreeMap<String, String> = digests
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 0)
+            .map(|(i, digest)| (digest.clone(), signed(i)))
+            .collect();
+        // An image (no subject); sha256:m149 is gone since the listing.
+        bodies.insert(
+            "sha256:m001".into(),
+            r#"{"schemaVersion":2,"config":{"digest":"sha256:c"}}"#.into(),
+        );
+        let api = Manifesto {
+            bodies,
+            ..Manifesto::default()
+        };
+        let found = ready(subjects(&api, "r", &digests)).unwrap();
+        assert_eq!(found.len(), 75);
+        assert_eq!(found["sha256:m000"], "sha256:image0");
+        assert_eq!(found["sha256:m148"], "sha256:image148");
+        assert!(!found.contains_key("sha256:m001"));
+        let sizes: Vec<usize> = api.calls.borrow().iter().map(Vec::len).collect();
+        assert_eq!(sizes, [100, 50]);
+
+        let broken = Manifesto {
+            broken: vec!["sha256:m003".into()],
+            ..Manifesto::default()
+        };
+        let error = ready(subjects(&broken, "r", &digests)).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("cannot read manifest sha256:m003 of r for its subject"),
             "{error}"
         );
     }

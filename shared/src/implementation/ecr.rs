@@ -161,9 +161,39 @@ impl Implementation for Ecr {
         Box::pin(async move { Ok(tag_infos(self.list_and_keep(repository).await?)) })
     }
 
-    // Not yet: BatchGetImage (the manifest) or ListImageReferrers would tell, and neither is read yet.
-    fn reads_untagged_subjects(&self) -> bool {
-        false
+    // ECR's v2 endpoint would serve the manifests one GET each; BatchGetImage reads a hundred a call.
+    fn untagged_subjects<'a>(
+        &'a self,
+        repository: &'a Repository,
+        digests: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, RegistryError>> {
+        Box::pin(async move {
+            let subjects = self
+                .api()
+                .await?
+                .subjects(&repository.path, digests)
+                .await
+                .map_err(|error| registry_error(error, &self.host))?;
+            Ok(Some(subjects))
+        })
+    }
+
+    // DescribeImages lists every image, tagged or not: a digest it left out is gone.
+    fn missing_manifests<'a>(
+        &'a self,
+        repository: &'a Repository,
+        digests: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<BTreeSet<String>>, RegistryError>> {
+        Box::pin(async move {
+            let listing = self.listing(repository).await?;
+            Ok(Some(
+                digests
+                    .iter()
+                    .filter(|digest| !listing.iter().any(|image| &image.digest == *digest))
+                    .cloned()
+                    .collect(),
+            ))
+        })
     }
 
     fn list_untagged<'a>(
@@ -186,6 +216,7 @@ impl Implementation for Ecr {
                     .map(|image| UntaggedManifest {
                         digest: image.digest,
                         created: image.pushed_at,
+                        subject: None,
                     })
                     .collect(),
             ))

@@ -356,6 +356,7 @@ impl Gcr {
             .map(|version| UntaggedManifest {
                 digest: version.digest,
                 created: version.created,
+                subject: None,
             })
             .collect())
     }

@@ -588,6 +588,7 @@ impl Implementation for GitHub {
                     .map(|v| UntaggedManifest {
                         digest: v.name.clone(),
                         created: v.last_change(),
+                        subject: None,
                     })
                     .collect(),
             ))

@@ -11,7 +11,7 @@
 //! robot account (`robot$…`), which, unlike the v2 digest delete werf uses, can remove tags.
 
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use reqwest::Method;
 use serde::Deserialize;
@@ -99,6 +99,15 @@ struct Artifact {
     tags: Option<Vec<Tag>>,
     #[serde(default)]
     references: Option<Vec<Reference>>,
+    /// Signatures, attestations, SBOMs and other manifests with a `subject` (`with_accessory=true`).
+    #[serde(default)]
+    accessories: Option<Vec<Accessory>>,
+}
+
+#[derive(Deserialize)]
+struct Accessory {
+    digest: Option<String>,
+    subject_artifact_digest: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -166,7 +175,7 @@ impl Harbor {
             async move {
                 let page = page.unwrap_or(1);
                 let path = format!(
-                    "api/v2.0/projects/{project}/repositories/{name}/artifacts?with_tag=true&with_immutable_status=true&page={page}&page_size={PAGE_SIZE}"
+                    "api/v2.0/projects/{project}/repositories/{name}/artifacts?with_tag=true&with_immutable_status=true&with_accessory=true&page={page}&page_size={PAGE_SIZE}"
                 );
                 let response = api.send(Method::GET, &path, operation).await?;
                 match response.status {
@@ -216,8 +225,6 @@ impl Harbor {
 
 impl TagApi for Harbor {
     const SPEC: &'static Spec = &SPEC;
-    // Not yet: the accessories API, which names an artifact's subject, is not read yet and the v2 read has no stand-in.
-    const READS_UNTAGGED_SUBJECTS: bool = false;
 
     fn parallel(&self) -> usize {
         self.parallel
@@ -305,6 +312,16 @@ impl TagApi for Harbor {
             .flat_map(|artifact| artifact.references.iter().flatten())
             .filter_map(|reference| reference.child_digest.as_deref())
             .collect();
+        let subjects: HashMap<&str, &str> = artifacts
+            .iter()
+            .flat_map(|artifact| artifact.accessories.iter().flatten())
+            .filter_map(|accessory| {
+                Some((
+                    accessory.digest.as_deref()?,
+                    accessory.subject_artifact_digest.as_deref()?,
+                ))
+            })
+            .collect();
         Ok(Some(
             artifacts
                 .iter()
@@ -313,9 +330,23 @@ impl TagApi for Harbor {
                 .map(|artifact| UntaggedManifest {
                     digest: artifact.digest.clone(),
                     created: (artifact.push_time.as_deref()).and_then(Timestamp::parse_rfc3339),
+                    subject: subjects
+                        .get(artifact.digest.as_str())
+                        .map(|subject| (*subject).to_owned()),
                 })
                 .collect(),
         ))
+    }
+
+    /// Harbor records every manifest whose `subject` it holds as an accessory of it, which the listing
+    /// names ([`UntaggedManifest::subject`]): nothing is left to read. A manifest whose subject Harbor
+    /// does not hold is an orphan, which it keeps as a plain artifact.
+    async fn untagged_subjects(
+        &self,
+        _: &Repository,
+        _: &[String],
+    ) -> Result<Option<BTreeMap<String, String>>, RegistryError> {
+        Ok(Some(BTreeMap::new()))
     }
 }
 

@@ -28,7 +28,7 @@ mod quay;
 mod rest;
 mod settings;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -147,11 +147,25 @@ pub trait Implementation {
         Box::pin(async { Ok(None) })
     }
 
-    /// Whether `cleanup --untagged` reads each untagged manifest over v2 to find its `subject` (a
-    /// referrer, which `--untagged` never takes on its own) before it decides. `false` only where that
-    /// read is not wired yet: there `--untagged` can take an untagged referrer (README, limits).
-    fn reads_untagged_subjects(&self) -> bool {
-        true
+    /// The `subject` of each manifest among `digests` (untagged ones `cleanup --untagged` may take) that
+    /// has one: such a referrer is never swept on its own. `None` (the default): each is read over v2.
+    /// A manifest that no longer exists has none; one that cannot be read fails the answer.
+    fn untagged_subjects<'a>(
+        &'a self,
+        _repository: &'a Repository,
+        _digests: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, RegistryError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The digests among `digests` that `repository` no longer holds (the subjects of orphans), where the
+    /// vendor's listing tells without a request; `None` (the default): one v2 HEAD each.
+    fn missing_manifests<'a>(
+        &'a self,
+        _repository: &'a Repository,
+        _digests: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<BTreeSet<String>>, RegistryError>> {
+        Box::pin(async { Ok(None) })
     }
 
     /// The repositories whose path starts with `prefix`, for `regkit cleanup REPO/*`; `None` (the default)
@@ -183,6 +197,8 @@ pub struct UntaggedManifest {
     pub digest: String,
     /// When it was pushed, when the vendor reports it.
     pub created: Option<Timestamp>,
+    /// The digest its `subject` names, where the listing says (Harbor's accessories): a referrer.
+    pub subject: Option<String>,
 }
 
 /// What every vendor constructor receives.
@@ -508,37 +524,6 @@ mod tests {
             detect("quay.io", None).unwrap().by.to_string(),
             "host matches quay.io"
         );
-    }
-
-    /// `--untagged` reads untagged manifests for their `subject` wherever that read is wired; the README's
-    /// limits name the rest.
-    #[test]
-    fn untagged_listers_read_subjects_except_the_unwired_ones() {
-        let reading: Vec<&str> = SPECS
-            .iter()
-            .filter(|spec| spec.lists_untagged && spec.name != "example")
-            .filter(|spec| {
-                let client = Client::new(
-                    "registry.example.test",
-                    RegistryAuth::Anonymous,
-                    &crate::registry::ClientOptions::default(),
-                )
-                .unwrap();
-                let context = Context {
-                    client,
-                    auth: RegistryAuth::Anonymous,
-                    parallel: 1,
-                    settings: Settings::with_environment([], []),
-                };
-                (spec.build)(context).reads_untagged_subjects()
-            })
-            .map(|spec| spec.name)
-            .collect();
-        let built: Vec<&str> = ["gcr", "github"]
-            .into_iter()
-            .filter(|name| spec(name).is_some())
-            .collect();
-        assert_eq!(reading, built);
     }
 
     #[test]

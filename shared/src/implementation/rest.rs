@@ -192,9 +192,6 @@ pub(super) trait TagApi {
     /// when only the tag went, `deleted` when its manifest went with it).
     const SPEC: &'static Spec;
 
-    /// [`Implementation::reads_untagged_subjects`].
-    const READS_UNTAGGED_SUBJECTS: bool = true;
-
     /// Bound on concurrent delete calls.
     fn parallel(&self) -> usize;
 
@@ -259,6 +256,26 @@ pub(super) trait TagApi {
         let _ = repository;
         Ok(None)
     }
+
+    /// [`Implementation::untagged_subjects`]; by default read over v2.
+    async fn untagged_subjects(
+        &self,
+        repository: &Repository,
+        digests: &[String],
+    ) -> Result<Option<BTreeMap<String, String>>, RegistryError> {
+        let _ = (repository, digests);
+        Ok(None)
+    }
+
+    /// [`Implementation::missing_manifests`]; by default one v2 HEAD each.
+    async fn missing_manifests(
+        &self,
+        repository: &Repository,
+        digests: &[String],
+    ) -> Result<Option<BTreeSet<String>>, RegistryError> {
+        let _ = (repository, digests);
+        Ok(None)
+    }
 }
 
 impl<T: TagApi> Implementation for T {
@@ -290,8 +307,20 @@ impl<T: TagApi> Implementation for T {
         Box::pin(self.untagged(repository))
     }
 
-    fn reads_untagged_subjects(&self) -> bool {
-        T::READS_UNTAGGED_SUBJECTS
+    fn untagged_subjects<'a>(
+        &'a self,
+        repository: &'a Repository,
+        digests: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, RegistryError>> {
+        Box::pin(TagApi::untagged_subjects(self, repository, digests))
+    }
+
+    fn missing_manifests<'a>(
+        &'a self,
+        repository: &'a Repository,
+        digests: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<BTreeSet<String>>, RegistryError>> {
+        Box::pin(TagApi::missing_manifests(self, repository, digests))
     }
 }
 

@@ -14,10 +14,13 @@ use base64::Engine;
 use serde_json::json;
 
 use super::entra::{ACR_RESOURCE, claims, form, jwt, now};
-use crate::apiserver::{ApiServer, Reply, Request, Route};
+use crate::apiserver::{ApiServer, Declared, Reply, Request, Route};
+use crate::specs::OpenApi;
 
 /// The description the routes follow.
 pub const SPEC: &str = "azure-acr/containerregistry.2021-07-01.extract.json";
+/// The description of the v2 manifest reads, which ACR's leaves out.
+pub const OCI_SPEC: &str = "oci-distribution/spec.v1.1.1.md";
 
 /// One tag.
 #[derive(Debug, Clone)]
@@ -43,6 +46,9 @@ pub struct Manifest {
     pub references: Vec<String>,
     /// `changeableAttributes.deleteEnabled == false`.
     pub locked: bool,
+    /// The manifest document `GET /v2/<name>/manifests/<digest>` serves; one seeded by digest alone has
+    /// none and is answered 404 there (a made-up digest has no document that hashes to it).
+    pub body: Option<String>,
 }
 
 /// What the registry double knows.
@@ -171,6 +177,7 @@ impl State {
                         updated: tag.updated.clone(),
                         references: Vec::new(),
                         locked: false,
+                        body: None,
                     };
                     (manifest, Vec::new())
                 })
@@ -353,6 +360,7 @@ impl Acr {
                                 updated: tag.updated,
                                 references: Vec::new(),
                                 locked: false,
+                                body: None,
                             });
                         Reply::empty(202)
                     }
@@ -448,7 +456,59 @@ impl Acr {
                 page_reply(&state, body, next)
             }
         };
+        // The OCI distribution spec's manifest read (end-3), which ACR serves as any registry does.
+        let get_manifest = {
+            let (state, host) = (Arc::clone(&state), Arc::clone(&host));
+            move |request: &Request| {
+                let state = state.lock().expect("state");
+                let host = host.lock().expect("host").clone();
+                let name = request.param("name");
+                if let Some(denied) = state.authorize(request, &host, name, "pull") {
+                    return denied;
+                }
+                let reference = request.param("reference");
+                let digest = state
+                    .repositories
+                    .get(name)
+                    .and_then(|tags| tags.get(reference))
+                    .map_or(reference, |tag| tag.digest.as_str());
+                let body = state
+                    .manifests
+                    .get(name)
+                    .and_then(|manifests| manifests.get(digest))
+                    .and_then(|manifest| manifest.body.clone());
+                let Some(body) = body else {
+                    return acr_error(404, "MANIFEST_UNKNOWN", "manifest unknown");
+                };
+                let media_type = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|document| document["mediaType"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
+                Reply {
+                    status: 200,
+                    headers: vec![
+                        ("Content-Type".into(), media_type),
+                        ("Docker-Content-Digest".into(), digest.to_owned()),
+                    ],
+                    body: body.into_bytes(),
+                }
+            }
+        };
         vec![
+            Route::new(
+                "GET",
+                "/v2/{name}/manifests/{reference}",
+                &[],
+                &[200, 401, 403, 404],
+                get_manifest.clone(),
+            ),
+            Route::new(
+                "HEAD",
+                "/v2/{name}/manifests/{reference}",
+                &[],
+                &[200, 401, 403, 404],
+                get_manifest,
+            ),
             Route::new("POST", "/oauth2/exchange", &[], &[200], exchange),
             Route::new("POST", "/oauth2/token", &[], &[200], token_post),
             Route::new(
@@ -537,8 +597,34 @@ impl Acr {
                     updated: created.to_owned(),
                     references: references.iter().map(|r| (*r).to_owned()).collect(),
                     locked: false,
+                    body: None,
                 },
             );
+    }
+
+    /// Adds the untagged manifest `body` to `repository`, created at `created`; returns its digest.
+    pub fn manifest_document(&self, repository: &str, body: &str, created: &str) -> String {
+        let digest = crate::images::sha256_digest(body.as_bytes());
+        self.manifest(repository, &digest, created, &[]);
+        let mut state = self.state.lock().expect("state");
+        let manifests = state.manifests.entry(repository.to_owned()).or_default();
+        if let Some(manifest) = manifests.get_mut(&digest) {
+            manifest.body = Some(body.to_owned());
+        }
+        digest
+    }
+
+    /// Panics unless every route follows its published description: ACR's own (the `/acr/v1` and
+    /// `/oauth2` calls, the manifest delete) or, for the v2 manifest reads ACR's leaves out, the OCI
+    /// distribution spec's endpoint table.
+    pub fn assert_follows_descriptions(&self) {
+        let (oci, own): (Vec<Declared>, Vec<Declared>) = self
+            .server
+            .declared()
+            .into_iter()
+            .partition(|route| route.template.starts_with("/v2/") && route.method != "DELETE");
+        OpenApi::load(SPEC).assert_covers(&own);
+        OpenApi::load_oci_endpoints(OCI_SPEC).assert_covers(&oci);
     }
 
     /// The manifest digests of `repository` now, tagged or not.

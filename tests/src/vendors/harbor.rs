@@ -1,5 +1,6 @@
 //! A stateful Harbor v2 API, written from Harbor's swagger (`specs/harbor/swagger.v2.15.2.yaml`, basePath
-//! `/api/v2.0`): `getSystemInfo`, `listArtifacts`, `deleteTag` and `deleteArtifact`, with Basic auth.
+//! `/api/v2.0`): `getSystemInfo`, `listArtifacts` (with each artifact's `accessories`: the manifests whose
+//! OCI 1.1 `subject` it is), `deleteTag` and `deleteArtifact`, with Basic auth.
 //!
 //! Repository names arrive encoded twice, as Harbor requires: the route's parameter (decoded once by the
 //! server) must still hold `%2F` for a `/`, or the repository is unknown, as it would be on Harbor.
@@ -30,6 +31,9 @@ pub struct Artifact {
     pub tags: BTreeMap<String, bool>,
     /// Digests of the manifests this index references.
     pub references: Vec<String>,
+    /// The digest its OCI 1.1 `subject` names: Harbor records it as an accessory of that artifact, lists
+    /// it under that artifact's `accessories` (`with_accessory=true`) and deletes it with that artifact.
+    pub subject: Option<String>,
 }
 
 /// Repositories (`project/name`) → artifacts, in push order.
@@ -104,7 +108,7 @@ impl Harbor {
                     .rev()
                     .skip((page - 1) * size)
                     .take(size)
-                    .map(|artifact| artifact_json(artifact, request))
+                    .map(|artifact| artifact_json(artifact, artifacts, request))
                     .collect();
                 Reply::json(200, &json!(body)).with_header("X-Total-Count", total.to_string())
             }
@@ -157,7 +161,16 @@ impl Harbor {
                 };
                 let reference = request.param("reference");
                 let before = artifacts.len();
-                artifacts.retain(|a| a.digest != reference);
+                // Its accessories go with it, and theirs with them.
+                let mut gone = vec![reference.to_owned()];
+                while let Some(digest) = gone.pop() {
+                    let accessories = artifacts
+                        .iter()
+                        .filter(|a| a.subject.as_ref() == Some(&digest))
+                        .map(|a| a.digest.clone());
+                    gone.extend(accessories.collect::<Vec<_>>());
+                    artifacts.retain(|a| a.digest != digest);
+                }
                 if artifacts.len() == before {
                     not_found("artifact")
                 } else {
@@ -175,7 +188,13 @@ impl Harbor {
             Route::new(
                 "GET",
                 ARTIFACTS,
-                &["with_tag", "with_immutable_status", "page", "page_size"],
+                &[
+                    "with_tag",
+                    "with_immutable_status",
+                    "with_accessory",
+                    "page",
+                    "page_size",
+                ],
                 &[200, 401, 404],
                 list,
             ),
@@ -211,6 +230,7 @@ impl Harbor {
                 pull_time: None,
                 tags: tags.iter().map(|t| (t.to_string(), false)).collect(),
                 references: Vec::new(),
+                subject: None,
             },
         );
     }
@@ -275,7 +295,8 @@ fn repository_key(request: &Request) -> Option<String> {
 /// Go's zero time, as Harbor serialises a `pull_time` never set.
 const NEVER: &str = "0001-01-01T00:00:00.000Z";
 
-fn artifact_json(artifact: &Artifact, request: &Request) -> serde_json::Value {
+/// `artifact` as `listArtifacts` shows it, among `all` of its repository (whose accessories it lists).
+fn artifact_json(artifact: &Artifact, all: &[Artifact], request: &Request) -> serde_json::Value {
     let pull_time = artifact.pull_time.as_deref().unwrap_or(NEVER);
     let with_tag = request.query("with_tag") != Some("false");
     let immutable = request.query("with_immutable_status") == Some("true");
@@ -296,11 +317,27 @@ fn artifact_json(artifact: &Artifact, request: &Request) -> serde_json::Value {
         .iter()
         .map(|child| json!({"parent_id": 1, "child_id": 2, "child_digest": child}))
         .collect();
-    json!({
+    let mut body = json!({
         "digest": artifact.digest,
         "push_time": artifact.push_time,
         "pull_time": pull_time,
         "tags": if with_tag && !tags.is_empty() { json!(tags) } else { json!(null) },
         "references": if references.is_empty() { json!(null) } else { json!(references) },
-    })
+    });
+    if request.query("with_accessory") == Some("true") {
+        let accessories: Vec<_> = all
+            .iter()
+            .filter(|other| other.subject.as_ref() == Some(&artifact.digest))
+            .map(|accessory| {
+                json!({
+                    "id": 1, "artifact_id": 2, "subject_artifact_id": 3,
+                    "subject_artifact_digest": artifact.digest, "subject_artifact_repo": "",
+                    "size": 1, "digest": accessory.digest, "type": "subject.accessory",
+                    "icon": "", "creation_time": accessory.push_time,
+                })
+            })
+            .collect();
+        body["accessories"] = json!(accessories);
+    }
+    body
 }

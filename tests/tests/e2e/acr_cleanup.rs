@@ -9,8 +9,8 @@ use std::path::Path;
 
 use base64::Engine;
 use regkit::dates::format_rfc3339;
-use regkit_e2e::specs::OpenApi;
-use regkit_e2e::vendors::acr::{Acr, SPEC, Tag};
+use regkit_e2e::referrers as refs;
+use regkit_e2e::vendors::acr::{Acr, Tag};
 use regkit_e2e::vendors::entra::{jwt, now};
 use regkit_e2e::vendors::{DELETE_EVERY_TAG, Run, assert_listing_refused, digest, regkit};
 use serde_json::json;
@@ -52,7 +52,7 @@ fn assert_clean(acr: &Acr) {
 #[test]
 fn the_double_follows_the_published_description() {
     let acr = Acr::start(TENANT);
-    OpenApi::load(SPEC).assert_covers(&acr.server.declared());
+    acr.assert_follows_descriptions();
 }
 
 #[test]
@@ -422,6 +422,89 @@ fn untagged_sweep_spares_index_children_until_their_index_is_gone() {
     assert_eq!(
         acr.tags("app"),
         BTreeSet::from(["multi".to_owned(), "v1".to_owned()])
+    );
+    assert_clean(&acr);
+}
+
+/// `--untagged` reads each untagged manifest over v2 (ACR's `_manifests` names no subject): a signature of
+/// the kept `v1`, and a signature of that signature, stay however old; an attestation of an untagged image
+/// that goes follows it; a referrer whose subject is gone is an orphan, kept until `--orphans`.
+#[test]
+fn untagged_sweep_keeps_referrers_of_live_subjects_and_orphans_until_asked() {
+    let acr = Acr::start(TENANT);
+    roles(&acr, APP, &["AcrPull", "AcrDelete"]);
+    let old = "2025-01-01T00:00:00.0000000Z";
+    let signature = "application/vnd.dev.cosign.artifact.sig.v1+json";
+    let attestation = "application/vnd.in-toto+json";
+    let image = digest(1);
+    acr.seed("app", "v", 2, 1);
+    let refer = |subject: &str, artifact_type: &str| {
+        let body = refs::artifact_manifest(subject, 100, artifact_type);
+        acr.manifest_document("app", std::str::from_utf8(&body).unwrap(), old)
+    };
+    let sig = refer(&image, signature);
+    let sig_of_sig = refer(&sig, signature);
+    let (stale, plain) = (digest(50), digest(51));
+    acr.manifest("app", &stale, old, &[]);
+    acr.manifest("app", &plain, old, &[]);
+    let att = refer(&stale, attestation);
+    let orphan = refer(&digest(99), signature);
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &acr, NULL_GUID, &refresh_token(APP));
+    let repository = format!("{}/app", acr.server.host());
+    let before = acr.manifests("app");
+    let cleanup = |extra: &[&str]| {
+        let mut args = vec![
+            "cleanup",
+            "--untagged",
+            "--older-than",
+            "30d",
+            "--keep-last",
+            "10",
+        ];
+        args.extend(extra);
+        args.push(&repository);
+        let run = run(dir.path(), &args);
+        assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+        run.rows()
+    };
+
+    let plan = cleanup(&["--dry-run"]);
+    for (referrer, subject) in [(&sig, &image), (&sig_of_sig, &sig)] {
+        let row = &plan[referrer];
+        assert_eq!(row["action"], "keep", "{row}");
+        assert_eq!(row["rule"], "referrer", "{row}");
+        assert_eq!(row["subject"], subject.as_str(), "{row}");
+    }
+    assert_eq!(plan[&att]["rule"], "follows-subject", "{}", plan[&att]);
+    assert_eq!(plan[&att]["result"], "planned", "{}", plan[&att]);
+    assert_eq!(plan[&orphan]["rule"], "orphan", "{}", plan[&orphan]);
+    assert_eq!(plan[&orphan]["action"], "keep", "{}", plan[&orphan]);
+    for digest in [&stale, &plain] {
+        assert_eq!(plan[digest]["result"], "planned", "{}", plan[digest]);
+    }
+    assert_eq!(acr.manifests("app"), before, "a dry run changes nothing");
+
+    let swept = cleanup(&["--yes"]);
+    assert_eq!(swept[&att]["result"], "deleted", "{}", swept[&att]);
+    let mut expected = before.clone();
+    for digest in [&stale, &plain, &att] {
+        expected.remove(digest);
+    }
+    assert_eq!(acr.manifests("app"), expected);
+
+    let orphans = cleanup(&["--yes", "--orphans"]);
+    assert_eq!(
+        orphans[&orphan]["result"], "deleted",
+        "{}",
+        orphans[&orphan]
+    );
+    expected.remove(&orphan);
+    assert_eq!(acr.manifests("app"), expected);
+    assert!(expected.contains(&sig) && expected.contains(&sig_of_sig));
+    assert_eq!(
+        acr.tags("app"),
+        BTreeSet::from(["v0".to_owned(), "v1".to_owned()])
     );
     assert_clean(&acr);
 }

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use regkit_e2e::bins;
-use regkit_e2e::specs::OpenApi;
 use regkit_e2e::vendors::acr::{Acr, SPEC};
 use regkit_e2e::vendors::assert_documented;
 use regkit_e2e::vendors::entra::{DOCUMENTED, Entra, MSI_PATH, claims, now};
@@ -435,7 +434,7 @@ fn store_and_erase_succeed_with_a_note() {
 #[test]
 fn the_doubles_follow_the_published_descriptions() {
     let s = setup();
-    OpenApi::load(SPEC).assert_covers(&s.acr.server.declared());
+    s.acr.assert_follows_descriptions();
     assert_documented(&s.entra.server.declared(), DOCUMENTED);
     assert!(Path::new(&regkit_e2e::specs::dir().join(SPEC)).is_file());
 }

@@ -149,6 +149,7 @@ fn deleting_a_tag_keeps_its_siblings_and_refusals_are_per_tag() {
             pull_time: None,
             tags: [("release".to_string(), true), ("rc".to_string(), false)].into(),
             references: Vec::new(),
+            subject: None,
         },
     );
     // An index with one child manifest (untagged, as a multi-arch child is).
@@ -161,6 +162,7 @@ fn deleting_a_tag_keeps_its_siblings_and_refusals_are_per_tag() {
             pull_time: None,
             tags: [("multi".to_string(), false)].into(),
             references: vec![digest(10)],
+            subject: None,
         },
     );
     let before = harbor.tags(REPOSITORY);
@@ -309,6 +311,7 @@ fn push_index(harbor: &Harbor, index: usize, tags: &[&str], children: [usize; 2]
             pull_time: None,
             tags: tags.iter().map(|t| (t.to_string(), false)).collect(),
             references: children.iter().map(|c| digest(*c)).collect(),
+            subject: None,
         },
     );
 }
@@ -412,6 +415,74 @@ fn untagged_sweep_removes_untagged_artifacts_and_spares_index_children() {
         digests(&[10, 11, 12, 30, 41])
     );
     assert_eq!(harbor.tags(REPOSITORY), tags_before);
+    harbor.server.assert_no_violations();
+}
+
+/// `--untagged` never sweeps an untagged accessory (a manifest with an OCI 1.1 `subject`, which the listing
+/// names under its subject's `accessories`) while its subject lives, however old it is; once its subject
+/// goes by digest it follows, in the same run.
+#[test]
+fn untagged_sweep_keeps_accessories_of_live_subjects_and_takes_them_with_their_subject() {
+    let harbor = Harbor::start(ROBOT, SECRET);
+    let accessory = |n: usize, subject: usize| Artifact {
+        digest: digest(n),
+        push_time: days_ago(90),
+        pull_time: None,
+        tags: BTreeMap::new(),
+        references: Vec::new(),
+        subject: Some(digest(subject)),
+    };
+    // v1 with a signature and a signature of that signature, all old; an old untagged image with an
+    // attestation; an old untagged image.
+    harbor.push(REPOSITORY, &digest(1), &["v1"], &days_ago(90));
+    harbor.push_artifact(REPOSITORY, accessory(2, 1));
+    harbor.push_artifact(REPOSITORY, accessory(3, 2));
+    harbor.push(REPOSITORY, &digest(10), &[], &days_ago(90));
+    harbor.push_artifact(REPOSITORY, accessory(11, 10));
+    harbor.push(REPOSITORY, &digest(20), &[], &days_ago(90));
+    let present = || -> BTreeSet<String> { harbor.digests(REPOSITORY).into_iter().collect() };
+    let digests =
+        |numbers: &[usize]| -> BTreeSet<String> { numbers.iter().map(|n| digest(*n)).collect() };
+    let before = present();
+
+    let (planned, _) = sweep(&harbor, &["--dry-run"]);
+    for (n, subject) in [(2, 1), (3, 2)] {
+        let row = &planned[&digest(n)];
+        assert_eq!(row["action"], "keep", "{row}");
+        assert_eq!(row["rule"], "referrer", "{row}");
+        assert_eq!(row["subject"], digest(subject).as_str(), "{row}");
+    }
+    let row = &planned[&digest(11)];
+    assert_eq!(row["action"], "delete", "{row}");
+    assert_eq!(row["rule"], "follows-subject", "{row}");
+    assert_eq!(row["subject"], digest(10).as_str(), "{row}");
+    for n in [10, 20] {
+        assert_eq!(
+            planned[&digest(n)]["rule"],
+            "untagged",
+            "{}",
+            planned[&digest(n)]
+        );
+    }
+    assert_eq!(present(), before);
+    assert!(harbor.server.deletes().is_empty());
+
+    let (swept, _) = sweep(&harbor, &["--yes"]);
+    for n in [10, 20] {
+        assert_eq!(
+            swept[&digest(n)]["result"],
+            "deleted",
+            "{}",
+            swept[&digest(n)]
+        );
+    }
+    let row = &swept[&digest(11)];
+    assert!(
+        ["deleted", "absent"].contains(&row["result"].as_str().unwrap_or_default()),
+        "Harbor may have taken it with its subject already: {row}"
+    );
+    assert_eq!(present(), digests(&[1, 2, 3]));
+    assert_eq!(harbor.tags(REPOSITORY).keys().collect::<Vec<_>>(), ["v1"]);
     harbor.server.assert_no_violations();
 }
 
