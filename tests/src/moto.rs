@@ -221,7 +221,6 @@ impl Moto {
     }
 
     /// Pushes an OCI image index listing `children` (digests in `repository`) under `tag` (or untagged).
-    /// moto gives a manifest without layers a random digest, so the index's own sha256 is sent with it.
     /// Returns the digest.
     pub fn put_index(&self, repository: &str, children: &[&str], tag: Option<&str>) -> String {
         let manifests: Vec<Value> = children
@@ -241,10 +240,22 @@ impl Moto {
             "manifests": manifests,
         })
         .to_string();
-        let digest = crate::images::sha256_digest(index.as_bytes());
+        self.put_manifest(repository, &index, media_type, tag)
+    }
+
+    /// Pushes the manifest document `manifest` of `media_type` under `tag` (or untagged), with its own
+    /// sha256 (moto would derive one from the layers, or make one up). Returns the digest.
+    pub fn put_manifest(
+        &self,
+        repository: &str,
+        manifest: &str,
+        media_type: &str,
+        tag: Option<&str>,
+    ) -> String {
+        let digest = crate::images::sha256_digest(manifest.as_bytes());
         let mut body = serde_json::json!({
             "repositoryName": repository,
-            "imageManifest": index,
+            "imageManifest": manifest,
             "imageManifestMediaType": media_type,
             "imageDigest": digest,
         });

@@ -9,7 +9,8 @@ use std::process::Command;
 
 use crate::images::{Pusher, sha256_digest};
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// The OCI image manifest media type.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
 

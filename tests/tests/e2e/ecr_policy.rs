@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use regkit::dates::format_rfc3339;
 use regkit_e2e::bins;
 use regkit_e2e::moto::{Moto, REGISTRY};
+use regkit_e2e::referrers as refs;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -311,12 +312,13 @@ fn untagged_sweep_spares_index_children_and_respects_older_than() {
             "--yes",
         ],
     );
-    // One listing serves the plan and the delete; one BatchGetImage reads both indexes.
+    // One listing serves the plan and the delete; one BatchGetImage reads both indexes, one reads the
+    // untagged images for their subject (none is a referrer).
     assert_eq!(
         made,
         calls(&[
             ("BatchDeleteImage", 1),
-            ("BatchGetImage", 1),
+            ("BatchGetImage", 2),
             ("DescribeImages", 1)
         ])
     );
@@ -553,4 +555,68 @@ fn prefix_pattern_is_expanded_from_describe_repositories() {
             "{repository}"
         );
     }
+}
+
+/// `--untagged` reads the untagged images' manifests with `BatchGetImage` (one call for up to 100): a
+/// signature of the kept `v1`, and a signature of that signature, stay however old; an attestation of an
+/// untagged image that goes follows it; a referrer whose subject ECR no longer lists is an orphan (told by
+/// the listing, no request), kept until `--orphans`.
+#[test]
+fn untagged_referrers_follow_their_subject_and_orphans_wait_for_orphans() {
+    let clock = FakeClock::start();
+    let moto = &clock.moto;
+    moto.create_repository(REPOSITORY);
+    clock.set_days_ago(90);
+    let refer = |subject: &str, artifact_type: &str| {
+        let body = refs::artifact_manifest(subject, 100, artifact_type);
+        let body = std::str::from_utf8(&body).unwrap();
+        moto.put_manifest(REPOSITORY, body, refs::OCI_MANIFEST, None)
+    };
+    let signature = "application/vnd.dev.cosign.artifact.sig.v1+json";
+    let image = moto.put_image(REPOSITORY, "a", Some("v1"));
+    let sig = refer(&image, signature);
+    let sig_of_sig = refer(&sig, signature);
+    let stale = moto.put_image(REPOSITORY, "b", None);
+    let att = refer(&stale, "application/vnd.in-toto+json");
+    let plain = moto.put_image(REPOSITORY, "c", None);
+    let orphan = refer(&format!("sha256:{:064x}", 99), signature);
+    let policy = ["--untagged", "--older-than", "30d", "--keep-last", "5"];
+
+    let (plan, _, _, calls) = recorded_cleanup(&clock, &[&policy[..], &["--dry-run"]].concat());
+    for (referrer, subject) in [(&sig, &image), (&sig_of_sig, &sig)] {
+        let row = &plan[referrer];
+        assert_eq!(row["action"], "keep", "{row}");
+        assert_eq!(row["rule"], "referrer", "{row}");
+        assert_eq!(row["subject"], subject.as_str(), "{row}");
+    }
+    assert_eq!(plan[&att]["rule"], "follows-subject", "{}", plan[&att]);
+    assert_eq!(plan[&att]["result"], "planned", "{}", plan[&att]);
+    assert_eq!(plan[&orphan]["rule"], "orphan", "{}", plan[&orphan]);
+    assert_eq!(plan[&orphan]["action"], "keep", "{}", plan[&orphan]);
+    for digest in [&stale, &plain] {
+        assert_eq!(plan[digest]["result"], "planned", "{}", plan[digest]);
+    }
+    assert_eq!(calls.get("BatchGetImage"), Some(&1), "{calls:?}");
+
+    let (swept, _, _, _) = recorded_cleanup(&clock, &[&policy[..], &["--yes"]].concat());
+    assert_eq!(swept[&att]["result"], "deleted", "{}", swept[&att]);
+    let left = |expected: &[&String]| {
+        let mut expected: Vec<String> = expected.iter().map(|d| d.to_string()).collect();
+        expected.sort();
+        assert_eq!(untagged_digests(moto), expected);
+    };
+    left(&[&sig, &sig_of_sig, &orphan]);
+
+    let (orphans, _, _, _) =
+        recorded_cleanup(&clock, &[&policy[..], &["--yes", "--orphans"]].concat());
+    assert_eq!(
+        orphans[&orphan]["result"], "deleted",
+        "{}",
+        orphans[&orphan]
+    );
+    left(&[&sig, &sig_of_sig]);
+    assert_eq!(
+        moto.tags(REPOSITORY),
+        BTreeMap::from([("v1".to_owned(), image)])
+    );
 }
