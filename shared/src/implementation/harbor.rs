@@ -4,7 +4,9 @@
 //!
 //! `--untagged` lists the artifacts without tags from the same listing, leaving out every artifact that an
 //! index still listed references (`references`), tagged or not: a child of an untagged index goes on a
-//! later run, once nothing references it, unless Harbor removed it with its index.
+//! later run, once nothing references it, unless Harbor removed it with its index. The listing asks for
+//! each artifact's accessories (`with_accessory=true`): Harbor files every manifest with an OCI 1.1
+//! `subject` it holds as an accessory of that subject, so an untagged referrer is known without a read.
 //!
 //! Endpoints follow Harbor's published swagger (`api/v2.0/swagger.yaml`, basePath `/api/v2.0`):
 //! `listArtifacts`, `deleteTag`, `deleteArtifact`. Credentials are HTTP Basic: a user, a CLI secret or a
