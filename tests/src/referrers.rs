@@ -250,3 +250,74 @@ response.raise_for_status()
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The untagged referrers every vendor's `--untagged` test builds: a signature of the tagged `image`
+/// and a signature of that signature (both stay with `image`), an attestation of the untagged image
+/// `stale` (it follows `stale`), an untagged image `plain`, and a signature whose subject does not exist
+/// (an orphan).
+#[derive(Debug, Clone)]
+pub struct UntaggedReferrers {
+    /// The tagged image.
+    pub image: String,
+    /// Its signature.
+    pub sig: String,
+    /// The signature of `sig`.
+    pub sig_of_sig: String,
+    /// An untagged image that goes.
+    pub stale: String,
+    /// `stale`'s attestation.
+    pub att: String,
+    /// An untagged image that goes, with no referrer.
+    pub plain: String,
+    /// A signature of a manifest that does not exist.
+    pub orphan: String,
+}
+
+impl UntaggedReferrers {
+    /// Stores the referrers through `store`, which keeps an untagged manifest document and returns its
+    /// digest; `image`, `stale` and `plain` are there already.
+    pub fn store(
+        image: String,
+        stale: String,
+        plain: String,
+        store: impl Fn(&str) -> String,
+    ) -> UntaggedReferrers {
+        let signature = "application/vnd.dev.cosign.artifact.sig.v1+json";
+        let refer = |subject: &str, artifact_type: &str| {
+            let body = artifact_manifest(subject, 100, artifact_type);
+            store(std::str::from_utf8(&body).expect("JSON is UTF-8"))
+        };
+        let sig = refer(&image, signature);
+        let sig_of_sig = refer(&sig, signature);
+        let att = refer(&stale, "application/vnd.in-toto+json");
+        let orphan = refer(&format!("sha256:{:064x}", 0xdead), signature);
+        UntaggedReferrers {
+            image,
+            sig,
+            sig_of_sig,
+            stale,
+            att,
+            plain,
+            orphan,
+        }
+    }
+
+    /// Asserts what a dry run of `--untagged` without `--orphans` plans (rows by tag or digest).
+    pub fn assert_planned(&self, plan: &std::collections::BTreeMap<String, serde_json::Value>) {
+        for (referrer, subject) in [(&self.sig, &self.image), (&self.sig_of_sig, &self.sig)] {
+            let row = &plan[referrer];
+            assert_eq!(row["action"], "keep", "{row}");
+            assert_eq!(row["rule"], "referrer", "{row}");
+            assert_eq!(row["subject"], subject.as_str(), "{row}");
+        }
+        let att = &plan[&self.att];
+        assert_eq!(att["rule"], "follows-subject", "{att}");
+        assert_eq!(att["result"], "planned", "{att}");
+        let orphan = &plan[&self.orphan];
+        assert_eq!(orphan["rule"], "orphan", "{orphan}");
+        assert_eq!(orphan["action"], "keep", "{orphan}");
+        for digest in [&self.stale, &self.plain] {
+            assert_eq!(plan[digest]["result"], "planned", "{}", plan[digest]);
+        }
+    }
+}

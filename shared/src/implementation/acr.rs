@@ -224,21 +224,9 @@ struct AccessToken {
 
 impl Acr {
     /// Sends `path` with the access token for `(repository, action)`, fetching one for the scope the 401
-    /// challenge names when there is none yet or the cached one was refused.
+    /// challenge names when there is none yet or the cached one was refused; asking for `accept`, else
+    /// JSON.
     async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        operation: &str,
-        repository: &Repository,
-        action: &'static str,
-    ) -> Result<ApiResponse, RegistryError> {
-        self.call_with(method, path, operation, repository, action, None)
-            .await
-    }
-
-    /// [`Acr::call`] asking for `accept` instead of JSON.
-    async fn call_with(
         &self,
         method: Method,
         path: &str,
@@ -304,6 +292,17 @@ impl Acr {
             .await
     }
 
+    /// Sends the DELETE `path` with the `delete` token.
+    async fn send_delete(
+        &self,
+        path: &str,
+        operation: &str,
+        repository: &Repository,
+    ) -> Result<ApiResponse, RegistryError> {
+        self.call(Method::DELETE, path, operation, repository, "delete", None)
+            .await
+    }
+
     /// Reads each of `digests` over v2 with [`Acr::call`] (`pull`), `parallel` at a time: digest → its
     /// body, `None` for one ACR does not hold. The generic v2 client would ask `/oauth2/token` without the
     /// `api-version` ACR's description requires, and with a refresh token as a password.
@@ -325,7 +324,7 @@ impl Acr {
                     rest::encode(&digest)
                 );
                 let response = self
-                    .call_with(method, &path, &operation, repository, "pull", Some(accept))
+                    .call(method, &path, &operation, repository, "pull", Some(accept))
                     .await?;
                 match response.status {
                     200 => Ok((digest, Some(response.body))),
@@ -358,7 +357,14 @@ impl Acr {
             .collect(|path: Option<String>| async move {
                 let path = path.as_ref().unwrap_or(first);
                 let response = self
-                    .call(Method::GET, path, operation, repository, "metadata_read")
+                    .call(
+                        Method::GET,
+                        path,
+                        operation,
+                        repository,
+                        "metadata_read",
+                        None,
+                    )
                     .await?;
                 let api = rest::built_client(&self.api)?;
                 rest::listing_status(api, &response, repository, operation, LIST_HINT)?;
@@ -527,9 +533,7 @@ impl TagApi for Acr {
             rest::encode(&repository.path),
             rest::encode(&tag.handle)
         );
-        let response = self
-            .call(Method::DELETE, &path, &operation, repository, "delete")
-            .await?;
+        let response = self.send_delete(&path, &operation, repository).await?;
         match response.status {
             200 | 202 | 204 => Ok(Deleted::Removed),
             404 => Ok(Deleted::Absent),
@@ -555,9 +559,7 @@ impl TagApi for Acr {
             v2_path(repository),
             rest::encode(digest)
         );
-        let response = self
-            .call(Method::DELETE, &path, &operation, repository, "delete")
-            .await?;
+        let response = self.send_delete(&path, &operation, repository).await?;
         match response.status {
             200 | 202 => Ok(Deleted::Removed),
             404 => Ok(Deleted::Absent),

@@ -434,21 +434,13 @@ fn untagged_sweep_keeps_referrers_of_live_subjects_and_orphans_until_asked() {
     let acr = Acr::start(TENANT);
     roles(&acr, APP, &["AcrPull", "AcrDelete"]);
     let old = "2025-01-01T00:00:00.0000000Z";
-    let signature = "application/vnd.dev.cosign.artifact.sig.v1+json";
-    let attestation = "application/vnd.in-toto+json";
-    let image = digest(1);
     acr.seed("app", "v", 2, 1);
-    let refer = |subject: &str, artifact_type: &str| {
-        let body = refs::artifact_manifest(subject, 100, artifact_type);
-        acr.manifest_document("app", std::str::from_utf8(&body).unwrap(), old)
-    };
-    let sig = refer(&image, signature);
-    let sig_of_sig = refer(&sig, signature);
     let (stale, plain) = (digest(50), digest(51));
     acr.manifest("app", &stale, old, &[]);
     acr.manifest("app", &plain, old, &[]);
-    let att = refer(&stale, attestation);
-    let orphan = refer(&digest(99), signature);
+    let fixture = refs::UntaggedReferrers::store(digest(1), stale, plain, |body| {
+        acr.manifest_document("app", body, old)
+    });
     let dir = tempfile::tempdir().unwrap();
     config(dir.path(), &acr, NULL_GUID, &refresh_token(APP));
     let repository = format!("{}/app", acr.server.host());
@@ -470,38 +462,30 @@ fn untagged_sweep_keeps_referrers_of_live_subjects_and_orphans_until_asked() {
     };
 
     let plan = cleanup(&["--dry-run"]);
-    for (referrer, subject) in [(&sig, &image), (&sig_of_sig, &sig)] {
-        let row = &plan[referrer];
-        assert_eq!(row["action"], "keep", "{row}");
-        assert_eq!(row["rule"], "referrer", "{row}");
-        assert_eq!(row["subject"], subject.as_str(), "{row}");
-    }
-    assert_eq!(plan[&att]["rule"], "follows-subject", "{}", plan[&att]);
-    assert_eq!(plan[&att]["result"], "planned", "{}", plan[&att]);
-    assert_eq!(plan[&orphan]["rule"], "orphan", "{}", plan[&orphan]);
-    assert_eq!(plan[&orphan]["action"], "keep", "{}", plan[&orphan]);
-    for digest in [&stale, &plain] {
-        assert_eq!(plan[digest]["result"], "planned", "{}", plan[digest]);
-    }
+    fixture.assert_planned(&plan);
     assert_eq!(acr.manifests("app"), before, "a dry run changes nothing");
 
     let swept = cleanup(&["--yes"]);
-    assert_eq!(swept[&att]["result"], "deleted", "{}", swept[&att]);
+    assert_eq!(
+        swept[&fixture.att]["result"], "deleted",
+        "{}",
+        swept[&fixture.att]
+    );
     let mut expected = before.clone();
-    for digest in [&stale, &plain, &att] {
+    for digest in [&fixture.stale, &fixture.plain, &fixture.att] {
         expected.remove(digest);
     }
     assert_eq!(acr.manifests("app"), expected);
 
     let orphans = cleanup(&["--yes", "--orphans"]);
     assert_eq!(
-        orphans[&orphan]["result"], "deleted",
+        orphans[&fixture.orphan]["result"], "deleted",
         "{}",
-        orphans[&orphan]
+        orphans[&fixture.orphan]
     );
-    expected.remove(&orphan);
+    expected.remove(&fixture.orphan);
     assert_eq!(acr.manifests("app"), expected);
-    assert!(expected.contains(&sig) && expected.contains(&sig_of_sig));
+    assert!(expected.contains(&fixture.sig) && expected.contains(&fixture.sig_of_sig));
     assert_eq!(
         acr.tags("app"),
         BTreeSet::from(["v0".to_owned(), "v1".to_owned()])

@@ -2,11 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use base64::Engine;
-use regkit_e2e::bins;
+use regkit_e2e::bins::{self, regkit_with as regkit};
 use regkit_e2e::images::{self, Auth, Format, Pusher};
 use regkit_e2e::registry::{Options, Registry};
 use regkit_e2e::tokenserver::{TokenServer, User};
@@ -26,32 +25,6 @@ fn docker_config(auth: Option<(&str, &str, &str)>) -> TempDir {
     };
     std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
     dir
-}
-
-/// Runs `regkit` with a clean environment apart from `env`, the docker config `config` and `stdin`.
-fn regkit(config: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(bins::ours("regkit"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", config)
-        .arg("--docker-config")
-        .arg(config)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 /// A manifest's bytes from a registry without auth.

@@ -567,56 +567,41 @@ fn untagged_referrers_follow_their_subject_and_orphans_wait_for_orphans() {
     let moto = &clock.moto;
     moto.create_repository(REPOSITORY);
     clock.set_days_ago(90);
-    let refer = |subject: &str, artifact_type: &str| {
-        let body = refs::artifact_manifest(subject, 100, artifact_type);
-        let body = std::str::from_utf8(&body).unwrap();
-        moto.put_manifest(REPOSITORY, body, refs::OCI_MANIFEST, None)
-    };
-    let signature = "application/vnd.dev.cosign.artifact.sig.v1+json";
     let image = moto.put_image(REPOSITORY, "a", Some("v1"));
-    let sig = refer(&image, signature);
-    let sig_of_sig = refer(&sig, signature);
     let stale = moto.put_image(REPOSITORY, "b", None);
-    let att = refer(&stale, "application/vnd.in-toto+json");
     let plain = moto.put_image(REPOSITORY, "c", None);
-    let orphan = refer(&format!("sha256:{:064x}", 99), signature);
+    let fixture = refs::UntaggedReferrers::store(image, stale, plain, |body| {
+        moto.put_manifest(REPOSITORY, body, refs::OCI_MANIFEST, None)
+    });
     let policy = ["--untagged", "--older-than", "30d", "--keep-last", "5"];
 
     let (plan, _, _, calls) = recorded_cleanup(&clock, &[&policy[..], &["--dry-run"]].concat());
-    for (referrer, subject) in [(&sig, &image), (&sig_of_sig, &sig)] {
-        let row = &plan[referrer];
-        assert_eq!(row["action"], "keep", "{row}");
-        assert_eq!(row["rule"], "referrer", "{row}");
-        assert_eq!(row["subject"], subject.as_str(), "{row}");
-    }
-    assert_eq!(plan[&att]["rule"], "follows-subject", "{}", plan[&att]);
-    assert_eq!(plan[&att]["result"], "planned", "{}", plan[&att]);
-    assert_eq!(plan[&orphan]["rule"], "orphan", "{}", plan[&orphan]);
-    assert_eq!(plan[&orphan]["action"], "keep", "{}", plan[&orphan]);
-    for digest in [&stale, &plain] {
-        assert_eq!(plan[digest]["result"], "planned", "{}", plan[digest]);
-    }
+    fixture.assert_planned(&plan);
     assert_eq!(calls.get("BatchGetImage"), Some(&1), "{calls:?}");
 
     let (swept, _, _, _) = recorded_cleanup(&clock, &[&policy[..], &["--yes"]].concat());
-    assert_eq!(swept[&att]["result"], "deleted", "{}", swept[&att]);
+    assert_eq!(
+        swept[&fixture.att]["result"], "deleted",
+        "{}",
+        swept[&fixture.att]
+    );
     let left = |expected: &[&String]| {
         let mut expected: Vec<String> = expected.iter().map(|d| d.to_string()).collect();
         expected.sort();
         assert_eq!(untagged_digests(moto), expected);
     };
-    left(&[&sig, &sig_of_sig, &orphan]);
+    left(&[&fixture.sig, &fixture.sig_of_sig, &fixture.orphan]);
 
     let (orphans, _, _, _) =
         recorded_cleanup(&clock, &[&policy[..], &["--yes", "--orphans"]].concat());
     assert_eq!(
-        orphans[&orphan]["result"], "deleted",
+        orphans[&fixture.orphan]["result"], "deleted",
         "{}",
-        orphans[&orphan]
+        orphans[&fixture.orphan]
     );
-    left(&[&sig, &sig_of_sig]);
+    left(&[&fixture.sig, &fixture.sig_of_sig]);
     assert_eq!(
         moto.tags(REPOSITORY),
-        BTreeMap::from([("v1".to_owned(), image)])
+        BTreeMap::from([("v1".to_owned(), fixture.image.clone())])
     );
 }

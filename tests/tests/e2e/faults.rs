@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use regkit_e2e::bins;
+use regkit_e2e::bins::{self, regkit_piped as regkit};
 use regkit_e2e::faultproxy::{self, Fault, FaultProxy, Rule};
 use regkit_e2e::images::{self, Auth};
 use regkit_e2e::registry::{Options, Registry};
@@ -84,29 +84,6 @@ fn seeded_registry() -> (Registry, TempDir) {
 
 fn requested() -> Vec<String> {
     (0..DELETED).map(|i| format!("del-{i:03}")).collect()
-}
-
-/// `regkit` with an empty docker config and canary-free clean environment.
-fn regkit(config: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(bins::ours("regkit"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", config)
-        .arg("--docker-config")
-        .arg(config)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 #[derive(Clone, Copy)]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,21 +34,7 @@ fn config_for(host: &str) -> TempDir {
 }
 
 fn regkit(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(bins::ours("regkit"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", config)
-        .arg("--docker-config")
-        .arg(config)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.output().unwrap()
+    bins::regkit_with(config, args, "", env)
 }
 
 fn text(output: &Output) -> String {

@@ -9,11 +9,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use regkit::dates::format_rfc3339;
-use regkit_e2e::bins;
+use regkit_e2e::bins::{self, empty_docker_config as docker_config};
 use regkit_e2e::images::{self, Auth, Format};
 use regkit_e2e::registry::Registry;
 use serde_json::Value;
-use tempfile::TempDir;
 
 const DAY: i64 = 86_400;
 
@@ -26,29 +25,10 @@ fn days_ago(days: i64) -> String {
     format_rfc3339(now - days * DAY)
 }
 
-fn docker_config() -> TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("config.json"), "{}").unwrap();
-    dir
-}
-
 /// `regkit ARGS` with a clean environment, an empty docker config and piped (non-terminal) stdin.
 fn regkit(config: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(bins::ours("regkit"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", config)
-        .arg("--docker-config")
-        .arg(config)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // A "y" that must never be read: without --yes a non-terminal run refuses before asking.
-    let _ = child.stdin.take().unwrap().write_all(b"y\n");
-    child.wait_with_output().unwrap()
+    bins::regkit_piped(config, args, "y\n")
 }
 
 fn stderr(output: &Output) -> String {

@@ -5,19 +5,17 @@
 //! untagged referrers by digest.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use regkit::dates::format_rfc3339;
-use regkit_e2e::bins;
+use regkit_e2e::bins::{self, empty_docker_config as docker_config};
 use regkit_e2e::faultproxy::FaultProxy;
 use regkit_e2e::images::{self, Auth, Format, Pusher};
 use regkit_e2e::referrers::{self as refs, Cosign};
 use regkit_e2e::registry::Registry;
 use serde_json::Value;
-use tempfile::TempDir;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -31,27 +29,9 @@ fn days_ago(days: i64) -> String {
     format_rfc3339(now - days * 86_400)
 }
 
-fn docker_config() -> TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("config.json"), "{}").unwrap();
-    dir
-}
-
+/// `regkit ARGS` with a clean environment and piped stdin answering "n" to any prompt.
 fn regkit(config: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(bins::ours("regkit"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", config)
-        .arg("--docker-config")
-        .arg(config)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(b"n\n");
-    child.wait_with_output().unwrap()
+    bins::regkit_piped(config, args, "n\n")
 }
 
 /// The JSON rows keyed by tag (untagged rows by digest), and the summary; the run must exit `code`.
