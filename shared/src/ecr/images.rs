@@ -7,7 +7,8 @@
 //!
 //! Untagged images are found in the same `DescribeImages` listing (it returns tagged and untagged images
 //! alike), minus every image an index in the repository references: those index manifests are read with
-//! `BatchGetImage`.
+//! `BatchGetImage`. `cleanup --untagged` reads the untagged images' manifests with it too, for their OCI 1.1
+//! `subject`: a referrer is never swept on its own.
 //!
 //! ECR has no v2 `_catalog`: `REGISTRY/PREFIX/*` is expanded from `DescribeRepositories`.
 

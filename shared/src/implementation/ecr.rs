@@ -162,6 +162,8 @@ impl Implementation for Ecr {
     }
 
     // ECR's v2 endpoint would serve the manifests one GET each; BatchGetImage reads a hundred a call.
+    // ListImageReferrers answers per subject, the wrong way round for "is this manifest a referrer", and
+    // moto (the tests' ECR) does not serve it.
     fn untagged_subjects<'a>(
         &'a self,
         repository: &'a Repository,
