@@ -87,7 +87,7 @@ pub(crate) struct CleanupArgs {
     keep_list: Option<PathBuf>,
     // Built, not written: the vendors that list untagged manifests are those whose spec says so.
     #[arg(long, help = format!(
-        "Also delete manifests no tag points at, where the registry can list them ({}; never a child of an index still in the repository); --older-than applies to them too",
+        "Also delete manifests no tag points at, where the registry can list them ({}; never a child of an index still in the repository, nor a referrer whose subject exists); --older-than applies to them too",
         regkit::implementation::untagged_listers()
     ))]
     untagged: bool,
