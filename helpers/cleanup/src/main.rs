@@ -181,10 +181,8 @@ enum JournalCommand {
     /// List the journals in $XDG_STATE_HOME/regkit/journal/ (time, command, registries, counts), oldest
     /// first, after removing those older than --keep-journals.
     List {
-        /// Remove journals last written longer ago than this [default: 30d].
-        #[arg(long, env = "REGKIT_KEEP_JOURNALS", value_name = "DURATION",
-              value_parser = cleanup::parse_duration)]
-        keep_journals: Option<u64>,
+        #[command(flatten)]
+        keep: KeepJournals,
         #[command(flatten)]
         format: FormatArgs,
     },
@@ -343,6 +341,13 @@ struct JournalArgs {
     /// Write no undo journal: what the run removes cannot be put back with `regkit undo`.
     #[arg(long, env = "REGKIT_NO_JOURNAL", value_parser = BoolishValueParser::new())]
     no_journal: bool,
+    #[command(flatten)]
+    keep: KeepJournals,
+}
+
+/// How long journals of the default directory are kept.
+#[derive(Args, Clone, Default)]
+struct KeepJournals {
     /// Remove journals of the default directory last written longer ago than this [default: 30d].
     #[arg(long, env = "REGKIT_KEEP_JOURNALS", value_name = "DURATION",
           value_parser = cleanup::parse_duration)]
@@ -669,8 +674,8 @@ async fn run(subcommand: &Command, options: &Options, settings: Settings) -> Res
         } => delete(&setup, references, *stdin, *keep_referrers, journal).await,
         Command::Cleanup { args, journal, .. } => cleanup::cleanup(&setup, args, journal).await,
         Command::Undo { file, .. } => undo(&setup, file.as_deref()).await,
-        Command::Journal(JournalCommand::List { keep_journals, .. }) => {
-            journal_list(&setup, *keep_journals)
+        Command::Journal(JournalCommand::List { keep, .. }) => {
+            journal_list(&setup, keep.keep_journals)
         }
         Command::InUse { args, .. } => inuse::run(&setup, args).await,
         Command::Detect { repository, .. } => detect(&setup, repository).await,
@@ -964,7 +969,7 @@ fn open_journal(
         Some(file) => Location::File(file.clone()),
         None => {
             let dir = journal_dir()?;
-            prune_journals(&dir, args.keep_journals);
+            prune_journals(&dir, args.keep.keep_journals);
             Location::Dir(dir)
         }
     };

@@ -985,7 +985,7 @@ mod tests {
     }
 
     fn run(fake: Fake, targets: &[Target], dry_run: bool) -> (Vec<Entry>, Fake, u64) {
-        run_knowing(fake, targets, dry_run, None)
+        run_knowing(fake, targets, dry_run, None, None)
     }
 
     /// [`run`] with the kept indexes' children the caller has read.
@@ -994,7 +994,10 @@ mod tests {
         targets: &[Target],
         dry_run: bool,
         known: Option<&BTreeSet<String>>,
+        journal: Option<&Journal>,
     ) -> (Vec<Entry>, Fake, u64) {
+        let client = Client::new("fake.invalid", Default::default(), &Default::default())
+            .expect("a client for a name");
         let repository = Repository {
             registry: "fake".into(),
             path: "a/b".into(),
@@ -1012,7 +1015,10 @@ mod tests {
             dry_run,
             progress: &on_progress,
             kept_index_children: known,
-            journal: None,
+            journal: journal.map(|journal| super::super::Journaling {
+                journal,
+                client: &client,
+            }),
         }));
         (entries, vendor.store, progress.get())
     }
@@ -1292,8 +1298,13 @@ mod tests {
         let index = fake.push_index("multi", &[&amd64]);
         fake.push("lonely", "lonely");
         let known = BTreeSet::from([amd64.clone()]);
-        let (entries, fake, _) =
-            run_knowing(fake, &[tag("amd64"), tag("lonely")], false, Some(&known));
+        let (entries, fake, _) = run_knowing(
+            fake,
+            &[tag("amd64"), tag("lonely")],
+            false,
+            Some(&known),
+            None,
+        );
         assert_eq!(entries[0].status, Status::Untagged, "{entries:?}");
         assert_eq!(entries[1].status, Status::Deleted, "{entries:?}");
         assert!(fake.manifests.borrow().contains_key(&amd64));
@@ -1360,6 +1371,77 @@ mod tests {
                 Status::Planned,
                 Some(Method::Tombstone)
             )]
+        );
+    }
+
+    #[test]
+    fn journaling_records_each_body_before_the_change_and_adds_no_request_per_tag() {
+        let scenario = || {
+            let fake = Fake::default();
+            fake.push("untag", "shared");
+            fake.push("sibling", "shared");
+            fake.push("alone", "alone");
+            let named = fake.push("named", "named");
+            fake.tags.borrow_mut().remove("named");
+            (fake, named)
+        };
+        let targets = |named: &str| {
+            vec![
+                tag("untag"),
+                tag("alone"),
+                Target::Digest(named.to_string()),
+            ]
+        };
+        let (plain, named) = scenario();
+        let (_, plain, _) = run_knowing(plain, &targets(&named), false, None, None);
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::new(
+            crate::journal::Location::File(dir.path().join("j.jsonl")),
+            "delete",
+            vec!["fake".into()],
+        );
+        let (fake, named) = scenario();
+        let bodies: BTreeMap<String, Vec<u8>> = ["untag", "alone"]
+            .into_iter()
+            .map(|tag| (tag.to_string(), fake.read(tag).unwrap().2))
+            .collect();
+        let (entries, fake, _) = run_knowing(fake, &targets(&named), false, None, Some(&journal));
+        assert!(
+            entries.iter().all(|entry| entry.error.is_none()),
+            "{entries:?}"
+        );
+        let text = std::fs::read_to_string(journal.path()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .skip(1)
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        let find = |tag: Option<&str>| {
+            lines
+                .iter()
+                .find(|line| line["tag"].as_str() == tag)
+                .unwrap_or_else(|| panic!("no line for {tag:?}: {text}"))
+        };
+        use base64::Engine;
+        let body = |line: &serde_json::Value| {
+            base64::engine::general_purpose::STANDARD
+                .decode(line["body"].as_str().unwrap())
+                .unwrap()
+        };
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(find(Some("untag"))["change"], "tombstone-untag");
+        assert_eq!(
+            body(find(Some("untag"))),
+            bodies["untag"],
+            "the original, not the tombstone"
+        );
+        assert_eq!(find(Some("alone"))["change"], "manifest-delete");
+        assert_eq!(body(find(Some("alone"))), bodies["alone"]);
+        assert_eq!(find(None)["digest"], named.as_str());
+        let extra = fake.gets.borrow().len() - plain.gets.borrow().len();
+        assert_eq!(
+            extra, 1,
+            "only the manifest named by digest alone is read for the journal"
         );
     }
 
