@@ -372,3 +372,59 @@ fn edited_and_truncated_lines_are_refused_one_by_one() {
         "{stderr}"
     );
 }
+
+#[test]
+fn journal_options_are_checked_before_anything_is_deleted() {
+    let registry = Registry::start();
+    let url = registry.url();
+    images::push_distinct(&url, REPO, &["a", "b"], &Auth::None);
+    let before = tags(&registry);
+    let home = home();
+    let taken = home.path().join("taken.jsonl");
+    fs::write(&taken, "mine\n").unwrap();
+    let reference = format!("{}/{REPO}:a", registry.host());
+
+    let refused = regkit(
+        home.path(),
+        &["delete", &reference, "--journal", taken.to_str().unwrap()],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("exists already: name a new file"),
+        "{stderr}"
+    );
+    assert_eq!(fs::read_to_string(&taken).unwrap(), "mine\n");
+    assert_eq!(tags(&registry), before, "nothing deleted");
+
+    let both = regkit(
+        home.path(),
+        &["delete", &reference, "--journal", "x.jsonl", "--no-journal"],
+    );
+    assert_eq!(both.status.code(), Some(2));
+    assert_eq!(tags(&registry), before);
+
+    let missing = regkit(home.path(), &["undo", "--last"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no undo journal in"));
+
+    // Text output names the journal on its last line; --no-journal writes none.
+    let deleted = regkit(home.path(), &["delete", &reference]);
+    assert_eq!(deleted.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&deleted.stdout);
+    let last = stdout.lines().last().unwrap();
+    assert!(last.starts_with("undo journal: "), "{stdout}");
+    assert!(last.contains("state/regkit/journal/"), "{last}");
+    let unjournaled = regkit(
+        home.path(),
+        &[
+            "delete",
+            &format!("{}/{REPO}:b", registry.host()),
+            "--no-journal",
+        ],
+    );
+    assert_eq!(unjournaled.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&unjournaled.stdout).contains("undo journal"));
+    let journals = fs::read_dir(home.path().join("state/regkit/journal")).unwrap();
+    assert_eq!(journals.count(), 1);
+}
