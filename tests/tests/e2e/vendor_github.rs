@@ -20,16 +20,21 @@ const TOKEN: &str = "ghp_test_token";
 fn run(github: &GitHubServer, token: &str, args: &[&str]) -> Run {
     let config = tempfile::tempdir().unwrap();
     let url = github.url();
+    regkit(config.path(), &github_args(&url, token, args))
+}
+
+/// `args` for the stand-in at `url`, with `token`.
+fn github_args<'a>(url: &'a str, token: &'a str, args: &[&'a str]) -> Vec<&'a str> {
     let mut all = vec![
         "--repo-implementation",
         "github",
         "--github-api-url",
-        &url,
+        url,
         "--repo-github-token",
         token,
     ];
     all.extend_from_slice(args);
-    regkit(config.path(), &all)
+    all
 }
 
 fn tags(registry: &Registry, repo: &str) -> BTreeMap<String, String> {
@@ -109,23 +114,9 @@ fn undo_after_a_github_delete_puts_the_tags_back_over_v2() {
     let journal = config.path().join("run.jsonl");
     let url = github.url();
     let reference = |tag: &str| format!("{}/{repo}:{tag}", registry.host());
-    let deleted = regkit_with(
-        config.path(),
-        &[
-            "--repo-implementation",
-            "github",
-            "--github-api-url",
-            &url,
-            "--repo-github-token",
-            TOKEN,
-            "delete",
-            &reference("a"),
-            &reference("solo"),
-            "--journal",
-            journal.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (a, solo) = (reference("a"), reference("solo"));
+    let args = ["delete", &a, &solo, "--journal", journal.to_str().unwrap()];
+    let deleted = regkit_with(config.path(), &github_args(&url, TOKEN, &args), &[]);
     assert_eq!(deleted.code, 0, "{}", deleted.stderr);
     let written = std::fs::read_to_string(&journal).unwrap();
     assert!(
