@@ -203,10 +203,14 @@ async fn journal_removal(
     repository: &Repository,
     planned: &[Planned],
 ) -> Result<(), Vec<Entry>> {
-    let refuse_all = |why: String| {
+    let refuse_all = |why: String, kind: FailureKind| {
         planned
             .iter()
-            .map(|each| not_journaled(repository, &each.target, each.digest.clone(), &why))
+            .map(|each| {
+                let mut entry = not_journaled(repository, &each.target, each.digest.clone(), &why);
+                entry.failure = Some(kind);
+                entry
+            })
             .collect::<Vec<_>>()
     };
     let mut read: HashMap<String, Option<crate::registry::Manifest>> = HashMap::new();
@@ -220,7 +224,14 @@ async fn journal_removal(
                 .client
                 .get_manifest(&repository.path, &reference)
                 .await
-                .map_err(|error| refuse_all(format!("cannot read its manifest: {error}")))?;
+                .map_err(|error| {
+                    // Vendor tokens are API credentials: the v2 read needs docker's for the host.
+                    let why = format!(
+                        "cannot read its manifest over v2 ({error}); give regkit docker credentials for {} (docker login) or pass --no-journal",
+                        repository.registry
+                    );
+                    refuse_all(why, failure_kind(&error))
+                })?;
             read.insert(reference.clone(), manifest);
         }
         // Gone already: there is nothing to put back, and the removal reports it absent.
@@ -239,7 +250,7 @@ async fn journal_removal(
         journaling
             .journal
             .record(&change)
-            .map_err(|error| refuse_all(error.to_string()))?;
+            .map_err(|error| refuse_all(error.to_string(), FailureKind::Other))?;
     }
     Ok(())
 }
