@@ -148,8 +148,8 @@ pub fn order(mut restores: Vec<Restore>) -> Vec<Restore> {
 }
 
 /// Puts back `restores` (one registry's, already [ordered](order)) through `client`; one entry each, in
-/// order. `dry_run`: the entries say what would happen (`planned`, `conflict`, or `restored` for what is
-/// already in place), nothing is pushed.
+/// order. `dry_run`: the entries say what would happen (`planned`, `conflict`, `lost` naming a blob or
+/// child already gone, or `restored` for what is already in place), nothing is pushed.
 pub async fn restore(client: &Client, restores: &[Restore], dry_run: bool) -> Vec<Entry> {
     let mut entries = Vec::with_capacity(restores.len());
     for restore in restores {
@@ -186,7 +186,11 @@ async fn restore_one(client: &Client, restore: &Restore, dry_run: bool) -> Entry
         Err(error) => return failed(&error),
     }
     if dry_run {
-        return restore.entry(Status::Planned, None, None);
+        // The plan says what a push would meet: each blob and child asked once.
+        return match first_missing(client, restore).await {
+            Some(missing) => lost(restore, &missing),
+            None => restore.entry(Status::Planned, None, None),
+        };
     }
     match client
         .put_manifest(path, reference, &change.media_type, &restore.body)
@@ -206,17 +210,20 @@ async fn restore_one(client: &Client, restore: &Restore, dry_run: bool) -> Entry
                 status: 400 | 404, ..
             },
         ) => match first_missing(client, restore).await {
-            Some(missing) => {
-                let error = format!(
-                    "{missing} is gone from {}/{path} (garbage-collected?): the manifest cannot be pushed again",
-                    change.registry
-                );
-                restore.entry(Status::Lost, Some(error), Some(FailureKind::Other))
-            }
+            Some(missing) => lost(restore, &missing),
             None => failed(&error),
         },
         Err(error) => failed(&error),
     }
+}
+
+/// The row for a line whose `missing` blob or child the registry no longer holds.
+fn lost(restore: &Restore, missing: &str) -> Entry {
+    let error = format!(
+        "{missing} is gone from {}/{} (garbage-collected?): the manifest cannot be pushed again",
+        restore.change.registry, restore.change.repository
+    );
+    restore.entry(Status::Lost, Some(error), Some(FailureKind::Other))
 }
 
 /// The first blob (config, layers) or child manifest of `restore` the registry no longer holds, as

@@ -250,6 +250,16 @@ fn a_collected_blob_is_lost_and_a_tag_pushed_again_is_a_conflict() {
     fs::write(&journal, moved).unwrap();
     let before = tags(&registry);
 
+    // The dry run already knows: the same rows, nothing pushed.
+    let planned = regkit(
+        home.path(),
+        &["undo", "--last", "--dry-run", "--output", "json"],
+    );
+    let planned = statuses(&lines(&planned, 1));
+    let mut seen: Vec<&str> = planned.values().map(String::as_str).collect();
+    seen.sort();
+    assert_eq!(seen, ["conflict", "lost"], "{planned:?}");
+
     let undone = regkit(home.path(), &["undo", "--last", "--output", "json"]);
     let rows = lines(&undone, 1);
     let host = registry.host();
