@@ -18,8 +18,9 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::dates::{self, ImageDate, Timestamp};
-use crate::implementation::{DeleteRemoves, DeleteRequest, Implementation, TagInfo};
+use crate::implementation::{DeleteRemoves, DeleteRequest, Implementation, Journaling, TagInfo};
 use crate::inuse::InUse;
+use crate::journal::Journal;
 use crate::policy::{self, Decision, Listing, Policies, Policy, Rule, TagRecord, Verdict};
 use crate::reference::{Repository, Target};
 use crate::referrers::{self, Depth, TagKind};
@@ -120,7 +121,10 @@ impl From<Status> for RowResult {
             Status::Untagged => RowResult::Untagged,
             Status::Absent => RowResult::Absent,
             Status::Planned => RowResult::Planned,
-            Status::Failed => RowResult::Failed,
+            // `undo`'s own statuses never come from a delete.
+            Status::Failed | Status::Restored | Status::Conflict | Status::Lost => {
+                RowResult::Failed
+            }
         }
     }
 }
@@ -452,7 +456,13 @@ impl Plan {
     /// Deletes (or plans, on a dry run) every selected row, one request per repository, repositories
     /// running concurrently (the requests to each host stay within `--parallel`: the HTTP layer's gate),
     /// and records each result on its row.
-    pub async fn execute(mut self, dry_run: bool, observer: &dyn Observer) -> Report {
+    /// Each change is recorded in `journal` (if any) before it is sent.
+    pub async fn execute(
+        mut self,
+        dry_run: bool,
+        journal: Option<&Journal>,
+        observer: &dyn Observer,
+    ) -> Report {
         let total = self.deletions().count();
         if total > 0 {
             observer.begin(total, None);
@@ -460,10 +470,15 @@ impl Plan {
             stream::iter(self.repositories.iter_mut())
                 .for_each_concurrent(self.parallel.max(1), |plan| async move {
                     if let Some(connection) = connections.get(&plan.repository.registry) {
+                        let journal = journal.map(|journal| Journaling {
+                            journal,
+                            client: &connection.client,
+                        });
                         delete_selected(
                             connection.implementation.as_ref(),
                             plan,
                             dry_run,
+                            journal,
                             observer,
                         )
                         .await;
@@ -1420,6 +1435,7 @@ async fn delete_selected(
     implementation: &dyn Implementation,
     plan: &mut RepositoryPlan,
     dry_run: bool,
+    journal: Option<Journaling<'_>>,
     observer: &dyn Observer,
 ) {
     let targets: Vec<Target> = plan
@@ -1437,6 +1453,7 @@ async fn delete_selected(
         dry_run,
         progress: &|units| observer.advance(units),
         kept_index_children: plan.kept_index_children.as_ref(),
+        journal,
     };
     let mut entries: HashMap<Target, Entry> = implementation
         .delete(request)

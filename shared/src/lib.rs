@@ -22,6 +22,8 @@
 //! - `cleanup`: the cleanup engine (expand, list, date, decide, delete, report); `policy`, `dates`: what
 //!   a cleanup keeps, and image dates from configs; `referrers`: signatures, attestations and SBOMs
 //!   that follow their subject; [`report`]: per-tag results, output and exit codes.
+//! - `journal`: the undo journal every `delete` and `cleanup` writes before each change (the manifest
+//!   bodies it removes), and `undo`: putting them back.
 //!
 //! `percent` (private) decodes `%xx` for both halves: D-Bus addresses and Google's resource names.
 
@@ -54,6 +56,8 @@ pub mod gcr;
 pub mod implementation;
 #[cfg(feature = "registry")]
 pub mod inuse;
+#[cfg(feature = "registry")]
+pub mod journal;
 #[cfg(feature = "keyring")]
 pub mod keyring;
 pub mod kubelet;
@@ -75,3 +79,5 @@ pub mod secret;
 pub mod session;
 #[cfg(any(feature = "ecr", feature = "acr", feature = "gcr"))]
 pub mod tokencache;
+#[cfg(feature = "registry")]
+pub mod undo;

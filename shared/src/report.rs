@@ -39,6 +39,12 @@ pub enum Status {
     Planned,
     /// It could not be removed; see `error`.
     Failed,
+    /// `undo`: put back as the journal recorded it.
+    Restored,
+    /// `undo`: the tag points at another manifest now; left alone.
+    Conflict,
+    /// `undo`: the registry no longer holds a blob or manifest it needs; `error` names the first.
+    Lost,
 }
 
 impl Status {
@@ -50,6 +56,9 @@ impl Status {
             Status::Absent => "absent",
             Status::Planned => "planned",
             Status::Failed => "failed",
+            Status::Restored => "restored",
+            Status::Conflict => "conflict",
+            Status::Lost => "lost",
         }
     }
 }
@@ -209,6 +218,19 @@ pub struct StatusCounts {
     pub planned: usize,
     /// `failed` targets.
     pub failed: usize,
+    /// `restored` targets (`undo` only, which alone prints the three below).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub restored: usize,
+    /// `conflict` targets.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub conflict: usize,
+    /// `lost` targets.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub lost: usize,
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 impl StatusCounts {
@@ -220,6 +242,9 @@ impl StatusCounts {
             Status::Absent => &mut self.absent,
             Status::Planned => &mut self.planned,
             Status::Failed => &mut self.failed,
+            Status::Restored => &mut self.restored,
+            Status::Conflict => &mut self.conflict,
+            Status::Lost => &mut self.lost,
         } += 1;
     }
 }
@@ -293,8 +318,12 @@ pub fn distinct_errors(entries: &[Entry]) -> Vec<&str> {
     seen
 }
 
-/// One JSON object per entry, then `{"summary":{…}}`.
-pub fn write_json_lines(out: &mut impl Write, entries: &[Entry]) -> io::Result<()> {
+/// One JSON object per entry, then `{"summary":{…}}`, which names the undo `journal` the run wrote, if any.
+pub fn write_json_lines(
+    out: &mut impl Write,
+    entries: &[Entry],
+    journal: Option<&str>,
+) -> io::Result<()> {
     for entry in entries {
         serde_json::to_writer(&mut *out, entry)?;
         out.write_all(b"\n")?;
@@ -302,11 +331,14 @@ pub fn write_json_lines(out: &mut impl Write, entries: &[Entry]) -> io::Result<(
     #[derive(Serialize)]
     struct Line<'a> {
         summary: &'a Summary,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        journal: Option<&'a str>,
     }
     serde_json::to_writer(
         &mut *out,
         &Line {
             summary: &Summary::of(entries),
+            journal,
         },
     )?;
     out.write_all(b"\n")
@@ -378,7 +410,8 @@ pub fn write_tags(out: &mut impl Write, rows: &[TagRow], json: bool) -> io::Resu
     Ok(())
 }
 
-fn write_table<const N: usize>(
+/// An aligned table: `header`, then `rows`, columns as wide as their widest cell.
+pub fn write_table<const N: usize>(
     out: &mut impl Write,
     header: [&str; N],
     rows: &[[&str; N]],
@@ -427,7 +460,7 @@ mod tests {
             entry("b", Status::Failed, Some(FailureKind::Other)),
         ];
         let mut out = Vec::new();
-        write_json_lines(&mut out, &entries).unwrap();
+        write_json_lines(&mut out, &entries, None).unwrap();
         let lines: Vec<serde_json::Value> = String::from_utf8(out)
             .unwrap()
             .lines()

@@ -186,6 +186,33 @@ impl Registry {
     }
 }
 
+/// Runs `docker-registry garbage-collect --delete-untagged` over the storage root `data_dir`, which no
+/// registry may be serving (the collector is safe only on a stopped or read-only registry): what undo
+/// meets when a registry's blobs are gone.
+pub fn garbage_collect(data_dir: &Path) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("config.yml");
+    fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n",
+            data_dir.display()
+        ),
+    )
+    .expect("write garbage-collect config");
+    let output = Command::new(bins::tool("docker-registry", "docker-registry"))
+        .args(["garbage-collect", "--delete-untagged"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker-registry garbage-collect");
+    assert!(
+        output.status.success(),
+        "garbage-collect failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();

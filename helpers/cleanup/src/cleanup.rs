@@ -21,7 +21,10 @@ use regkit::report;
 use regkit::session::{Connection, Observer};
 
 use crate::inuse::{self, InUseArgs};
-use crate::{Fatal, Setup, print_with, progress_bar};
+use crate::{
+    Fatal, JournalArgs, Setup, journal_line, journal_written, open_journal, print_with,
+    progress_bar,
+};
 
 /// `regkit cleanup`'s own options (`--dry-run`, `--output`, `--parallel`, the registry options come from
 /// the groups in main.rs it shares with other subcommands).
@@ -247,7 +250,11 @@ impl Observer for Terminal<'_> {
     }
 }
 
-pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8, Fatal> {
+pub(crate) async fn cleanup(
+    setup: &Setup<'_>,
+    args: &CleanupArgs,
+    journal_args: &JournalArgs,
+) -> Result<u8, Fatal> {
     let (policies, repositories) = args.policies()?;
     if !args.all && args.explain.is_none() && !policies.has_rule() {
         return Err(Fatal::Usage(
@@ -301,15 +308,31 @@ pub(crate) async fn cleanup(setup: &Setup<'_>, args: &CleanupArgs) -> Result<u8,
         print_plan(&plan.deletions().collect::<Vec<_>>())?;
         proceed = confirm(deletions, plan.planned_repositories())?;
     }
+    let mut journaled = None;
     let report = if proceed {
-        plan.execute(dry_run, &terminal).await
+        let registries = plan
+            .rows()
+            .map(|row| {
+                row.repository
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let journal = open_journal(setup, journal_args, "cleanup", registries)?;
+        let report = plan.execute(dry_run, journal.as_ref(), &terminal).await;
+        journaled = journal_written(journal.as_ref());
+        report
     } else {
         plan.decline()
     };
     if let Some(path) = &args.report {
-        write_report(path, &report)?;
+        write_report(path, &report, journaled.as_deref())?;
     }
-    output(setup, &report)?;
+    output(setup, &report, journaled.as_deref())?;
     for note in &report.notes {
         if let Some(error) = &note.error {
             eprintln!("regkit: {}: {error}", note.repository);
@@ -477,7 +500,7 @@ fn write_rows(out: &mut impl Write, rows: &[&Row], with_result: bool) -> io::Res
     Ok(())
 }
 
-fn output(setup: &Setup<'_>, report: &Report) -> Result<(), Fatal> {
+fn output(setup: &Setup<'_>, report: &Report, journal: Option<&str>) -> Result<(), Fatal> {
     let summary = &report.summary;
     if setup.json() {
         return print_with(|out| {
@@ -489,7 +512,11 @@ fn output(setup: &Setup<'_>, report: &Report) -> Result<(), Fatal> {
                 serde_json::to_writer(&mut *out, &serde_json::json!({ "repository_note": note }))?;
                 writeln!(out)?;
             }
-            serde_json::to_writer(&mut *out, &serde_json::json!({ "summary": summary }))?;
+            let mut last = serde_json::json!({ "summary": summary });
+            if let Some(journal) = journal {
+                last["journal"] = journal.into();
+            }
+            serde_json::to_writer(&mut *out, &last)?;
             writeln!(out)
         });
     }
@@ -524,13 +551,26 @@ fn output(setup: &Setup<'_>, report: &Report) -> Result<(), Fatal> {
             summary.statuses.planned,
             summary.statuses.failed,
             summary.orphans
-        )
+        )?;
+        match journal {
+            Some(journal) => writeln!(out, "{}", journal_line(journal)),
+            None => Ok(()),
+        }
     })
 }
 
-fn write_report(path: &std::path::Path, report: &Report) -> Result<(), Fatal> {
-    let text = serde_json::to_string_pretty(report)
-        .map_err(|error| Fatal::Io(format!("cannot encode the report: {error}")))?;
+fn write_report(
+    path: &std::path::Path,
+    report: &Report,
+    journal: Option<&str>,
+) -> Result<(), Fatal> {
+    let encoding =
+        |error: serde_json::Error| Fatal::Io(format!("cannot encode the report: {error}"));
+    let mut document = serde_json::to_value(report).map_err(encoding)?;
+    if let Some(journal) = journal {
+        document["journal"] = journal.into();
+    }
+    let text = serde_json::to_string_pretty(&document).map_err(encoding)?;
     std::fs::write(path, text + "\n").map_err(|error| {
         Fatal::Io(format!(
             "cannot write the report {}: {error}",

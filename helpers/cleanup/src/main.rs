@@ -18,11 +18,13 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use regkit::dockerconfig::DockerConfig;
 use regkit::dockerconfig::private::PrivateDirError;
 use regkit::dockerconfig::routes::RoutesError;
-use regkit::implementation::{self, DeleteRemoves, DeleteRequest, Settings};
+use regkit::implementation::{self, DeleteRemoves, DeleteRequest, Journaling, Settings};
+use regkit::journal::{Journal, Location};
 use regkit::reference::{Reference, Repository, Target};
 use regkit::registry::{ClientOptions, RegistryError, failure_kind, strip_url_scheme};
 use regkit::report::{self, EXIT_CODES_HELP, EXIT_FAILED, EXIT_USAGE, TagRow};
 use regkit::session::{Connection, Observer, Session, SessionOptions};
+use regkit::undo::Restore;
 
 #[derive(Parser)]
 #[command(
@@ -38,17 +40,23 @@ struct Cli {
     // subcommand's --help lists only those it honours.
     #[command(
         flatten,
-        next_help_heading = "Registry options (tags, delete, cleanup, detect, doctor)"
+        next_help_heading = "Registry options (tags, delete, cleanup, undo, detect, doctor)"
     )]
     registry: RegistryArgs,
-    #[command(flatten, next_help_heading = "Pace options (tags, delete, cleanup)")]
+    #[command(
+        flatten,
+        next_help_heading = "Pace options (tags, delete, cleanup, undo)"
+    )]
     pace: PaceArgs,
     #[command(
         flatten,
         next_help_heading = "Output options (all but configure and ci-env)"
     )]
     format: FormatArgs,
-    #[command(flatten, next_help_heading = "Dry run (delete, cleanup, configure)")]
+    #[command(
+        flatten,
+        next_help_heading = "Dry run (delete, cleanup, undo, configure)"
+    )]
     dry: DryRunArgs,
     #[command(subcommand)]
     command: Command,
@@ -89,13 +97,9 @@ enum Command {
         #[arg(long)]
         keep_referrers: bool,
         #[command(flatten)]
-        registry: RegistryArgs,
+        journal: JournalArgs,
         #[command(flatten)]
-        pace: PaceArgs,
-        #[command(flatten)]
-        format: FormatArgs,
-        #[command(flatten)]
-        dry: DryRunArgs,
+        change: ChangeArgs,
     },
     /// Delete the tags a policy selects in one or more repositories; kept tags never lose their image, and
     /// images that Kubernetes workloads (every kubeconfig context) or --keep-images use are kept.
@@ -109,14 +113,27 @@ enum Command {
         #[command(flatten)]
         args: Box<cleanup::CleanupArgs>,
         #[command(flatten)]
-        registry: RegistryArgs,
+        journal: JournalArgs,
         #[command(flatten)]
-        pace: PaceArgs,
-        #[command(flatten)]
-        format: FormatArgs,
-        #[command(flatten)]
-        dry: DryRunArgs,
+        change: ChangeArgs,
     },
+    /// Put back what a delete or cleanup run removed, from its undo journal: each manifest pushed again
+    /// (children before their index, subjects before their referrers) and each tag re-pointed. A tag
+    /// pushed again since is left alone (conflict); a manifest whose blobs the registry has
+    /// garbage-collected is lost.
+    Undo {
+        /// The run's journal (see `regkit journal list`).
+        #[arg(value_name = "JOURNAL", required_unless_present = "last")]
+        file: Option<PathBuf>,
+        /// The newest journal in $XDG_STATE_HOME/regkit/journal/.
+        #[arg(long, conflicts_with = "file")]
+        last: bool,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// The undo journals of past delete and cleanup runs.
+    #[command(subcommand)]
+    Journal(JournalCommand),
     /// Print the images Kubernetes workloads and --keep-images use, which cleanup keeps (reference, where
     /// from); changes nothing.
     InUse {
@@ -158,11 +175,24 @@ enum Command {
     Generate(generate::Generate),
 }
 
+/// `regkit journal …`.
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// List the journals in $XDG_STATE_HOME/regkit/journal/ (time, command, registries, counts), oldest
+    /// first, after removing those older than --keep-journals.
+    List {
+        #[command(flatten)]
+        keep: KeepJournals,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
+}
+
 /// The subcommands that reach registries, which take the registry options and the vendor flags.
-const REGISTRY_COMMANDS: [&str; 5] = ["tags", "delete", "cleanup", "detect", "doctor"];
+const REGISTRY_COMMANDS: [&str; 6] = ["tags", "delete", "cleanup", "undo", "detect", "doctor"];
 
 /// The wording of `--output` and `--dry-run` where their generic help would not say what they do.
-const SCOPED_HELP: [(&str, &str, &str); 7] = [
+const SCOPED_HELP: [(&str, &str, &str); 9] = [
     (
         "tags",
         "output",
@@ -192,6 +222,16 @@ const SCOPED_HELP: [(&str, &str, &str); 7] = [
         "cleanup",
         "dry_run",
         "Change nothing: report what would be deleted and what is kept, with the exit code the real run would give",
+    ),
+    (
+        "undo",
+        "output",
+        "Output format: text, or json (one object per journal line, then a summary) [default: text]",
+    ),
+    (
+        "undo",
+        "dry_run",
+        "Change nothing: report what undo would push, conflicts and what is already in place included",
     ),
     (
         "configure",
@@ -273,6 +313,47 @@ struct FormatArgs {
     output: Option<Output>,
 }
 
+/// The option groups of the commands that change a registry: delete, cleanup, undo.
+#[derive(Args, Clone, Default)]
+struct ChangeArgs {
+    #[command(flatten)]
+    registry: RegistryArgs,
+    #[command(flatten)]
+    pace: PaceArgs,
+    #[command(flatten)]
+    format: FormatArgs,
+    #[command(flatten)]
+    dry: DryRunArgs,
+}
+
+/// Where delete and cleanup record what they remove, for `regkit undo`.
+#[derive(Args, Clone, Default)]
+struct JournalArgs {
+    /// Write the undo journal to FILE, which must not exist [default: a new file per run in
+    /// $XDG_STATE_HOME/regkit/journal/, ~/.local/state/regkit/journal/].
+    #[arg(
+        long,
+        env = "REGKIT_JOURNAL",
+        value_name = "FILE",
+        conflicts_with = "no_journal"
+    )]
+    journal: Option<PathBuf>,
+    /// Write no undo journal: what the run removes cannot be put back with `regkit undo`.
+    #[arg(long, env = "REGKIT_NO_JOURNAL", value_parser = BoolishValueParser::new())]
+    no_journal: bool,
+    #[command(flatten)]
+    keep: KeepJournals,
+}
+
+/// How long journals of the default directory are kept.
+#[derive(Args, Clone, Default)]
+struct KeepJournals {
+    /// Remove journals of the default directory last written longer ago than this [default: 30d].
+    #[arg(long, env = "REGKIT_KEEP_JOURNALS", value_name = "DURATION",
+          value_parser = cleanup::parse_duration)]
+    keep_journals: Option<u64>,
+}
+
 #[derive(Args, Clone, Default)]
 struct DryRunArgs {
     /// Change nothing: show what delete and cleanup would delete, or the diff configure would write.
@@ -306,21 +387,18 @@ impl Options {
                 format,
                 ..
             } => (Some(registry), Some(pace), Some(format), None),
-            Command::Delete {
-                registry,
-                pace,
-                format,
-                dry,
-                ..
+            Command::Delete { change, .. }
+            | Command::Cleanup { change, .. }
+            | Command::Undo { change, .. } => (
+                Some(&change.registry),
+                Some(&change.pace),
+                Some(&change.format),
+                Some(&change.dry),
+            ),
+            Command::InUse { format, .. }
+            | Command::Journal(JournalCommand::List { format, .. }) => {
+                (None, None, Some(format), None)
             }
-            | Command::Cleanup {
-                registry,
-                pace,
-                format,
-                dry,
-                ..
-            } => (Some(registry), Some(pace), Some(format), Some(dry)),
-            Command::InUse { format, .. } => (None, None, Some(format), None),
             Command::Detect {
                 registry, format, ..
             }
@@ -479,7 +557,7 @@ fn command() -> clap::Command {
                     "{} [also REGKIT_{variable}, WERF_{variable}]",
                     flag.help
                 ))
-                .help_heading("Registry options (tags, delete, cleanup, detect, doctor)")
+                .help_heading("Registry options (tags, delete, cleanup, undo, detect, doctor)")
         })
     };
     let mut command = Cli::command().args(vendor_flags());
@@ -591,9 +669,14 @@ async fn run(subcommand: &Command, options: &Options, settings: Settings) -> Res
             references,
             stdin,
             keep_referrers,
+            journal,
             ..
-        } => delete(&setup, references, *stdin, *keep_referrers).await,
-        Command::Cleanup { args, .. } => cleanup::cleanup(&setup, args).await,
+        } => delete(&setup, references, *stdin, *keep_referrers, journal).await,
+        Command::Cleanup { args, journal, .. } => cleanup::cleanup(&setup, args, journal).await,
+        Command::Undo { file, .. } => undo(&setup, file.as_deref()).await,
+        Command::Journal(JournalCommand::List { keep, .. }) => {
+            journal_list(&setup, keep.keep_journals)
+        }
         Command::InUse { args, .. } => inuse::run(&setup, args).await,
         Command::Detect { repository, .. } => detect(&setup, repository).await,
         Command::Configure { args, .. } => configure::run(
@@ -743,6 +826,7 @@ async fn delete(
     arguments: &[String],
     stdin: bool,
     keep_referrers: bool,
+    journal_args: &JournalArgs,
 ) -> Result<u8, Fatal> {
     let mut inputs: Vec<String> = arguments.to_vec();
     if stdin {
@@ -802,6 +886,8 @@ async fn delete(
             }
         }
     }
+    let registries = connections.keys().cloned().collect();
+    let journal = open_journal(setup, journal_args, "delete", registries)?;
     let total: usize = groups.iter().map(|(_, targets)| targets.len()).sum();
     let bar = progress_bar(setup, total);
     let on_progress = |finished: u64| {
@@ -820,21 +906,192 @@ async fn delete(
             dry_run: setup.options.dry_run,
             progress: &on_progress,
             kept_index_children: None,
+            journal: journal.as_ref().map(|journal| Journaling {
+                journal,
+                client: &connection.client,
+            }),
         };
         entries.extend(connection.implementation.delete(request).await);
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    print_entries(setup, &entries, journal_written(journal.as_ref()))
+}
+
+/// Per-target rows as a table or JSON Lines, naming the undo journal last, each distinct error on stderr;
+/// the run's exit code.
+fn print_entries(
+    setup: &Setup<'_>,
+    entries: &[report::Entry],
+    journal: Option<String>,
+) -> Result<u8, Fatal> {
     if setup.json() {
-        print_with(|out| report::write_json_lines(out, &entries))?;
+        print_with(|out| report::write_json_lines(out, entries, journal.as_deref()))?;
     } else if !setup.options.quiet {
-        print_with(|out| report::write_text(out, &entries))?;
+        print_with(|out| {
+            report::write_text(out, entries)?;
+            match &journal {
+                Some(journal) => writeln!(out, "{}", journal_line(journal)),
+                None => Ok(()),
+            }
+        })?;
     }
-    for error in report::distinct_errors(&entries) {
+    for error in report::distinct_errors(entries) {
         eprintln!("regkit: {error}");
     }
-    Ok(report::exit_code(&entries))
+    Ok(report::exit_code(entries))
+}
+
+/// The last line of a text output that changed something.
+pub(crate) fn journal_line(path: &str) -> String {
+    format!("undo journal: {path} (regkit undo {path} puts back what this run removed)")
+}
+
+/// The run's undo journal, unless a dry run or `--no-journal`; the default directory's old journals are
+/// removed first.
+fn open_journal(
+    setup: &Setup<'_>,
+    args: &JournalArgs,
+    command: &str,
+    registries: Vec<String>,
+) -> Result<Option<Journal>, Fatal> {
+    if setup.options.dry_run || args.no_journal {
+        return Ok(None);
+    }
+    let location = match &args.journal {
+        Some(file) if file.exists() => {
+            return Err(Fatal::Usage(format!(
+                "the undo journal {} (--journal) exists already: name a new file",
+                file.display()
+            )));
+        }
+        Some(file) => Location::File(file.clone()),
+        None => {
+            let dir = journal_dir()?;
+            prune_journals(&dir, args.keep.keep_journals);
+            Location::Dir(dir)
+        }
+    };
+    Ok(Some(Journal::new(location, command, registries)))
+}
+
+fn journal_dir() -> Result<PathBuf, Fatal> {
+    regkit::journal::default_dir().map_err(|error| Fatal::Usage(error.to_string()))
+}
+
+/// Removes the journals older than `keep` seconds (default 30 days); a failure is said, not fatal.
+fn prune_journals(dir: &std::path::Path, keep: Option<u64>) {
+    let keep = keep.map_or(
+        regkit::journal::DEFAULT_KEEP,
+        std::time::Duration::from_secs,
+    );
+    if let Err(error) = regkit::journal::prune(dir, keep) {
+        eprintln!("regkit: {error}");
+    }
+}
+
+/// The journal's path, once the run recorded something in it.
+pub(crate) fn journal_written(journal: Option<&Journal>) -> Option<String> {
+    journal
+        .filter(|journal| journal.changes() > 0)
+        .map(|journal| journal.path().display().to_string())
+}
+
+/// `regkit undo`: every verified line of the journal put back, registry by registry.
+async fn undo(setup: &Setup<'_>, file: Option<&std::path::Path>) -> Result<u8, Fatal> {
+    let path = match file {
+        Some(file) => file.to_path_buf(),
+        None => regkit::journal::last(&journal_dir()?)
+            .map_err(|error| Fatal::Usage(error.to_string()))?,
+    };
+    let read = regkit::journal::read(&path).map_err(|error| Fatal::Usage(error.to_string()))?;
+    let mut entries = Vec::new();
+    let mut restores = Vec::new();
+    for line in read.lines {
+        match line.change {
+            Ok((change, body)) => restores.push(Restore {
+                line: line.number,
+                change,
+                body,
+            }),
+            Err(why) => entries.push(report::Entry::failed(
+                format!("{}:{}", path.display(), line.number),
+                String::new(),
+                None,
+                report::FailureKind::Other,
+                format!(
+                    "journal {} line {}: {why}; nothing pushed for it",
+                    path.display(),
+                    line.number
+                ),
+            )),
+        }
+    }
+    for (registry, restores) in regkit::undo::by_registry(restores) {
+        let connection = setup.connect(&registry).await?;
+        entries.extend(
+            regkit::undo::restore(&connection.client, &restores, setup.options.dry_run).await,
+        );
+    }
+    print_entries(setup, &entries, None)
+}
+
+/// `regkit journal list`.
+fn journal_list(setup: &Setup<'_>, keep: Option<u64>) -> Result<u8, Fatal> {
+    let dir = journal_dir()?;
+    prune_journals(&dir, keep);
+    let paths = regkit::journal::journals(&dir).map_err(|error| Fatal::Io(error.to_string()))?;
+    let mut summaries = Vec::new();
+    let mut code = report::EXIT_OK;
+    for path in paths {
+        match regkit::journal::summary(&path) {
+            Ok(summary) => summaries.push(summary),
+            Err(error) => {
+                eprintln!("regkit: {error}");
+                code = EXIT_FAILED;
+            }
+        }
+    }
+    if setup.json() {
+        print_with(|out| {
+            for summary in &summaries {
+                serde_json::to_writer(&mut *out, summary)?;
+                writeln!(out)?;
+            }
+            Ok(())
+        })?;
+    } else if !setup.options.quiet {
+        let cells: Vec<[String; 7]> = summaries
+            .iter()
+            .map(|summary| {
+                [
+                    summary.time.clone(),
+                    summary.command.clone(),
+                    summary.registries.join(","),
+                    summary.manifest_deletes.to_string(),
+                    summary.tombstone_untags.to_string(),
+                    summary.vendor_untags.to_string(),
+                    summary.path.display().to_string(),
+                ]
+            })
+            .collect();
+        let rows: Vec<[&str; 7]> = cells
+            .iter()
+            .map(|row| row.each_ref().map(String::as_str))
+            .collect();
+        let header = [
+            "TIME",
+            "COMMAND",
+            "REGISTRIES",
+            "DELETED",
+            "UNTAGGED",
+            "VENDOR-UNTAGGED",
+            "JOURNAL",
+        ];
+        print_with(|out| report::write_table(out, header, &rows))?;
+    }
+    Ok(code)
 }
 
 fn progress_bar(setup: &Setup<'_>, total: usize) -> Option<ProgressBar> {

@@ -8,7 +8,8 @@ use std::collections::{HashMap, HashSet};
 
 use futures_util::stream::{self, StreamExt};
 
-use super::DeleteRequest;
+use super::{DeleteRequest, Journaling};
+use crate::journal::{Change, ChangeKind};
 use crate::reference::{Repository, Target};
 use crate::registry::RegistryError;
 use crate::registry::failure_kind;
@@ -67,6 +68,10 @@ impl<A> Step<A> {
 pub(super) trait Deletion {
     /// What one [`Removal`] does.
     type Action;
+
+    /// Whether [`remove`](Deletion::remove) records each change in the request's journal itself, from
+    /// the bodies its re-check reads anyway; else [`run`] reads each body over v2 and records it first.
+    const JOURNALS_ITSELF: bool = false;
 
     /// How many removals may run at once.
     fn parallel(&self) -> usize;
@@ -144,6 +149,7 @@ pub(super) async fn run<D: Deletion>(deletion: &D, request: DeleteRequest<'_>) -
         }
     }
     progress(entries.len() as u64);
+    let journal = request.journal.filter(|_| !D::JOURNALS_ITSELF);
     let removed: Vec<Vec<Entry>> = stream::iter(removals)
         .map(|removal| async move {
             if let Some(stop) = throttle.stop_reason() {
@@ -153,6 +159,13 @@ pub(super) async fn run<D: Deletion>(deletion: &D, request: DeleteRequest<'_>) -
                     .iter()
                     .map(|planned| not_attempted(repository, &planned.target, &stop))
                     .collect();
+            }
+            if let Some(journaling) = journal
+                && let Err(refused) =
+                    journal_removal(journaling, repository, &removal.planned).await
+            {
+                progress(refused.len() as u64);
+                return refused;
             }
             let reported = Cell::new(0);
             let early = |finished: u64| {
@@ -181,6 +194,76 @@ pub(super) async fn run<D: Deletion>(deletion: &D, request: DeleteRequest<'_>) -
         .collect();
     entries.sort_by_cached_key(|entry| order.get(&entry.target()).copied().unwrap_or(usize::MAX));
     entries
+}
+
+/// Records each target of a removal in the journal, its manifest read over v2 (once per digest), before
+/// the removal is sent; when that fails, the entries of targets left untouched.
+async fn journal_removal(
+    journaling: Journaling<'_>,
+    repository: &Repository,
+    planned: &[Planned],
+) -> Result<(), Vec<Entry>> {
+    let refuse_all = |why: String, kind: FailureKind| {
+        planned
+            .iter()
+            .map(|each| {
+                let mut entry = not_journaled(repository, &each.target, each.digest.clone(), &why);
+                entry.failure = Some(kind);
+                entry
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut read: HashMap<String, Option<crate::registry::Manifest>> = HashMap::new();
+    for each in planned {
+        let reference = match (&each.digest, &each.target) {
+            (Some(digest), _) | (None, Target::Digest(digest)) => digest.clone(),
+            (None, Target::Tag(tag)) => tag.clone(),
+        };
+        if !read.contains_key(&reference) {
+            let manifest = journaling
+                .client
+                .get_manifest(&repository.path, &reference)
+                .await
+                .map_err(|error| {
+                    // Vendor tokens are API credentials: the v2 read needs docker's for the host.
+                    let why = format!(
+                        "cannot read its manifest over v2 ({error}); give regkit docker credentials for {} (docker login) or pass --no-journal",
+                        repository.registry
+                    );
+                    refuse_all(why, failure_kind(&error))
+                })?;
+            read.insert(reference.clone(), manifest);
+        }
+        // Gone already: there is nothing to put back, and the removal reports it absent.
+        let Some(Some(manifest)) = read.get(&reference) else {
+            continue;
+        };
+        let (tag, kind) = match (&each.target, each.method) {
+            (Target::Digest(_), _) => (None, ChangeKind::ManifestDelete),
+            (Target::Tag(tag), Method::Digest) => (Some(tag.as_str()), ChangeKind::ManifestDelete),
+            (Target::Tag(tag), Method::Tombstone) => {
+                (Some(tag.as_str()), ChangeKind::TombstoneUntag)
+            }
+            (Target::Tag(tag), Method::Native) => (Some(tag.as_str()), ChangeKind::VendorUntag),
+        };
+        let change = Change::new(&repository.registry, &repository.path, tag, manifest, kind);
+        journaling
+            .journal
+            .record(&change)
+            .map_err(|error| refuse_all(error.to_string(), FailureKind::Other))?;
+    }
+    Ok(())
+}
+
+/// The entry for `target`, left untouched because its change could not be journaled first (`why`).
+pub(super) fn not_journaled(
+    repository: &Repository,
+    target: &Target,
+    digest: Option<String>,
+    why: &str,
+) -> Entry {
+    let error = format!("not removed: cannot record it in the undo journal first: {why}");
+    refused(repository, target, digest, error)
 }
 
 /// A listing a delete plan reads: a repository that does not exist has nothing to delete.
@@ -341,6 +424,7 @@ mod tests {
             dry_run,
             progress: &count,
             kept_index_children: None,
+            journal: None,
         };
         let entries = run(fake, request)
             .now_or_never()

@@ -20,6 +20,7 @@ use tokio::sync::RwLock;
 use super::delete::{self, Deletion, Planned, Removal, Step};
 use super::{BoxFuture, Context, DeleteRemoves, DeleteRequest, Implementation, Spec, TagInfo};
 use crate::dates::manifest_children;
+use crate::journal::{Change, ChangeKind, Journal};
 use crate::reference::{Repository, Target};
 use crate::registry::{
     Client, Deleted, MANIFEST_MEDIA_TYPES, Manifest, ManifestInfo, RegistryError,
@@ -288,14 +289,25 @@ fn tombstone_marker() -> String {
     )
 }
 
+/// An action and the journal it records its changes in first.
+struct Journaled {
+    action: Action,
+    journal: Option<Journal>,
+}
+
 impl<S: Store> Deletion for Distribution<S> {
-    type Action = Action;
+    type Action = Journaled;
+    // The re-check's GET brings each body; journaling adds no request per tag.
+    const JOURNALS_ITSELF: bool = true;
 
     fn parallel(&self) -> usize {
         self.parallel
     }
 
-    async fn plan(&self, request: &DeleteRequest<'_>) -> Result<Vec<Step<Action>>, RegistryError> {
+    async fn plan(
+        &self,
+        request: &DeleteRequest<'_>,
+    ) -> Result<Vec<Step<Journaled>>, RegistryError> {
         let (repository, targets) = (request.repository, request.targets);
         let mut tags = Vec::new();
         let mut digests = Vec::new();
@@ -361,7 +373,8 @@ impl<S: Store> Deletion for Distribution<S> {
                 steps.push(Step::Settled(Entry::absent(repository, &target)));
                 continue;
             }
-            steps.push(step(repository, action));
+            let journal = request.journal.map(|journaling| journaling.journal.clone());
+            steps.push(step(repository, action, journal));
         }
         Ok(steps)
     }
@@ -369,15 +382,16 @@ impl<S: Store> Deletion for Distribution<S> {
     async fn remove(
         &self,
         repository: &Repository,
-        removal: Removal<Action>,
+        removal: Removal<Journaled>,
         _progress: &dyn Fn(u64),
     ) -> Vec<Entry> {
-        self.execute(repository, removal.action).await
+        let Journaled { action, journal } = removal.action;
+        self.execute(repository, action, journal.as_ref()).await
     }
 }
 
 /// The step that carries out `action`, with what a dry run reports for it.
-fn step(repository: &Repository, action: Action) -> Step<Action> {
+fn step(repository: &Repository, action: Action, journal: Option<Journal>) -> Step<Journaled> {
     let planned = match &action {
         Action::Absent { tag } => {
             return Step::Settled(Entry::absent(repository, &Target::Tag(tag.clone())));
@@ -399,7 +413,10 @@ fn step(repository: &Repository, action: Action) -> Step<Action> {
             .map(|target| Planned::new(target, Some(digest.clone()), Method::Digest))
             .collect(),
     };
-    Step::Remove(Removal { planned, action })
+    Step::Remove(Removal {
+        planned,
+        action: Journaled { action, journal },
+    })
 }
 
 impl<S: Store> Distribution<S> {
@@ -507,11 +524,16 @@ impl<S: Store> Distribution<S> {
         Ok(children)
     }
 
-    async fn execute(&self, repository: &Repository, action: Action) -> Vec<Entry> {
+    async fn execute(
+        &self,
+        repository: &Repository,
+        action: Action,
+        journal: Option<&Journal>,
+    ) -> Vec<Entry> {
         let path = repository.path.as_str();
         match action {
             Action::Absent { tag } => vec![Entry::absent(repository, &Target::Tag(tag))],
-            Action::Untag { tag, .. } => vec![self.untag(repository, tag, None).await],
+            Action::Untag { tag, .. } => vec![self.untag(repository, tag, None, journal).await],
             Action::DeleteDigest {
                 digest,
                 tags,
@@ -537,7 +559,7 @@ impl<S: Store> Distribution<S> {
                             manifest.get_or_insert(current);
                         }
                         Ok(Some(current)) => {
-                            done.push(self.untag(repository, tag, Some(current)).await)
+                            done.push(self.untag(repository, tag, Some(current), journal).await)
                         }
                         Ok(None) => done.push(Entry::absent(repository, &Target::Tag(tag))),
                         Err(error) => {
@@ -559,6 +581,16 @@ impl<S: Store> Distribution<S> {
                         Target::Digest(_) => None,
                     })
                     .collect();
+                if let Some(journal) = journal
+                    && let Err(why) = self
+                        .journal_delete(repository, &digest, manifest.as_ref(), &targets, journal)
+                        .await
+                {
+                    done.extend(targets.iter().map(|target| {
+                        delete::not_journaled(repository, target, Some(digest.clone()), &why)
+                    }));
+                    return done;
+                }
                 // Only a tag re-checked onto this digest can be left listed without it.
                 let deleted = match &manifest {
                     Some(manifest) => self.delete_with_tags(path, &digest, manifest, &tags).await,
@@ -584,16 +616,55 @@ impl<S: Store> Distribution<S> {
         }
     }
 
+    /// Journals the deletion of `digest` for each of `targets`, with the body the re-check read
+    /// (`manifest`), or, for a digest named alone, read now: the one request journaling adds.
+    async fn journal_delete(
+        &self,
+        repository: &Repository,
+        digest: &str,
+        manifest: Option<&Manifest>,
+        targets: &[Target],
+        journal: &Journal,
+    ) -> Result<(), String> {
+        let read;
+        let manifest = match manifest {
+            Some(manifest) => manifest,
+            None => match self.store.get(&repository.path, digest).await {
+                Ok(Some(manifest)) => {
+                    read = manifest;
+                    &read
+                }
+                // Gone already: nothing to put back; the DELETE reports it absent.
+                Ok(None) => return Ok(()),
+                Err(error) => return Err(format!("cannot read its manifest: {error}")),
+            },
+        };
+        for target in targets {
+            let tag = match target {
+                Target::Tag(tag) => Some(tag.as_str()),
+                Target::Digest(_) => None,
+            };
+            let change = Change::new(
+                &repository.registry,
+                &repository.path,
+                tag,
+                manifest,
+                ChangeKind::ManifestDelete,
+            );
+            journal.record(&change).map_err(|error| error.to_string())?;
+        }
+        Ok(())
+    }
+
     /// Removes `tag` alone, wherever it points now (`current`: its manifest, read a moment ago).
     async fn untag(
         &self,
         repository: &Repository,
         tag: String,
         current: Option<Manifest>,
+        journal: Option<&Journal>,
     ) -> Entry {
-        let result = self
-            .tombstone(repository.path.as_str(), &tag, current)
-            .await;
+        let result = self.tombstone(repository, &tag, current, journal).await;
         let target = Target::Tag(tag);
         match result {
             Ok(Some(digest)) => Entry::new(
@@ -604,6 +675,9 @@ impl<S: Store> Distribution<S> {
             ),
             Ok(None) => Entry::absent(repository, &target),
             Err(Failure::Registry(error)) => delete::failed(repository, &target, None, &error),
+            Err(Failure::Journal { digest, why }) => {
+                delete::not_journaled(repository, &target, Some(digest), &why)
+            }
             Err(Failure::Manifest { digest, message }) => {
                 let error = format!(
                     "cannot untag {}{target} on {} without touching other tags: manifest {digest}: {message}",
@@ -619,10 +693,12 @@ impl<S: Store> Distribution<S> {
     /// `current` is the manifest `tag` had a moment ago; without it, it is read now.
     async fn tombstone(
         &self,
-        path: &str,
+        repository: &Repository,
         tag: &str,
         current: Option<Manifest>,
+        journal: Option<&Journal>,
     ) -> Result<Option<String>, Failure> {
+        let path = repository.path.as_str();
         let current = match current {
             Some(current) => current,
             None => match self.store.get(path, tag).await? {
@@ -630,6 +706,19 @@ impl<S: Store> Distribution<S> {
                 None => return Ok(None),
             },
         };
+        if let Some(journal) = journal {
+            let change = Change::new(
+                &repository.registry,
+                path,
+                Some(tag),
+                &current,
+                ChangeKind::TombstoneUntag,
+            );
+            journal.record(&change).map_err(|error| Failure::Journal {
+                digest: current.info.digest.clone(),
+                why: error.to_string(),
+            })?;
+        }
         let Manifest { info, body } = current;
         let digest = info.digest;
         let manifest_error = |message: String| Failure::Manifest {
@@ -717,6 +806,7 @@ impl<S: Store> Distribution<S> {
 enum Failure {
     Registry(RegistryError),
     Manifest { digest: String, message: String },
+    Journal { digest: String, why: String },
 }
 
 impl From<RegistryError> for Failure {
@@ -895,7 +985,7 @@ mod tests {
     }
 
     fn run(fake: Fake, targets: &[Target], dry_run: bool) -> (Vec<Entry>, Fake, u64) {
-        run_knowing(fake, targets, dry_run, None)
+        run_knowing(fake, targets, dry_run, None, None)
     }
 
     /// [`run`] with the kept indexes' children the caller has read.
@@ -904,7 +994,10 @@ mod tests {
         targets: &[Target],
         dry_run: bool,
         known: Option<&BTreeSet<String>>,
+        journal: Option<&Journal>,
     ) -> (Vec<Entry>, Fake, u64) {
+        let client = Client::new("fake.invalid", Default::default(), &Default::default())
+            .expect("a client for a name");
         let repository = Repository {
             registry: "fake".into(),
             path: "a/b".into(),
@@ -922,6 +1015,10 @@ mod tests {
             dry_run,
             progress: &on_progress,
             kept_index_children: known,
+            journal: journal.map(|journal| super::super::Journaling {
+                journal,
+                client: &client,
+            }),
         }));
         (entries, vendor.store, progress.get())
     }
@@ -1201,8 +1298,13 @@ mod tests {
         let index = fake.push_index("multi", &[&amd64]);
         fake.push("lonely", "lonely");
         let known = BTreeSet::from([amd64.clone()]);
-        let (entries, fake, _) =
-            run_knowing(fake, &[tag("amd64"), tag("lonely")], false, Some(&known));
+        let (entries, fake, _) = run_knowing(
+            fake,
+            &[tag("amd64"), tag("lonely")],
+            false,
+            Some(&known),
+            None,
+        );
         assert_eq!(entries[0].status, Status::Untagged, "{entries:?}");
         assert_eq!(entries[1].status, Status::Deleted, "{entries:?}");
         assert!(fake.manifests.borrow().contains_key(&amd64));
@@ -1269,6 +1371,77 @@ mod tests {
                 Status::Planned,
                 Some(Method::Tombstone)
             )]
+        );
+    }
+
+    #[test]
+    fn journaling_records_each_body_before_the_change_and_adds_no_request_per_tag() {
+        let scenario = || {
+            let fake = Fake::default();
+            fake.push("untag", "shared");
+            fake.push("sibling", "shared");
+            fake.push("alone", "alone");
+            let named = fake.push("named", "named");
+            fake.tags.borrow_mut().remove("named");
+            (fake, named)
+        };
+        let targets = |named: &str| {
+            vec![
+                tag("untag"),
+                tag("alone"),
+                Target::Digest(named.to_string()),
+            ]
+        };
+        let (plain, named) = scenario();
+        let (_, plain, _) = run_knowing(plain, &targets(&named), false, None, None);
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::new(
+            crate::journal::Location::File(dir.path().join("j.jsonl")),
+            "delete",
+            vec!["fake".into()],
+        );
+        let (fake, named) = scenario();
+        let bodies: BTreeMap<String, Vec<u8>> = ["untag", "alone"]
+            .into_iter()
+            .map(|tag| (tag.to_string(), fake.read(tag).unwrap().2))
+            .collect();
+        let (entries, fake, _) = run_knowing(fake, &targets(&named), false, None, Some(&journal));
+        assert!(
+            entries.iter().all(|entry| entry.error.is_none()),
+            "{entries:?}"
+        );
+        let text = std::fs::read_to_string(journal.path()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .skip(1)
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        let find = |tag: Option<&str>| {
+            lines
+                .iter()
+                .find(|line| line["tag"].as_str() == tag)
+                .unwrap_or_else(|| panic!("no line for {tag:?}: {text}"))
+        };
+        use base64::Engine;
+        let body = |line: &serde_json::Value| {
+            base64::engine::general_purpose::STANDARD
+                .decode(line["body"].as_str().unwrap())
+                .unwrap()
+        };
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(find(Some("untag"))["change"], "tombstone-untag");
+        assert_eq!(
+            body(find(Some("untag"))),
+            bodies["untag"],
+            "the original, not the tombstone"
+        );
+        assert_eq!(find(Some("alone"))["change"], "manifest-delete");
+        assert_eq!(body(find(Some("alone"))), bodies["alone"]);
+        assert_eq!(find(None)["digest"], named.as_str());
+        let extra = fake.gets.borrow().len() - plain.gets.borrow().len();
+        assert_eq!(
+            extra, 1,
+            "only the manifest named by digest alone is read for the journal"
         );
     }
 

@@ -35,6 +35,7 @@ use std::pin::Pin;
 
 use crate::dates::Timestamp;
 use crate::dockerconfig::RegistryAuth;
+use crate::journal::Journal;
 use crate::reference::{Repository, Target};
 use crate::registry::{Client, RegistryError};
 use crate::report::Entry;
@@ -109,6 +110,18 @@ pub struct DeleteRequest<'a> {
     /// them (the cleanup engine does, to keep those tags): an implementation whose delete would remove
     /// them then spares them without reading the indexes again. `None`: it reads them itself.
     pub kept_index_children: Option<&'a BTreeSet<String>>,
+    /// Where each change is recorded before it is sent (`None`: `--no-journal`, or a dry run).
+    pub journal: Option<Journaling<'a>>,
+}
+
+/// The undo journal of a delete, and the v2 client that reads the manifest bodies an implementation whose
+/// delete does not read them already (the vendor APIs) records: one GET per digest removed.
+#[derive(Clone, Copy)]
+pub struct Journaling<'a> {
+    /// The run's journal.
+    pub journal: &'a Journal,
+    /// The registry's v2 client.
+    pub client: &'a Client,
 }
 
 /// A registry implementation.

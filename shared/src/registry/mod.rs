@@ -522,6 +522,40 @@ impl Client {
         }
     }
 
+    /// HEAD a blob: whether the registry still holds it.
+    pub async fn blob_exists(&self, repository: &str, digest: &str) -> Result<bool, RegistryError> {
+        let operation = format!("HEAD blob {repository}@{digest}");
+        let found = self
+            .send_blob(Method::HEAD, repository, digest, &operation)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn send_blob(
+        &self,
+        method: Method,
+        repository: &str,
+        digest: &str,
+        operation: &str,
+    ) -> Result<Option<reqwest::Response>, RegistryError> {
+        let repository = self.repository(repository)?;
+        if !is_digest(digest) {
+            return Err(RegistryError::Config(format!(
+                "invalid blob digest {digest:?} for {repository}: expected algorithm:hex"
+            )));
+        }
+        let call = Call {
+            method,
+            url: self.url(&format!("/v2/{repository}/blobs/{digest}"))?,
+            scope: Some(pull_scope(&repository)),
+            operation,
+            accept: None,
+            content_type: None,
+            body: None,
+        };
+        self.send_found(&call).await
+    }
+
     /// GET a blob (an image config), bounded in size; `None` when absent.
     pub async fn get_blob(
         &self,
@@ -529,23 +563,11 @@ impl Client {
         digest: &str,
         max_bytes: usize,
     ) -> Result<Option<Vec<u8>>, RegistryError> {
-        let repository = self.repository(repository)?;
-        if !is_digest(digest) {
-            return Err(RegistryError::Config(format!(
-                "invalid blob digest {digest:?} for {repository}: expected algorithm:hex"
-            )));
-        }
         let operation = format!("GET blob {repository}@{digest}");
-        let call = Call {
-            method: Method::GET,
-            url: self.url(&format!("/v2/{repository}/blobs/{digest}"))?,
-            scope: Some(pull_scope(&repository)),
-            operation: &operation,
-            accept: None,
-            content_type: None,
-            body: None,
-        };
-        let Some(response) = self.send_found(&call).await? else {
+        let Some(response) = self
+            .send_blob(Method::GET, repository, digest, &operation)
+            .await?
+        else {
             return Ok(None);
         };
         let body = self.read(response, max_bytes, &operation).await?;

@@ -5,9 +5,9 @@
 //! the same invocation of a process that only reads a file, because this machine rounds wake-ups to a few
 //! milliseconds and only differences above the floor mean anything.
 //!
-//! Sections: `env`, `keyring`, `router`, `ecr-get`, `delete`, `list`, `ecr-cleanup`, `policy`, `kube-scan`, `sizes`;
+//! Sections: `env`, `keyring`, `router`, `ecr-get`, `delete`, `journal`, `list`, `ecr-cleanup`, `policy`, `kube-scan`, `sizes`;
 //! all by default,
-//! some with `REGKIT_BENCH_ONLY=delete,list` (comma-separated).
+//! some with `REGKIT_BENCH_ONLY=delete,list` (comma-separated; `journal` is the undo journal's cost).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write as _;
@@ -92,6 +92,10 @@ fn main() {
         }
         eprintln!("bench: tag-safe delete");
         rows.push(delete_tag_safe(1000));
+    }
+    if wanted("journal") {
+        eprintln!("bench: undo journal");
+        rows.push(journal_cost(1000));
     }
     if wanted("list") {
         rows.extend(list_tags(runs));
@@ -535,6 +539,63 @@ fn delete_distinct(tags: usize) -> Vec<Row> {
             target: "≥ 0.8× the raw rate".into(),
         },
     ]
+}
+
+/// What the undo journal costs: `tags` deletions with distinct digests by `regkit delete`, journaled (the
+/// default) and with `--no-journal`, each on its own fresh repository of the same registry.
+fn journal_cost(tags: usize) -> Row {
+    let registry = Registry::start();
+    let url = registry.url();
+    let names: Vec<String> = (0..tags).map(|i| format!("t{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    images::push_distinct(&url, "bench/journaled", &refs, &images::Auth::None);
+    images::push_distinct(&url, "bench/unjournaled", &refs, &images::Auth::None);
+    let input = |repo: &str| -> Vec<String> {
+        names
+            .iter()
+            .map(|tag| format!("{}/{repo}:{tag}", registry.host()))
+            .collect()
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let journal = dir.path().join("journal.jsonl");
+    let (without, _) = regkit_delete(&input("bench/unjournaled"), |command| {
+        command.env("REGKIT_NO_JOURNAL", "1");
+    });
+    let (with, kib) = regkit_delete(&input("bench/journaled"), |command| {
+        command.env("REGKIT_JOURNAL", &journal);
+    });
+    for repo in ["bench/journaled", "bench/unjournaled"] {
+        assert!(
+            images::tag_digests(&url, repo, &images::Auth::None).is_empty(),
+            "regkit left tags behind in {repo}"
+        );
+    }
+    let text = std::fs::read_to_string(&journal).expect("the journal was written");
+    assert_eq!(
+        text.lines().count(),
+        tags + 1,
+        "a header and one line per tag"
+    );
+    let bytes = text.len() as u64;
+    Row {
+        what: format!(
+            "undo journal on {tags} deletions (distinct digests, `regkit delete --stdin`, one fsync per line): journaled vs `--no-journal`"
+        ),
+        ours: format!(
+            "{} (peak RSS {}), journal {:.1} KiB ({} bytes per deletion)",
+            secs(with),
+            mib(kib),
+            bytes as f64 / 1024.0,
+            bytes / tags as u64
+        ),
+        peer: secs(without),
+        ratio: format!(
+            "{:+.2} s ({:.2}×)",
+            with.as_secs_f64() - without.as_secs_f64(),
+            with.as_secs_f64() / without.as_secs_f64()
+        ),
+        target: "no request added; ≤ 1.1× the time".into(),
+    }
 }
 
 /// The tag-safe path: `tags` tags, half of which share their digest with a kept sibling tag, deleted by

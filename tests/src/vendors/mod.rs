@@ -123,8 +123,14 @@ pub fn assert_index_child_kept(swept: &Run) {
 }
 
 /// Runs `regkit ARGS` with a clean environment, an empty docker config in `config` (or the one there)
-/// and JSON output.
+/// and JSON output, without an undo journal: most vendor doubles serve no v2 manifests, which the journal
+/// reads before a vendor delete.
 pub fn regkit(config: &Path, args: &[&str]) -> Run {
+    regkit_with(config, args, &[("REGKIT_NO_JOURNAL", "1")])
+}
+
+/// [`regkit`] with `env` instead of turning the journal off; it goes to `config/.local/state` by default.
+pub fn regkit_with(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     if !config.join("config.json").exists() {
         std::fs::write(config.join("config.json"), "{}").expect("write docker config");
     }
@@ -132,6 +138,7 @@ pub fn regkit(config: &Path, args: &[&str]) -> Run {
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", config)
+        .envs(env.iter().copied())
         .arg("--docker-config")
         .arg(config)
         .args(["--output", "json"])

@@ -493,6 +493,8 @@ fn a_tag_moved_during_the_run_does_not_take_its_new_sibling_with_it() {
     let body = manifest_body(&url, "race", &new_digest);
     let mut child = Command::new(bins::ours("regkit"))
         .env_clear()
+        // Its undo journal goes with the test's files.
+        .env("HOME", config.path())
         .args([
             "--docker-config",
             config.path().to_str().unwrap(),

@@ -78,6 +78,8 @@ fn regkit(moto: &Moto, args: &[&str]) -> Output {
         .env_clear()
         .envs(moto.env())
         .env("HOME", home.path())
+        // moto serves no v2 manifests, which the undo journal reads before a vendor delete.
+        .env("REGKIT_NO_JOURNAL", "1")
         .env("DOCKER_CONFIG", home.path().join("docker"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

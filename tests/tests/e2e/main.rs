@@ -30,6 +30,7 @@ mod referrers;
 mod registry_client;
 mod router;
 mod secrets;
+mod undo;
 mod vendor_artifactory;
 mod vendor_dockerhub;
 mod vendor_github;

@@ -12,7 +12,7 @@ use regkit_e2e::images::{self, Auth, Format, Pusher};
 use regkit_e2e::registry::Registry;
 use regkit_e2e::specs::OpenApi;
 use regkit_e2e::vendors::github::{GitHubServer, LimitHint, USER_ROUTE, USERS_ROUTE, declared};
-use regkit_e2e::vendors::{DELETE_EVERY_TAG, Run, assert_listing_refused, regkit};
+use regkit_e2e::vendors::{DELETE_EVERY_TAG, Run, assert_listing_refused, regkit, regkit_with};
 use serde_json::Value;
 
 const TOKEN: &str = "ghp_test_token";
@@ -20,16 +20,21 @@ const TOKEN: &str = "ghp_test_token";
 fn run(github: &GitHubServer, token: &str, args: &[&str]) -> Run {
     let config = tempfile::tempdir().unwrap();
     let url = github.url();
+    regkit(config.path(), &github_args(&url, token, args))
+}
+
+/// `args` for the stand-in at `url`, with `token`.
+fn github_args<'a>(url: &'a str, token: &'a str, args: &[&'a str]) -> Vec<&'a str> {
     let mut all = vec![
         "--repo-implementation",
         "github",
         "--github-api-url",
-        &url,
+        url,
         "--repo-github-token",
         token,
     ];
     all.extend_from_slice(args);
-    regkit(config.path(), &all)
+    all
 }
 
 fn tags(registry: &Registry, repo: &str) -> BTreeMap<String, String> {
@@ -91,6 +96,45 @@ fn organisation_tags_go_by_tombstone_or_whole_version_and_siblings_stay() {
             .iter()
             .all(|(p, _)| p.starts_with("/orgs/octo-org/packages/container/app/versions/"))
     );
+    github.server.assert_no_violations();
+}
+
+/// GitHub's delete reads each manifest over v2 for the undo journal first; undo puts the tombstoned tag
+/// and the deleted version back over v2, and the map of tags is what it was.
+#[test]
+fn undo_after_a_github_delete_puts_the_tags_back_over_v2() {
+    let registry = Registry::start();
+    let github = GitHubServer::start(&registry.url(), TOKEN, "octocat");
+    github.add_organisation("octo-org");
+    let repo = "octo-org/app";
+    images::push(&registry.url(), repo, &["a", "b"], &Auth::None);
+    images::push(&registry.url(), repo, &["solo"], &Auth::None);
+    let before = tags(&registry, repo);
+    let config = tempfile::tempdir().unwrap();
+    let journal = config.path().join("run.jsonl");
+    let url = github.url();
+    let reference = |tag: &str| format!("{}/{repo}:{tag}", registry.host());
+    let (a, solo) = (reference("a"), reference("solo"));
+    let args = ["delete", &a, &solo, "--journal", journal.to_str().unwrap()];
+    let deleted = regkit_with(config.path(), &github_args(&url, TOKEN, &args), &[]);
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    let written = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        written.contains("\"change\":\"tombstone-untag\""),
+        "{written}"
+    );
+    assert!(written.contains("\"change\":\"vendor-untag\""), "{written}");
+    assert_ne!(tags(&registry, repo), before);
+
+    let undone = regkit_with(config.path(), &["undo", journal.to_str().unwrap()], &[]);
+    assert_eq!(undone.code, 0, "{}\n{}", undone.stdout, undone.stderr);
+    let statuses: Vec<String> = undone
+        .entries()
+        .iter()
+        .map(|entry| entry["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(statuses, ["restored", "restored"]);
+    assert_eq!(tags(&registry, repo), before);
     github.server.assert_no_violations();
 }
 
