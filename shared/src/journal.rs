@@ -198,6 +198,8 @@ struct Inner {
     file: Mutex<Option<File>>,
     changes: AtomicUsize,
     bytes: AtomicUsize,
+    unrecorded: AtomicUsize,
+    first_unrecorded: Mutex<Option<String>>,
 }
 
 impl Journal {
@@ -231,6 +233,8 @@ impl Journal {
                 file: Mutex::new(None),
                 changes: AtomicUsize::new(0),
                 bytes: AtomicUsize::new(0),
+                unrecorded: AtomicUsize::new(0),
+                first_unrecorded: Mutex::new(None),
             }),
         }
     }
@@ -248,6 +252,30 @@ impl Journal {
     /// How many bytes were written, header included.
     pub fn bytes(&self) -> usize {
         self.inner.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Notes a change sent without a line of its own because its manifest could not be read (`why`): a
+    /// registry that will not serve the body to regkit must not stop a delete the user asked for, but the
+    /// run says it cannot be undone.
+    pub fn unrecorded(&self, why: String) {
+        self.inner.unrecorded.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .first_unrecorded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get_or_insert(why);
+    }
+
+    /// How many changes went without a line, and why the first did.
+    pub fn missing(&self) -> Option<(usize, String)> {
+        let count = self.inner.unrecorded.load(Ordering::Relaxed);
+        let why = self
+            .inner
+            .first_unrecorded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        why.filter(|_| count > 0).map(|why| (count, why))
     }
 
     /// Appends `change` and syncs it to disk; the change may be sent once this returns `Ok`.

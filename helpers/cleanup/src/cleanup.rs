@@ -23,7 +23,7 @@ use regkit::session::{Connection, Observer};
 use crate::inuse::{self, InUseArgs};
 use crate::{
     Fatal, JournalArgs, Setup, journal_line, journal_written, open_journal, print_with,
-    progress_bar,
+    progress_bar, warn_unrecorded,
 };
 
 /// `regkit cleanup`'s own options (`--dry-run`, `--output`, `--parallel`, the registry options come from
@@ -324,6 +324,7 @@ pub(crate) async fn cleanup(
             .collect();
         let journal = open_journal(setup, journal_args, "cleanup", registries)?;
         let report = plan.execute(dry_run, journal.as_ref(), &terminal).await;
+        warn_unrecorded(journal.as_ref());
         journaled = journal_written(journal.as_ref());
         report
     } else {

@@ -916,6 +916,7 @@ async fn delete(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    warn_unrecorded(journal.as_ref());
     print_entries(setup, &entries, journal_written(journal.as_ref()))
 }
 
@@ -992,6 +993,16 @@ fn prune_journals(dir: &std::path::Path, keep: Option<u64>) {
 }
 
 /// The journal's path, once the run recorded something in it.
+/// Says on stderr how many changes went unrecorded (their manifests could not be read), so nobody counts
+/// on undoing them.
+pub(crate) fn warn_unrecorded(journal: Option<&Journal>) {
+    if let Some((count, why)) = journal.and_then(Journal::missing) {
+        eprintln!(
+            "regkit: {count} change(s) were sent without an undo journal line and cannot be undone: {why}"
+        );
+    }
+}
+
 pub(crate) fn journal_written(journal: Option<&Journal>) -> Option<String> {
     journal
         .filter(|journal| journal.changes() > 0)

@@ -197,23 +197,16 @@ pub(super) async fn run<D: Deletion>(deletion: &D, request: DeleteRequest<'_>) -
 }
 
 /// Records each target of a removal in the journal, its manifest read over v2 (once per digest), before
-/// the removal is sent; when that fails, the entries of targets left untouched.
+/// the removal is sent; when the journal cannot be written, the entries of targets left untouched. A
+/// manifest the registry will not serve over v2 (a vendor token is for its API only) is sent unrecorded
+/// and counted in the journal, which the run reports.
 async fn journal_removal(
     journaling: Journaling<'_>,
     repository: &Repository,
     planned: &[Planned],
 ) -> Result<(), Vec<Entry>> {
-    let refuse_all = |why: String, kind: FailureKind| {
-        planned
-            .iter()
-            .map(|each| {
-                let mut entry = not_journaled(repository, &each.target, each.digest.clone(), &why);
-                entry.failure = Some(kind);
-                entry
-            })
-            .collect::<Vec<_>>()
-    };
-    let mut read: HashMap<String, Option<crate::registry::Manifest>> = HashMap::new();
+    let mut read: HashMap<String, Result<Option<crate::registry::Manifest>, String>> =
+        HashMap::new();
     for each in planned {
         let reference = match (&each.digest, &each.target) {
             (Some(digest), _) | (None, Target::Digest(digest)) => digest.clone(),
@@ -224,19 +217,23 @@ async fn journal_removal(
                 .client
                 .get_manifest(&repository.path, &reference)
                 .await
-                .map_err(|error| {
-                    // Vendor tokens are API credentials: the v2 read needs docker's for the host.
-                    let why = format!(
-                        "cannot read its manifest over v2 ({error}); give regkit docker credentials for {} (docker login) or pass --no-journal",
-                        repository.registry
-                    );
-                    refuse_all(why, failure_kind(&error))
-                })?;
+                .map_err(|error| error.to_string());
             read.insert(reference.clone(), manifest);
         }
-        // Gone already: there is nothing to put back, and the removal reports it absent.
-        let Some(Some(manifest)) = read.get(&reference) else {
-            continue;
+        let manifest = match read.get(&reference) {
+            Some(Ok(Some(manifest))) => manifest,
+            unread => {
+                // Not found over v2 although the vendor lists it: a registry whose v2 API is elsewhere.
+                let why = match unread {
+                    Some(Err(error)) => error.as_str(),
+                    _ => "not found",
+                };
+                journaling.journal.unrecorded(format!(
+                    "{}/{}: its manifest cannot be read over v2 ({why}); docker credentials for {} make such deletes undoable",
+                    repository.registry, repository.path, repository.registry
+                ));
+                continue;
+            }
         };
         let (tag, kind) = match (&each.target, each.method) {
             (Target::Digest(_), _) => (None, ChangeKind::ManifestDelete),
@@ -247,10 +244,21 @@ async fn journal_removal(
             (Target::Tag(tag), Method::Native) => (Some(tag.as_str()), ChangeKind::VendorUntag),
         };
         let change = Change::new(&repository.registry, &repository.path, tag, manifest, kind);
-        journaling
-            .journal
-            .record(&change)
-            .map_err(|error| refuse_all(error.to_string(), FailureKind::Other))?;
+        journaling.journal.record(&change).map_err(|error| {
+            planned
+                .iter()
+                .map(|each| {
+                    let mut entry = not_journaled(
+                        repository,
+                        &each.target,
+                        each.digest.clone(),
+                        &error.to_string(),
+                    );
+                    entry.failure = Some(FailureKind::Other);
+                    entry
+                })
+                .collect::<Vec<_>>()
+        })?;
     }
     Ok(())
 }

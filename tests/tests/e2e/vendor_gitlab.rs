@@ -10,7 +10,9 @@ use regkit::reference::Repository;
 use regkit::registry::{Client, ClientOptions};
 use regkit_e2e::specs::OpenApi;
 use regkit_e2e::vendors::gitlab::{GROUPS_ROUTE, GitLabServer, declared};
-use regkit_e2e::vendors::{DELETE_EVERY_TAG, Run, assert_listing_refused, digest, regkit};
+use regkit_e2e::vendors::{
+    DELETE_EVERY_TAG, Run, assert_listing_refused, digest, regkit, regkit_with,
+};
 
 const TOKEN: &str = "glpat-test-token";
 const PROJECT: &str = "group/app";
@@ -180,6 +182,44 @@ fn deleting_a_tag_keeps_its_siblings_and_a_protected_tag_fails_alone() {
     assert_eq!(statuses, ["planned", "absent"]);
     assert_eq!(gitlab.tags(PATH), expected);
     gitlab.server.assert_no_violations();
+}
+
+#[test]
+fn a_delete_whose_manifest_is_not_served_over_v2_goes_ahead_and_says_it_cannot_be_undone() {
+    // The journal is on (`regkit_with` without REGKIT_NO_JOURNAL); the stand-in serves GitLab's API only.
+    let gitlab = GitLabServer::start(TOKEN);
+    for tag in ["a", "b"] {
+        gitlab.push(PROJECT, PATH, tag, &digest(1), "2024-01-01T00:00:00Z");
+    }
+    let config = tempfile::tempdir().unwrap();
+    let url = gitlab.api_url();
+    let target = reference(&gitlab, "a");
+    let deleted = regkit_with(
+        config.path(),
+        &[
+            "--repo-implementation",
+            "gitlab",
+            "--gitlab-api-url",
+            &url,
+            "--repo-gitlab-token",
+            TOKEN,
+            "delete",
+            &target,
+        ],
+        &[],
+    );
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    assert_eq!(deleted.entries()[0]["status"], "untagged");
+    assert!(
+        deleted
+            .stderr
+            .contains("1 change(s) were sent without an undo journal line")
+            && deleted.stderr.contains("cannot be read over v2"),
+        "{}",
+        deleted.stderr
+    );
+    assert!(!deleted.stderr.contains(TOKEN), "{}", deleted.stderr);
+    assert_eq!(gitlab.tags(PATH).len(), 1);
 }
 
 #[test]
