@@ -1,7 +1,8 @@
 //! A GitHub Packages REST stand-in whose container versions are derived live from a real distribution
-//! registry (the ghcr.io v2 data plane): each request reads the repository's tags and digests from the
-//! registry, gives every digest it has seen a stable version id, and a version DELETE deletes that digest
-//! in the registry. So a manifest pushed through v2 (a tombstone) shows up as a new version, as on GitHub.
+//! registry (the ghcr.io v2 data plane): each listing reads the repository's tags and digests from the
+//! registry and gives every digest it has seen a stable version id, and a version DELETE deletes that digest
+//! in the registry. A DELETE finds its version through the id index and confirms it (and that another version
+//! is left) with a HEAD or two, instead of a listing's HEAD per tag, so 500 deletions stay cheap. So a manifest pushed through v2 (a tombstone) shows up as a new version, as on GitHub.
 //! A manifest that has no tag is a version only once the stand-in has seen it: [`GitHubServer::sync`]
 //! records what a push made (an index's children among them, untagged versions on GitHub), so a tag moved
 //! away later leaves an untagged version behind, as on GitHub. An owner's container packages are the
@@ -40,6 +41,11 @@ struct State {
     organisations: BTreeSet<String>,
     /// digest → (version id, created_at).
     ids: BTreeMap<String, (u64, String)>,
+    /// version id → digest: the inverse of `ids`, so a DELETE finds its version without a listing.
+    digests: BTreeMap<u64, String>,
+    /// repository → the versions its last listing found, less those deleted since: candidates for the
+    /// "another version exists" check of a DELETE, each confirmed by one HEAD.
+    listed: BTreeMap<String, BTreeSet<String>>,
     throttled: usize,
     /// Every page number answers the first page, with a `Link` to the next.
     paginate_forever: bool,
@@ -139,17 +145,57 @@ impl State {
         }
         let mut versions: Vec<_> = tags
             .into_iter()
-            .map(|(digest, tags)| {
-                let next = self.ids.len() as u64 + 1;
-                let (id, _) = self
-                    .ids
-                    .entry(digest.clone())
-                    .or_insert((next, format!("2024-05-{:02}T12:00:00Z", 1 + next % 28)));
-                (*id, digest, tags)
-            })
+            .map(|(digest, tags)| (self.remember(&digest), digest, tags))
             .collect();
         versions.sort_by_key(|version| std::cmp::Reverse(version.0));
+        self.listed.insert(
+            repo.to_string(),
+            versions.iter().map(|(_, digest, _)| digest.clone()).collect(),
+        );
         versions
+    }
+
+    /// The version id of `digest`, given at its first sight.
+    fn remember(&mut self, digest: &str) -> u64 {
+        let next = self.ids.len() as u64 + 1;
+        let (id, _) = self
+            .ids
+            .entry(digest.to_string())
+            .or_insert_with(|| (next, format!("2024-05-{:02}T12:00:00Z", 1 + next % 28)));
+        self.digests.insert(*id, digest.to_string());
+        *id
+    }
+
+    /// The digest of version `id` of `repo`, when the registry still holds it: one HEAD, where
+    /// [`State::versions`] reads every tag.
+    fn version(&self, repo: &str, id: u64) -> Option<String> {
+        let digest = self.digests.get(&id)?;
+        Pusher::new(&self.registry_url, &Auth::None)
+            .head_manifest(repo, digest)
+            .map(|_| digest.clone())
+    }
+
+    /// Whether `repo` holds a version besides `digest`: a listed one the registry still has (stale ones are
+    /// dropped on the way), else a full listing decides.
+    fn has_other_version(&mut self, repo: &str, digest: &str) -> bool {
+        let pusher = Pusher::new(&self.registry_url, &Auth::None);
+        let candidates: Vec<String> = self
+            .listed
+            .get(repo)
+            .into_iter()
+            .flatten()
+            .filter(|other| *other != digest)
+            .cloned()
+            .collect();
+        for other in candidates {
+            if pusher.head_manifest(repo, &other).is_some() {
+                return true;
+            }
+            if let Some(listed) = self.listed.get_mut(repo) {
+                listed.remove(&other);
+            }
+        }
+        self.versions(repo).len() > 1
     }
 
     /// Records every manifest `repo` holds now, the children of its indexes included.
@@ -161,10 +207,7 @@ impl State {
             .collect();
         for digest in tagged {
             for child in self.children(repo, &digest) {
-                let next = self.ids.len() as u64 + 1;
-                self.ids
-                    .entry(child)
-                    .or_insert((next, format!("2024-05-{:02}T12:00:00Z", 1 + next % 28)));
+                self.remember(&child);
             }
         }
     }
@@ -189,7 +232,7 @@ impl State {
             .collect()
     }
 
-    fn delete_digest(&self, repo: &str, digest: &str) {
+    fn delete_digest(&mut self, repo: &str, digest: &str) {
         let response = ureq::delete(format!(
             "{}/v2/{repo}/manifests/{digest}",
             self.registry_url
@@ -197,6 +240,9 @@ impl State {
         .call()
         .expect("delete manifest in the registry");
         assert_eq!(response.status().as_u16(), 202);
+        if let Some(listed) = self.listed.get_mut(repo) {
+            listed.remove(digest);
+        }
     }
 }
 
@@ -391,12 +437,11 @@ fn delete_version(state: &mut State, request: &Request, owner: &str) -> Reply {
         return refused;
     }
     let repo = format!("{owner}/{}", request.param("package_name"));
-    let versions = state.versions(&repo);
     let id: u64 = request.param("package_version_id").parse().unwrap_or(0);
-    let Some((_, digest, _)) = versions.iter().find(|(v, _, _)| *v == id) else {
+    let Some(digest) = state.version(&repo, id) else {
         return Reply::json(404, &json!({"message": "Not Found"}));
     };
-    if versions.len() == 1 {
+    if !state.has_other_version(&repo, &digest) {
         // GitHub's refusal (actions/delete-package-versions#231) has no documented status; a client must
         // never get here, so answer with a described one and let the test see the request in the log.
         return Reply::json(
@@ -404,7 +449,7 @@ fn delete_version(state: &mut State, request: &Request, owner: &str) -> Reply {
             &json!({"message": "You cannot delete the last version of a package. You must delete the package instead."}),
         );
     }
-    state.delete_digest(&repo, digest);
+    state.delete_digest(&repo, &digest);
     Reply::empty(204)
 }
 
