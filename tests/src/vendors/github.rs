@@ -73,6 +73,8 @@ struct SecondaryLimit {
     blocked_until: Option<Instant>,
     refused: usize,
     early: usize,
+    /// When the first and the last DELETE within the limit came, and how many did.
+    accepted: Option<(Instant, Instant, usize)>,
 }
 
 impl SecondaryLimit {
@@ -97,6 +99,8 @@ impl SecondaryLimit {
         }
         if !early && self.starts.len() < self.per_window {
             self.starts.push_back(now);
+            let (first, _, count) = self.accepted.unwrap_or((now, now, 0));
+            self.accepted = Some((first, now, count + 1));
             return None;
         }
         self.refused += 1;
@@ -150,7 +154,10 @@ impl State {
         versions.sort_by_key(|version| std::cmp::Reverse(version.0));
         self.listed.insert(
             repo.to_string(),
-            versions.iter().map(|(_, digest, _)| digest.clone()).collect(),
+            versions
+                .iter()
+                .map(|(_, digest, _)| digest.clone())
+                .collect(),
         );
         versions
     }
@@ -303,6 +310,7 @@ impl GitHubServer {
             blocked_until: None,
             refused: 0,
             early: 0,
+            accepted: None,
         });
     }
 
@@ -313,6 +321,16 @@ impl GitHubServer {
             .limit
             .as_ref()
             .map_or((0, 0), |limit| (limit.refused, limit.early))
+    }
+
+    /// `(accepted, span)`: DELETEs let through by the secondary limit, and the time from the first to the
+    /// last of them (the achieved rate is `(accepted - 1) / span`).
+    pub fn limit_accepted(&self) -> (usize, Duration) {
+        let state = self.state.lock().unwrap();
+        match state.limit.as_ref().and_then(|limit| limit.accepted) {
+            Some((first, last, count)) => (count, last - first),
+            None => (0, Duration::ZERO),
+        }
     }
 
     /// From now on, listings never end: every page number answers the first page and links to the next.

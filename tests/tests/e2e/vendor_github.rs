@@ -246,6 +246,22 @@ fn a_secondary_limit_is_waited_out_and_nothing_is_sent_during_the_wait() {
     github.server.assert_no_violations();
 }
 
+/// GitHub's reset is a unix second; a server whose window frees within that second refuses a request sent
+/// when the second starts.
+#[test]
+fn a_reset_time_is_waited_past_its_whole_second() {
+    let (registry, github, refs) = limited(9, 3, 2, LimitHint::Reset(2));
+    let mut args = vec!["--github-delete-interval", "0", "delete"];
+    args.extend(refs.iter().map(String::as_str));
+    let deleted = run(&github, TOKEN, &args);
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    assert_eq!(tags(&registry, "octo-org/app").len(), 1);
+    let (refused, early) = github.limit_counts();
+    assert!(refused >= 1, "the limit was reached");
+    assert_eq!(early, 0, "no request inside a wait");
+    github.server.assert_no_violations();
+}
+
 #[test]
 fn a_wait_past_the_timeout_stops_cleanly_with_finished_rows_reported() {
     let (registry, github, refs) = limited(6, 3, 600, LimitHint::Reset(600));
