@@ -831,22 +831,17 @@ fn kube_scan() -> Row {
 /// pace (one DELETE per second, GitHub's advice) stays below any limit of 60 or more per minute. The
 /// stand-in counts the requests sent inside a wait and times the DELETEs it let through.
 fn github_limit(hint: regkit_e2e::vendors::github::LimitHint) -> Row {
-    use regkit_e2e::vendors::github::{GitHubServer, LimitHint};
+    use regkit_e2e::vendors::github::{self, LimitHint};
     const TOKEN: &str = "ghp_bench_token";
     let deletes = GITHUB_DELETES;
     eprintln!("bench: GitHub secondary limit ({hint:?})");
-    let registry = Registry::start();
-    let github = GitHubServer::start(&registry.url(), TOKEN, "octocat");
-    github.add_organisation("bench-org");
-    let names: Vec<String> = (0..deletes).map(|i| format!("t{i:03}")).collect();
-    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
-    all.push("keep");
-    images::push_distinct(&registry.url(), "bench-org/app", &all, &images::Auth::None);
-    github.secondary_limit(GITHUB_PER_WINDOW, Duration::from_secs(GITHUB_WINDOW), hint);
-    let refs: Vec<String> = names
-        .iter()
-        .map(|tag| format!("{}/bench-org/app:{tag}", registry.host()))
-        .collect();
+    let (registry, github, refs) = github::limited(
+        TOKEN,
+        deletes,
+        GITHUB_PER_WINDOW,
+        Duration::from_secs(GITHUB_WINDOW),
+        hint,
+    );
     let home = tempfile::tempdir().expect("home");
     std::fs::write(home.path().join("config.json"), "{}").expect("docker config");
     let url = github.url();
@@ -859,7 +854,7 @@ fn github_limit(hint: regkit_e2e::vendors::github::LimitHint) -> Row {
             .args(["--repo-github-token", TOKEN])
             .args(["--github-delete-interval", "0"]);
     });
-    let left = images::tag_digests(&registry.url(), "bench-org/app", &images::Auth::None);
+    let left = images::tag_digests(&registry.url(), "octo-org/app", &images::Auth::None);
     assert_eq!(
         left.keys().collect::<Vec<_>>(),
         ["keep"],

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 use crate::apiserver::{ApiServer, Declared, Reply, Request, Route};
-use crate::images::{ACCEPT_ALL, Auth, Pusher};
+use crate::images::{self, ACCEPT_ALL, Auth, Pusher};
+use crate::registry::Registry;
 
 /// The one route outside the packages description.
 pub const USERS_ROUTE: (&str, &str) = ("GET", "/users/{username}");
@@ -337,6 +338,31 @@ impl GitHubServer {
     pub fn paginate_forever(&self) {
         self.state.lock().unwrap().paginate_forever = true;
     }
+}
+
+/// A registry and GitHub in front of it (token `token`, user `octocat`) where organisation `octo-org`'s
+/// package `app` holds `n` tags on distinct versions (`t000`…) plus `keep`, behind a secondary limit of
+/// `per_window` DELETEs per `window` refused with `hint`; with the references of the `n` tags.
+pub fn limited(
+    token: &str,
+    n: usize,
+    per_window: usize,
+    window: Duration,
+    hint: LimitHint,
+) -> (Registry, GitHubServer, Vec<String>) {
+    let registry = Registry::start();
+    let github = GitHubServer::start(&registry.url(), token, "octocat");
+    github.add_organisation("octo-org");
+    let names: Vec<String> = (0..n).map(|i| format!("t{i:03}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.push("keep");
+    images::push_distinct(&registry.url(), "octo-org/app", &all, &Auth::None);
+    github.secondary_limit(per_window, window, hint);
+    let refs = names
+        .iter()
+        .map(|tag| format!("{}/octo-org/app:{tag}", registry.host()))
+        .collect();
+    (registry, github, refs)
 }
 
 /// `owner`'s package versions; `paged` when the route takes `page` and `per_page`, else every version

@@ -7,11 +7,14 @@
 //! OWNER/*` takes the owner's container packages from the packages listing (ghcr.io has no catalog).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use regkit_e2e::images::{self, Auth, Format, Pusher};
 use regkit_e2e::registry::Registry;
 use regkit_e2e::specs::OpenApi;
-use regkit_e2e::vendors::github::{GitHubServer, LimitHint, USER_ROUTE, USERS_ROUTE, declared};
+use regkit_e2e::vendors::github::{
+    self, GitHubServer, LimitHint, USER_ROUTE, USERS_ROUTE, declared,
+};
 use regkit_e2e::vendors::{DELETE_EVERY_TAG, Run, assert_listing_refused, regkit};
 use serde_json::Value;
 
@@ -209,19 +212,7 @@ fn limited(
     window: u64,
     hint: LimitHint,
 ) -> (Registry, GitHubServer, Vec<String>) {
-    let registry = Registry::start();
-    let github = GitHubServer::start(&registry.url(), TOKEN, "octocat");
-    github.add_organisation("octo-org");
-    let names: Vec<String> = (0..n).map(|i| format!("t{i:02}")).collect();
-    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
-    all.push("keep");
-    images::push_distinct(&registry.url(), "octo-org/app", &all, &Auth::None);
-    github.secondary_limit(per_window, std::time::Duration::from_secs(window), hint);
-    let refs = names
-        .iter()
-        .map(|tag| format!("{}/octo-org/app:{tag}", registry.host()))
-        .collect();
-    (registry, github, refs)
+    github::limited(TOKEN, n, per_window, Duration::from_secs(window), hint)
 }
 
 #[test]
