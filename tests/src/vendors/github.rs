@@ -1,8 +1,9 @@
 //! A GitHub Packages REST stand-in whose container versions are derived live from a real distribution
 //! registry (the ghcr.io v2 data plane): each listing reads the repository's tags and digests from the
 //! registry and gives every digest it has seen a stable version id, and a version DELETE deletes that digest
-//! in the registry. A DELETE finds its version through the id index and confirms it (and that another version
-//! is left) with a HEAD or two, instead of a listing's HEAD per tag, so 500 deletions stay cheap. So a manifest pushed through v2 (a tombstone) shows up as a new version, as on GitHub.
+//! in the registry. So a manifest pushed through v2 (a tombstone) shows up as a new version, as on GitHub.
+//! A DELETE finds its version through the id index and confirms it (and that another version is left) with
+//! a HEAD or two instead of a listing's HEAD per tag, so a bench's 500 deletions measure the client.
 //! A manifest that has no tag is a version only once the stand-in has seen it: [`GitHubServer::sync`]
 //! records what a push made (an index's children among them, untagged versions on GitHub), so a tag moved
 //! away later leaves an untagged version behind, as on GitHub. An owner's container packages are the
