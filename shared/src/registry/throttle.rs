@@ -352,13 +352,18 @@ fn spent_window(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 
 /// A reset given as a unix time (GitHub, Docker Hub, GitLab) or, when small, as seconds from now (the IETF
 /// `RateLimit-Reset`).
+///
+/// A unix time names a whole second, and a server that truncates its reset instant to one (the GitHub
+/// stand-in does, as any may) still refuses during the rest of that second: waiting only until the
+/// second starts sent requests into the wait, each refused with a fresh window to wait out (half the
+/// allowed rate). So the wait lasts until that second is over.
 fn reset_time(value: &str, now: SystemTime) -> Option<Duration> {
     let value: u64 = value.trim().parse().ok()?;
     // No delta is a billion seconds (31 years); no unix time is that small.
     if value < 1_000_000_000 {
         return Some(Duration::from_secs(value));
     }
-    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(value);
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(value.saturating_add(1));
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
@@ -417,12 +422,13 @@ mod tests {
             wait(&[("retry-after", "42")]),
             Some(Duration::from_secs(42))
         );
+        // A reset names a whole second: the wait ends with that second, not at its start.
         assert_eq!(
             wait(&[
                 ("x-ratelimit-remaining", "0"),
                 ("x-ratelimit-reset", in_ten_minutes)
             ]),
-            Some(Duration::from_secs(600))
+            Some(Duration::from_secs(601))
         );
         assert_eq!(
             wait(&[
@@ -433,14 +439,14 @@ mod tests {
         );
         assert_eq!(
             wait(&[("x-retry-after", in_ten_minutes)]),
-            Some(Duration::from_secs(600))
+            Some(Duration::from_secs(601))
         );
         assert_eq!(
             wait(&[
                 ("ratelimit-remaining", "0"),
                 ("ratelimit-reset", in_ten_minutes)
             ]),
-            Some(Duration::from_secs(600))
+            Some(Duration::from_secs(601))
         );
         assert_eq!(
             wait(&[("ratelimit-remaining", "0"), ("ratelimit-reset", "30")]),
@@ -460,6 +466,27 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(wait(&[]), None);
+    }
+
+    #[test]
+    fn a_reset_in_unix_seconds_is_waited_past_the_end_of_that_second() {
+        // Half a second into second T, a server whose window frees at T+10.5 says `reset: T+10`.
+        let second = 1_700_000_000;
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(second * 1000 + 500);
+        let reset = (second + 10).to_string();
+        let spent = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", &reset),
+        ]);
+        let wait = told_wait(&spent, now).unwrap();
+        assert_eq!(wait, Duration::from_millis(10_500));
+        assert!(now + wait >= SystemTime::UNIX_EPOCH + Duration::from_secs(second + 11));
+        // A reset already over waits nothing.
+        let past = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "1600000000"),
+        ]);
+        assert_eq!(told_wait(&past, now), Some(Duration::ZERO));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! the same invocation of a process that only reads a file, because this machine rounds wake-ups to a few
 //! milliseconds and only differences above the floor mean anything.
 //!
-//! Sections: `env`, `keyring`, `router`, `ecr-get`, `delete`, `journal`, `list`, `ecr-cleanup`, `policy`, `kube-scan`, `sizes`;
+//! Sections: `env`, `keyring`, `router`, `ecr-get`, `delete`, `journal`, `list`, `ecr-cleanup`, `policy`,
+//! `cleanup-referrers`, `github-limit`, `kube-scan`, `sizes`;
 //! all by default,
 //! some with `REGKIT_BENCH_ONLY=delete,list` (comma-separated; `journal` is the undo journal's cost).
 
@@ -47,6 +48,14 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
+
+/// The `github-limit` row: versions deleted, and the stand-in's secondary limit (DELETEs per window).
+const GITHUB_DELETES: usize = 500;
+const GITHUB_PER_WINDOW: usize = 30;
+const GITHUB_WINDOW: u64 = 10;
+
+/// The `cleanup-referrers` row: images, each deleted with its signature and attestation.
+const SIGNED_IMAGES: usize = 200;
 
 /// Workers of the raw keep-alive client that measures the registry's own delete capacity.
 const RAW_WORKERS: usize = 8;
@@ -105,6 +114,14 @@ fn main() {
     }
     if wanted("policy") {
         rows.push(policy_decide());
+    }
+    if wanted("cleanup-referrers") {
+        rows.push(cleanup_referrers());
+    }
+    if wanted("github-limit") {
+        use regkit_e2e::vendors::github::LimitHint;
+        rows.push(github_limit(LimitHint::RetryAfter(GITHUB_WINDOW)));
+        rows.push(github_limit(LimitHint::Reset(GITHUB_WINDOW)));
     }
     if wanted("kube-scan") {
         rows.push(kube_scan());
@@ -865,6 +882,208 @@ fn kube_scan() -> Row {
         ratio: format!("+{} per cleanup", secs(wall.saturating_sub(without))),
         target: format!("{target} requests (one per kind per 500 objects)"),
     }
+}
+
+/// GitHub's secondary limit on the GitHub stand-in: `regkit delete --github-delete-interval 0` of
+/// [`GITHUB_DELETES`] package versions while the stand-in lets through at most [`GITHUB_PER_WINDOW`]
+/// DELETEs per [`GITHUB_WINDOW`] seconds and refuses the next with a wait of a window, told by `hint`. That
+/// is the issue's 180 DELETEs per minute with a 60 s wait, scaled down 6× in time (the window and the wait;
+/// the allowed rate, 3 per second, stays). Unpaced, so the limit is what paces the run: regkit's default
+/// pace (one DELETE per second, GitHub's advice) stays below any limit of 60 or more per minute. The
+/// stand-in counts the requests sent inside a wait and times the DELETEs it let through.
+fn github_limit(hint: regkit_e2e::vendors::github::LimitHint) -> Row {
+    use regkit_e2e::vendors::github::{self, LimitHint};
+    const TOKEN: &str = "ghp_bench_token";
+    let deletes = GITHUB_DELETES;
+    eprintln!("bench: GitHub secondary limit ({hint:?})");
+    let (registry, github, refs) = github::limited(
+        TOKEN,
+        deletes,
+        GITHUB_PER_WINDOW,
+        Duration::from_secs(GITHUB_WINDOW),
+        hint,
+    );
+    let home = tempfile::tempdir().expect("home");
+    std::fs::write(home.path().join("config.json"), "{}").expect("docker config");
+    let url = github.url();
+    let (wall, kib) = regkit_delete(&refs, |c| {
+        c.env_clear()
+            .env("HOME", home.path())
+            .arg("--docker-config")
+            .arg(home.path())
+            .args(["--repo-implementation", "github", "--github-api-url", &url])
+            .args(["--repo-github-token", TOKEN])
+            .args(["--github-delete-interval", "0"]);
+    });
+    let left = images::tag_digests(&registry.url(), "octo-org/app", &images::Auth::None);
+    assert_eq!(
+        left.keys().collect::<Vec<_>>(),
+        ["keep"],
+        "every version but keep's must go"
+    );
+    let answered = github.server.deletes();
+    let deleted = answered.iter().filter(|(_, status)| *status == 204).count();
+    let (refused, early) = github.limit_counts();
+    let (accepted, span) = github.limit_accepted();
+    assert_eq!((deleted, accepted), (deletes, deletes), "{answered:?}");
+    assert_eq!(
+        answered.len(),
+        deleted + refused,
+        "only limit refusals besides: {answered:?}"
+    );
+    github.server.assert_no_violations();
+    let allowed = GITHUB_PER_WINDOW as f64 / GITHUB_WINDOW as f64;
+    let rate = (accepted - 1) as f64 / span.as_secs_f64();
+    Row {
+        what: format!(
+            "GitHub secondary limit on the GitHub stand-in ({GITHUB_PER_WINDOW} DELETEs per {GITHUB_WINDOW} s, then 403 with {}: 180 per minute and a 60 s wait scaled down 6× in time): `regkit delete --github-delete-interval 0` of {deletes} versions",
+            match hint {
+                LimitHint::RetryAfter(_) => format!("`retry-after: {GITHUB_WINDOW}`"),
+                LimitHint::Reset(_) =>
+                    "`x-ratelimit-remaining: 0` and `x-ratelimit-reset` a window ahead".into(),
+            }
+        ),
+        ours: format!(
+            "{rate:.2} DELETEs/s ({} from the first DELETE to the last; {} wall with the listing, peak RSS {}); {deleted} deleted, 0 failed, {refused} refused by the limit and waited out, {early} requests sent inside a wait",
+            secs(span),
+            secs(wall),
+            mib(kib)
+        ),
+        peer: format!("allowed {allowed:.2}/s"),
+        ratio: format!("{:.2}× the allowed rate", rate / allowed),
+        target: "≥ 0.9× the allowed rate, 0 failed, 0 sent inside a wait".into(),
+    }
+}
+
+/// The cost of following signatures (issue 17): `regkit cleanup --older-than 30d` on [`SIGNED_IMAGES`]
+/// images dated 50 days ago, alone and each with a cosign signature and attestation (`sha256-<hex>.sig`,
+/// `.att`, built as cosign writes them, `created: 0001-01-01`), every image going and its referrers with
+/// it. Requests are counted at the registry's side by a relay in front of it, by kind.
+fn cleanup_referrers() -> Row {
+    use regkit_e2e::faultproxy::FaultProxy;
+    use regkit_e2e::referrers::{self as refs, Cosign};
+    eprintln!("bench: cleanup with signatures");
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(registry.host());
+    let url = registry.url();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let old = regkit::dates::format_rfc3339(now - 50 * 86_400);
+    let names: Vec<String> = (0..SIGNED_IMAGES).map(|n| format!("t{n:03}")).collect();
+    let dated: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), old.as_str())).collect();
+    let pusher = images::Pusher::new(&url, &images::Auth::None);
+    let home = tempfile::tempdir().expect("home");
+    std::fs::write(home.path().join("config.json"), "{}").expect("docker config");
+    let regkit = bins::ours("regkit");
+    // (requests, deleted tags, requests by kind, wall, peak RSS)
+    let mut runs = Vec::new();
+    for (repo, signed) in [("bench/plain", false), ("bench/signed", true)] {
+        let pushed = images::push_distinct_created(
+            &url,
+            repo,
+            &dated,
+            &images::Auth::None,
+            images::Format::Oci,
+        );
+        if signed {
+            for (_, digest) in &pushed {
+                refs::push_cosign(&pusher, repo, digest, Cosign::Signature);
+                refs::push_cosign(&pusher, repo, digest, Cosign::Attestation);
+            }
+        }
+        let tags = images::tag_digests(&url, repo, &images::Auth::None).len();
+        let first = proxy.heads().len();
+        let target = format!("{}/{repo}", proxy.host());
+        let started = Instant::now();
+        let kib = peak_kib(
+            &regkit,
+            &[
+                "--docker-config",
+                &home.path().display().to_string(),
+                "cleanup",
+                "--yes",
+                "--quiet",
+                &target,
+                "--older-than",
+                "30d",
+            ],
+            Stdio::null(),
+            |c| {
+                c.env_clear().env("HOME", home.path());
+            },
+        );
+        let wall = started.elapsed();
+        assert!(
+            images::tag_digests(&url, repo, &images::Auth::None).is_empty(),
+            "{repo}: every image goes, and its referrers with it"
+        );
+        let heads = proxy.heads();
+        let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+        for head in &heads[first..] {
+            *kinds.entry(request_kind(head)).or_default() += 1;
+        }
+        runs.push((heads.len() - first, tags, kinds, wall, kib));
+    }
+    let per_tag = |run: &(usize, usize, _, _, _)| run.0 as f64 / run.1 as f64;
+    let describe = |kinds: &std::collections::BTreeMap<String, usize>| {
+        let mut parts: Vec<(usize, &String)> = kinds.iter().map(|(k, n)| (*n, k)).collect();
+        parts.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        parts
+            .iter()
+            .map(|(n, kind)| format!("{n} {kind}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (plain, signed) = (&runs[0], &runs[1]);
+    Row {
+        what: format!(
+            "cleanup with signatures: `regkit cleanup --older-than 30d` deleting {SIGNED_IMAGES} images each with a cosign `.sig` and `.att` tag (distribution 2.8), requests per deleted tag counted by a relay in front of the registry; peer = the same {SIGNED_IMAGES} images without signatures"
+        ),
+        ours: format!(
+            "{:.2} per tag: {} requests for {} tags ({}), {} (peak RSS {})",
+            per_tag(signed),
+            signed.0,
+            signed.1,
+            describe(&signed.2),
+            secs(signed.3),
+            mib(signed.4)
+        ),
+        peer: format!(
+            "{:.2} per tag: {} requests for {} tags ({}), {}",
+            per_tag(plain),
+            plain.0,
+            plain.1,
+            describe(&plain.2),
+            secs(plain.3)
+        ),
+        ratio: format!(
+            "{:.2}× the unsigned cost per tag",
+            per_tag(signed) / per_tag(plain)
+        ),
+        target: "no request to recognise a referrer: ≤ the unsigned cost per tag".into(),
+    }
+}
+
+/// What a registry request is, from its request line: `HEAD manifest by tag`, `GET blob`, `DELETE
+/// manifest by digest`…
+fn request_kind(head: &str) -> String {
+    let mut words = head.split_whitespace();
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let what = if path.ends_with("/tags/list") {
+        "tag list"
+    } else if path.contains("/blobs/") {
+        "blob"
+    } else if path.contains("/manifests/sha256:") {
+        "manifest by digest"
+    } else if path.contains("/manifests/") {
+        "manifest by tag"
+    } else {
+        "other"
+    };
+    format!("{method} {what}")
 }
 
 /// Every program `make install` ships: the Makefile's `BINARIES`.

@@ -1,7 +1,9 @@
 //! A GitHub Packages REST stand-in whose container versions are derived live from a real distribution
-//! registry (the ghcr.io v2 data plane): each request reads the repository's tags and digests from the
-//! registry, gives every digest it has seen a stable version id, and a version DELETE deletes that digest
+//! registry (the ghcr.io v2 data plane): each listing reads the repository's tags and digests from the
+//! registry and gives every digest it has seen a stable version id, and a version DELETE deletes that digest
 //! in the registry. So a manifest pushed through v2 (a tombstone) shows up as a new version, as on GitHub.
+//! A DELETE finds its version through the id index and confirms it (and that another version is left) with
+//! a HEAD or two instead of a listing's HEAD per tag, so a bench's 500 deletions measure the client.
 //! A manifest that has no tag is a version only once the stand-in has seen it: [`GitHubServer::sync`]
 //! records what a push made (an index's children among them, untagged versions on GitHub), so a tag moved
 //! away later leaves an untagged version behind, as on GitHub. An owner's container packages are the
@@ -21,7 +23,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 use crate::apiserver::{ApiServer, Declared, Reply, Request, Route};
-use crate::images::{ACCEPT_ALL, Auth, Pusher};
+use crate::images::{self, ACCEPT_ALL, Auth, Pusher};
+use crate::registry::Registry;
 
 /// The one route outside the packages description.
 pub const USERS_ROUTE: (&str, &str) = ("GET", "/users/{username}");
@@ -40,6 +43,11 @@ struct State {
     organisations: BTreeSet<String>,
     /// digest → (version id, created_at).
     ids: BTreeMap<String, (u64, String)>,
+    /// version id → digest: the inverse of `ids`, so a DELETE finds its version without a listing.
+    digests: BTreeMap<u64, String>,
+    /// repository → the versions its last listing found, less those deleted since: candidates for the
+    /// "another version exists" check of a DELETE, each confirmed by one HEAD.
+    listed: BTreeMap<String, BTreeSet<String>>,
     throttled: usize,
     /// Every page number answers the first page, with a `Link` to the next.
     paginate_forever: bool,
@@ -67,6 +75,8 @@ struct SecondaryLimit {
     blocked_until: Option<Instant>,
     refused: usize,
     early: usize,
+    /// When the first and the last DELETE within the limit came, and how many did.
+    accepted: Option<(Instant, Instant, usize)>,
 }
 
 impl SecondaryLimit {
@@ -91,6 +101,8 @@ impl SecondaryLimit {
         }
         if !early && self.starts.len() < self.per_window {
             self.starts.push_back(now);
+            let (first, _, count) = self.accepted.unwrap_or((now, now, 0));
+            self.accepted = Some((first, now, count + 1));
             return None;
         }
         self.refused += 1;
@@ -139,17 +151,60 @@ impl State {
         }
         let mut versions: Vec<_> = tags
             .into_iter()
-            .map(|(digest, tags)| {
-                let next = self.ids.len() as u64 + 1;
-                let (id, _) = self
-                    .ids
-                    .entry(digest.clone())
-                    .or_insert((next, format!("2024-05-{:02}T12:00:00Z", 1 + next % 28)));
-                (*id, digest, tags)
-            })
+            .map(|(digest, tags)| (self.remember(&digest), digest, tags))
             .collect();
         versions.sort_by_key(|version| std::cmp::Reverse(version.0));
+        self.listed.insert(
+            repo.to_string(),
+            versions
+                .iter()
+                .map(|(_, digest, _)| digest.clone())
+                .collect(),
+        );
         versions
+    }
+
+    /// The version id of `digest`, given at its first sight.
+    fn remember(&mut self, digest: &str) -> u64 {
+        let next = self.ids.len() as u64 + 1;
+        let (id, _) = self
+            .ids
+            .entry(digest.to_string())
+            .or_insert_with(|| (next, format!("2024-05-{:02}T12:00:00Z", 1 + next % 28)));
+        self.digests.insert(*id, digest.to_string());
+        *id
+    }
+
+    /// The digest of version `id` of `repo`, when the registry still holds it: one HEAD, where
+    /// [`State::versions`] reads every tag.
+    fn version(&self, repo: &str, id: u64) -> Option<String> {
+        let digest = self.digests.get(&id)?;
+        Pusher::new(&self.registry_url, &Auth::None)
+            .head_manifest(repo, digest)
+            .map(|_| digest.clone())
+    }
+
+    /// Whether `repo` holds a version besides `digest`: a listed one the registry still has (stale ones are
+    /// dropped on the way), else a full listing decides.
+    fn has_other_version(&mut self, repo: &str, digest: &str) -> bool {
+        let pusher = Pusher::new(&self.registry_url, &Auth::None);
+        let candidates: Vec<String> = self
+            .listed
+            .get(repo)
+            .into_iter()
+            .flatten()
+            .filter(|other| *other != digest)
+            .cloned()
+            .collect();
+        for other in candidates {
+            if pusher.head_manifest(repo, &other).is_some() {
+                return true;
+            }
+            if let Some(listed) = self.listed.get_mut(repo) {
+                listed.remove(&other);
+            }
+        }
+        self.versions(repo).len() > 1
     }
 
     /// Records every manifest `repo` holds now, the children of its indexes included.
@@ -161,10 +216,7 @@ impl State {
             .collect();
         for digest in tagged {
             for child in self.children(repo, &digest) {
-                let next = self.ids.len() as u64 + 1;
-                self.ids
-                    .entry(child)
-                    .or_insert((next, format!("2024-05-{:02}T12:00:00Z", 1 + next % 28)));
+                self.remember(&child);
             }
         }
     }
@@ -189,7 +241,7 @@ impl State {
             .collect()
     }
 
-    fn delete_digest(&self, repo: &str, digest: &str) {
+    fn delete_digest(&mut self, repo: &str, digest: &str) {
         let response = ureq::delete(format!(
             "{}/v2/{repo}/manifests/{digest}",
             self.registry_url
@@ -197,6 +249,9 @@ impl State {
         .call()
         .expect("delete manifest in the registry");
         assert_eq!(response.status().as_u16(), 202);
+        if let Some(listed) = self.listed.get_mut(repo) {
+            listed.remove(digest);
+        }
     }
 }
 
@@ -257,6 +312,7 @@ impl GitHubServer {
             blocked_until: None,
             refused: 0,
             early: 0,
+            accepted: None,
         });
     }
 
@@ -269,10 +325,45 @@ impl GitHubServer {
             .map_or((0, 0), |limit| (limit.refused, limit.early))
     }
 
+    /// `(accepted, span)`: DELETEs let through by the secondary limit, and the time from the first to the
+    /// last of them (the achieved rate is `(accepted - 1) / span`).
+    pub fn limit_accepted(&self) -> (usize, Duration) {
+        let state = self.state.lock().unwrap();
+        match state.limit.as_ref().and_then(|limit| limit.accepted) {
+            Some((first, last, count)) => (count, last - first),
+            None => (0, Duration::ZERO),
+        }
+    }
+
     /// From now on, listings never end: every page number answers the first page and links to the next.
     pub fn paginate_forever(&self) {
         self.state.lock().unwrap().paginate_forever = true;
     }
+}
+
+/// A registry and GitHub in front of it (token `token`, user `octocat`) where organisation `octo-org`'s
+/// package `app` holds `n` tags on distinct versions (`t000`…) plus `keep`, behind a secondary limit of
+/// `per_window` DELETEs per `window` refused with `hint`; with the references of the `n` tags.
+pub fn limited(
+    token: &str,
+    n: usize,
+    per_window: usize,
+    window: Duration,
+    hint: LimitHint,
+) -> (Registry, GitHubServer, Vec<String>) {
+    let registry = Registry::start();
+    let github = GitHubServer::start(&registry.url(), token, "octocat");
+    github.add_organisation("octo-org");
+    let names: Vec<String> = (0..n).map(|i| format!("t{i:03}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.push("keep");
+    images::push_distinct(&registry.url(), "octo-org/app", &all, &Auth::None);
+    github.secondary_limit(per_window, window, hint);
+    let refs = names
+        .iter()
+        .map(|tag| format!("{}/octo-org/app:{tag}", registry.host()))
+        .collect();
+    (registry, github, refs)
 }
 
 /// `owner`'s package versions; `paged` when the route takes `page` and `per_page`, else every version
@@ -391,12 +482,11 @@ fn delete_version(state: &mut State, request: &Request, owner: &str) -> Reply {
         return refused;
     }
     let repo = format!("{owner}/{}", request.param("package_name"));
-    let versions = state.versions(&repo);
     let id: u64 = request.param("package_version_id").parse().unwrap_or(0);
-    let Some((_, digest, _)) = versions.iter().find(|(v, _, _)| *v == id) else {
+    let Some(digest) = state.version(&repo, id) else {
         return Reply::json(404, &json!({"message": "Not Found"}));
     };
-    if versions.len() == 1 {
+    if !state.has_other_version(&repo, &digest) {
         // GitHub's refusal (actions/delete-package-versions#231) has no documented status; a client must
         // never get here, so answer with a described one and let the test see the request in the log.
         return Reply::json(
@@ -404,7 +494,7 @@ fn delete_version(state: &mut State, request: &Request, owner: &str) -> Reply {
             &json!({"message": "You cannot delete the last version of a package. You must delete the package instead."}),
         );
     }
-    state.delete_digest(&repo, digest);
+    state.delete_digest(&repo, &digest);
     Reply::empty(204)
 }
 

@@ -7,11 +7,14 @@
 //! OWNER/*` takes the owner's container packages from the packages listing (ghcr.io has no catalog).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use regkit_e2e::images::{self, Auth, Format, Pusher};
 use regkit_e2e::registry::Registry;
 use regkit_e2e::specs::OpenApi;
-use regkit_e2e::vendors::github::{GitHubServer, LimitHint, USER_ROUTE, USERS_ROUTE, declared};
+use regkit_e2e::vendors::github::{
+    self, GitHubServer, LimitHint, USER_ROUTE, USERS_ROUTE, declared,
+};
 use regkit_e2e::vendors::{DELETE_EVERY_TAG, Run, assert_listing_refused, regkit, regkit_with};
 use serde_json::Value;
 
@@ -253,19 +256,7 @@ fn limited(
     window: u64,
     hint: LimitHint,
 ) -> (Registry, GitHubServer, Vec<String>) {
-    let registry = Registry::start();
-    let github = GitHubServer::start(&registry.url(), TOKEN, "octocat");
-    github.add_organisation("octo-org");
-    let names: Vec<String> = (0..n).map(|i| format!("t{i:02}")).collect();
-    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
-    all.push("keep");
-    images::push_distinct(&registry.url(), "octo-org/app", &all, &Auth::None);
-    github.secondary_limit(per_window, std::time::Duration::from_secs(window), hint);
-    let refs = names
-        .iter()
-        .map(|tag| format!("{}/octo-org/app:{tag}", registry.host()))
-        .collect();
-    (registry, github, refs)
+    github::limited(TOKEN, n, per_window, Duration::from_secs(window), hint)
 }
 
 #[test]
@@ -284,6 +275,22 @@ fn a_secondary_limit_is_waited_out_and_nothing_is_sent_during_the_wait() {
         tags(&registry, "octo-org/app").keys().collect::<Vec<_>>(),
         ["keep"]
     );
+    let (refused, early) = github.limit_counts();
+    assert!(refused >= 1, "the limit was reached");
+    assert_eq!(early, 0, "no request inside a wait");
+    github.server.assert_no_violations();
+}
+
+/// GitHub's reset is a unix second; a server whose window frees within that second refuses a request sent
+/// when the second starts.
+#[test]
+fn a_reset_time_is_waited_past_its_whole_second() {
+    let (registry, github, refs) = limited(9, 3, 2, LimitHint::Reset(2));
+    let mut args = vec!["--github-delete-interval", "0", "delete"];
+    args.extend(refs.iter().map(String::as_str));
+    let deleted = run(&github, TOKEN, &args);
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    assert_eq!(tags(&registry, "octo-org/app").len(), 1);
     let (refused, early) = github.limit_counts();
     assert!(refused >= 1, "the limit was reached");
     assert_eq!(early, 0, "no request inside a wait");
