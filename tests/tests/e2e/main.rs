@@ -29,6 +29,7 @@ mod policy_vendors;
 mod referrers;
 mod registry_client;
 mod router;
+mod scale;
 mod secrets;
 mod vendor_artifactory;
 mod vendor_dockerhub;

@@ -26,14 +26,14 @@ fn days_ago(days: i64) -> String {
     format_rfc3339(now - days * DAY)
 }
 
-fn docker_config() -> TempDir {
+pub(super) fn docker_config() -> TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("config.json"), "{}").unwrap();
     dir
 }
 
 /// `regkit ARGS` with a clean environment, an empty docker config and piped (non-terminal) stdin.
-fn regkit(config: &Path, args: &[&str]) -> Output {
+pub(super) fn regkit(config: &Path, args: &[&str]) -> Output {
     let mut child = Command::new(bins::ours("regkit"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -51,7 +51,7 @@ fn regkit(config: &Path, args: &[&str]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn stderr(output: &Output) -> String {
+pub(super) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -95,7 +95,7 @@ fn json(output: &Output) -> Run {
     run
 }
 
-fn tags(registry: &Registry, repo: &str) -> BTreeMap<String, String> {
+pub(super) fn tags(registry: &Registry, repo: &str) -> BTreeMap<String, String> {
     images::tag_digests(&registry.url(), repo, &Auth::None)
 }
 
@@ -573,6 +573,17 @@ fn a_prefix_pattern_cleans_every_repository_under_it() {
 
 /// `regkit ARGS` on a pseudo-terminal (util-linux `script`), with `answer` typed in.
 fn regkit_on_terminal(config: &Path, args: &[&str], answer: &str) -> Output {
+    regkit_on_terminal_with(config, args, answer, &[])
+}
+
+/// [`regkit_on_terminal`] with `env` set too (`TERM`, without which a terminal is "dumb" and shows no
+/// progress bar).
+pub(super) fn regkit_on_terminal_with(
+    config: &Path,
+    args: &[&str],
+    answer: &str,
+    env: &[(&str, &str)],
+) -> Output {
     let script = bins::tool("script", "bsdutils");
     let mut line = format!(
         "{} --docker-config {}",
@@ -589,6 +600,7 @@ fn regkit_on_terminal(config: &Path, args: &[&str], answer: &str) -> Output {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", config)
         .env("SHELL", "/bin/sh")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
