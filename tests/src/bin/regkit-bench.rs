@@ -18,7 +18,6 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use regkit_e2e::faultproxy::{Fault, FaultProxy, Rule};
 use regkit_e2e::moto::{self, Moto};
 use regkit_e2e::registry::{Registry, Twins};
 use regkit_e2e::vendors::kubernetes::{self, Auth as KubeAuth, Kubernetes};
@@ -102,8 +101,7 @@ fn main() {
         rows.push(ecr_cleanup());
     }
     if wanted("cleanup-repositories") {
-        rows.push(cleanup_repositories(None));
-        rows.push(cleanup_repositories(Some(Duration::from_millis(20))));
+        rows.push(cleanup_repositories());
     }
     if wanted("policy") {
         rows.push(policy_decide());
@@ -738,9 +736,7 @@ fn ecr_cleanup() -> Row {
 /// `--keep-last 18` deletes the 2 oldest of each) against the same cleanup run one repository at a time: one
 /// `regkit cleanup REGISTRY/REPO` process per repository, as a shell loop over the catalog does. Both run
 /// on copies of one data directory ([`Twins`]), so they start from the same tags and must end with the same ones.
-/// With `latency`, each registry sits behind a fault proxy that answers every request that much later: a
-/// registry across a network rather than on loopback, where its own request rate bounds both runs alike.
-fn cleanup_repositories(latency: Option<Duration>) -> Row {
+fn cleanup_repositories() -> Row {
     const REPOSITORIES: usize = 200;
     const TAGS: usize = 20;
     const KEEP: usize = 18;
@@ -772,17 +768,6 @@ fn cleanup_repositories(latency: Option<Duration>) -> Row {
             );
         }
     });
-    let proxies = latency.map(|latency| {
-        [&twins.first, &twins.second].map(|registry| {
-            let proxy = FaultProxy::start(registry.host());
-            proxy.set_rules(vec![Rule::new(Fault::Delay(latency))]);
-            proxy
-        })
-    });
-    let hosts = match &proxies {
-        Some([first, second]) => [first.host(), second.host()],
-        None => [twins.first.host(), twins.second.host()],
-    };
     let (together, one_by_one) = (&twins.first, &twins.second);
     let regkit = bins::ours("regkit");
     let keep = KEEP.to_string();
@@ -806,12 +791,12 @@ fn cleanup_repositories(latency: Option<Duration>) -> Row {
     };
     eprintln!("bench: cleanup of every repository at once");
     let started = Instant::now();
-    let kib = cleanup(&format!("{}/*", hosts[0]));
+    let kib = cleanup(&format!("{}/*", together.host()));
     let ours = started.elapsed();
     eprintln!("bench: the same cleanup one repository at a time");
     let started = Instant::now();
     let peak_one = (0..REPOSITORIES)
-        .map(|index| cleanup(&format!("{}/{}", hosts[1], repository(index))))
+        .map(|index| cleanup(&format!("{}/{}", one_by_one.host(), repository(index))))
         .max()
         .unwrap_or(0);
     let peer = started.elapsed();
@@ -835,14 +820,7 @@ fn cleanup_repositories(latency: Option<Duration>) -> Row {
     }
     Row {
         what: format!(
-            "cleanup of {REPOSITORIES} repositories × {TAGS} tags (distribution 2.8{}, dates from image configs, `--keep-last {KEEP}`: {} deletions): `regkit cleanup REGISTRY/*` vs one `regkit cleanup REGISTRY/REPO` per repository in sequence (default `--parallel` 8 both)",
-            latency.map_or_else(
-                || " on loopback".to_string(),
-                |latency| format!(
-                    " behind a proxy adding {} ms per request",
-                    latency.as_millis()
-                )
-            ),
+            "cleanup of {REPOSITORIES} repositories × {TAGS} tags (distribution 2.8 on loopback, dates from image configs, `--keep-last {KEEP}`: {} deletions): `regkit cleanup REGISTRY/*` vs one `regkit cleanup REGISTRY/REPO` per repository in sequence (default `--parallel` 8 both)",
             REPOSITORIES * (TAGS - KEEP)
         ),
         ours: format!("{} (peak RSS {})", secs(ours), mib(kib)),
