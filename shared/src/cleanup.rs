@@ -382,13 +382,39 @@ pub async fn plan(
         observer,
     )
     .await?;
+    // Repositories are planned `parallel` at a time (each runs up to `parallel` requests; the host's gate
+    // keeps the sum within `--parallel`), so only the listings of the repositories in flight are held;
+    // a finished repository keeps its rows alone. The results are put back in expansion order.
+    let several = repositories.len() > 1;
+    // With several repositories the bar counts repositories; a repository's own steps stay silent.
+    let inner: &dyn Observer = if several { &Quiet } else { observer };
+    if several {
+        observer.begin(repositories.len(), Some("repositories"));
+    }
+    let connections_ref = &connections;
+    let mut outcomes: Vec<_> = stream::iter(repositories.iter().enumerate())
+        .filter_map(|(index, repository)| async move {
+            let connection = connections_ref.get(&repository.registry)?;
+            Some((index, repository, connection))
+        })
+        .map(|(index, repository, connection)| async move {
+            let outcome =
+                plan_repository(request, connection, repository, now, parallel, inner).await;
+            if several {
+                observer.planned(outcome.as_ref().map_or(0, |decided| decided.rows.len()));
+            }
+            (index, repository, connection.implementation.name(), outcome)
+        })
+        .buffer_unordered(parallel.max(1))
+        .collect()
+        .await;
+    if several {
+        observer.end();
+    }
+    outcomes.sort_unstable_by_key(|(index, ..)| *index);
     let mut planned = Vec::new();
-    for repository in &repositories {
-        let Some(connection) = connections.get(&repository.registry) else {
-            continue;
-        };
-        let name = connection.implementation.name();
-        match plan_repository(request, connection, repository, now, parallel, observer).await {
+    for (_, repository, name, outcome) in outcomes {
+        match outcome {
             Ok(decided) => {
                 if let Some(note) = decided.note {
                     notes.push(RepositoryNote::note(repository.to_string(), name, note));
@@ -421,6 +447,12 @@ pub async fn plan(
         }),
     })
 }
+
+/// The observer of one repository among several planned at once: its steps (dating) would replace the
+/// bar that counts repositories, and every connection is made before planning starts.
+struct Quiet;
+
+impl Observer for Quiet {}
 
 impl Plan {
     /// The rows selected for deletion.

@@ -121,4 +121,6 @@ pub trait Observer {
     fn advance(&self, _units: u64) {}
     /// The step is over.
     fn end(&self) {}
+    /// One more repository of a step counting repositories is planned, with `rows` tags and manifests.
+    fn planned(&self, _rows: usize) {}
 }

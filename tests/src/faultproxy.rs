@@ -4,7 +4,8 @@
 //! relays its answer, which says so). [`Rule`]s pick requests by method, path and count and replace the
 //! exchange with a [`Fault`]: a dropped connection before or after the upstream acted, a stall past the
 //! client's timeout, a 503/429 burst with or without `Retry-After`, a body cut short, a canned lie or an
-//! endless body. Every request head is recorded (what reached the registry, with which headers). The
+//! endless body, or a delay. Every request head is recorded (what reached the registry, with which headers),
+//! and the most requests in flight at once is counted. The
 //! upstream can be switched at any time, which with [`restart_registry_after`] kills and restarts the
 //! registry mid-run.
 
@@ -40,6 +41,8 @@ pub enum Fault {
     Truncate,
     /// This raw HTTP answer (status line, headers, body) instead of the upstream's: a registry that lies.
     Answer(String),
+    /// The upstream's answer, after this long: a slow registry, which makes requests overlap.
+    Delay(Duration),
     /// `200 OK` with this content type and a body without end (up to 4 GiB of `a`), until the client
     /// hangs up: a gigantic body.
     Flood(String),
@@ -62,6 +65,7 @@ impl Fault {
                 format!("answer {}", answer.lines().next().unwrap_or(""))
             }
             Fault::Flood(_) => "flood".into(),
+            Fault::Delay(duration) => format!("delay {} ms", duration.as_millis()),
         }
     }
 }
@@ -147,6 +151,9 @@ struct Shared {
     upstream: Mutex<String>,
     rules: Mutex<Vec<Rule>>,
     requests: AtomicUsize,
+    /// Requests received whose answer is not yet on its way back, and the most there ever were.
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
     injected: Mutex<Vec<String>>,
     heads: Mutex<Vec<String>>,
     stop: AtomicBool,
@@ -167,6 +174,8 @@ impl FaultProxy {
             upstream: Mutex::new(upstream.into()),
             rules: Mutex::new(Vec::new()),
             requests: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            peak_in_flight: AtomicUsize::new(0),
             injected: Mutex::new(Vec::new()),
             heads: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
@@ -208,6 +217,12 @@ impl FaultProxy {
     /// Requests seen so far (faulted or not).
     pub fn requests(&self) -> usize {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// The most requests in flight at once so far: received, and not yet answered. A client's limit on
+    /// requests in flight bounds it (the answer goes out after the count drops).
+    pub fn peak_in_flight(&self) -> usize {
+        self.shared.peak_in_flight.load(Ordering::SeqCst)
     }
 
     /// The head (request line and headers) of every request seen so far, as sent.
@@ -270,6 +285,7 @@ fn handle(mut client: TcpStream, shared: &Shared) {
         return;
     };
     shared.requests.fetch_add(1, Ordering::SeqCst);
+    let in_flight = InFlight::enter(shared);
     shared.heads.lock().unwrap().push(head.clone());
     let mut request_line = head.lines().next().unwrap_or("").split(' ');
     let method = request_line.next().unwrap_or("").to_string();
@@ -345,15 +361,49 @@ fn handle(mut client: TcpStream, shared: &Shared) {
             }
             let _ = client.shutdown(Shutdown::Both);
         }
-        None => match forward(shared, &head, &body) {
-            Some(answer) => {
-                let _ = client.write_all(&answer);
-            }
-            // The upstream is down (being restarted): the client sees a dropped connection.
-            None => {
-                let _ = client.shutdown(Shutdown::Both);
-            }
-        },
+        None => relay(shared, in_flight, &mut client, &head, &body),
+        Some(Fault::Delay(duration)) => {
+            std::thread::sleep(duration);
+            relay(shared, in_flight, &mut client, &head, &body);
+        }
+    }
+}
+
+/// One request counted in flight until dropped.
+struct InFlight<'s>(&'s Shared);
+
+impl<'s> InFlight<'s> {
+    fn enter(shared: &'s Shared) -> InFlight<'s> {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The upstream's answer to the client; the request stops counting in flight before it goes back.
+fn relay(
+    shared: &Shared,
+    in_flight: InFlight<'_>,
+    client: &mut TcpStream,
+    head: &str,
+    body: &[u8],
+) {
+    let answer = forward(shared, head, body);
+    drop(in_flight);
+    match answer {
+        Some(answer) => {
+            let _ = client.write_all(&answer);
+        }
+        // The upstream is down (being restarted): the client sees a dropped connection.
+        None => {
+            let _ = client.shutdown(Shutdown::Both);
+        }
     }
 }
 

@@ -213,6 +213,41 @@ pub fn garbage_collect(data_dir: &Path) {
     );
 }
 
+/// Two registries with the same content, digests included: one populated, its data copied for the other.
+pub struct Twins {
+    /// The registry `populate` wrote to.
+    pub first: Registry,
+    /// The one over a copy of its data.
+    pub second: Registry,
+    _copy: TempDir,
+}
+
+impl Twins {
+    /// Starts a registry, lets `populate` push to it, then starts another over a copy of its data.
+    pub fn start(populate: impl FnOnce(&Registry)) -> Twins {
+        let first = Registry::start();
+        populate(&first);
+        let copy = tempfile::tempdir().expect("temp dir");
+        let data = copy.path().join("data");
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(first.data_dir())
+            .arg(&data)
+            .status()
+            .expect("run cp");
+        assert!(copied.success(), "copy the registry's data");
+        let second = Registry::start_with(Options {
+            data_dir: Some(data),
+            ..Options::default()
+        });
+        Twins {
+            first,
+            second,
+            _copy: copy,
+        }
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();

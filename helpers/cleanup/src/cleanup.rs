@@ -7,7 +7,7 @@
 //! failures, untagged manifests an implementation cannot list) and a `summary`. `--report FILE` writes the
 //! same as one JSON document: `{"tags": […], "notes": […], "summary": {…}}`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -222,6 +222,8 @@ impl CleanupArgs {
 struct Terminal<'s> {
     setup: &'s Setup<'s>,
     bar: RefCell<Option<ProgressBar>>,
+    /// Tags (and untagged manifests) of the repositories planned so far.
+    rows: Cell<usize>,
 }
 
 impl Observer for Terminal<'_> {
@@ -246,6 +248,14 @@ impl Observer for Terminal<'_> {
     fn end(&self) {
         if let Some(bar) = self.bar.borrow_mut().take() {
             bar.finish_and_clear();
+        }
+    }
+
+    fn planned(&self, rows: usize) {
+        self.rows.set(self.rows.get() + rows);
+        if let Some(bar) = &*self.bar.borrow() {
+            bar.inc(1);
+            bar.set_message(format!("repositories planned, {} tags", self.rows.get()));
         }
     }
 }
@@ -297,6 +307,7 @@ pub(crate) async fn cleanup(
     let terminal = Terminal {
         setup,
         bar: RefCell::new(None),
+        rows: Cell::new(0),
     };
     let plan = cleanup::plan(&setup.session, &request, now, &terminal).await?;
     if let Some(tag) = &args.explain {

@@ -290,8 +290,8 @@ struct RegistryArgs {
 /// How fast and how long the many requests of a listing or a deletion may go.
 #[derive(Args, Clone, Default)]
 struct PaceArgs {
-    /// Concurrent requests to each registry (or API) host, however many repositories run at once
-    /// [default: 8].
+    /// Concurrent requests to each registry (or API) host, however many repositories are listed or
+    /// deleted from at once [default: 8].
     #[arg(long, env = "REGKIT_PARALLEL", value_name = "PARALLEL",
           value_parser = clap::value_parser!(u16).range(1..=256))]
     parallel: Option<u16>,

@@ -5,8 +5,8 @@
 //! the same invocation of a process that only reads a file, because this machine rounds wake-ups to a few
 //! milliseconds and only differences above the floor mean anything.
 //!
-//! Sections: `env`, `keyring`, `router`, `ecr-get`, `delete`, `journal`, `list`, `ecr-cleanup`, `policy`,
-//! `cleanup-referrers`, `github-limit`, `kube-scan`, `sizes`;
+//! Sections: `env`, `keyring`, `router`, `ecr-get`, `delete`, `journal`, `list`, `ecr-cleanup`,
+//! `cleanup-repositories`, `policy`, `cleanup-referrers`, `github-limit`, `kube-scan`, `sizes`;
 //! all by default,
 //! some with `REGKIT_BENCH_ONLY=delete,list` (comma-separated; `journal` is the undo journal's cost).
 
@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use regkit_e2e::moto::{self, Moto};
-use regkit_e2e::registry::Registry;
+use regkit_e2e::registry::{Registry, Twins};
 use regkit_e2e::vendors::kubernetes::{self, Auth as KubeAuth, Kubernetes};
 use regkit_e2e::{bins, dbus, images};
 
@@ -111,6 +111,9 @@ fn main() {
     }
     if wanted("ecr-cleanup") {
         rows.push(ecr_cleanup());
+    }
+    if wanted("cleanup-repositories") {
+        rows.push(cleanup_repositories());
     }
     if wanted("policy") {
         rows.push(policy_decide());
@@ -803,6 +806,108 @@ fn ecr_cleanup() -> Row {
             "10 calls (floor here: 1 DescribeImages + {} BatchDeleteImage)",
             TAGS.div_ceil(100)
         ),
+    }
+}
+
+/// `regkit cleanup REGISTRY/*` over 200 repositories of 20 tags each (distinct images, dated a day apart;
+/// `--keep-last 18` deletes the 2 oldest of each) against the same cleanup run one repository at a time: one
+/// `regkit cleanup REGISTRY/REPO` process per repository, as a shell loop over the catalog does. Both run
+/// on copies of one data directory ([`Twins`]), so they start from the same tags and must end with the same ones.
+fn cleanup_repositories() -> Row {
+    const REPOSITORIES: usize = 200;
+    const TAGS: usize = 20;
+    const KEEP: usize = 18;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let dates: Vec<(String, String)> = (0..TAGS)
+        .map(|i| {
+            (
+                format!("v{i:02}"),
+                regkit::dates::format_rfc3339(now - 86_400 * (TAGS - i) as i64),
+            )
+        })
+        .collect();
+    let dated: Vec<(&str, &str)> = dates
+        .iter()
+        .map(|(t, c)| (t.as_str(), c.as_str()))
+        .collect();
+    let repository = |index: usize| format!("bench/r{index:03}");
+    eprintln!("bench: pushing {REPOSITORIES} repositories × {TAGS} tags");
+    let twins = Twins::start(|seed| {
+        for index in 0..REPOSITORIES {
+            images::push_distinct_created(
+                &seed.url(),
+                &repository(index),
+                &dated,
+                &images::Auth::None,
+                images::Format::Oci,
+            );
+        }
+    });
+    let (together, one_by_one) = (&twins.first, &twins.second);
+    let regkit = bins::ours("regkit");
+    let keep = KEEP.to_string();
+    // Exit codes are not read here: the tags left in both registries are checked below.
+    let cleanup = |target: &str| {
+        peak_kib(
+            &regkit,
+            &[
+                "--quiet",
+                "--output",
+                "json",
+                "cleanup",
+                target,
+                "--keep-last",
+                &keep,
+                "--yes",
+            ],
+            Stdio::null(),
+            |_| {},
+        )
+    };
+    eprintln!("bench: cleanup of every repository at once");
+    let started = Instant::now();
+    let kib = cleanup(&format!("{}/*", together.host()));
+    let ours = started.elapsed();
+    eprintln!("bench: the same cleanup one repository at a time");
+    let started = Instant::now();
+    let peak_one = (0..REPOSITORIES)
+        .map(|index| cleanup(&format!("{}/{}", one_by_one.host(), repository(index))))
+        .max()
+        .unwrap_or(0);
+    let peer = started.elapsed();
+    let kept: Vec<String> = dates[TAGS - KEEP..]
+        .iter()
+        .map(|(t, _)| t.clone())
+        .collect();
+    for index in 0..REPOSITORIES {
+        let repo = repository(index);
+        let left = images::tag_digests(&together.url(), &repo, &images::Auth::None);
+        assert_eq!(
+            left.keys().cloned().collect::<Vec<_>>(),
+            kept,
+            "{repo}: the {KEEP} newest stay"
+        );
+        assert_eq!(
+            left,
+            images::tag_digests(&one_by_one.url(), &repo, &images::Auth::None),
+            "{repo}: both runs end alike"
+        );
+    }
+    Row {
+        what: format!(
+            "cleanup of {REPOSITORIES} repositories × {TAGS} tags (distribution 2.8 on loopback, dates from image configs, `--keep-last {KEEP}`: {} deletions): `regkit cleanup REGISTRY/*` vs one `regkit cleanup REGISTRY/REPO` per repository in sequence (default `--parallel` 8 both)",
+            REPOSITORIES * (TAGS - KEEP)
+        ),
+        ours: format!("{} (peak RSS {})", secs(ours), mib(kib)),
+        peer: format!(
+            "{} (peak RSS of the largest run {})",
+            secs(peer),
+            mib(peak_one)
+        ),
+        ratio: format!("{:.1}× faster", peer.as_secs_f64() / ours.as_secs_f64()),
+        target: "≥ 3× faster".into(),
     }
 }
 

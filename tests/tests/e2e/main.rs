@@ -29,6 +29,7 @@ mod policy_vendors;
 mod referrers;
 mod registry_client;
 mod router;
+mod scale;
 mod secrets;
 mod undo;
 mod vendor_artifactory;

@@ -26,12 +26,12 @@ fn days_ago(days: i64) -> String {
 }
 
 /// `regkit ARGS` with a clean environment, an empty docker config and piped (non-terminal) stdin.
-fn regkit(config: &Path, args: &[&str]) -> Output {
+pub(super) fn regkit(config: &Path, args: &[&str]) -> Output {
     // A "y" that must never be read: without --yes a non-terminal run refuses before asking.
     bins::regkit_piped(config, args, "y\n")
 }
 
-fn stderr(output: &Output) -> String {
+pub(super) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -75,7 +75,7 @@ fn json(output: &Output) -> Run {
     run
 }
 
-fn tags(registry: &Registry, repo: &str) -> BTreeMap<String, String> {
+pub(super) fn tags(registry: &Registry, repo: &str) -> BTreeMap<String, String> {
     images::tag_digests(&registry.url(), repo, &Auth::None)
 }
 
@@ -553,6 +553,17 @@ fn a_prefix_pattern_cleans_every_repository_under_it() {
 
 /// `regkit ARGS` on a pseudo-terminal (util-linux `script`), with `answer` typed in.
 fn regkit_on_terminal(config: &Path, args: &[&str], answer: &str) -> Output {
+    regkit_on_terminal_with(config, args, answer, &[])
+}
+
+/// [`regkit_on_terminal`] with `env` set too (`TERM`, without which a terminal is "dumb" and shows no
+/// progress bar).
+pub(super) fn regkit_on_terminal_with(
+    config: &Path,
+    args: &[&str],
+    answer: &str,
+    env: &[(&str, &str)],
+) -> Output {
     let script = bins::tool("script", "bsdutils");
     let mut line = format!(
         "{} --docker-config {}",
@@ -569,6 +580,7 @@ fn regkit_on_terminal(config: &Path, args: &[&str], answer: &str) -> Output {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", config)
         .env("SHELL", "/bin/sh")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
