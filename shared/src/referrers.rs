@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures_util::stream::{self, StreamExt};
 use serde::Deserialize;
 
-use crate::registry::{Client, RegistryError};
+use crate::registry::{Client, ReferrerDescriptor, RegistryError};
 
 /// How many levels of referrers of referrers, or of indexes in indexes, a cleanup follows. Real chains
 /// are two or three deep (an image, its attestation, the attestation's signature).
@@ -150,6 +150,53 @@ pub async fn read_subjects(
         .into_iter()
         .filter_map(|(digest, artifact)| Some((digest, artifact.subject?)))
         .collect())
+}
+
+/// Subject → the referrers the OCI 1.1 referrers API lists for it.
+pub type Listed = BTreeMap<String, Vec<ReferrerDescriptor>>;
+
+/// How an implementation answers for the OCI 1.1 referrers API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiReferrers {
+    /// Asked over v2 with the generic client, where a 404 says the registry does not serve it.
+    OverV2,
+    /// Asked with the vendor's own credentials.
+    Listed(Listed),
+    /// Not asked: the implementation finds referrers through the vendor's API instead.
+    Unused,
+}
+
+/// The referrers of each manifest among `digests` through the OCI 1.1 referrers API: subject →
+/// referrers, one GET (per page) each, `parallel` at a time; `None` when the registry does not serve
+/// the API. The first digest is asked alone, so a registry without it answers one request per run.
+pub async fn api_referrers(
+    client: &Client,
+    repository: &str,
+    digests: impl IntoIterator<Item = &str>,
+    parallel: usize,
+) -> Result<Option<Listed>, RegistryError> {
+    let distinct: BTreeSet<&str> = digests.into_iter().collect();
+    let mut rest = distinct.into_iter();
+    let Some(first) = rest.next() else {
+        return Ok(Some(BTreeMap::new()));
+    };
+    let Some(listed) = client.referrers(repository, first).await? else {
+        return Ok(None);
+    };
+    let mut found = BTreeMap::from([(first.to_string(), listed)]);
+    let read: Vec<Result<_, RegistryError>> = stream::iter(rest)
+        .map(|digest| async move {
+            let listed = client.referrers(repository, digest).await?;
+            Ok((digest.to_string(), listed.unwrap_or_default()))
+        })
+        .buffer_unordered(parallel.max(1))
+        .collect()
+        .await;
+    for answer in read {
+        let (digest, listed) = answer?;
+        found.insert(digest, listed);
+    }
+    Ok(Some(found))
 }
 
 /// One line of `regkit tags --tree`: an image, or a referrer beneath its subject.

@@ -21,6 +21,7 @@ use super::delete::{self, Deletion, Planned, Removal, Step};
 use super::{BoxFuture, Context, DeleteRemoves, DeleteRequest, Implementation, Spec, TagInfo};
 use crate::dates::manifest_children;
 use crate::reference::{Repository, Target};
+use crate::referrers::ApiReferrers;
 use crate::registry::{
     Client, Deleted, MANIFEST_MEDIA_TYPES, Manifest, ManifestInfo, RegistryError,
 };
@@ -131,6 +132,14 @@ struct Distribution<S> {
 impl<S: Store> Implementation for Distribution<S> {
     fn spec(&self) -> &'static Spec {
         &SPEC
+    }
+
+    fn api_referrers<'a>(
+        &'a self,
+        _repository: &'a Repository,
+        _digests: &'a [String],
+    ) -> BoxFuture<'a, Result<ApiReferrers, RegistryError>> {
+        Box::pin(async { Ok(ApiReferrers::OverV2) })
     }
 
     fn list_tags<'a>(

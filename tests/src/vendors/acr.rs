@@ -494,7 +494,64 @@ impl Acr {
                 }
             }
         };
+        // The OCI 1.1 referrers API (end-12a), which ACR serves: the manifests whose `subject` names the
+        // digest, as an image index; an unknown digest has an empty one (never 404, per the spec).
+        let referrers = {
+            let (state, host) = (Arc::clone(&state), Arc::clone(&host));
+            move |request: &Request| {
+                let state = state.lock().expect("state");
+                let host = host.lock().expect("host").clone();
+                let name = request.param("name");
+                if let Some(denied) = state.authorize(request, &host, name, "pull") {
+                    return denied;
+                }
+                let digest = request.param("digest");
+                let listed: Vec<serde_json::Value> = state
+                    .manifests
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(referrer, manifest)| {
+                        let body = manifest.body.as_deref()?;
+                        let document: serde_json::Value = serde_json::from_str(body).ok()?;
+                        (document["subject"]["digest"].as_str() == Some(digest)).then(|| {
+                            let artifact_type = document["artifactType"]
+                                .as_str()
+                                .or(document["config"]["mediaType"].as_str())
+                                .unwrap_or_default()
+                                .to_owned();
+                            json!({
+                                "mediaType": document["mediaType"],
+                                "digest": referrer,
+                                "size": body.len(),
+                                "artifactType": artifact_type,
+                            })
+                        })
+                    })
+                    .collect();
+                let index = json!({
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": listed,
+                });
+                Reply {
+                    status: 200,
+                    headers: vec![(
+                        "Content-Type".into(),
+                        "application/vnd.oci.image.index.v1+json".into(),
+                    )],
+                    body: index.to_string().into_bytes(),
+                }
+            }
+        };
         vec![
+            Route::new(
+                "GET",
+                "/v2/{name}/referrers/{digest}",
+                &[],
+                &[200, 400, 401, 403],
+                referrers,
+            ),
             Route::new(
                 "GET",
                 "/v2/{name}/manifests/{reference}",
@@ -615,8 +672,8 @@ impl Acr {
     }
 
     /// Panics unless every route follows its published description: ACR's own (the `/acr/v1` and
-    /// `/oauth2` calls, the manifest delete) or, for the v2 manifest reads ACR's leaves out, the OCI
-    /// distribution spec's endpoint table.
+    /// `/oauth2` calls, the manifest delete) or, for the v2 manifest reads and the referrers API that
+    /// ACR's leaves out, the OCI distribution spec's endpoint table.
     pub fn assert_follows_descriptions(&self) {
         let (oci, own): (Vec<Declared>, Vec<Declared>) = self
             .server
