@@ -530,16 +530,15 @@ pub async fn referrers_of(
         .iter()
         .map(|digest| row(&name, None, Some(digest), None, None, 0, selected()))
         .collect();
-    let parameters = (parallel, 0, removes);
-    let served = add_api_referrers(
-        (implementation, client),
+    let api = Asking {
+        implementation,
+        client,
         repository,
-        parameters,
-        &mut asked,
-        &mut api_rows,
-    )
-    .await?
-        || client.referrers_api_served();
+        parallel,
+        now: 0,
+    };
+    let served =
+        add_api_referrers(&api, &mut asked, &mut api_rows).await? || client.referrers_api_served();
     let mut found = BTreeMap::new();
     if removes == DeleteRemoves::Manifest && !served {
         let unnamed = tags
@@ -1168,14 +1167,14 @@ async fn follow_subjects(
     rows: &mut Vec<Row>,
 ) -> Result<(), RegistryError> {
     let removes = implementation.capabilities().delete_removes;
-    add_api_referrers(
-        (implementation, client),
+    let api = Asking {
+        implementation,
+        client,
         repository,
-        (parallel, now, removes),
-        asked,
-        rows,
-    )
-    .await?;
+        parallel,
+        now,
+    };
+    add_api_referrers(&api, asked, rows).await?;
     if rows.iter().all(|row| row.subject.is_none()) {
         return Ok(());
     }
@@ -1238,14 +1237,7 @@ async fn follow_subjects(
     loop {
         let added =
             add_schema_children(client, repository, parallel, now, &mut expanded, rows).await?;
-        let answered = add_api_referrers(
-            (implementation, client),
-            repository,
-            (parallel, now, removes),
-            asked,
-            rows,
-        )
-        .await?;
+        let answered = add_api_referrers(&api, asked, rows).await?;
         if answered {
             referrers::check_chains(
                 rows.iter()
@@ -1292,18 +1284,34 @@ async fn follow_subjects(
     }
 }
 
+/// What asking the referrers API of a repository needs ([`add_api_referrers`]).
+#[derive(Clone, Copy)]
+struct Asking<'a> {
+    implementation: &'a dyn Implementation,
+    client: &'a Client,
+    repository: &'a Repository,
+    parallel: usize,
+    now: i64,
+}
+
 /// Asks the OCI 1.1 referrers API, where the registry serves it, for the referrers of each manifest this
 /// run removes and `asked` does not hold yet (one GET each: the API lists untagged referrers and those a
 /// vendor untags, which no tag name shows). A listed referrer becomes a kept referrer of that subject
 /// (its row gains the subject; one no row names gets an untagged row), which the follow rule then takes.
 /// A row kept for a workload stays as it is. Returns whether the API named any referrer.
 async fn add_api_referrers(
-    (implementation, client): (&dyn Implementation, &Client),
-    repository: &Repository,
-    (parallel, now, removes): (usize, i64, DeleteRemoves),
+    api: &Asking<'_>,
     asked: &mut BTreeSet<String>,
     rows: &mut Vec<Row>,
 ) -> Result<bool, RegistryError> {
+    let Asking {
+        implementation,
+        client,
+        repository,
+        parallel,
+        now,
+    } = *api;
+    let removes = implementation.capabilities().delete_removes;
     let removed: Vec<String> = removed_digests(rows, removes)
         .into_iter()
         .filter(|digest| asked.insert(digest.clone()))

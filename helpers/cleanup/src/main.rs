@@ -78,7 +78,8 @@ enum Command {
     /// Delete tags (repo:tag) or manifests (repo@sha256:…); other tags on the same image survive.
     Delete {
         /// References to delete; a digest removes its manifest, every tag on it, and its referrers
-        /// (signatures, attestations, SBOMs).
+        /// (signatures, attestations, SBOMs; untagged ones too where the registry serves the OCI 1.1
+        /// referrers API).
         #[arg(required_unless_present = "stdin")]
         references: Vec<String>,
         /// Also read references from standard input, one per line (blank lines and # comments ignored).

@@ -181,6 +181,21 @@ struct Call<'a> {
     body: Option<&'a [u8]>,
 }
 
+impl<'a> Call<'a> {
+    /// A GET of a page of a listing under `scope`.
+    fn get(url: Url, scope: String, operation: &'a str, accept: &'a str) -> Call<'a> {
+        Call {
+            method: Method::GET,
+            url,
+            scope: Some(scope),
+            operation,
+            accept: Some(accept),
+            content_type: None,
+            body: None,
+        }
+    }
+}
+
 /// The scheme regkit speaks to `connect` (`host[:port]`, named `display` in errors): `explicit` when given
 /// and allowed, else plain HTTP for loopback hosts (or with `insecure`) and HTTPS for the others.
 fn scheme_for(
@@ -611,15 +626,7 @@ impl Client {
             let url = url.unwrap_or_else(|| page_url(None));
             let scope = scope.clone();
             async move {
-                let call = Call {
-                    method: Method::GET,
-                    url: url.clone(),
-                    scope: Some(scope),
-                    operation,
-                    accept: Some("application/json"),
-                    content_type: None,
-                    body: None,
-                };
+                let call = Call::get(url.clone(), scope, operation, "application/json");
                 let response = self.send(&call).await?;
                 if let (StatusCode::NOT_FOUND, Some(repository)) = (response.status(), repository) {
                     return Err(RegistryError::RepositoryNotFound {
@@ -722,15 +729,8 @@ impl Client {
             let (operation, absent) = (&operation, &absent);
             let scope = pull_scope(&repository);
             async move {
-                let call = Call {
-                    method: Method::GET,
-                    url: url.clone(),
-                    scope: Some(scope),
-                    operation,
-                    accept: Some("application/vnd.oci.image.index.v1+json"),
-                    content_type: None,
-                    body: None,
-                };
+                let accept = "application/vnd.oci.image.index.v1+json";
+                let call = Call::get(url.clone(), scope, operation, accept);
                 let Some(response) = self.send_found(&call).await? else {
                     if !first_page {
                         return Err(self.invalid(operation, "a later page answered 404".into()));

@@ -120,6 +120,21 @@ fn page_reply(state: &State, mut body: serde_json::Value, next: Option<String>) 
     }
 }
 
+/// The state of a v2 read of `request`'s repository `name`, or the reply refusing it.
+fn pulled<'r>(
+    state: &'r Mutex<State>,
+    host: &Mutex<String>,
+    request: &'r Request,
+) -> Result<(std::sync::MutexGuard<'r, State>, &'r str), Reply> {
+    let state = state.lock().expect("state");
+    let host = host.lock().expect("host").clone();
+    let name = request.param("name");
+    match state.authorize(request, &host, name, "pull") {
+        Some(denied) => Err(denied),
+        None => Ok((state, name)),
+    }
+}
+
 fn allows(roles: &BTreeSet<String>, action: &str) -> bool {
     let granted: &[&str] = match action {
         "delete" => &["AcrDelete"],
@@ -460,12 +475,10 @@ impl Acr {
         let get_manifest = {
             let (state, host) = (Arc::clone(&state), Arc::clone(&host));
             move |request: &Request| {
-                let state = state.lock().expect("state");
-                let host = host.lock().expect("host").clone();
-                let name = request.param("name");
-                if let Some(denied) = state.authorize(request, &host, name, "pull") {
-                    return denied;
-                }
+                let (state, name) = match pulled(&state, &host, request) {
+                    Ok(pulled) => pulled,
+                    Err(denied) => return denied,
+                };
                 let reference = request.param("reference");
                 let digest = state
                     .repositories
@@ -499,12 +512,10 @@ impl Acr {
         let referrers = {
             let (state, host) = (Arc::clone(&state), Arc::clone(&host));
             move |request: &Request| {
-                let state = state.lock().expect("state");
-                let host = host.lock().expect("host").clone();
-                let name = request.param("name");
-                if let Some(denied) = state.authorize(request, &host, name, "pull") {
-                    return denied;
-                }
+                let (state, name) = match pulled(&state, &host, request) {
+                    Ok(pulled) => pulled,
+                    Err(denied) => return denied,
+                };
                 let digest = request.param("digest");
                 let listed: Vec<serde_json::Value> = state
                     .manifests
