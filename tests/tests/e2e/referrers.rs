@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use regkit::dates::format_rfc3339;
 use regkit_e2e::bins::{self, empty_docker_config as docker_config};
-use regkit_e2e::faultproxy::FaultProxy;
+use regkit_e2e::faultproxy::{Fault, FaultProxy, Rule};
 use regkit_e2e::images::{self, Auth, Format, Pusher};
 use regkit_e2e::referrers::{self as refs, Cosign};
 use regkit_e2e::registry::Registry;
@@ -605,4 +605,92 @@ fn tags_tree_shows_each_image_with_its_referrers_beneath_it() {
         "{text}"
     );
     assert_eq!(tag_map(&registry, repo), before);
+}
+
+/// A referrers API answer listing `referrers` (`(digest, artifactType)`), with `extra` header lines.
+fn referrers_answer(referrers: &[(&str, &str)], extra: &str) -> Fault {
+    let manifests: Vec<Value> = referrers
+        .iter()
+        .map(|(digest, artifact_type)| {
+            serde_json::json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": 100,
+                "artifactType": artifact_type})
+        })
+        .collect();
+    let body =
+        serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
+            .to_string();
+    Fault::Answer(format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {OCI_INDEX}\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+/// A registry that serves the OCI 1.1 referrers API (the relay answers it for the distribution registry
+/// behind it): the untagged referrers it lists for an image that goes, over two pages joined by `Link`,
+/// go with it as rows that follow it; a list the registry filtered unasked (`OCI-Filters-Applied`)
+/// fails the repository before anything is deleted.
+#[test]
+fn a_served_referrers_api_lists_the_untagged_referrers_that_follow_their_image() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(registry.host());
+    let config = docker_config();
+    let pusher = Pusher::new(&registry.url(), &Auth::None);
+    let repo = "team/api";
+    let (old, new) = (days_ago(50), days_ago(1));
+    let dated = [("v1", old.as_str()), ("v2", new.as_str())];
+    let pushed: BTreeMap<String, String> =
+        images::push_distinct_created(&registry.url(), repo, &dated, &Auth::None, Format::Oci)
+            .into_iter()
+            .collect();
+    let (image, kept) = (&pushed["v1"], &pushed["v2"]);
+    let signature = "application/vnd.dev.cosign.artifact.sig.v1+json";
+    let (sig, _) = refs::push_subject_artifact(&pusher, repo, image, signature, None);
+    let (sbom, _) = refs::push_subject_artifact(&pusher, repo, image, SBOM_TYPE, None);
+    let (kept_sig, _) = refs::push_subject_artifact(&pusher, repo, kept, signature, None);
+    let listing = |extra: &str| {
+        let next = format!("link: </v2/{repo}/referrers/{image}?page=2>; rel=\"next\"\r\n{extra}");
+        vec![
+            Rule::new(referrers_answer(&[(&sbom, SBOM_TYPE)], extra)).path("page=2"),
+            Rule::new(referrers_answer(&[(&sig, signature)], &next))
+                .path(&format!("/referrers/{image}")),
+            Rule::new(referrers_answer(&[(&kept_sig, signature)], extra))
+                .path(&format!("/referrers/{kept}")),
+            Rule::new(referrers_answer(&[], extra)).path("/referrers/"),
+        ]
+    };
+    let target = format!("{}/{repo}", proxy.host());
+    let cleanup = || {
+        let args = [
+            "--output",
+            "json",
+            "cleanup",
+            "--yes",
+            &target,
+            "--older-than",
+            "30d",
+        ];
+        regkit(config.path(), &args)
+    };
+    let before = tag_map(&registry, repo);
+
+    proxy.set_rules(listing("oci-filters-applied: artifactType\r\n"));
+    let refused = cleanup();
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("OCI-Filters-Applied"), "{stderr}");
+    assert_eq!(tag_map(&registry, repo), before, "nothing is deleted");
+
+    proxy.set_rules(listing(""));
+    let (rows, _) = parse(&cleanup(), 0);
+    for referrer in [&sig, &sbom] {
+        let row = &rows[referrer.as_str()];
+        assert_eq!(row["rule"], "follows-subject", "{row}");
+        assert_eq!(row["subject"], image.as_str(), "{row}");
+        assert_eq!(row["result"], "deleted", "{row}");
+        assert_eq!(pusher.head_manifest(repo, referrer), None);
+    }
+    assert_eq!(rows["v1"]["result"], "deleted");
+    assert!(pusher.head_manifest(repo, &kept_sig).is_some());
+    assert!(pusher.head_manifest(repo, kept).is_some());
+    assert_eq!(tag_map(&registry, repo).keys().collect::<Vec<_>>(), ["v2"]);
 }
