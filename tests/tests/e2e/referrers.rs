@@ -34,6 +34,20 @@ fn regkit(config: &Path, args: &[&str]) -> Output {
     bins::regkit_piped(config, args, "n\n")
 }
 
+/// `regkit --output json cleanup --yes TARGET --older-than 30d`.
+fn cleanup_older_than_30d(config: &Path, target: &str) -> Output {
+    let args = [
+        "--output",
+        "json",
+        "cleanup",
+        "--yes",
+        target,
+        "--older-than",
+        "30d",
+    ];
+    regkit(config, &args)
+}
+
 /// The JSON rows keyed by tag (untagged rows by digest), and the summary; the run must exit `code`.
 fn parse(output: &Output, code: i32) -> (BTreeMap<String, Value>, Value) {
     assert_eq!(
@@ -461,18 +475,7 @@ fn requests_per_deleted_tag_with_and_without_signatures() {
         };
         let asked_before = referrer_gets();
         let target = format!("{}/{repo}", proxy.host());
-        let output = regkit(
-            config.path(),
-            &[
-                "--output",
-                "json",
-                "cleanup",
-                "--yes",
-                &target,
-                "--older-than",
-                "30d",
-            ],
-        );
+        let output = cleanup_older_than_30d(config.path(), &target);
         let (_, summary) = parse(&output, 0);
         let sent = proxy.requests() - before;
         // The registry serves no referrers API: its first 404 settles that for the run.
@@ -659,18 +662,7 @@ fn a_served_referrers_api_lists_the_untagged_referrers_that_follow_their_image()
         ]
     };
     let target = format!("{}/{repo}", proxy.host());
-    let cleanup = || {
-        let args = [
-            "--output",
-            "json",
-            "cleanup",
-            "--yes",
-            &target,
-            "--older-than",
-            "30d",
-        ];
-        regkit(config.path(), &args)
-    };
+    let cleanup = || cleanup_older_than_30d(config.path(), &target);
     let before = tag_map(&registry, repo);
 
     proxy.set_rules(listing("oci-filters-applied: artifactType\r\n"));
