@@ -22,7 +22,7 @@ use crate::implementation::{DeleteRemoves, DeleteRequest, Implementation, TagInf
 use crate::inuse::InUse;
 use crate::policy::{self, Decision, Listing, Policies, Policy, Rule, TagRecord, Verdict};
 use crate::reference::{Repository, Target};
-use crate::referrers::{self, ApiReferrers, Depth, TagKind};
+use crate::referrers::{self, Depth, TagKind};
 use crate::registry::{Client, RegistryError, failure_kind};
 use crate::report::{self, Entry, FailureKind, Method, Status, StatusCounts};
 use crate::session::{Connection, Observer, Session};
@@ -1316,20 +1316,10 @@ async fn add_api_referrers(
         .into_iter()
         .filter(|digest| asked.insert(digest.clone()))
         .collect();
-    if removed.is_empty() {
+    let Some(found) =
+        referrers::ask_api((implementation, client), repository, &removed, parallel).await?
+    else {
         return Ok(false);
-    }
-    let found = match implementation.api_referrers(repository, &removed).await? {
-        ApiReferrers::Listed(found) => found,
-        ApiReferrers::Unused => return Ok(false),
-        ApiReferrers::OverV2 => {
-            let removed = removed.iter().map(String::as_str);
-            let found = referrers::api_referrers(client, &repository.path, removed, parallel);
-            let Some(found) = found.await? else {
-                return Ok(false);
-            };
-            found
-        }
     };
     let name = repository.to_string();
     let mut named = false;

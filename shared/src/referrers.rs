@@ -199,6 +199,30 @@ pub async fn api_referrers(
     Ok(Some(found))
 }
 
+/// The referrers of each manifest among `digests` through the OCI 1.1 referrers API, as `implementation`
+/// asks it ([`Implementation::api_referrers`](crate::implementation::Implementation::api_referrers));
+/// `None` where it is not asked or not served.
+pub async fn ask_api(
+    (implementation, client): (&dyn crate::implementation::Implementation, &Client),
+    repository: &crate::reference::Repository,
+    digests: &[String],
+    parallel: usize,
+) -> Result<Option<Listed>, RegistryError> {
+    if digests.is_empty() {
+        return Ok(None);
+    }
+    Ok(
+        match implementation.api_referrers(repository, digests).await? {
+            ApiReferrers::Listed(found) => Some(found),
+            ApiReferrers::Unused => None,
+            ApiReferrers::OverV2 => {
+                let digests = digests.iter().map(String::as_str);
+                api_referrers(client, &repository.path, digests, parallel).await?
+            }
+        },
+    )
+}
+
 /// One line of `regkit tags --tree`: an image, or a referrer beneath its subject.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TreeNode {
@@ -217,11 +241,13 @@ pub struct TreeNode {
 }
 
 /// The repository's images with their referrers beneath them, recursively (as `oras discover` shows
-/// them), from `tags` (tag → digest) and one read of each distinct manifest; orphans come last.
+/// them), from `tags` (tag → digest), one read of each distinct manifest and, where the registry serves
+/// it, what the referrers API listed for them (`api`: untagged referrers too); orphans come last.
 pub async fn tree(
     client: &Client,
     repository: &str,
     tags: &[(String, String)],
+    api: Option<&Listed>,
     parallel: usize,
 ) -> Result<Vec<TreeNode>, RegistryError> {
     let mut names: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -252,6 +278,12 @@ pub async fn tree(
             for (child, artifact_type) in &artifact.children {
                 listed.push((child.clone(), artifact_type.clone(), subject.clone()));
             }
+        }
+    }
+    for (subject, referrers) in api.into_iter().flatten() {
+        for referrer in referrers {
+            let artifact_type = referrer.artifact_type.clone();
+            listed.push((referrer.digest.clone(), artifact_type, subject.clone()));
         }
     }
     for (child, artifact_type, subject) in listed {

@@ -700,8 +700,17 @@ async fn tags_tree(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
         .filter_map(|info| Some((info.tag, info.digest?)))
         .collect();
     let parallel = usize::from(setup.options.parallel);
-    let nodes =
-        regkit::referrers::tree(&connection.client, &repository.path, &pairs, parallel).await?;
+    let digests: Vec<String> = pairs.iter().map(|(_, digest)| digest.clone()).collect();
+    let api = (connection.implementation.as_ref(), &connection.client);
+    let listed = regkit::referrers::ask_api(api, &repository, &digests, parallel).await?;
+    let nodes = regkit::referrers::tree(
+        &connection.client,
+        &repository.path,
+        &pairs,
+        listed.as_ref(),
+        parallel,
+    )
+    .await?;
     if setup.options.quiet && !setup.json() {
         return Ok(report::EXIT_OK);
     }

@@ -630,8 +630,8 @@ fn referrers_answer(referrers: &[(&str, &str)], extra: &str) -> Fault {
 
 /// A registry that serves the OCI 1.1 referrers API (the relay answers it for the distribution registry
 /// behind it): the untagged referrers it lists for an image that goes, over two pages joined by `Link`,
-/// go with it as rows that follow it; a list the registry filtered unasked (`OCI-Filters-Applied`)
-/// fails the repository before anything is deleted.
+/// go with it as rows that follow it (`tags --tree` shows them beneath it first); a list the registry
+/// filtered unasked (`OCI-Filters-Applied`) fails the repository before anything is deleted.
 #[test]
 fn a_served_referrers_api_lists_the_untagged_referrers_that_follow_their_image() {
     let registry = Registry::start();
@@ -673,6 +673,26 @@ fn a_served_referrers_api_lists_the_untagged_referrers_that_follow_their_image()
     assert_eq!(tag_map(&registry, repo), before, "nothing is deleted");
 
     proxy.set_rules(listing(""));
+    let tree = regkit(
+        config.path(),
+        &["--output", "json", "tags", "--tree", &target],
+    );
+    assert_eq!(tree.status.code(), Some(0), "{tree:?}");
+    let nodes: BTreeMap<String, Value> = String::from_utf8_lossy(&tree.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["node"].clone())
+        .map(|node| (node["digest"].as_str().unwrap().to_owned(), node))
+        .collect();
+    for (referrer, subject, artifact_type) in [
+        (&sig, image, signature),
+        (&sbom, image, SBOM_TYPE),
+        (&kept_sig, kept, signature),
+    ] {
+        let node = &nodes[referrer.as_str()];
+        assert_eq!(node["subject"], subject.as_str(), "{node}");
+        assert_eq!(node["depth"], 1, "{node}");
+        assert_eq!(node["artifact_type"], artifact_type, "{node}");
+    }
     let (rows, _) = parse(&cleanup(), 0);
     for referrer in [&sig, &sbom] {
         let row = &rows[referrer.as_str()];
