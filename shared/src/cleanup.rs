@@ -556,7 +556,8 @@ impl Plan {
 /// The referrers that go with the manifests `digests` of `repository` when `regkit delete` removes them
 /// by digest: each as the target that removes it (its tag, or its digest when no tag names it), in the
 /// order found, recursively (a signature of an attestation too). The same rule as a cleanup's: referrers
-/// are recognised by tag name, by the OCI 1.1 tag-schema index, and where a tag delete takes the manifest
+/// are recognised by tag name, by the OCI 1.1 tag-schema index, through the OCI 1.1 referrers API where
+/// the registry serves it (one GET per manifest that goes), else where a tag delete takes the manifest
 /// by each other tag's `subject` (one GET per tag, `parallel` at a time).
 pub async fn referrers_of(
     connection: &Connection,
@@ -567,39 +568,51 @@ pub async fn referrers_of(
     let implementation = connection.implementation.as_ref();
     let client = &connection.client;
     let tags = implementation.list_tags(repository, true).await?;
-    let takes_manifest = implementation.capabilities().delete_removes == DeleteRemoves::Manifest;
+    let removes = implementation.capabilities().delete_removes;
     let name = repository.to_string();
     let named = |info: &TagInfo| referrers::tag_subject(&info.tag).map(|(subject, _)| subject);
+    // Where the referrers API is served, it finds the referrers of what goes: no tag needs reading.
+    let mut asked: BTreeSet<String> = BTreeSet::new();
+    let mut api_rows: Vec<Row> = digests
+        .iter()
+        .map(|digest| row(&name, None, Some(digest), None, None, 0, selected()))
+        .collect();
+    let api = Asking {
+        implementation,
+        client,
+        repository,
+        parallel,
+        now: 0,
+    };
+    let served =
+        add_api_referrers(&api, &mut asked, &mut api_rows).await? || client.referrers_api_served();
     let mut found = BTreeMap::new();
-    if takes_manifest {
+    if removes == DeleteRemoves::Manifest && !served {
         let unnamed = tags
             .iter()
             .filter(|info| named(info).is_none())
             .filter_map(|info| info.digest.as_deref());
         found = referrers::read_subjects(client, &repository.path, unnamed, parallel).await?;
     }
-    let decide = |digest: Option<&str>, subject: Option<&String>| match (digest, subject) {
-        (Some(digest), _) if digests.contains(digest) => Decision {
-            delete: true,
-            rule: Rule::Selected,
-            reason: "named by digest".into(),
-        },
-        (_, Some(subject)) => referrer_decision(subject),
-        _ => Decision {
-            delete: false,
-            rule: Rule::NotMatched,
-            reason: "not named".into(),
-        },
-    };
+    // A manifest deleted by digest goes with every tag on it, on every implementation: its own untagged
+    // row (in `api_rows`) stands for it.
     let mut rows: Vec<Row> = tags
         .iter()
+        .filter(|info| !info.digest.as_ref().is_some_and(|d| digests.contains(d)))
         .map(|info| {
             let subject = named(info).or_else(|| {
                 info.digest
                     .as_ref()
                     .and_then(|digest| found.get(digest).cloned())
             });
-            let decision = decide(info.digest.as_deref(), subject.as_ref());
+            let decision = subject.as_deref().map_or_else(
+                || Decision {
+                    delete: false,
+                    rule: Rule::NotMatched,
+                    reason: "not named".into(),
+                },
+                referrer_decision,
+            );
             row(
                 &name,
                 Some(&info.tag),
@@ -612,17 +625,11 @@ pub async fn referrers_of(
             .following(subject)
         })
         .collect();
-    let listed: BTreeSet<String> = rows.iter().filter_map(|row| row.digest.clone()).collect();
-    for digest in digests.iter().filter(|digest| !listed.contains(*digest)) {
-        rows.push(row(
-            &name,
-            None,
-            Some(digest),
-            None,
-            None,
-            0,
-            decide(Some(digest), None),
-        ));
+    // A referrer the API names goes by digest: on a vendor whose tag delete only untags, deleting its
+    // tags would leave its manifest.
+    for api_row in api_rows {
+        rows.retain(|row| row.digest != api_row.digest);
+        rows.push(api_row);
     }
     let policies = Policies::single(Policy::default());
     let request = CleanupRequest {
@@ -642,6 +649,7 @@ pub async fn referrers_of(
         parallel,
         None,
         0,
+        &mut asked,
         &mut rows,
     )
     .await?;
@@ -650,6 +658,15 @@ pub async fn referrers_of(
         .filter(|row| row.rule == Rule::FollowsSubject)
         .map(Row::target)
         .collect())
+}
+
+/// The decision on a manifest `regkit delete` names by digest.
+fn selected() -> Decision {
+    Decision {
+        delete: true,
+        rule: Rule::Selected,
+        reason: "named by digest".into(),
+    }
 }
 
 /// The connection for `registry`, made on first use.
@@ -1000,6 +1017,7 @@ async fn plan_repository(
         parallel,
         kept_index_children.as_ref(),
         now,
+        &mut BTreeSet::new(),
         &mut rows,
     )
     .await?;
@@ -1180,8 +1198,9 @@ fn removed_digests(rows: &[Row], removes: DeleteRemoves) -> BTreeSet<String> {
 /// Settles the referrers among `rows`: those whose subject is gone are orphans (removed with
 /// `--orphans`, age rules applying); those whose subject's manifest this run removes follow it, and
 /// their own referrers follow them, level by level ([`Depth`]). An OCI 1.1 tag-schema index that goes
-/// takes the referrers it lists, which no tag names. A cycle, or a chain deeper than the bound, fails
-/// the repository before anything is deleted.
+/// takes the referrers it lists, which no tag names; so do those the referrers API lists
+/// ([`add_api_referrers`], never twice for a digest in `asked`). A cycle, or a chain deeper than the
+/// bound, fails the repository before anything is deleted.
 #[allow(clippy::too_many_arguments)]
 async fn follow_subjects(
     request: &CleanupRequest<'_>,
@@ -1191,8 +1210,18 @@ async fn follow_subjects(
     parallel: usize,
     kept_index_children: Option<&BTreeSet<String>>,
     now: i64,
+    asked: &mut BTreeSet<String>,
     rows: &mut Vec<Row>,
 ) -> Result<(), RegistryError> {
+    let removes = implementation.capabilities().delete_removes;
+    let api = Asking {
+        implementation,
+        client,
+        repository,
+        parallel,
+        now,
+    };
+    add_api_referrers(&api, asked, rows).await?;
     if rows.iter().all(|row| row.subject.is_none()) {
         return Ok(());
     }
@@ -1221,7 +1250,6 @@ async fn follow_subjects(
             referrers::missing(client, &repository.path, unlisted, parallel).await?
         }
     };
-    let removes = implementation.capabilities().delete_removes;
     for row in rows.iter_mut() {
         let Some(subject) = row
             .subject
@@ -1256,6 +1284,13 @@ async fn follow_subjects(
     loop {
         let added =
             add_schema_children(client, repository, parallel, now, &mut expanded, rows).await?;
+        let answered = add_api_referrers(&api, asked, rows).await?;
+        if answered {
+            referrers::check_chains(
+                rows.iter()
+                    .filter_map(|row| Some((row.digest.as_deref()?, row.subject.as_deref()?))),
+            )?;
+        }
         let removed = removed_digests(rows, removes);
         let tag_of = |digest: &str| {
             rows.iter()
@@ -1276,7 +1311,7 @@ async fn follow_subjects(
                 Some((index, named))
             })
             .collect();
-        if followers.is_empty() && !added {
+        if followers.is_empty() && !added && !answered {
             return Ok(());
         }
         depth.descend()?;
@@ -1294,6 +1329,83 @@ async fn follow_subjects(
             }
         }
     }
+}
+
+/// What asking the referrers API of a repository needs ([`add_api_referrers`]).
+#[derive(Clone, Copy)]
+struct Asking<'a> {
+    implementation: &'a dyn Implementation,
+    client: &'a Client,
+    repository: &'a Repository,
+    parallel: usize,
+    now: i64,
+}
+
+/// Asks the OCI 1.1 referrers API, where the registry serves it, for the referrers of each manifest this
+/// run removes and `asked` does not hold yet (one GET each: the API lists untagged referrers and those a
+/// vendor untags, which no tag name shows). A listed referrer becomes a kept referrer of that subject
+/// (its row gains the subject; one no row names gets an untagged row), which the follow rule then takes.
+/// A row kept for a workload stays as it is. Returns whether the API named any referrer.
+async fn add_api_referrers(
+    api: &Asking<'_>,
+    asked: &mut BTreeSet<String>,
+    rows: &mut Vec<Row>,
+) -> Result<bool, RegistryError> {
+    let Asking {
+        implementation,
+        client,
+        repository,
+        parallel,
+        now,
+    } = *api;
+    let removes = implementation.capabilities().delete_removes;
+    let removed: Vec<String> = removed_digests(rows, removes)
+        .into_iter()
+        .filter(|digest| asked.insert(digest.clone()))
+        .collect();
+    let Some(found) =
+        referrers::ask_api((implementation, client), repository, &removed, parallel).await?
+    else {
+        return Ok(false);
+    };
+    let name = repository.to_string();
+    let mut named = false;
+    for (subject, listed) in found {
+        for referrer in listed {
+            let mut known = false;
+            for row in rows
+                .iter_mut()
+                .filter(|row| row.digest.as_deref() == Some(referrer.digest.as_str()))
+            {
+                known = true;
+                if row.subject.is_none() && row.rule != Rule::InUse {
+                    let decision = referrer_decision(&subject);
+                    row.action = Action::Keep;
+                    row.rule = decision.rule;
+                    row.reason = decision.reason;
+                    row.subject = Some(subject.clone());
+                    named = true;
+                }
+            }
+            if !known {
+                let decision = referrer_decision(&subject);
+                rows.push(
+                    row(
+                        &name,
+                        None,
+                        Some(&referrer.digest),
+                        None,
+                        None,
+                        now,
+                        decision,
+                    )
+                    .following(Some(subject.clone())),
+                );
+                named = true;
+            }
+        }
+    }
+    Ok(named)
 }
 
 /// Adds, for each OCI 1.1 tag-schema index among `rows` that goes and is not in `expanded` yet, a row

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures_util::stream::{self, StreamExt};
 use serde::Deserialize;
 
-use crate::registry::{Client, RegistryError};
+use crate::registry::{Client, ReferrerDescriptor, RegistryError};
 
 /// How many levels of referrers of referrers, or of indexes in indexes, a cleanup follows. Real chains
 /// are two or three deep (an image, its attestation, the attestation's signature).
@@ -152,6 +152,77 @@ pub async fn read_subjects(
         .collect())
 }
 
+/// Subject → the referrers the OCI 1.1 referrers API lists for it.
+pub type Listed = BTreeMap<String, Vec<ReferrerDescriptor>>;
+
+/// How an implementation answers for the OCI 1.1 referrers API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiReferrers {
+    /// Asked over v2 with the generic client, where a 404 says the registry does not serve it.
+    OverV2,
+    /// Asked with the vendor's own credentials.
+    Listed(Listed),
+    /// Not asked: the implementation finds referrers through the vendor's API instead.
+    Unused,
+}
+
+/// The referrers of each manifest among `digests` through the OCI 1.1 referrers API: subject →
+/// referrers, one GET (per page) each, `parallel` at a time; `None` when the registry does not serve
+/// the API. The first digest is asked alone, so a registry without it answers one request per run.
+pub async fn api_referrers(
+    client: &Client,
+    repository: &str,
+    digests: impl IntoIterator<Item = &str>,
+    parallel: usize,
+) -> Result<Option<Listed>, RegistryError> {
+    let distinct: BTreeSet<&str> = digests.into_iter().collect();
+    let mut rest = distinct.into_iter();
+    let Some(first) = rest.next() else {
+        return Ok(Some(BTreeMap::new()));
+    };
+    let Some(listed) = client.referrers(repository, first).await? else {
+        return Ok(None);
+    };
+    let mut found = BTreeMap::from([(first.to_string(), listed)]);
+    let read: Vec<Result<_, RegistryError>> = stream::iter(rest)
+        .map(|digest| async move {
+            let listed = client.referrers(repository, digest).await?;
+            Ok((digest.to_string(), listed.unwrap_or_default()))
+        })
+        .buffer_unordered(parallel.max(1))
+        .collect()
+        .await;
+    for answer in read {
+        let (digest, listed) = answer?;
+        found.insert(digest, listed);
+    }
+    Ok(Some(found))
+}
+
+/// The referrers of each manifest among `digests` through the OCI 1.1 referrers API, as `implementation`
+/// asks it ([`Implementation::api_referrers`](crate::implementation::Implementation::api_referrers));
+/// `None` where it is not asked or not served.
+pub async fn ask_api(
+    (implementation, client): (&dyn crate::implementation::Implementation, &Client),
+    repository: &crate::reference::Repository,
+    digests: &[String],
+    parallel: usize,
+) -> Result<Option<Listed>, RegistryError> {
+    if digests.is_empty() {
+        return Ok(None);
+    }
+    Ok(
+        match implementation.api_referrers(repository, digests).await? {
+            ApiReferrers::Listed(found) => Some(found),
+            ApiReferrers::Unused => None,
+            ApiReferrers::OverV2 => {
+                let digests = digests.iter().map(String::as_str);
+                api_referrers(client, &repository.path, digests, parallel).await?
+            }
+        },
+    )
+}
+
 /// One line of `regkit tags --tree`: an image, or a referrer beneath its subject.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TreeNode {
@@ -170,11 +241,13 @@ pub struct TreeNode {
 }
 
 /// The repository's images with their referrers beneath them, recursively (as `oras discover` shows
-/// them), from `tags` (tag → digest) and one read of each distinct manifest; orphans come last.
+/// them), from `tags` (tag → digest), one read of each distinct manifest and, where the registry serves
+/// it, what the referrers API listed for them (`api`: untagged referrers too); orphans come last.
 pub async fn tree(
     client: &Client,
     repository: &str,
     tags: &[(String, String)],
+    api: Option<&Listed>,
     parallel: usize,
 ) -> Result<Vec<TreeNode>, RegistryError> {
     let mut names: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -205,6 +278,12 @@ pub async fn tree(
             for (child, artifact_type) in &artifact.children {
                 listed.push((child.clone(), artifact_type.clone(), subject.clone()));
             }
+        }
+    }
+    for (subject, referrers) in api.into_iter().flatten() {
+        for referrer in referrers {
+            let artifact_type = referrer.artifact_type.clone();
+            listed.push((referrer.digest.clone(), artifact_type, subject.clone()));
         }
     }
     for (child, artifact_type, subject) in listed {

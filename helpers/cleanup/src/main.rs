@@ -86,7 +86,8 @@ enum Command {
     /// Delete tags (repo:tag) or manifests (repo@sha256:…); other tags on the same image survive.
     Delete {
         /// References to delete; a digest removes its manifest, every tag on it, and its referrers
-        /// (signatures, attestations, SBOMs).
+        /// (signatures, attestations, SBOMs; untagged ones too where the registry serves the OCI 1.1
+        /// referrers API).
         #[arg(required_unless_present = "stdin")]
         references: Vec<String>,
         /// Also read references from standard input, one per line (blank lines and # comments ignored).
@@ -782,8 +783,17 @@ async fn tags_tree(setup: &Setup<'_>, repository: &str) -> Result<u8, Fatal> {
         .filter_map(|info| Some((info.tag, info.digest?)))
         .collect();
     let parallel = usize::from(setup.options.parallel);
-    let nodes =
-        regkit::referrers::tree(&connection.client, &repository.path, &pairs, parallel).await?;
+    let digests: Vec<String> = pairs.iter().map(|(_, digest)| digest.clone()).collect();
+    let api = (connection.implementation.as_ref(), &connection.client);
+    let listed = regkit::referrers::ask_api(api, &repository, &digests, parallel).await?;
+    let nodes = regkit::referrers::tree(
+        &connection.client,
+        &repository.path,
+        &pairs,
+        listed.as_ref(),
+        parallel,
+    )
+    .await?;
     if setup.options.quiet && !setup.json() {
         return Ok(report::EXIT_OK);
     }

@@ -607,6 +607,52 @@ impl TagApi for Acr {
         ))
     }
 
+    async fn api_referrers(
+        &self,
+        repository: &Repository,
+        digests: &[String],
+    ) -> Result<crate::referrers::ApiReferrers, RegistryError> {
+        let ask = |digest: String| async move {
+            let operation = format!("GET referrers of {repository}@{digest}");
+            let first = format!(
+                "v2/{}/referrers/{}",
+                v2_path(repository),
+                rest::encode(&digest)
+            );
+            let (first, operation) = (&first, &operation);
+            let listed = Pager::new(&repository.registry, operation, "the next link")
+                .collect(|path: Option<String>| async move {
+                    let path = path.as_ref().unwrap_or(first);
+                    let accept = Some("application/vnd.oci.image.index.v1+json");
+                    let response = self
+                        .call(Method::GET, path, operation, repository, "pull", accept)
+                        .await?;
+                    let api = rest::built_client(&self.api)?;
+                    if response.status != 200 {
+                        return Err(api.status_error(&response, operation, LIST_HINT));
+                    }
+                    let listed =
+                        crate::registry::parse_referrers(&response.body).map_err(|message| {
+                            RegistryError::InvalidResponse {
+                                registry: repository.registry.clone(),
+                                operation: operation.to_string(),
+                                message,
+                            }
+                        })?;
+                    Ok(Page::new(listed, response.next_link(), response.body))
+                })
+                .await?;
+            Ok::<_, RegistryError>((digest, listed))
+        };
+        let asked: Vec<_> = stream::iter(digests.iter().cloned())
+            .map(ask)
+            .buffer_unordered(self.parallel.max(1))
+            .collect()
+            .await;
+        let listed = asked.into_iter().collect::<Result<_, _>>()?;
+        Ok(crate::referrers::ApiReferrers::Listed(listed))
+    }
+
     async fn missing_manifests(
         &self,
         repository: &Repository,

@@ -22,6 +22,7 @@ use super::{BoxFuture, Context, DeleteRemoves, DeleteRequest, Implementation, Sp
 use crate::dates::manifest_children;
 use crate::journal::{Change, ChangeKind, Journal};
 use crate::reference::{Repository, Target};
+use crate::referrers::ApiReferrers;
 use crate::registry::{
     Client, Deleted, MANIFEST_MEDIA_TYPES, Manifest, ManifestInfo, RegistryError,
 };
@@ -132,6 +133,14 @@ struct Distribution<S> {
 impl<S: Store> Implementation for Distribution<S> {
     fn spec(&self) -> &'static Spec {
         &SPEC
+    }
+
+    fn api_referrers<'a>(
+        &'a self,
+        _repository: &'a Repository,
+        _digests: &'a [String],
+    ) -> BoxFuture<'a, Result<ApiReferrers, RegistryError>> {
+        Box::pin(async { Ok(ApiReferrers::OverV2) })
     }
 
     fn list_tags<'a>(

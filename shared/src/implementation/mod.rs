@@ -171,6 +171,19 @@ pub trait Implementation {
         Box::pin(async { Ok(None) })
     }
 
+    /// The referrers of each manifest among `digests` (subject → referrers) through the OCI 1.1 referrers
+    /// API. By default it is not asked: the vendors' stand-ins, against which an implementation's v2
+    /// calls are checked, do not serve it, and their referrers come from their own APIs. Plain v2 asks
+    /// it over v2 ([`ApiReferrers::OverV2`](crate::referrers::ApiReferrers)); ACR, whose v2 calls need
+    /// its own tokens, asks it itself.
+    fn api_referrers<'a>(
+        &'a self,
+        _repository: &'a Repository,
+        _digests: &'a [String],
+    ) -> BoxFuture<'a, Result<crate::referrers::ApiReferrers, RegistryError>> {
+        Box::pin(async { Ok(crate::referrers::ApiReferrers::Unused) })
+    }
+
     /// The digests among `digests` that `repository` no longer holds (the subjects of orphans), where the
     /// vendor's listing tells without a request; `None` (the default): one v2 HEAD each.
     fn missing_manifests<'a>(

@@ -267,6 +267,16 @@ pub(super) trait TagApi {
         Ok(None)
     }
 
+    /// [`Implementation::api_referrers`]; by default not asked.
+    async fn api_referrers(
+        &self,
+        repository: &Repository,
+        digests: &[String],
+    ) -> Result<crate::referrers::ApiReferrers, RegistryError> {
+        let _ = (repository, digests);
+        Ok(crate::referrers::ApiReferrers::Unused)
+    }
+
     /// [`Implementation::missing_manifests`]; by default one v2 HEAD each.
     async fn missing_manifests(
         &self,
@@ -321,6 +331,14 @@ impl<T: TagApi> Implementation for T {
         digests: &'a [String],
     ) -> BoxFuture<'a, Result<Option<BTreeSet<String>>, RegistryError>> {
         Box::pin(TagApi::missing_manifests(self, repository, digests))
+    }
+
+    fn api_referrers<'a>(
+        &'a self,
+        repository: &'a Repository,
+        digests: &'a [String],
+    ) -> BoxFuture<'a, Result<crate::referrers::ApiReferrers, RegistryError>> {
+        Box::pin(TagApi::api_referrers(self, repository, digests))
     }
 }
 

@@ -100,6 +100,33 @@ pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 const MAX_PAGE_BYTES: usize = 16 << 20;
 /// Largest error or token response read.
 const MAX_SMALL_BYTES: usize = 1 << 20;
+/// What [`Client::referrers`] knows of the registry's referrers API.
+const REFERRERS_UNKNOWN: u8 = 0;
+const REFERRERS_SERVED: u8 = 1;
+const REFERRERS_ABSENT: u8 = 2;
+
+/// A manifest the referrers API lists: one that names the asked digest as its `subject`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferrerDescriptor {
+    /// The referrer's digest.
+    pub digest: String,
+    /// Its artifact type (the spec makes the registry fill it from the config's media type).
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+}
+
+/// The referrers a page of the referrers API lists (an image index), for any client that asks it.
+pub fn parse_referrers(body: &[u8]) -> Result<Vec<ReferrerDescriptor>, String> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        manifests: Option<Vec<ReferrerDescriptor>>,
+    }
+    let index: Index = serde_json::from_slice(body)
+        .map_err(|error| format!("the referrers list is not an image index: {error}"))?;
+    Ok(index.manifests.unwrap_or_default())
+}
+
 /// Sent as `User-Agent` on every request.
 pub const USER_AGENT: &str = concat!("regkit/", env!("CARGO_PKG_VERSION"));
 
@@ -124,6 +151,9 @@ struct Inner {
     tokens: TokenCache,
     /// Set once the registry challenged with Basic: later requests send the credentials up front.
     basic_preferred: std::sync::atomic::AtomicBool,
+    /// Whether the registry serves the OCI 1.1 referrers API, learnt from the first referrers GET
+    /// (`REFERRERS_*`): a registry without it then costs one request per run, not one per manifest.
+    referrers_api: std::sync::atomic::AtomicU8,
     /// Held while a token is fetched.
     token_fetch: tokio::sync::Mutex<()>,
 }
@@ -149,6 +179,21 @@ struct Call<'a> {
     accept: Option<&'a str>,
     content_type: Option<&'a str>,
     body: Option<&'a [u8]>,
+}
+
+impl<'a> Call<'a> {
+    /// A GET of a page of a listing under `scope`.
+    fn get(url: Url, scope: String, operation: &'a str, accept: &'a str) -> Call<'a> {
+        Call {
+            method: Method::GET,
+            url,
+            scope: Some(scope),
+            operation,
+            accept: Some(accept),
+            content_type: None,
+            body: None,
+        }
+    }
 }
 
 /// The scheme regkit speaks to `connect` (`host[:port]`, named `display` in errors): `explicit` when given
@@ -244,6 +289,7 @@ impl Client {
                 options: options.clone(),
                 tokens: TokenCache::default(),
                 basic_preferred: std::sync::atomic::AtomicBool::new(false),
+                referrers_api: std::sync::atomic::AtomicU8::new(REFERRERS_UNKNOWN),
                 token_fetch: tokio::sync::Mutex::new(()),
             }),
             page_size: None,
@@ -602,15 +648,7 @@ impl Client {
             let url = url.unwrap_or_else(|| page_url(None));
             let scope = scope.clone();
             async move {
-                let call = Call {
-                    method: Method::GET,
-                    url: url.clone(),
-                    scope: Some(scope),
-                    operation,
-                    accept: Some("application/json"),
-                    content_type: None,
-                    body: None,
-                };
+                let call = Call::get(url.clone(), scope, operation, "application/json");
                 let response = self.send(&call).await?;
                 if let (StatusCode::NOT_FOUND, Some(repository)) = (response.status(), repository) {
                     return Err(RegistryError::RepositoryNotFound {
@@ -621,31 +659,12 @@ impl Client {
                 if !response.status().is_success() {
                     return Err(self.status_error(response, operation).await);
                 }
-                let link = response
-                    .headers()
-                    .get_all(header::LINK)
-                    .iter()
-                    .filter_map(|value| value.to_str().ok())
-                    .find_map(http::parse_link_next);
+                let link = self.next_link(response.headers(), &url, operation)?;
                 let body = self.read(response, MAX_PAGE_BYTES, operation).await?;
                 let page =
                     parse_page(&body, key).map_err(|message| self.invalid(operation, message))?;
                 let next = match (link, self.page_size) {
-                    (Some(link), _) => {
-                        let next = url.join(&link).map_err(|error| {
-                            self.invalid(operation, format!("bad Link {link:?}: {error}"))
-                        })?;
-                        if !http::same_origin(&next, &self.inner.base) {
-                            return Err(self.invalid(
-                                operation,
-                                format!(
-                                    "pagination link leads to another host ({}); refused",
-                                    next.origin().ascii_serialization()
-                                ),
-                            ));
-                        }
-                        Some(next)
-                    }
+                    (Some(next), _) => Some(next),
                     // A page longer than `n` means the registry ignores `n` (distribution 2.8 on tags)
                     // and sent everything.
                     (None, Some(n)) if page.len() == n as usize => {
@@ -664,6 +683,117 @@ impl Client {
             .into_iter()
             .filter(|item| seen.insert(item.clone()))
             .collect())
+    }
+
+    /// The `Link: <…>; rel="next"` of a page, resolved against `url`; one to another host is refused.
+    fn next_link(
+        &self,
+        headers: &HeaderMap,
+        url: &Url,
+        operation: &str,
+    ) -> Result<Option<Url>, RegistryError> {
+        let Some(link) = headers
+            .get_all(header::LINK)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(http::parse_link_next)
+        else {
+            return Ok(None);
+        };
+        let next = url
+            .join(&link)
+            .map_err(|error| self.invalid(operation, format!("bad Link {link:?}: {error}")))?;
+        if !http::same_origin(&next, &self.inner.base) {
+            return Err(self.invalid(
+                operation,
+                format!(
+                    "pagination link leads to another host ({}); refused",
+                    next.origin().ascii_serialization()
+                ),
+            ));
+        }
+        Ok(Some(next))
+    }
+
+    /// Whether a referrers GET of this run found the registry serving the OCI 1.1 referrers API.
+    pub fn referrers_api_served(&self) -> bool {
+        self.inner
+            .referrers_api
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == REFERRERS_SERVED
+    }
+
+    /// The referrers of the manifest `digest` through the OCI 1.1 referrers API (every page, following
+    /// `Link`), or `None` when the registry does not serve it. Per the spec a registry that serves it
+    /// never answers 404 (an unknown digest has an empty list), so the first 404 marks the API absent
+    /// for the rest of the run and later calls send nothing.
+    pub async fn referrers(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Option<Vec<ReferrerDescriptor>>, RegistryError> {
+        use std::sync::atomic::Ordering;
+        if self.inner.referrers_api.load(Ordering::Relaxed) == REFERRERS_ABSENT {
+            return Ok(None);
+        }
+        let repository = self.repository(repository)?;
+        if !is_digest(digest) {
+            return Err(RegistryError::Config(format!(
+                "cannot list the referrers of {repository}:{digest}: not a digest"
+            )));
+        }
+        let operation = format!("GET referrers of {repository}@{digest}");
+        let first = self.url(&format!("/v2/{repository}/referrers/{digest}"))?;
+        let absent = std::sync::atomic::AtomicBool::new(false);
+        let fetch = |url: Option<Url>| {
+            let first_page = url.is_none();
+            let url = url.unwrap_or_else(|| first.clone());
+            let (operation, absent) = (&operation, &absent);
+            let scope = pull_scope(&repository);
+            async move {
+                let accept = "application/vnd.oci.image.index.v1+json";
+                let call = Call::get(url.clone(), scope, operation, accept);
+                let Some(response) = self.send_found(&call).await? else {
+                    if !first_page {
+                        return Err(self.invalid(operation, "a later page answered 404".into()));
+                    }
+                    absent.store(true, Ordering::Relaxed);
+                    return Ok(pager::Page::new(Vec::new(), None, ()));
+                };
+                // regkit asks for no filter: a filtered answer would hide referrers that must follow.
+                if response.headers().contains_key("oci-filters-applied") {
+                    return Err(self.invalid(
+                        operation,
+                        "the registry filtered the referrers list unasked (OCI-Filters-Applied)"
+                            .into(),
+                    ));
+                }
+                let next = self.next_link(response.headers(), &url, operation)?;
+                let body = self.read(response, MAX_PAGE_BYTES, operation).await?;
+                let listed =
+                    parse_referrers(&body).map_err(|message| self.invalid(operation, message))?;
+                Ok(pager::Page::new(listed, next, body))
+            }
+        };
+        let listed = pager::Pager::new(&self.inner.registry, &operation, "the next link")
+            .collect(fetch)
+            .await?;
+        if absent.load(Ordering::Relaxed) {
+            self.inner
+                .referrers_api
+                .store(REFERRERS_ABSENT, Ordering::Relaxed);
+            return Ok(None);
+        }
+        self.inner
+            .referrers_api
+            .store(REFERRERS_SERVED, Ordering::Relaxed);
+        let mut seen = HashSet::new();
+        Ok(Some(
+            listed
+                .into_iter()
+                .filter(|referrer| seen.insert(referrer.digest.clone()))
+                .collect(),
+        ))
     }
 
     /// One request with the shared retry policy ([`http::send_with_retries`]) within the retry budget.

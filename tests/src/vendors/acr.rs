@@ -120,6 +120,21 @@ fn page_reply(state: &State, mut body: serde_json::Value, next: Option<String>) 
     }
 }
 
+/// The state of a v2 read of `request`'s repository `name`, or the reply refusing it.
+fn pulled<'r>(
+    state: &'r Mutex<State>,
+    host: &Mutex<String>,
+    request: &'r Request,
+) -> Result<(std::sync::MutexGuard<'r, State>, &'r str), Reply> {
+    let state = state.lock().expect("state");
+    let host = host.lock().expect("host").clone();
+    let name = request.param("name");
+    match state.authorize(request, &host, name, "pull") {
+        Some(denied) => Err(denied),
+        None => Ok((state, name)),
+    }
+}
+
 fn allows(roles: &BTreeSet<String>, action: &str) -> bool {
     let granted: &[&str] = match action {
         "delete" => &["AcrDelete"],
@@ -460,12 +475,10 @@ impl Acr {
         let get_manifest = {
             let (state, host) = (Arc::clone(&state), Arc::clone(&host));
             move |request: &Request| {
-                let state = state.lock().expect("state");
-                let host = host.lock().expect("host").clone();
-                let name = request.param("name");
-                if let Some(denied) = state.authorize(request, &host, name, "pull") {
-                    return denied;
-                }
+                let (state, name) = match pulled(&state, &host, request) {
+                    Ok(pulled) => pulled,
+                    Err(denied) => return denied,
+                };
                 let reference = request.param("reference");
                 let digest = state
                     .repositories
@@ -494,7 +507,62 @@ impl Acr {
                 }
             }
         };
+        // The OCI 1.1 referrers API (end-12a), which ACR serves: the manifests whose `subject` names the
+        // digest, as an image index; an unknown digest has an empty one (never 404, per the spec).
+        let referrers = {
+            let (state, host) = (Arc::clone(&state), Arc::clone(&host));
+            move |request: &Request| {
+                let (state, name) = match pulled(&state, &host, request) {
+                    Ok(pulled) => pulled,
+                    Err(denied) => return denied,
+                };
+                let digest = request.param("digest");
+                let listed: Vec<serde_json::Value> = state
+                    .manifests
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(referrer, manifest)| {
+                        let body = manifest.body.as_deref()?;
+                        let document: serde_json::Value = serde_json::from_str(body).ok()?;
+                        (document["subject"]["digest"].as_str() == Some(digest)).then(|| {
+                            let artifact_type = document["artifactType"]
+                                .as_str()
+                                .or(document["config"]["mediaType"].as_str())
+                                .unwrap_or_default()
+                                .to_owned();
+                            json!({
+                                "mediaType": document["mediaType"],
+                                "digest": referrer,
+                                "size": body.len(),
+                                "artifactType": artifact_type,
+                            })
+                        })
+                    })
+                    .collect();
+                let index = json!({
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": listed,
+                });
+                Reply {
+                    status: 200,
+                    headers: vec![(
+                        "Content-Type".into(),
+                        "application/vnd.oci.image.index.v1+json".into(),
+                    )],
+                    body: index.to_string().into_bytes(),
+                }
+            }
+        };
         vec![
+            Route::new(
+                "GET",
+                "/v2/{name}/referrers/{digest}",
+                &[],
+                &[200, 400, 401, 403],
+                referrers,
+            ),
             Route::new(
                 "GET",
                 "/v2/{name}/manifests/{reference}",
@@ -615,8 +683,8 @@ impl Acr {
     }
 
     /// Panics unless every route follows its published description: ACR's own (the `/acr/v1` and
-    /// `/oauth2` calls, the manifest delete) or, for the v2 manifest reads ACR's leaves out, the OCI
-    /// distribution spec's endpoint table.
+    /// `/oauth2` calls, the manifest delete) or, for the v2 manifest reads and the referrers API that
+    /// ACR's leaves out, the OCI distribution spec's endpoint table.
     pub fn assert_follows_descriptions(&self) {
         let (oci, own): (Vec<Declared>, Vec<Declared>) = self
             .server

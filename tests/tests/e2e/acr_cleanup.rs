@@ -39,6 +39,30 @@ fn refresh_token(app: &str) -> String {
     jwt(&json!({"sub": app, "tenant": TENANT, "exp": now() + 3600}))
 }
 
+const OLD: &str = "2025-01-01T00:00:00.0000000Z";
+
+/// An ACR double holding tags `v0…` (`tags` of them), the untagged images `digest(50)` and `digest(51)`
+/// and [`refs::UntaggedReferrers`] around `digest(image)`, all old; a docker config for it in the
+/// returned directory, and the repository to name.
+fn referrer_fixture(
+    tags: usize,
+    image: usize,
+) -> (Acr, refs::UntaggedReferrers, tempfile::TempDir, String) {
+    let acr = Acr::start(TENANT);
+    roles(&acr, APP, &["AcrPull", "AcrDelete"]);
+    acr.seed("app", "v", tags, 1);
+    let (stale, plain) = (digest(50), digest(51));
+    acr.manifest("app", &stale, OLD, &[]);
+    acr.manifest("app", &plain, OLD, &[]);
+    let fixture = refs::UntaggedReferrers::store(digest(image), stale, plain, |body| {
+        acr.manifest_document("app", body, OLD)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &acr, NULL_GUID, &refresh_token(APP));
+    let repository = format!("{}/app", acr.server.host());
+    (acr, fixture, dir, repository)
+}
+
 fn run(dir: &Path, args: &[&str]) -> Run {
     let mut all = vec!["--repo-implementation", "acr"];
     all.extend(args);
@@ -431,19 +455,7 @@ fn untagged_sweep_spares_index_children_until_their_index_is_gone() {
 /// that goes follows it; a referrer whose subject is gone is an orphan, kept until `--orphans`.
 #[test]
 fn untagged_sweep_keeps_referrers_of_live_subjects_and_orphans_until_asked() {
-    let acr = Acr::start(TENANT);
-    roles(&acr, APP, &["AcrPull", "AcrDelete"]);
-    let old = "2025-01-01T00:00:00.0000000Z";
-    acr.seed("app", "v", 2, 1);
-    let (stale, plain) = (digest(50), digest(51));
-    acr.manifest("app", &stale, old, &[]);
-    acr.manifest("app", &plain, old, &[]);
-    let fixture = refs::UntaggedReferrers::store(digest(1), stale, plain, |body| {
-        acr.manifest_document("app", body, old)
-    });
-    let dir = tempfile::tempdir().unwrap();
-    config(dir.path(), &acr, NULL_GUID, &refresh_token(APP));
-    let repository = format!("{}/app", acr.server.host());
+    let (acr, fixture, dir, repository) = referrer_fixture(2, 1);
     let before = acr.manifests("app");
     let cleanup = |extra: &[&str]| {
         let mut args = vec![
@@ -597,5 +609,80 @@ fn a_listing_that_never_ends_fails_and_nothing_is_deleted() {
         "page 2 repeats the next link from page 1",
     );
     assert_eq!(acr.tags("team/app").len(), 3);
+    assert_clean(&acr);
+}
+
+/// ACR serves the OCI 1.1 referrers API: `delete REPO@digest` finds the untagged referrers of the manifest
+/// it removes there (a signature, and a signature of that signature), one GET per manifest that goes;
+/// `--keep-referrers` keeps them; a cleanup that sweeps an untagged image takes its attestation as a row
+/// of its own whose `rule` follows it, and leaves the referrers of what stays.
+#[test]
+fn the_referrers_api_finds_untagged_referrers_of_what_goes() {
+    let (acr, fixture, dir, repository) = referrer_fixture(3, 0);
+    let store = |subject: &str| {
+        let body = refs::artifact_manifest(
+            subject,
+            100,
+            "application/vnd.dev.cosign.artifact.sig.v1+json",
+        );
+        acr.manifest_document("app", std::str::from_utf8(&body).unwrap(), OLD)
+    };
+    let kept_sig = store(&digest(1));
+    let referrer_gets = || {
+        acr.server
+            .log()
+            .iter()
+            .filter(|(method, path, status)| {
+                method == "GET" && path.contains("/referrers/") && *status == 200
+            })
+            .count()
+    };
+    let mut expected = acr.manifests("app");
+
+    let swept = run(
+        dir.path(),
+        &[
+            "cleanup",
+            "--yes",
+            "--untagged",
+            "--older-than",
+            "30d",
+            "--keep-last",
+            "10",
+            &repository,
+        ],
+    );
+    assert_eq!(swept.code, 0, "{}\n{}", swept.stderr, swept.stdout);
+    let rows = swept.rows();
+    assert_eq!(
+        rows[&fixture.att]["rule"], "follows-subject",
+        "{}",
+        rows[&fixture.att]
+    );
+    assert_eq!(rows[&fixture.att]["subject"], fixture.stale.as_str());
+    assert_eq!(rows[&fixture.att]["result"], "deleted");
+    for digest in [&fixture.stale, &fixture.plain, &fixture.att] {
+        expected.remove(digest);
+    }
+    assert_eq!(acr.manifests("app"), expected);
+    // One GET for each manifest that went (the two untagged images and the attestation).
+    assert_eq!(referrer_gets(), 3);
+
+    let image = format!("{repository}@{}", fixture.image);
+    let deleted = run(dir.path(), &["delete", &image]);
+    assert_eq!(deleted.code, 0, "{}\n{}", deleted.stderr, deleted.stdout);
+    for digest in [&fixture.image, &fixture.sig, &fixture.sig_of_sig] {
+        expected.remove(digest);
+    }
+    assert_eq!(acr.manifests("app"), expected, "{}", deleted.stdout);
+    assert_eq!(referrer_gets(), 6, "one GET per manifest that goes");
+
+    let kept = format!("{repository}@{}", digest(1));
+    let deleted = run(dir.path(), &["delete", "--keep-referrers", &kept]);
+    assert_eq!(deleted.code, 0, "{}\n{}", deleted.stderr, deleted.stdout);
+    expected.remove(&digest(1));
+    assert_eq!(acr.manifests("app"), expected);
+    assert!(expected.contains(&kept_sig));
+    assert_eq!(acr.tags("app"), BTreeSet::from(["v2".to_owned()]));
     assert_clean(&acr);
 }

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use regkit::dates::format_rfc3339;
 use regkit_e2e::bins::{self, empty_docker_config as docker_config};
-use regkit_e2e::faultproxy::FaultProxy;
+use regkit_e2e::faultproxy::{Fault, FaultProxy, Rule};
 use regkit_e2e::images::{self, Auth, Format, Pusher};
 use regkit_e2e::referrers::{self as refs, Cosign};
 use regkit_e2e::registry::Registry;
@@ -32,6 +32,20 @@ fn days_ago(days: i64) -> String {
 /// `regkit ARGS` with a clean environment and piped stdin answering "n" to any prompt.
 fn regkit(config: &Path, args: &[&str]) -> Output {
     bins::regkit_piped(config, args, "n\n")
+}
+
+/// `regkit --output json cleanup --yes TARGET --older-than 30d`.
+fn cleanup_older_than_30d(config: &Path, target: &str) -> Output {
+    let args = [
+        "--output",
+        "json",
+        "cleanup",
+        "--yes",
+        target,
+        "--older-than",
+        "30d",
+    ];
+    regkit(config, &args)
 }
 
 /// The JSON rows keyed by tag (untagged rows by digest), and the summary; the run must exit `code`.
@@ -431,7 +445,8 @@ fn bad_referrers_short_hex_missing_subjects_and_cycles() {
 /// The cost figure for BENCHMARKS.md: requests a `cleanup --older-than` sends per deleted tag, on 200
 /// images alone and on 200 images each with its cosign signature (counted by a relay in front of the
 /// registry). Recognising a signature by its tag costs no request: the signed run may cost no more per
-/// deleted tag than the plain one.
+/// deleted tag than the plain one. Asking the OCI 1.1 referrers API, which this registry does not serve,
+/// costs one request per run.
 #[test]
 fn requests_per_deleted_tag_with_and_without_signatures() {
     let registry = Registry::start();
@@ -451,21 +466,24 @@ fn requests_per_deleted_tag_with_and_without_signatures() {
             }
         }
         let before = proxy.requests();
+        let referrer_gets = || {
+            let heads = proxy.heads();
+            heads
+                .iter()
+                .filter(|head| head.contains("/referrers/"))
+                .count()
+        };
+        let asked_before = referrer_gets();
         let target = format!("{}/{repo}", proxy.host());
-        let output = regkit(
-            config.path(),
-            &[
-                "--output",
-                "json",
-                "cleanup",
-                "--yes",
-                &target,
-                "--older-than",
-                "30d",
-            ],
-        );
+        let output = cleanup_older_than_30d(config.path(), &target);
         let (_, summary) = parse(&output, 0);
         let sent = proxy.requests() - before;
+        // The registry serves no referrers API: its first 404 settles that for the run.
+        assert_eq!(
+            referrer_gets() - asked_before,
+            1,
+            "one referrers GET per run"
+        );
         let deleted = summary["deleted"].as_u64().unwrap() as usize;
         assert_eq!(deleted, if signed { 400 } else { 200 });
         assert!(tag_map(&registry, repo).is_empty());
@@ -590,4 +608,101 @@ fn tags_tree_shows_each_image_with_its_referrers_beneath_it() {
         "{text}"
     );
     assert_eq!(tag_map(&registry, repo), before);
+}
+
+/// A referrers API answer listing `referrers` (`(digest, artifactType)`), with `extra` header lines.
+fn referrers_answer(referrers: &[(&str, &str)], extra: &str) -> Fault {
+    let manifests: Vec<Value> = referrers
+        .iter()
+        .map(|(digest, artifact_type)| {
+            serde_json::json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": 100,
+                "artifactType": artifact_type})
+        })
+        .collect();
+    let body =
+        serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
+            .to_string();
+    Fault::Answer(format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {OCI_INDEX}\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+/// A registry that serves the OCI 1.1 referrers API (the relay answers it for the distribution registry
+/// behind it): the untagged referrers it lists for an image that goes, over two pages joined by `Link`,
+/// go with it as rows that follow it (`tags --tree` shows them beneath it first); a list the registry
+/// filtered unasked (`OCI-Filters-Applied`) fails the repository before anything is deleted.
+#[test]
+fn a_served_referrers_api_lists_the_untagged_referrers_that_follow_their_image() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(registry.host());
+    let config = docker_config();
+    let pusher = Pusher::new(&registry.url(), &Auth::None);
+    let repo = "team/api";
+    let (old, new) = (days_ago(50), days_ago(1));
+    let dated = [("v1", old.as_str()), ("v2", new.as_str())];
+    let pushed: BTreeMap<String, String> =
+        images::push_distinct_created(&registry.url(), repo, &dated, &Auth::None, Format::Oci)
+            .into_iter()
+            .collect();
+    let (image, kept) = (&pushed["v1"], &pushed["v2"]);
+    let signature = "application/vnd.dev.cosign.artifact.sig.v1+json";
+    let (sig, _) = refs::push_subject_artifact(&pusher, repo, image, signature, None);
+    let (sbom, _) = refs::push_subject_artifact(&pusher, repo, image, SBOM_TYPE, None);
+    let (kept_sig, _) = refs::push_subject_artifact(&pusher, repo, kept, signature, None);
+    let listing = |extra: &str| {
+        let next = format!("link: </v2/{repo}/referrers/{image}?page=2>; rel=\"next\"\r\n{extra}");
+        vec![
+            Rule::new(referrers_answer(&[(&sbom, SBOM_TYPE)], extra)).path("page=2"),
+            Rule::new(referrers_answer(&[(&sig, signature)], &next))
+                .path(&format!("/referrers/{image}")),
+            Rule::new(referrers_answer(&[(&kept_sig, signature)], extra))
+                .path(&format!("/referrers/{kept}")),
+            Rule::new(referrers_answer(&[], extra)).path("/referrers/"),
+        ]
+    };
+    let target = format!("{}/{repo}", proxy.host());
+    let cleanup = || cleanup_older_than_30d(config.path(), &target);
+    let before = tag_map(&registry, repo);
+
+    proxy.set_rules(listing("oci-filters-applied: artifactType\r\n"));
+    let refused = cleanup();
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("OCI-Filters-Applied"), "{stderr}");
+    assert_eq!(tag_map(&registry, repo), before, "nothing is deleted");
+
+    proxy.set_rules(listing(""));
+    let tree = regkit(
+        config.path(),
+        &["--output", "json", "tags", "--tree", &target],
+    );
+    assert_eq!(tree.status.code(), Some(0), "{tree:?}");
+    let nodes: BTreeMap<String, Value> = String::from_utf8_lossy(&tree.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["node"].clone())
+        .map(|node| (node["digest"].as_str().unwrap().to_owned(), node))
+        .collect();
+    for (referrer, subject, artifact_type) in [
+        (&sig, image, signature),
+        (&sbom, image, SBOM_TYPE),
+        (&kept_sig, kept, signature),
+    ] {
+        let node = &nodes[referrer.as_str()];
+        assert_eq!(node["subject"], subject.as_str(), "{node}");
+        assert_eq!(node["depth"], 1, "{node}");
+        assert_eq!(node["artifact_type"], artifact_type, "{node}");
+    }
+    let (rows, _) = parse(&cleanup(), 0);
+    for referrer in [&sig, &sbom] {
+        let row = &rows[referrer.as_str()];
+        assert_eq!(row["rule"], "follows-subject", "{row}");
+        assert_eq!(row["subject"], image.as_str(), "{row}");
+        assert_eq!(row["result"], "deleted", "{row}");
+        assert_eq!(pusher.head_manifest(repo, referrer), None);
+    }
+    assert_eq!(rows["v1"]["result"], "deleted");
+    assert!(pusher.head_manifest(repo, &kept_sig).is_some());
+    assert!(pusher.head_manifest(repo, kept).is_some());
+    assert_eq!(tag_map(&registry, repo).keys().collect::<Vec<_>>(), ["v2"]);
 }
