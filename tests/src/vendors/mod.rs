@@ -16,7 +16,6 @@ pub mod quay;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -134,18 +133,8 @@ pub fn regkit_with(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     if !config.join("config.json").exists() {
         std::fs::write(config.join("config.json"), "{}").expect("write docker config");
     }
-    let output = Command::new(bins::ours("regkit"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", config)
-        .envs(env.iter().copied())
-        .arg("--docker-config")
-        .arg(config)
-        .args(["--output", "json"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run regkit");
+    let args = [&["--output", "json"], args].concat();
+    let output = bins::regkit_with(config, &args, "", env);
     Run {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

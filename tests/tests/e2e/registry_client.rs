@@ -720,8 +720,10 @@ async fn tls_trusts_a_ca_file_or_skips_verification_only_when_told() {
 fn regkit_delete(host: &str, repo: &str, tags: &[&str], dry_run: bool) -> Vec<serde_json::Value> {
     let config = tempfile::tempdir().unwrap();
     let mut command = std::process::Command::new(regkit_e2e::bins::ours("regkit"));
+    // HOME too: the undo journal goes under it, never under the user's own.
     command
         .env_clear()
+        .env("HOME", config.path())
         .arg("--docker-config")
         .arg(config.path())
         .args(["--output", "json"]);
