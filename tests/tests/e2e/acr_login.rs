@@ -3,12 +3,12 @@
 //! and the test-only login-server override. Nothing leaves 127.0.0.1: the metadata-service override points
 //! at a closed loopback port in every run.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use regkit_e2e::bins;
+use regkit_e2e::process::{Run, run_piped};
 use regkit_e2e::vendors::acr::{Acr, SPEC};
 use regkit_e2e::vendors::assert_documented;
 use regkit_e2e::vendors::entra::{DOCUMENTED, Entra, MSI_PATH, claims, now};
@@ -35,12 +35,6 @@ fn setup() -> Setup {
         acr,
         home: tempfile::tempdir().unwrap(),
     }
-}
-
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
 }
 
 impl Setup {
@@ -70,7 +64,7 @@ impl Setup {
         .collect()
     }
 
-    fn run(&self, action: &str, input: &str, extra: &[(&str, &str)]) -> Output {
+    fn run(&self, action: &str, input: &str, extra: &[(&str, &str)]) -> Run {
         let mut env = self.base_env();
         for (name, value) in extra {
             env.retain(|(k, _)| k != name);
@@ -78,31 +72,16 @@ impl Setup {
                 env.push((name.to_string(), value.to_string()));
             }
         }
-        let mut child = Command::new(bins::ours("docker-credential-acr"))
+        let mut command = Command::new(bins::ours("docker-credential-acr"));
+        command
             .arg(action)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
-            .envs(env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run docker-credential-acr");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        Output {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+            .envs(env);
+        run_piped(&mut command, input)
     }
 
-    fn get(&self, key: &str, extra: &[(&str, &str)]) -> Output {
+    fn get(&self, key: &str, extra: &[(&str, &str)]) -> Run {
         self.run("get", key, extra)
     }
 
@@ -116,7 +95,7 @@ impl Setup {
     }
 }
 
-fn answer(output: &Output) -> Value {
+fn answer(output: &Run) -> Value {
     assert_eq!(
         output.code, 0,
         "stdout {} stderr {}",

@@ -3,12 +3,12 @@
 //! points the metadata host at the double or a closed loopback port, and names its credential sources so
 //! the real `gcloud` is never run.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use regkit_e2e::bins;
+use regkit_e2e::process::{Run, run_piped};
 use regkit_e2e::vendors::assert_documented;
 use regkit_e2e::vendors::entra::now;
 use regkit_e2e::vendors::google::{DOCUMENTED, Google, Key, METADATA_TOKEN};
@@ -20,12 +20,6 @@ const KEY: &str = "europe-west1-docker.pkg.dev";
 struct Setup {
     google: Google,
     home: tempfile::TempDir,
-}
-
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
 }
 
 fn setup() -> Setup {
@@ -55,7 +49,7 @@ impl Setup {
         file
     }
 
-    fn run(&self, action: &str, input: &str, vars: &[(&str, &str)]) -> Output {
+    fn run(&self, action: &str, input: &str, vars: &[(&str, &str)]) -> Run {
         let mut command = Command::new(bins::ours("docker-credential-gcr"));
         command
             .arg(action)
@@ -70,24 +64,7 @@ impl Setup {
         for (name, value) in vars {
             command.env(name, value);
         }
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run docker-credential-gcr");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        Output {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        run_piped(&mut command, input)
     }
 
     fn cache_file(&self) -> PathBuf {
@@ -99,7 +76,7 @@ impl Setup {
     }
 }
 
-fn answer(output: &Output) -> Value {
+fn answer(output: &Run) -> Value {
     assert_eq!(
         output.code, 0,
         "stdout {} stderr {}",
